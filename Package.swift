@@ -1,0 +1,51 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Hot numeric loops use unsafe buffer pointers themselves; exclusivity checks only cost there.
+let optimized: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+
+let package = Package(
+    name: "hiprune-video",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "hiprune-video", targets: ["hiprune-video"]),
+        .executable(name: "hiprune-bench", targets: ["hiprune-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CFFmpeg",
+            pkgConfig: "libavformat libavcodec libswscale libavutil",
+            providers: [.apt(["libavformat-dev", "libavcodec-dev", "libswscale-dev", "libavutil-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenBLAS",
+            pkgConfig: "openblas",
+            providers: [.apt(["libopenblas-dev"])]
+        ),
+        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimized),
+        .target(name: "Stream", dependencies: ["CFFmpeg"]),
+        .target(name: "Prune", swiftSettings: optimized),
+        .target(name: "Vision", dependencies: ["Tensor", "Prune"], swiftSettings: optimized),
+        .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"], swiftSettings: optimized),
+        .target(name: "Pipeline", dependencies: ["Stream", "Tensor", "Vision", "Prune", "VLM"]),
+        .executableTarget(
+            name: "hiprune-video",
+            dependencies: ["Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "hiprune-bench",
+            dependencies: ["Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "StreamTests", dependencies: ["Stream"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
+        .testTarget(name: "PruneTests", dependencies: ["Prune"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "Prune"]),
+        .testTarget(name: "VLMTests", dependencies: ["VLM", "Vision", "Tensor", "Prune"]),
+        .testTarget(name: "CLITests", dependencies: ["Pipeline"]),
+    ]
+)

@@ -1,0 +1,1 @@
+// The Pipeline module; see ../shared/docs/ARCHITECTURE.md.

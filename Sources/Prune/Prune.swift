@@ -1,0 +1,1 @@
+// The Prune module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The Stream module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The Tensor module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The VLM module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+// The Vision module; see ../shared/docs/ARCHITECTURE.md.
