@@ -17,3 +17,22 @@ static inline int64_t hv_nopts_value(void) { return AV_NOPTS_VALUE; }
 static inline AVRational hv_time_base_q(void) { return AV_TIME_BASE_Q; }
 static inline int hv_av_time_base(void) { return AV_TIME_BASE; }
 static inline void hv_error_string(int errnum, char *buf, size_t size) { av_strerror(errnum, buf, size); }
+
+// Cancellation of blocking reads: FFmpeg polls this flag (network reads return AVERROR_EXIT once set).
+typedef struct { int stop; } hv_interrupt;
+static int hv_interrupt_check(void *opaque) { return __atomic_load_n(&((hv_interrupt *)opaque)->stop, __ATOMIC_ACQUIRE); }
+static inline void hv_interrupt_set(hv_interrupt *flag) { __atomic_store_n(&flag->stop, 1, __ATOMIC_RELEASE); }
+static inline int hv_interrupt_is_set(hv_interrupt *flag) { return hv_interrupt_check(flag); }
+static inline void hv_install_interrupt(AVFormatContext *ctx, hv_interrupt *flag) {
+    ctx->interrupt_callback.callback = hv_interrupt_check;
+    ctx->interrupt_callback.opaque = flag;
+}
+static inline int hv_averror_exit(void) { return AVERROR_EXIT; }
+static inline int hv_averror_invaliddata(void) { return AVERROR_INVALIDDATA; }
+
+// Lets swscale write straight into memory owned by Swift: a buffer reference that frees nothing.
+static void hv_free_nothing(void *opaque, uint8_t *data) { (void)opaque; (void)data; }
+static inline AVBufferRef *hv_borrow_buffer(uint8_t *data, size_t size) {
+    return av_buffer_create(data, size, hv_free_nothing, NULL, 0);
+}
+static inline int hv_averror_decoder_not_found(void) { return AVERROR_DECODER_NOT_FOUND; }

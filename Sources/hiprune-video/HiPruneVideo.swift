@@ -8,6 +8,10 @@ struct HiPruneVideo: AsyncParsableCommand {
         abstract: "Answer questions about video with a fraction of the visual tokens (HiPrune).",
         subcommands: [
             // Each subcommand lives in its own file in this folder.
+            ProbeCommand.self,
+            FramesCommand.self,
+            StatsCommand.self,
+            ChatCommand.self,
         ]
     )
 

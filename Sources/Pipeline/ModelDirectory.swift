@@ -1,0 +1,112 @@
+import Foundation
+import Vision
+
+/// Why a model directory cannot be used; each case names the directory or file.
+public enum PipelineError: Error, CustomStringConvertible, Sendable {
+    case notADirectory(String)
+    case unreadableConfiguration(file: String, cause: String)
+    case unsupportedModelType(file: String, modelType: String)
+    case invalidOption(flag: String, cause: String)
+    case output(path: String, cause: String)
+
+    public var description: String {
+        switch self {
+        case .notADirectory(let path):
+            return "\(path): not a model directory (expected config.json and model.safetensors as Hugging Face saves them)"
+        case let .unreadableConfiguration(file, cause):
+            return "\(file): \(cause)"
+        case let .unsupportedModelType(file, modelType):
+            let known = ModelFamily.allCases.flatMap(\.modelTypes).sorted().joined(separator: ", ")
+            return "\(file): model_type '\(modelType)' is not supported (supported: \(known))"
+        case let .invalidOption(flag, cause):
+            return "\(flag): \(cause)"
+        case let .output(path, cause):
+            return "\(path): \(cause)"
+        }
+    }
+}
+
+/// The model families the pipeline knows, chosen from `config.json`'s `model_type`.
+public enum ModelFamily: String, Sendable, CaseIterable {
+    case smolVLM = "smolvlm"
+
+    public var modelTypes: [String] {
+        switch self {
+        case .smolVLM: return ["smolvlm", "idefics3"]
+        }
+    }
+
+    /// Reads `model_type` from `directory/config.json`.
+    public static func detect(directory: String) throws(PipelineError) -> ModelFamily {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: directory, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw .notADirectory(directory)
+        }
+        let file = (directory as NSString).appendingPathComponent("config.json")
+        guard let data = FileManager.default.contents(atPath: file) else {
+            throw .unreadableConfiguration(file: file, cause: "missing or unreadable")
+        }
+        let object: Any
+        do { object = try JSONSerialization.jsonObject(with: data) } catch {
+            throw .unreadableConfiguration(file: file, cause: "malformed JSON")
+        }
+        guard let fields = object as? [String: Any], let modelType = fields["model_type"] as? String else {
+            throw .unreadableConfiguration(file: file, cause: "no model_type field")
+        }
+        guard let family = allCases.first(where: { $0.modelTypes.contains(modelType) }) else {
+            throw .unsupportedModelType(file: file, modelType: modelType)
+        }
+        return family
+    }
+
+    /// The family's frame encoder, loaded from the directory.
+    public func loadEncoder(directory: String) throws -> any FrameEncoder {
+        switch self {
+        case .smolVLM: return try SmolVLMVisionModel.load(directory: directory)
+        }
+    }
+
+    /// The language model's shapes, for FLOP estimates.
+    public func languageModelShape(directory: String) throws -> LanguageModelShape {
+        switch self {
+        case .smolVLM:
+            let text = try SmolVLMConfiguration.load(directory: directory).textConfig
+            let heads = text.numAttentionHeads
+            return LanguageModelShape(hiddenSize: text.hiddenSize, layers: text.numHiddenLayers,
+                                      intermediateSize: text.intermediateSize, heads: heads,
+                                      kvHeads: text.numKeyValueHeads ?? heads,
+                                      headDimension: text.headDim ?? text.hiddenSize / max(1, heads),
+                                      vocabularySize: text.vocabSize)
+        }
+    }
+}
+
+/// A decoder-only language model's shapes: enough to count the work of a prefill.
+public struct LanguageModelShape: Sendable, Equatable {
+    public var hiddenSize, layers, intermediateSize, heads, kvHeads, headDimension, vocabularySize: Int
+
+    public init(hiddenSize: Int, layers: Int, intermediateSize: Int, heads: Int, kvHeads: Int,
+                headDimension: Int, vocabularySize: Int) {
+        self.hiddenSize = hiddenSize
+        self.layers = layers
+        self.intermediateSize = intermediateSize
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDimension = headDimension
+        self.vocabularySize = vocabularySize
+    }
+
+    /// FLOPs (2 per multiply-add) of prefilling `tokens` tokens: the projections and the gated MLP
+    /// for every token, causal attention (query i reads i + 1 keys), and the logits of the last token.
+    public func prefillFLOPs(tokens: Int) -> Double {
+        let n = Double(tokens), d = Double(hiddenSize)
+        let qo = 2 * d * Double(heads * headDimension)
+        let kv = 2 * d * Double(kvHeads * headDimension)
+        let mlp = 3 * d * Double(intermediateSize)
+        let projections = 2 * n * (qo + kv + mlp)
+        let attentionPairs = n * (n + 1) / 2
+        let attention = 2 * 2 * attentionPairs * Double(heads * headDimension)
+        let logits = tokens > 0 ? 2 * d * Double(vocabularySize) : 0
+        return Double(layers) * (projections + attention) + logits
+    }
+}

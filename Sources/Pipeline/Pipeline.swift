@@ -1,1 +1,0 @@
-// The Pipeline module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,1 +1,0 @@
-// The Prune module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,1 +1,0 @@
-// The Stream module; see ../shared/docs/ARCHITECTURE.md.

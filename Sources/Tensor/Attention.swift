@@ -1,0 +1,130 @@
+// Multi-head scaled dot-product attention with optional capture of HiPrune token scores.
+//
+// Layout: query [queries, heads · d], key and value [keys, kvHeads · d]; head h reads kv head
+// h / (heads / kvHeads) (grouped-query attention). The output is [queries, heads · d], heads side
+// by side, ready for the output projection.
+//
+// Per head, query rows are processed in blocks: S = Q_h K_hᵀ · scale (one sgemm), softmax of each
+// row, O_h = P V_h (one sgemm written straight into the output's columns). The block of S stays in
+// cache, and when scores are asked for, each softmax row is added into a per-key sum while it is
+// still hot: score[j] = mean over heads and queries of softmax(QKᵀ)[i, j] (docs/HIPRUNE.md).
+import COpenBLAS
+import Dispatch
+
+public struct AttentionResult: Sendable {
+    /// [queries, heads · headDimension].
+    public var output: Matrix
+    /// Per key: attention received, averaged over heads and queries; nil unless asked for.
+    public var scores: [Float]?
+}
+
+/// Attention of `query` over `key`/`value`.
+/// - causal: query i attends keys 0 ... keyOffset + i only. With a KV cache holding `past` tokens
+///   before the current queries, pass `keyOffset: past`.
+/// - scale: defaults to 1/√headDimension.
+public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvHeads: Int? = nil,
+                      causal: Bool = false, keyOffset: Int = 0, scale: Float? = nil,
+                      captureScores: Bool = false) throws(TensorError) -> AttentionResult {
+    let kvHeads = kvHeads ?? heads
+    guard heads > 0, kvHeads > 0, heads % kvHeads == 0, query.cols % heads == 0 else {
+        throw .invalidArgument(operation: "attention", detail: "\(heads) heads, \(kvHeads) kv heads, query width \(query.cols)")
+    }
+    let d = query.cols / heads
+    guard key.cols == kvHeads * d, value.cols == kvHeads * d, key.rows == value.rows else {
+        throw .shapeMismatch(operation: "attention",
+                             detail: "query \(query.rows)x\(query.cols), key \(key.rows)x\(key.cols), value \(value.rows)x\(value.cols)")
+    }
+    guard keyOffset >= 0, !causal || keyOffset < key.rows || query.rows == 0 else {
+        throw .invalidArgument(operation: "attention", detail: "key offset \(keyOffset) for \(key.rows) keys")
+    }
+    let nq = query.rows, nk = key.rows
+    var output = Matrix(rows: nq, cols: heads * d)
+    guard nq > 0, nk > 0, d > 0 else {
+        return AttentionResult(output: output, scores: captureScores ? [Float](repeating: 0, count: nk) : nil)
+    }
+    let scale = scale ?? 1 / Float(d).squareRoot()
+    let group = heads / kvHeads
+    // ~1 MB of S per block: fits L2 beside the rows of K and V being streamed.
+    let block = max(8, min(nq, (1 << 18) / nk))
+    var logits = [Float](repeating: 0, count: block * nk)
+    // One partial score sum per worker; summed at the end (threads never share a row).
+    let workers = nq >= 64 ? 2 : 1
+    var partial = [Float](repeating: 0, count: captureScores ? workers * nk : 0)
+    let qStride = Int32(heads * d), kvStride = Int32(kvHeads * d)
+
+    query.storage.withUnsafeBufferPointer { pq in
+        key.storage.withUnsafeBufferPointer { pk in
+            value.storage.withUnsafeBufferPointer { pv in
+                output.storage.withUnsafeMutableBufferPointer { po in
+                    logits.withUnsafeMutableBufferPointer { ps in
+                        partial.withUnsafeMutableBufferPointer { pp in
+                            let s = ps.baseAddress!
+                            for h in 0..<heads {
+                                let kvh = h / group
+                                var q0 = 0
+                                while q0 < nq {
+                                    let rows = min(block, nq - q0)
+                                    // Keys any row of this block may see.
+                                    let width = causal ? min(nk, keyOffset + q0 + rows) : nk
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
+                                                scale, pq.baseAddress! + q0 * heads * d + h * d, qStride,
+                                                pk.baseAddress! + kvh * d, kvStride, 0, s, Int32(width))
+                                    let rowsPtr = SendablePointer(s), sumsPtr = SendablePointer(pp.baseAddress)
+                                    let firstRow = q0
+                                    let work: @Sendable (Int) -> Void = { worker in
+                                        let lo = rows * worker / workers, hi = rows * (worker + 1) / workers
+                                        let acc = sumsPtr.pointer.map { $0 + worker * nk }
+                                        for i in lo..<hi {
+                                            let row = rowsPtr.pointer! + i * width
+                                            let visible = causal ? min(width, keyOffset + firstRow + i + 1) : width
+                                            softmaxRow(row, visible)
+                                            if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
+                                            if let acc { accumulate(row, into: acc, visible) }
+                                        }
+                                    }
+                                    if workers > 1 && rows >= 32 {
+                                        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+                                    } else {
+                                        for w in 0..<workers { work(w) }
+                                    }
+                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
+                                                1, s, Int32(width), pv.baseAddress! + kvh * d, kvStride,
+                                                0, po.baseAddress! + q0 * heads * d + h * d, qStride)
+                                    q0 += rows
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    guard captureScores else { return AttentionResult(output: output, scores: nil) }
+    var scores = [Float](repeating: 0, count: nk)
+    let norm = 1 / Float(heads * nq)
+    for w in 0..<workers {
+        for j in 0..<nk { scores[j] += partial[w * nk + j] }
+    }
+    for j in 0..<nk { scores[j] *= norm }
+    return AttentionResult(output: output, scores: scores)
+}
+
+/// `acc[0..<count] += row[0..<count]`.
+@inlinable @inline(__always)
+func accumulate(_ row: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>, _ count: Int) {
+    var i = 0
+    while i + 8 <= count {
+        store8(load8(acc + i) + load8(row + i), acc + i)
+        i += 8
+    }
+    while i < count {
+        acc[i] += row[i]
+        i += 1
+    }
+}
+
+/// A pointer handed to worker threads that write disjoint ranges behind it.
+struct SendablePointer: @unchecked Sendable {
+    let pointer: UnsafeMutablePointer<Float>?
+    init(_ pointer: UnsafeMutablePointer<Float>?) { self.pointer = pointer }
+}

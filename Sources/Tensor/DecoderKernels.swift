@@ -1,0 +1,159 @@
+// Kernels for autoregressive decoders that write into caller-owned buffers, so a decode step
+// allocates nothing: linear layers into (or added onto) a row range, RMSNorm into a buffer,
+// SwiGLU's silu(gate)·up, RoPE by position from precomputed tables, and attention over a KV cache
+// laid out per KV head ([kvHeads][capacity][headDimension], each head's keys contiguous).
+// One query row goes through sgemv; several through sgemm.
+import COpenBLAS
+
+/// `y[r] (+)= x[r] · Wᵀ` for `rows` rows; `weight` is [out, in] as PyTorch stores it. Strides in floats.
+/// With `accumulate`, the product is added onto what `y` holds (a residual connection for free).
+public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weight: Matrix,
+                   into y: UnsafeMutablePointer<Float>, outputStride: Int, accumulate: Bool = false) {
+    let n = weight.rows, k = weight.cols
+    guard rows > 0, n > 0, k > 0 else { return }
+    let beta: Float = accumulate ? 1 : 0
+    weight.storage.withUnsafeBufferPointer { w in
+        if rows == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), x, 1, beta, y, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
+                        x, Int32(inputStride), w.baseAddress, Int32(k), beta, y, Int32(outputStride))
+        }
+    }
+}
+
+/// RMSNorm of `rows` rows of `width` (Llama: x · rsqrt(mean(x²) + eps) · w) from `x` into `y`.
+public func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: [Float], eps: Float,
+                    into y: UnsafeMutablePointer<Float>) {
+    guard width > 0, weight.count == width else { return }
+    weight.withUnsafeBufferPointer { pw in
+        let w = pw.baseAddress!
+        for r in 0..<rows {
+            let src = x + r * width, dst = y + r * width
+            var acc = Float8(repeating: 0)
+            var i = 0
+            while i + 8 <= width {
+                let v = load8(src + i)
+                acc += v * v
+                i += 8
+            }
+            var squares = acc.sum()
+            while i < width {
+                squares += src[i] * src[i]
+                i += 1
+            }
+            let inv = 1 / (squares / Float(width) + eps).squareRoot()
+            let inv8 = Float8(repeating: inv)
+            i = 0
+            while i + 8 <= width {
+                store8(load8(src + i) * inv8 * load8(w + i), dst + i)
+                i += 8
+            }
+            while i < width {
+                dst[i] = src[i] * inv * w[i]
+                i += 1
+            }
+        }
+    }
+}
+
+/// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` for `rows` rows of `width`, gate and up at their strides.
+public func siluMultiply(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, rows: Int, width: Int, stride: Int) {
+    let one = Float8(repeating: 1)
+    for r in 0..<rows {
+        let g = gate + r * stride, u = up + r * stride
+        var i = 0
+        while i + 8 <= width {
+            let v = load8(g + i)
+            store8(v / (one + exp8(-v)) * load8(u + i), g + i)
+            i += 8
+        }
+        while i < width {
+            let v = g[i]
+            g[i] = v / (1 + exp1(-v)) * u[i]
+            i += 1
+        }
+    }
+}
+
+/// Rotates `heads` heads of each of `rows` rows (row r at `x + r · rowStride`) by the table row of
+/// `positions[r]` ("rotate_half" layout, tables as RotaryTables builds them). Positions must lie
+/// inside the tables.
+public func applyRotary(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int,
+                        tables: RotaryTables, positions: UnsafeBufferPointer<Int>) {
+    let dim = tables.dimension, half = dim / 2
+    tables.cos.storage.withUnsafeBufferPointer { pc in
+        tables.sin.storage.withUnsafeBufferPointer { ps in
+            for r in 0..<rows {
+                let c = pc.baseAddress! + positions[r] * dim, s = ps.baseAddress! + positions[r] * dim
+                for h in 0..<heads {
+                    let v = x + r * rowStride + h * dim
+                    for i in 0..<half {
+                        let a = v[i], b = v[i + half]
+                        v[i] = a * c[i] - b * s[i]
+                        v[i + half] = b * c[i + half] + a * s[i + half]
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Causal attention of `rows` query rows over the first `length` slots of a KV cache.
+/// - query: row r at `query + r · queryStride`, heads side by side (head h at column h · d).
+/// - keys, values: `[kvHeads][capacity][d]`; head h reads kv head h / (heads / kvHeads).
+/// - firstSlot: the cache slot of query row 0; row r sees slots 0 ... firstSlot + r.
+/// - output: row r at `output + r · outputStride`, heads side by side.
+/// - scratch: grown when too small, then reused (no allocation in steady state).
+public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows: Int, heads: Int,
+                            keys: UnsafePointer<Float>, values: UnsafePointer<Float>, kvHeads: Int,
+                            headDimension d: Int, capacity: Int, length: Int, firstSlot: Int,
+                            output: UnsafeMutablePointer<Float>, outputStride: Int, scratch: inout [Float]) {
+    guard rows > 0, length > 0, heads > 0, kvHeads > 0 else { return }
+    let group = heads / kvHeads
+    let scale = 1 / Float(d).squareRoot()
+    if rows == 1 {
+        // One query: the `group` heads sharing a kv head form a [group, d] block → one sgemm each way.
+        if scratch.count < group * length { scratch = [Float](repeating: 0, count: group * length) }
+        let visible = min(length, firstSlot + 1)
+        scratch.withUnsafeMutableBufferPointer { ps in
+            let s = ps.baseAddress!
+            for kvh in 0..<kvHeads {
+                let k = keys + kvh * capacity * d, v = values + kvh * capacity * d
+                let q = query + kvh * group * d
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(group), Int32(visible), Int32(d), scale,
+                            q, Int32(d), k, Int32(d), 0, s, Int32(visible))
+                for g in 0..<group { softmaxRow(s + g * visible, visible) }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(group), Int32(d), Int32(visible), 1,
+                            s, Int32(visible), v, Int32(d), 0, output + kvh * group * d, Int32(d))
+            }
+        }
+        return
+    }
+    // Several queries: per head, blocks of query rows so that S stays near 4 MB.
+    let block = max(1, min(rows, (1 << 20) / length))
+    if scratch.count < block * length { scratch = [Float](repeating: 0, count: block * length) }
+    scratch.withUnsafeMutableBufferPointer { ps in
+        let s = ps.baseAddress!
+        for h in 0..<heads {
+            let kvh = h / group
+            let k = keys + kvh * capacity * d, v = values + kvh * capacity * d
+            var r0 = 0
+            while r0 < rows {
+                let n = min(block, rows - r0)
+                let width = min(length, firstSlot + r0 + n)  // keys any row of the block may see
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(n), Int32(width), Int32(d), scale,
+                            query + r0 * queryStride + h * d, Int32(queryStride), k, Int32(d), 0, s, Int32(width))
+                for i in 0..<n {
+                    let row = s + i * width
+                    let visible = min(width, firstSlot + r0 + i + 1)
+                    softmaxRow(row, visible)
+                    if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
+                }
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(d), Int32(width), 1,
+                            s, Int32(width), v, Int32(d), 0, output + r0 * outputStride + h * d, Int32(outputStride))
+                r0 += n
+            }
+        }
+    }
+}

@@ -1,1 +1,0 @@
-// The Tensor module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,321 @@
+// GGUF (v2/v3) as llama.cpp writes it, read from a memory-mapped file:
+//   "GGUF", version u32, tensor count u64, metadata count u64,
+//   metadata: key (u64 length + UTF-8), value type u32, value (arrays: element type u32, count u64, values),
+//   tensor infos: name, dimension count u32, dimensions u64 (innermost first), ggml type u32, offset u64,
+//   padding to `general.alignment` (default 32), then the tensor data (offsets relative to its start).
+// Every length, count and offset is checked against the file size before it is used. Tensors of
+// type F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are dequantized to Float32 when read; any other type is
+// a typed error that names the tensor and the type.
+import Foundation
+import Tensor
+
+/// A metadata value.
+public enum GGUFValue: Sendable, Equatable {
+    case uint(UInt64)
+    case int(Int64)
+    case float(Double)
+    case bool(Bool)
+    case string(String)
+    case array([GGUFValue])
+
+    public var intValue: Int? {
+        switch self {
+        case let .uint(v): return v <= UInt64(Int.max) ? Int(v) : nil
+        case let .int(v): return Int(v)
+        default: return nil
+        }
+    }
+    public var doubleValue: Double? {
+        switch self {
+        case let .float(v): return v
+        case let .uint(v): return Double(v)
+        case let .int(v): return Double(v)
+        default: return nil
+        }
+    }
+    public var stringValue: String? { if case let .string(s) = self { return s } else { return nil } }
+    public var boolValue: Bool? { if case let .bool(b) = self { return b } else { return nil } }
+    public var arrayValue: [GGUFValue]? { if case let .array(a) = self { return a } else { return nil } }
+}
+
+/// ggml tensor types by their numbers in the file.
+public enum GGMLType: UInt32, Sendable {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q8_1 = 9
+    case q2_k = 10, q3_k = 11, q4_k = 12, q5_k = 13, q6_k = 14, q8_k = 15
+    case iq2_xxs = 16, iq2_xs = 17, iq3_xxs = 18, iq1_s = 19, iq4_nl = 20, iq3_s = 21, iq2_s = 22, iq4_xs = 23
+    case i8 = 24, i16 = 25, i32 = 26, i64 = 27, f64 = 28, iq1_m = 29, bf16 = 30
+    case tq1_0 = 34, tq2_0 = 35, mxfp4 = 39
+
+    /// (values per block, bytes per block) for the types whose size is known here.
+    var blockLayout: (values: Int, bytes: Int)? {
+        switch self {
+        case .f32, .i32: return (1, 4)
+        case .f16, .bf16, .i16: return (1, 2)
+        case .i8: return (1, 1)
+        case .f64, .i64: return (1, 8)
+        case .q4_0: return (32, 18)
+        case .q4_1: return (32, 20)
+        case .q5_0: return (32, 22)
+        case .q5_1: return (32, 24)
+        case .q8_0: return (32, 34)
+        case .q8_1: return (32, 36)
+        case .q2_k: return (256, 84)
+        case .q3_k: return (256, 110)
+        case .q4_k: return (256, 144)
+        case .q5_k: return (256, 176)
+        case .q6_k: return (256, 210)
+        case .q8_k: return (256, 292)
+        default: return nil
+        }
+    }
+
+    public var name: String { String(describing: self).uppercased() }
+}
+
+public final class GGUFFile: @unchecked Sendable {  // immutable after init; the mapping is read-only
+    public struct TensorInfo: Sendable {
+        public let name: String
+        /// Dimensions as GGUF lists them, innermost (contiguous) first.
+        public let dimensions: [Int]
+        public let typeCode: UInt32
+        /// Absolute byte range in the file.
+        public let range: Range<Int>
+        public var type: GGMLType? { GGMLType(rawValue: typeCode) }
+        public var count: Int { dimensions.reduce(1, *) }
+    }
+
+    public let path: String
+    public let version: UInt32
+    public let metadata: [String: GGUFValue]
+    public let tensors: [String: TensorInfo]
+    /// Tensor names in file order.
+    public let tensorNames: [String]
+    public let alignment: Int
+    private let data: Data
+
+    public init(path: String) throws(VLMError) {
+        self.path = path
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw .unreadable(file: path, cause: (error as NSError).localizedDescription)
+        }
+        self.data = data
+        var reader = ByteReader(data: data, file: path)
+        let magic = try reader.u32()
+        guard magic == 0x4655_4747 else { throw .malformed(file: path, cause: "not a GGUF file (magic \(String(magic, radix: 16)))") }
+        version = try reader.u32()
+        guard version == 2 || version == 3 else { throw .unsupported(file: path, feature: "GGUF version \(version)") }
+        let tensorCount = try reader.count(try reader.u64(), minimumBytesEach: 24, what: "tensor count")
+        let kvCount = try reader.count(try reader.u64(), minimumBytesEach: 12, what: "metadata count")
+        var metadata: [String: GGUFValue] = [:]
+        for _ in 0..<kvCount {
+            let key = try reader.string()
+            metadata[key] = try reader.value(type: try reader.u32(), depth: 0)
+        }
+        self.metadata = metadata
+        var alignment = 32
+        if let a = metadata["general.alignment"] {
+            guard let v = a.intValue, v > 0, v & (v - 1) == 0 else {
+                throw .malformed(file: path, cause: "general.alignment \(a) is not a power of two")
+            }
+            alignment = v
+        }
+        self.alignment = alignment
+        var infos: [(String, [Int], UInt32, UInt64)] = []
+        for _ in 0..<tensorCount {
+            let name = try reader.string()
+            let dimensionCount = try reader.u32()
+            guard dimensionCount >= 1, dimensionCount <= 4 else {
+                throw .badTensor(file: path, tensor: name, cause: "\(dimensionCount) dimensions")
+            }
+            var dims: [Int] = []
+            for _ in 0..<dimensionCount {
+                let d = try reader.u64()
+                guard d > 0, d < 1 << 40 else { throw .badTensor(file: path, tensor: name, cause: "dimension \(d)") }
+                dims.append(Int(d))
+            }
+            infos.append((name, dims, try reader.u32(), try reader.u64()))
+        }
+        let dataStart = (reader.offset + alignment - 1) / alignment * alignment
+        var tensors: [String: TensorInfo] = [:]
+        var names: [String] = []
+        for (name, dims, type, offset) in infos {
+            guard tensors[name] == nil else { throw .badTensor(file: path, tensor: name, cause: "appears twice") }
+            let count = dims.reduce(1, *)
+            var byteCount = 0
+            if let layout = GGMLType(rawValue: type)?.blockLayout {
+                guard dims[0] % layout.values == 0 else {
+                    throw .badTensor(file: path, tensor: name, cause: "row of \(dims[0]) is not a whole number of \(layout.values)-value blocks")
+                }
+                byteCount = count / layout.values * layout.bytes
+            }
+            guard offset % UInt64(alignment) == 0, offset < UInt64(data.count),
+                  dataStart + Int(offset) + byteCount <= data.count else {
+                throw .badTensor(file: path, tensor: name, cause: "data at offset \(offset) (+\(byteCount) bytes) lies outside the file of \(data.count) bytes")
+            }
+            let begin = dataStart + Int(offset)
+            tensors[name] = TensorInfo(name: name, dimensions: dims, typeCode: type, range: begin..<(begin + byteCount))
+            names.append(name)
+        }
+        self.tensors = tensors
+        self.tensorNames = names
+    }
+
+    public func string(_ key: String) -> String? { metadata[key]?.stringValue }
+    public func int(_ key: String) -> Int? { metadata[key]?.intValue }
+    public func double(_ key: String) -> Double? { metadata[key]?.doubleValue }
+
+    /// The tensor's values as Float32, dequantized.
+    public func floats(_ name: String) throws(VLMError) -> [Float] {
+        guard let info = tensors[name] else { throw .badTensor(file: path, tensor: name, cause: "missing") }
+        guard let type = info.type, [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1].contains(type) else {
+            let typeName = info.type?.name ?? "type \(info.typeCode)"
+            throw .unsupported(file: path, feature: "tensor type \(typeName) of '\(name)' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
+        }
+        var out = [Float](repeating: 0, count: info.count)
+        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
+            out.withUnsafeMutableBufferPointer { dst in
+                dequantize(type, UnsafeRawBufferPointer(rebasing: raw[info.range]), into: dst)
+            }
+        }
+        return out
+    }
+
+    /// A 2-D tensor as a row-major matrix: rows = dimensions[1], cols = dimensions[0] ([out, in] for weights).
+    /// `shape` is checked when given, in the same [rows, cols] order.
+    public func matrix(_ name: String, shape: [Int]? = nil) throws(VLMError) -> Matrix {
+        guard let info = tensors[name] else { throw .badTensor(file: path, tensor: name, cause: "missing") }
+        let cols = info.dimensions[0], rows = info.count / cols
+        if let shape, shape != [rows, cols] {
+            throw .badTensor(file: path, tensor: name, cause: "shape [\(rows), \(cols)], expected \(shape)")
+        }
+        do {
+            return try Matrix(rows: rows, cols: cols, storage: try floats(name))
+        } catch let error as VLMError {
+            throw error
+        } catch {
+            throw .badTensor(file: path, tensor: name, cause: "\(error)")
+        }
+    }
+}
+
+/// Bounds-checked little-endian reads over the mapped file.
+private struct ByteReader {
+    let data: Data
+    let file: String
+    var offset = 0
+
+    init(data: Data, file: String) {
+        self.data = data
+        self.file = file
+    }
+
+    mutating func bytes(_ n: Int) throws(VLMError) -> Range<Int> {
+        guard n >= 0, offset + n <= data.count else {
+            throw .malformed(file: file, cause: "truncated at byte \(offset) (needs \(n) more of \(data.count))")
+        }
+        defer { offset += n }
+        return (data.startIndex + offset)..<(data.startIndex + offset + n)
+    }
+
+    mutating func load<T: FixedWidthInteger>(_: T.Type) throws(VLMError) -> T {
+        let r = try bytes(MemoryLayout<T>.size)
+        return data.withUnsafeBytes { T(littleEndian: $0.loadUnaligned(fromByteOffset: r.lowerBound - data.startIndex, as: T.self)) }
+    }
+
+    mutating func u32() throws(VLMError) -> UInt32 { try load(UInt32.self) }
+    mutating func u64() throws(VLMError) -> UInt64 { try load(UInt64.self) }
+
+    /// A count that the remaining bytes could possibly hold.
+    func count(_ value: UInt64, minimumBytesEach: Int, what: String) throws(VLMError) -> Int {
+        guard value <= UInt64((data.count - offset) / max(1, minimumBytesEach)) else {
+            throw .malformed(file: file, cause: "\(what) \(value) exceeds what the file can hold")
+        }
+        return Int(value)
+    }
+
+    mutating func string() throws(VLMError) -> String {
+        let n = try count(try u64(), minimumBytesEach: 1, what: "string length")
+        let r = try bytes(n)
+        return String(decoding: data[r], as: UTF8.self)
+    }
+
+    mutating func value(type: UInt32, depth: Int) throws(VLMError) -> GGUFValue {
+        switch type {
+        case 0: return .uint(UInt64(try load(UInt8.self)))
+        case 1: return .int(Int64(try load(Int8.self)))
+        case 2: return .uint(UInt64(try load(UInt16.self)))
+        case 3: return .int(Int64(try load(Int16.self)))
+        case 4: return .uint(UInt64(try load(UInt32.self)))
+        case 5: return .int(Int64(try load(Int32.self)))
+        case 6: return .float(Double(Float(bitPattern: try load(UInt32.self))))
+        case 7: return .bool(try load(UInt8.self) != 0)
+        case 8: return .string(try string())
+        case 9:
+            guard depth < 4 else { throw .malformed(file: file, cause: "arrays nested deeper than 4 at byte \(offset)") }
+            let elementType = try u32()
+            let n = try count(try u64(), minimumBytesEach: 1, what: "array length")
+            var items: [GGUFValue] = []
+            items.reserveCapacity(n)
+            for _ in 0..<n { items.append(try value(type: elementType, depth: depth + 1)) }
+            return .array(items)
+        case 10: return .uint(try u64())
+        case 11: return .int(Int64(bitPattern: try u64()))
+        case 12: return .float(Double(bitPattern: try u64()))
+        default: throw .malformed(file: file, cause: "metadata value type \(type) at byte \(offset)")
+        }
+    }
+}
+
+// MARK: - Dequantization
+
+@inline(__always) private func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
+    Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian))
+}
+
+/// Dequantizes `src` (whole blocks of `type`) into `dst`.
+func dequantize(_ type: GGMLType, _ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) {
+    guard let p = src.baseAddress, let out = dst.baseAddress else { return }
+    let n = dst.count
+    switch type {
+    case .f32:
+        for i in 0..<n { out[i] = Float(bitPattern: p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
+    case .f16:
+        for i in 0..<n { out[i] = half(p, 2 * i) }
+    case .bf16:
+        for i in 0..<n { out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
+    case .q8_0:
+        // Block: f16 scale, 32 × int8.
+        for b in 0..<(n / 32) {
+            let block = p + 34 * b
+            let d = half(block, 0)
+            let q = (block + 2).assumingMemoryBound(to: Int8.self)
+            for j in 0..<32 { out[32 * b + j] = Float(q[j]) * d }
+        }
+    case .q4_0, .q4_1:
+        // Block: f16 scale (Q4_1: + f16 minimum), 16 bytes; low nibbles are values 0-15, high 16-31.
+        let size = type == .q4_0 ? 18 : 20
+        for b in 0..<(n / 32) {
+            let block = p + size * b
+            let d = half(block, 0)
+            let q = (block + size - 16).assumingMemoryBound(to: UInt8.self)
+            let o = out + 32 * b
+            if type == .q4_0 {
+                for j in 0..<16 {
+                    o[j] = Float(Int(q[j] & 0x0F) - 8) * d
+                    o[j + 16] = Float(Int(q[j] >> 4) - 8) * d
+                }
+            } else {
+                let m = half(block, 2)
+                for j in 0..<16 {
+                    o[j] = Float(q[j] & 0x0F) * d + m
+                    o[j + 16] = Float(q[j] >> 4) * d + m
+                }
+            }
+        }
+    default:
+        break
+    }
+}

@@ -1,0 +1,34 @@
+// Keys and values of every layer for the tokens seen so far, preallocated to a fixed capacity.
+// Layout: [layers][kvHeads][capacity][headDimension], so that each head's keys are one contiguous
+// [count, d] matrix for the attention products. A value type: copying a cache that holds a shared
+// prefix (a system prompt, the frames of a video) and continuing from the copy leaves the original
+// intact (copy on write).
+import Tensor
+
+public struct KVCache: Sendable {
+    public let layers: Int
+    public let kvHeads: Int
+    public let headDimension: Int
+    public let capacity: Int
+    /// Tokens held (the next token goes to slot `count`).
+    public internal(set) var count = 0
+    var keys: [Float]
+    var values: [Float]
+
+    public init(configuration c: LlamaConfiguration, capacity: Int) throws(VLMError) {
+        guard capacity > 0, capacity <= c.maxPositions else {
+            throw .invalidArgument(name: "context", cause: "\(capacity) tokens; the model supports 1 ... \(c.maxPositions)")
+        }
+        layers = c.layers
+        kvHeads = c.kvHeads
+        headDimension = c.headDimension
+        self.capacity = capacity
+        keys = [Float](repeating: 0, count: layers * kvHeads * capacity * headDimension)
+        values = keys
+    }
+
+    /// Forgets everything after the first `count` tokens (to reuse a common prefix).
+    public mutating func truncate(to count: Int) {
+        self.count = max(0, min(count, self.count))
+    }
+}

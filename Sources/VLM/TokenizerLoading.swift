@@ -1,0 +1,132 @@
+// Building a Tokenizer from the files models ship: tokenizer.json (+ tokenizer_config.json for the
+// chat template and the names of bos/eos) in a Hugging Face directory, or a GGUF's tokenizer.ggml.*.
+import Foundation
+
+extension Tokenizer {
+    /// Reads `directory`/tokenizer.json, and tokenizer_config.json / chat_template.json / chat_template.jinja when present.
+    public init(directory: String) throws(VLMError) {
+        let path = (directory as NSString).appendingPathComponent("tokenizer.json")
+        try self.init(tokenizerJSON: path)
+        let configPath = (directory as NSString).appendingPathComponent("tokenizer_config.json")
+        if let config = try? readJSONObject(configPath) {
+            if let template = config["chat_template"] as? String { chatTemplate = template }
+            if let name = Self.tokenName(config["bos_token"]), let id = id(of: name) { bosID = id }
+            if let name = Self.tokenName(config["eos_token"]), let id = id(of: name) { eosID = id }
+        }
+        // Processors (SmolVLM) keep the template in a file of its own.
+        let templateJSON = (directory as NSString).appendingPathComponent("chat_template.json")
+        if let object = try? readJSONObject(templateJSON), let template = object["chat_template"] as? String {
+            chatTemplate = template
+        }
+        let jinja = (directory as NSString).appendingPathComponent("chat_template.jinja")
+        if let text = try? String(contentsOfFile: jinja, encoding: .utf8) { chatTemplate = text }
+    }
+
+    private static func tokenName(_ value: Any?) -> String? {
+        if let s = value as? String { return s }
+        if let d = value as? [String: Any] { return d["content"] as? String }
+        return nil
+    }
+
+    /// Reads one tokenizer.json (byte-level BPE only).
+    public init(tokenizerJSON path: String) throws(VLMError) {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw .unreadable(file: path, cause: "no such file (the model directory needs its tokenizer.json)")
+        }
+        let root = try readJSONObject(path)
+        guard let model = root["model"] as? [String: Any] else { throw .missingField(file: path, field: "model") }
+        let type = model["type"] as? String ?? "?"
+        guard type == "BPE" else { throw .unsupported(file: path, feature: "tokenizer model '\(type)' (only byte-level BPE)") }
+        if let normalizer = root["normalizer"] as? [String: Any] {
+            throw .unsupported(file: path, feature: "normalizer '\(normalizer["type"] as? String ?? "?")'")
+        }
+        if let decoder = root["decoder"] as? [String: Any], decoder["type"] as? String != "ByteLevel" {
+            throw .unsupported(file: path, feature: "decoder '\(decoder["type"] as? String ?? "?")' (only ByteLevel)")
+        }
+        if model["byte_fallback"] as? Bool == true { throw .unsupported(file: path, feature: "BPE byte_fallback") }
+        guard let vocab = model["vocab"] as? [String: Int] else { throw .missingField(file: path, field: "model.vocab") }
+        var merges: [(String, String)] = []
+        for item in model["merges"] as? [Any] ?? [] {
+            if let s = item as? String, let space = s.firstIndex(of: " ") {
+                merges.append((String(s[..<space]), String(s[s.index(after: space)...])))
+            } else if let pair = item as? [String], pair.count == 2 {
+                merges.append((pair[0], pair[1]))
+            } else {
+                throw .malformed(file: path, cause: "merge \(merges.count) is neither \"a b\" nor [a, b]")
+            }
+        }
+        var added: [AddedToken] = []
+        for item in root["added_tokens"] as? [[String: Any]] ?? [] {
+            guard let id = item["id"] as? Int, let content = item["content"] as? String else {
+                throw .malformed(file: path, cause: "added token without id/content")
+            }
+            if item["single_word"] as? Bool == true {
+                throw .unsupported(file: path, feature: "added token '\(content)' with single_word")
+            }
+            added.append(AddedToken(id: id, content: content, special: item["special"] as? Bool ?? false,
+                                    lstrip: item["lstrip"] as? Bool ?? false, rstrip: item["rstrip"] as? Bool ?? false))
+        }
+        let pre = try PreTokenizer.parse(root["pre_tokenizer"], file: path)
+        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, preTokenizers: pre,
+                      ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
+    }
+
+    /// The tokenizer stored in a GGUF (tokenizer.ggml.model "gpt2": byte-level BPE).
+    public init(gguf: GGUFFile) throws(VLMError) {
+        let file = gguf.path
+        let model = gguf.string("tokenizer.ggml.model") ?? "?"
+        guard model == "gpt2" else {
+            throw .unsupported(file: file, feature: "tokenizer.ggml.model '\(model)' (only gpt2 byte-level BPE)")
+        }
+        guard let tokens = gguf.metadata["tokenizer.ggml.tokens"]?.arrayValue else {
+            throw .missingField(file: file, field: "tokenizer.ggml.tokens")
+        }
+        let types = gguf.metadata["tokenizer.ggml.token_type"]?.arrayValue?.map { $0.intValue ?? 1 }
+        var vocab: [String: Int] = [:]
+        vocab.reserveCapacity(tokens.count)
+        var added: [AddedToken] = []
+        for (id, token) in tokens.enumerated() {
+            guard let text = token.stringValue else { throw .malformed(file: file, cause: "tokenizer.ggml.tokens[\(id)] is not a string") }
+            // token_type: 1 normal, 3 control (special), 4 user-defined (added, not special).
+            switch types?[safe: id] ?? 1 {
+            case 3: added.append(AddedToken(id: id, content: text, special: true, lstrip: false, rstrip: false))
+            case 4: added.append(AddedToken(id: id, content: text, special: false, lstrip: false, rstrip: false))
+            default: if vocab[text] == nil { vocab[text] = id }
+            }
+        }
+        var merges: [(String, String)] = []
+        for (i, m) in (gguf.metadata["tokenizer.ggml.merges"]?.arrayValue ?? []).enumerated() {
+            guard let s = m.stringValue, let space = s.firstIndex(of: " ") else {
+                throw .malformed(file: file, cause: "tokenizer.ggml.merges[\(i)] is not \"a b\"")
+            }
+            merges.append((String(s[..<space]), String(s[s.index(after: space)...])))
+        }
+        // llama.cpp names its pre-tokenizer regex sets; SmolLM2's splits digits one by one first.
+        let preName = gguf.string("tokenizer.ggml.pre") ?? "default"
+        let pre: [PreTokenizer]
+        switch preName {
+        case "smollm": pre = [.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)]
+        case "gpt-2", "gpt2", "default": pre = [.byteLevel(addPrefixSpace: false, useRegex: true)]
+        default: throw .unsupported(file: file, feature: "tokenizer.ggml.pre '\(preName)' (supported: smollm, gpt-2, default)")
+        }
+        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, preTokenizers: pre, source: file)
+        bosID = gguf.int("tokenizer.ggml.bos_token_id")
+        eosID = gguf.int("tokenizer.ggml.eos_token_id")
+        chatTemplate = gguf.string("tokenizer.chat_template")
+    }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
+}
+
+/// A JSON file's top-level object.
+func readJSONObject(_ path: String) throws(VLMError) -> [String: Any] {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw .unreadable(file: path, cause: "no such file or not readable")
+    }
+    guard let object = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {
+        throw .malformed(file: path, cause: "not a JSON object")
+    }
+    return object
+}

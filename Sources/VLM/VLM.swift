@@ -1,1 +1,0 @@
-// The VLM module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,300 @@
+// Configuration of the SmolVLM / SmolVLM2 family (model_type "smolvlm" or "idefics3"), mirroring
+// config.json and preprocessor_config.json. Coding keys are the JSON names; a missing field takes
+// transformers' default (SmolVLMConfig, SmolVLMVisionConfig, LlamaConfig, SmolVLMVideoProcessor).
+import Foundation
+import Tensor
+
+/// Errors of the Vision module; each names the file, field or input and the cause.
+public enum VisionError: Error, CustomStringConvertible {
+    case missingFile(String)
+    case malformedJSON(file: String, cause: String)
+    case unknownModelType(file: String, modelType: String)
+    case invalidConfiguration(file: String, field: String, cause: String)
+    case weights(WeightsError)
+    case invalidFrame(String)
+    case computation(String)
+
+    public var description: String {
+        switch self {
+        case let .missingFile(file): return "\(file): file not found"
+        case let .malformedJSON(file, cause): return "\(file): malformed JSON: \(cause)"
+        case let .unknownModelType(file, modelType):
+            return "\(file): model_type '\(modelType)' is not supported (expected smolvlm or idefics3)"
+        case let .invalidConfiguration(file, field, cause): return "\(file): \(field): \(cause)"
+        case let .weights(error): return error.description
+        case let .invalidFrame(detail): return "frame: \(detail)"
+        case let .computation(detail): return "vision encoder: \(detail)"
+        }
+    }
+}
+
+/// config.json → vision_config.
+public struct SmolVLMVisionConfiguration: Codable, Sendable, Equatable {
+    public var hiddenSize = 1152
+    public var intermediateSize = 3072
+    public var numHiddenLayers = 12
+    public var numAttentionHeads = 16
+    public var numChannels = 3
+    public var imageSize = 224
+    public var patchSize = 32
+    public var hiddenAct = "gelu_pytorch_tanh"
+    public var layerNormEps: Float = 1e-6
+
+    enum CodingKeys: String, CodingKey {
+        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", numChannels = "num_channels", imageSize = "image_size"
+        case patchSize = "patch_size", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? d.numChannels
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
+        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+    }
+}
+
+/// config.json → text_config (a Llama / SmolLM2 decoder), with LlamaConfig's defaults and
+/// SmolVLM's rms_norm_eps of 1e-5.
+public struct SmolVLMTextConfiguration: Codable, Sendable, Equatable {
+    public var modelType = "llama"
+    public var vocabSize = 32000
+    public var hiddenSize = 4096
+    public var intermediateSize = 11008
+    public var numHiddenLayers = 32
+    public var numAttentionHeads = 32
+    public var numKeyValueHeads: Int?
+    public var headDim: Int?
+    public var hiddenAct = "silu"
+    public var maxPositionEmbeddings = 2048
+    public var rmsNormEps: Float = 1e-5
+    /// rope_theta, read from `rope_parameters` (transformers 5) or the top level (older files).
+    public var ropeTheta: Float = 10000
+    public var tieWordEmbeddings = false
+    public var attentionBias = false
+    public var mlpBias = false
+    public var padTokenId: Int?
+    public var bosTokenId: Int?
+    public var eosTokenId: Int?
+
+    /// num_key_value_heads, defaulting to num_attention_heads.
+    public var keyValueHeads: Int { numKeyValueHeads ?? numAttentionHeads }
+    /// head_dim, defaulting to hidden_size / num_attention_heads.
+    public var headDimension: Int { headDim ?? hiddenSize / max(1, numAttentionHeads) }
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", vocabSize = "vocab_size", hiddenSize = "hidden_size"
+        case intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
+        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
+        case hiddenAct = "hidden_act", maxPositionEmbeddings = "max_position_embeddings", rmsNormEps = "rms_norm_eps"
+        case ropeTheta = "rope_theta", tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias"
+        case mlpBias = "mlp_bias", padTokenId = "pad_token_id", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
+        case ropeParameters = "rope_parameters"
+    }
+
+    struct RopeParameters: Codable { var rope_theta: Float? }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
+        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
+        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
+        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
+        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
+        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? d.rmsNormEps
+        let nested = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.rope_theta
+        ropeTheta = try nested ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? d.ropeTheta
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
+        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
+        mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? d.mlpBias
+        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
+        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
+        // eos_token_id may be a list; the first one is the default stop token.
+        if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) {
+            eosTokenId = one
+        } else {
+            eosTokenId = (try? c.decodeIfPresent([Int].self, forKey: .eosTokenId))?.first
+        }
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(modelType, forKey: .modelType)
+        try c.encode(vocabSize, forKey: .vocabSize)
+        try c.encode(hiddenSize, forKey: .hiddenSize)
+        try c.encode(intermediateSize, forKey: .intermediateSize)
+        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
+        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
+        try c.encodeIfPresent(numKeyValueHeads, forKey: .numKeyValueHeads)
+        try c.encodeIfPresent(headDim, forKey: .headDim)
+        try c.encode(hiddenAct, forKey: .hiddenAct)
+        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
+        try c.encode(rmsNormEps, forKey: .rmsNormEps)
+        try c.encode(ropeTheta, forKey: .ropeTheta)
+        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
+        try c.encode(attentionBias, forKey: .attentionBias)
+        try c.encode(mlpBias, forKey: .mlpBias)
+        try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
+        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
+        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+    }
+}
+
+/// config.json of a SmolVLM / SmolVLM2 / Idefics3 checkpoint.
+public struct SmolVLMConfiguration: Codable, Sendable, Equatable {
+    public static let modelTypes: Set<String> = ["smolvlm", "idefics3"]
+
+    public var modelType = "smolvlm"
+    public var visionConfig = SmolVLMVisionConfiguration()
+    public var textConfig = SmolVLMTextConfiguration()
+    public var scaleFactor = 2
+    public var imageTokenId = 128257
+    public var tieWordEmbeddings = false
+
+    enum CodingKeys: String, CodingKey {
+        case modelType = "model_type", visionConfig = "vision_config", textConfig = "text_config"
+        case scaleFactor = "scale_factor", imageTokenId = "image_token_id", tieWordEmbeddings = "tie_word_embeddings"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
+        visionConfig = try c.decodeIfPresent(SmolVLMVisionConfiguration.self, forKey: .visionConfig) ?? d.visionConfig
+        textConfig = try c.decodeIfPresent(SmolVLMTextConfiguration.self, forKey: .textConfig) ?? d.textConfig
+        scaleFactor = try c.decodeIfPresent(Int.self, forKey: .scaleFactor) ?? d.scaleFactor
+        imageTokenId = try c.decodeIfPresent(Int.self, forKey: .imageTokenId) ?? d.imageTokenId
+        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
+    }
+
+    /// Reads and checks `directory/config.json`.
+    public static func load(directory: String) throws(VisionError) -> SmolVLMConfiguration {
+        let file = (directory as NSString).appendingPathComponent("config.json")
+        let config = try decodeJSON(SmolVLMConfiguration.self, file: file)
+        guard modelTypes.contains(config.modelType) else { throw .unknownModelType(file: file, modelType: config.modelType) }
+        try config.validate(file: file)
+        return config
+    }
+
+    func validate(file: String) throws(VisionError) {
+        let v = visionConfig
+        func check(_ ok: Bool, _ field: String, _ cause: String) throws(VisionError) {
+            if !ok { throw .invalidConfiguration(file: file, field: field, cause: cause) }
+        }
+        try check(v.hiddenSize > 0 && v.numAttentionHeads > 0 && v.hiddenSize % v.numAttentionHeads == 0,
+                  "vision_config.hidden_size", "\(v.hiddenSize) is not a positive multiple of num_attention_heads \(v.numAttentionHeads)")
+        try check(v.patchSize > 0 && v.imageSize > 0 && v.imageSize % v.patchSize == 0,
+                  "vision_config.image_size", "\(v.imageSize) is not a positive multiple of patch_size \(v.patchSize)")
+        try check(v.numHiddenLayers > 0, "vision_config.num_hidden_layers", "must be positive")
+        try check(v.intermediateSize > 0, "vision_config.intermediate_size", "must be positive")
+        try check(v.numChannels > 0, "vision_config.num_channels", "must be positive")
+        try check(["gelu_pytorch_tanh", "gelu_new", "gelu", "gelu_fast"].contains(v.hiddenAct),
+                  "vision_config.hidden_act", "'\(v.hiddenAct)' is not supported")
+        try check(scaleFactor > 0 && (v.imageSize / v.patchSize) % scaleFactor == 0, "scale_factor",
+                  "\(scaleFactor) does not divide the \(v.imageSize / v.patchSize) patches per side")
+        try check(textConfig.hiddenSize > 0, "text_config.hidden_size", "must be positive")
+    }
+}
+
+/// preprocessor_config.json, the fields frames need (SmolVLM video processor defaults).
+public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
+    public var doResize = true
+    public var doRescale = true
+    public var rescaleFactor: Float = 1.0 / 255.0
+    public var doNormalize = true
+    public var imageMean: [Float] = [0.5, 0.5, 0.5]
+    public var imageStd: [Float] = [0.5, 0.5, 0.5]
+    public var size: [String: Int]? = ["longest_edge": 4 * 364]
+    public var maxImageSize: [String: Int]? = ["longest_edge": 364]
+    public var resample = 1
+    public var videoSampling: VideoSampling?
+
+    public struct VideoSampling: Codable, Sendable, Equatable {
+        public var fps: Double?
+        public var maxFrames: Int?
+        public var videoSize: [String: Int]?
+        enum CodingKeys: String, CodingKey { case fps, maxFrames = "max_frames", videoSize = "video_size" }
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case doResize = "do_resize", doRescale = "do_rescale", rescaleFactor = "rescale_factor"
+        case doNormalize = "do_normalize", imageMean = "image_mean", imageStd = "image_std", size
+        case maxImageSize = "max_image_size", resample, videoSampling = "video_sampling"
+    }
+
+    public init() {}
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = Self()
+        doResize = try c.decodeIfPresent(Bool.self, forKey: .doResize) ?? d.doResize
+        doRescale = try c.decodeIfPresent(Bool.self, forKey: .doRescale) ?? d.doRescale
+        rescaleFactor = try c.decodeIfPresent(Float.self, forKey: .rescaleFactor) ?? d.rescaleFactor
+        doNormalize = try c.decodeIfPresent(Bool.self, forKey: .doNormalize) ?? d.doNormalize
+        imageMean = try Self.triple(c, .imageMean) ?? d.imageMean
+        imageStd = try Self.triple(c, .imageStd) ?? d.imageStd
+        size = try c.decodeIfPresent([String: Int].self, forKey: .size) ?? d.size
+        maxImageSize = try c.decodeIfPresent([String: Int].self, forKey: .maxImageSize) ?? d.maxImageSize
+        resample = try c.decodeIfPresent(Int.self, forKey: .resample) ?? d.resample
+        videoSampling = try c.decodeIfPresent(VideoSampling.self, forKey: .videoSampling)
+    }
+
+    /// image_mean / image_std may be one number or one per channel.
+    static func triple(_ c: KeyedDecodingContainer<CodingKeys>, _ key: CodingKeys) throws -> [Float]? {
+        if let one = try? c.decodeIfPresent(Float.self, forKey: key) { return [one, one, one] }
+        return try c.decodeIfPresent([Float].self, forKey: key)
+    }
+
+    /// The side of the square every video frame is resized to: the video processor's last resize
+    /// goes to max_image_size.longest_edge on both sides.
+    public var frameSide: Int? { maxImageSize?["longest_edge"] ?? videoSampling?.videoSize?["longest_edge"] }
+
+    /// Reads `directory/preprocessor_config.json`; nil when the file does not exist.
+    public static func load(directory: String) throws(VisionError) -> SmolVLMPreprocessorConfiguration? {
+        let file = (directory as NSString).appendingPathComponent("preprocessor_config.json")
+        guard FileManager.default.fileExists(atPath: file) else { return nil }
+        let config = try decodeJSON(SmolVLMPreprocessorConfiguration.self, file: file)
+        guard config.imageMean.count == 3, config.imageStd.count == 3 else {
+            throw .invalidConfiguration(file: file, field: "image_mean/image_std", cause: "expected 3 values each")
+        }
+        guard config.imageStd.allSatisfy({ $0 != 0 }) else {
+            throw .invalidConfiguration(file: file, field: "image_std", cause: "a standard deviation is 0")
+        }
+        return config
+    }
+}
+
+/// Decodes a JSON file, naming the file and the failing field in the error.
+func decodeJSON<T: Decodable>(_ type: T.Type, file: String) throws(VisionError) -> T {
+    guard let data = FileManager.default.contents(atPath: file) else { throw .missingFile(file) }
+    do {
+        return try JSONDecoder().decode(T.self, from: data)
+    } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+        throw .invalidConfiguration(file: file, field: context.codingPath.map(\.stringValue).joined(separator: "."),
+                                    cause: context.debugDescription)
+    } catch let DecodingError.dataCorrupted(context) {
+        let cause = (context.underlyingError as NSError?)?.userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription
+        throw .malformedJSON(file: file, cause: cause)
+    } catch {
+        throw .malformedJSON(file: file, cause: "\(error)")
+    }
+}

@@ -1,0 +1,238 @@
+// The SmolVLM / SmolVLM2 vision side, in the order data flows: patch embedding + position
+// embedding, SigLIP encoder layers (pre-norm attention and MLP), post_layernorm, connector
+// (pixel shuffle, then modality_projection.proj without bias). Weight names follow the checkpoint
+// (model.vision_model.…, model.connector.…), so a missing or misshapen tensor is reported by name.
+import Foundation
+import Prune
+import Tensor
+
+public struct SmolVLMVisionModel: Sendable {
+    struct Layer: Sendable {
+        var layerNorm1Weight, layerNorm1Bias, layerNorm2Weight, layerNorm2Bias: [Float]
+        var qWeight, kWeight, vWeight, outWeight: Matrix
+        var qBias, kBias, vBias, outBias: [Float]
+        var fc1Weight, fc2Weight: Matrix
+        var fc1Bias, fc2Bias: [Float]
+    }
+
+    public let configuration: SmolVLMConfiguration
+    public let preprocessor: SmolVLMPreprocessor
+    let patchWeight: Matrix  // [hidden, channels · patch²]
+    let patchBias: [Float]
+    let positionEmbedding: Matrix  // [positions, hidden]
+    let layers: [Layer]
+    let postLayerNormWeight, postLayerNormBias: [Float]
+    let projection: Matrix  // [text hidden, hidden · scale²]
+
+    public var vision: SmolVLMVisionConfiguration { configuration.visionConfig }
+    public var layerCount: Int { vision.numHiddenLayers }
+    /// The pixel shuffle for a full frame.
+    public var shuffle: PixelShuffle { PixelShuffle(side: preprocessor.side / vision.patchSize, scale: configuration.scaleFactor) }
+
+    /// The names of every tensor the vision side reads (prefix included), with expected shapes.
+    public static func expectedTensors(_ config: SmolVLMConfiguration, prefix: String = "model.") -> [(name: String, shape: [Int])] {
+        let v = config.visionConfig, d = v.hiddenSize, p = v.patchSize
+        let positions = (v.imageSize / p) * (v.imageSize / p)
+        let e = "\(prefix)vision_model."
+        var list: [(String, [Int])] = [
+            ("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p]),
+            ("\(e)embeddings.patch_embedding.bias", [d]),
+            ("\(e)embeddings.position_embedding.weight", [positions, d]),
+        ]
+        for l in 0..<v.numHiddenLayers {
+            let n = "\(e)encoder.layers.\(l)."
+            for norm in ["layer_norm1", "layer_norm2"] {
+                list += [("\(n)\(norm).weight", [d]), ("\(n)\(norm).bias", [d])]
+            }
+            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+                list += [("\(n)self_attn.\(proj).weight", [d, d]), ("\(n)self_attn.\(proj).bias", [d])]
+            }
+            list += [("\(n)mlp.fc1.weight", [v.intermediateSize, d]), ("\(n)mlp.fc1.bias", [v.intermediateSize]),
+                     ("\(n)mlp.fc2.weight", [d, v.intermediateSize]), ("\(n)mlp.fc2.bias", [d])]
+        }
+        list += [("\(e)post_layernorm.weight", [d]), ("\(e)post_layernorm.bias", [d]),
+                 ("\(prefix)connector.modality_projection.proj.weight",
+                  [config.textConfig.hiddenSize, d * config.scaleFactor * config.scaleFactor])]
+        return list
+    }
+
+    /// The prefix in front of "vision_model." in this checkpoint ("model." in SmolVLM2, "" in some exports).
+    public static func prefix(of weights: WeightStore) -> String {
+        for candidate in ["model.", ""] where weights.contains("\(candidate)vision_model.embeddings.patch_embedding.weight") {
+            return candidate
+        }
+        return "model."
+    }
+
+    /// Loads config.json, preprocessor_config.json (optional) and the weights of a model directory.
+    public static func load(directory: String) throws(VisionError) -> SmolVLMVisionModel {
+        let config = try SmolVLMConfiguration.load(directory: directory)
+        let preprocessing = try SmolVLMPreprocessorConfiguration.load(directory: directory)
+        let weights: WeightStore
+        do { weights = try WeightStore(directory: directory) } catch { throw .weights(error) }
+        return try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing, weights: weights)
+    }
+
+    public init(configuration config: SmolVLMConfiguration, preprocessing: SmolVLMPreprocessorConfiguration?,
+                weights: WeightStore) throws(VisionError) {
+        try config.validate(file: "config.json")
+        self.configuration = config
+        let v = config.visionConfig
+        let side = preprocessing?.frameSide ?? v.imageSize
+        let patches = side / max(1, v.patchSize)
+        guard side > 0, side % v.patchSize == 0, patches % config.scaleFactor == 0 else {
+            throw .invalidConfiguration(file: "preprocessor_config.json", field: "max_image_size.longest_edge",
+                                        cause: "\(side) is not a multiple of patch_size \(v.patchSize) · scale_factor \(config.scaleFactor)")
+        }
+        preprocessor = SmolVLMPreprocessor(configuration: preprocessing ?? SmolVLMPreprocessorConfiguration(), side: side)
+        let prefix = Self.prefix(of: weights)
+        let e = "\(prefix)vision_model."
+        let d = v.hiddenSize, p = v.patchSize
+        do {
+            func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> Matrix { try weights.matrix(name, shape: shape) }
+            func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try weights.vector(name, count: count) }
+            patchWeight = try m("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p])
+            patchBias = try vec("\(e)embeddings.patch_embedding.bias", d)
+            let positions = (v.imageSize / p) * (v.imageSize / p)
+            positionEmbedding = try m("\(e)embeddings.position_embedding.weight", [positions, d])
+            var layers: [Layer] = []
+            for l in 0..<v.numHiddenLayers {
+                let n = "\(e)encoder.layers.\(l)."
+                layers.append(Layer(
+                    layerNorm1Weight: try vec("\(n)layer_norm1.weight", d), layerNorm1Bias: try vec("\(n)layer_norm1.bias", d),
+                    layerNorm2Weight: try vec("\(n)layer_norm2.weight", d), layerNorm2Bias: try vec("\(n)layer_norm2.bias", d),
+                    qWeight: try m("\(n)self_attn.q_proj.weight", [d, d]), kWeight: try m("\(n)self_attn.k_proj.weight", [d, d]),
+                    vWeight: try m("\(n)self_attn.v_proj.weight", [d, d]), outWeight: try m("\(n)self_attn.out_proj.weight", [d, d]),
+                    qBias: try vec("\(n)self_attn.q_proj.bias", d), kBias: try vec("\(n)self_attn.k_proj.bias", d),
+                    vBias: try vec("\(n)self_attn.v_proj.bias", d), outBias: try vec("\(n)self_attn.out_proj.bias", d),
+                    fc1Weight: try m("\(n)mlp.fc1.weight", [v.intermediateSize, d]),
+                    fc2Weight: try m("\(n)mlp.fc2.weight", [d, v.intermediateSize]),
+                    fc1Bias: try vec("\(n)mlp.fc1.bias", v.intermediateSize), fc2Bias: try vec("\(n)mlp.fc2.bias", d)))
+            }
+            self.layers = layers
+            postLayerNormWeight = try vec("\(e)post_layernorm.weight", d)
+            postLayerNormBias = try vec("\(e)post_layernorm.bias", d)
+            let s = config.scaleFactor
+            projection = try m("\(prefix)connector.modality_projection.proj.weight", [config.textConfig.hiddenSize, d * s * s])
+        } catch {
+            throw .weights(error)
+        }
+    }
+
+    /// Everything the encoder computes for one frame.
+    public struct Output: Sendable {
+        /// hiddenStates[0] = embeddings, [l] = output of layer l (only when asked for).
+        public var hiddenStates: [Matrix]
+        /// After post_layernorm: [patches, hidden].
+        public var lastHiddenState: Matrix
+        /// 1-based layer → per-patch score (mean over heads and queries of the softmax).
+        public var patchScores: [Int: [Float]]
+    }
+
+    /// Position ids of a full (unpadded) patch grid of rows × cols, as transformers computes them:
+    /// fractional coordinates i / n bucketised against the boundaries of the trained grid.
+    public func positionIDs(rows: Int, cols: Int) -> [Int] {
+        let trained = vision.imageSize / vision.patchSize
+        // torch.arange(1/N, 1.0, 1/N): start + k·step in double, stored as Float32.
+        let step = 1.0 / Double(trained)
+        var boundaries: [Float] = []
+        var k = 0
+        while step + Double(k) * step < 1.0 {
+            boundaries.append(Float(step + Double(k) * step))
+            k += 1
+        }
+        func buckets(_ n: Int) -> [Int] {
+            let s = Float(1.0) / Float(n)
+            return (0..<n).map { i in
+                let x = min(Float(i) * s, Float(1.0 - 1e-6))
+                return boundaries.reduce(0) { $0 + ($1 <= x ? 1 : 0) }  // bucketize(right: true)
+            }
+        }
+        let bh = buckets(rows), bw = buckets(cols)
+        return bh.flatMap { h in bw.map { w in h * trained + w } }
+    }
+
+    /// Runs the encoder on channel-first pixel values [channels, height, width].
+    /// - scoreLayers: 1-based layers whose scores to capture (others cost nothing extra).
+    public func forward(pixelValues: [Float], height: Int, width: Int, scoreLayers: Set<Int> = [],
+                        keepHiddenStates: Bool = false) throws(VisionError) -> Output {
+        let v = vision
+        do {
+            var h = try patchEmbedding(pixels: pixelValues, channels: v.numChannels, height: height, width: width,
+                                       patch: v.patchSize, weight: patchWeight, bias: patchBias)
+            let ids = positionIDs(rows: height / v.patchSize, cols: width / v.patchSize)
+            let d = v.hiddenSize
+            h.storage.withUnsafeMutableBufferPointer { ph in
+                positionEmbedding.storage.withUnsafeBufferPointer { pe in
+                    for (r, id) in ids.enumerated() {
+                        for c in 0..<d { ph[r * d + c] += pe[id * d + c] }
+                    }
+                }
+            }
+            var hidden: [Matrix] = keepHiddenStates ? [h] : []
+            var scores: [Int: [Float]] = [:]
+            for (index, layer) in layers.enumerated() {
+                let capture = scoreLayers.contains(index + 1)
+                let x = try layerNorm(h, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias, eps: v.layerNormEps)
+                let q = try linear(x, weight: layer.qWeight, bias: layer.qBias)
+                let k = try linear(x, weight: layer.kWeight, bias: layer.kBias)
+                let val = try linear(x, weight: layer.vWeight, bias: layer.vBias)
+                let attended = try attention(query: q, key: k, value: val, heads: v.numAttentionHeads, captureScores: capture)
+                if capture { scores[index + 1] = attended.scores }
+                try add(&h, linear(attended.output, weight: layer.outWeight, bias: layer.outBias))
+                var f = try linear(layerNorm(h, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias, eps: v.layerNormEps),
+                                   weight: layer.fc1Weight, bias: layer.fc1Bias)
+                if v.hiddenAct == "gelu" { geluErf(&f) } else { geluTanh(&f) }
+                try add(&h, linear(f, weight: layer.fc2Weight, bias: layer.fc2Bias))
+                if keepHiddenStates { hidden.append(h) }
+            }
+            let last = try layerNorm(h, weight: postLayerNormWeight, bias: postLayerNormBias, eps: v.layerNormEps)
+            return Output(hiddenStates: hidden, lastHiddenState: last, patchScores: scores)
+        } catch {
+            throw .computation("\(error)")
+        }
+    }
+
+    /// The connector: pixel shuffle, then modality_projection.proj (no bias).
+    public func connect(_ lastHiddenState: Matrix, side: Int) throws(VisionError) -> Matrix {
+        let shuffled = try PixelShuffle(side: side, scale: configuration.scaleFactor).shuffle(lastHiddenState)
+        do { return try linear(shuffled, weight: projection) } catch { throw .computation("\(error)") }
+    }
+
+    /// Encodes packed RGB24: preprocess, encoder, connector, scores pooled onto the token grid.
+    public func encode(width: Int, height: Int, rgb: [UInt8], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
+        for layer in scoreLayers where !(1...layerCount).contains(layer) {
+            throw .invalidConfiguration(file: "--layers", field: "\(layer)", cause: "the encoder has layers 1...\(layerCount)")
+        }
+        let side = preprocessor.side
+        let pixels = try preprocessor.pixelValues(width: width, height: height, rgb: rgb)
+        let output = try forward(pixelValues: pixels, height: side, width: side, scoreLayers: scoreLayers)
+        let shuffle = self.shuffle
+        let features = try connect(output.lastHiddenState, side: shuffle.side)
+        var pooled: [Int: [Float]] = [:]
+        for (layer, s) in output.patchScores { pooled[layer] = try shuffle.pool(s) }
+        return EncodedFrame(grid: shuffle.grid, features: features, scores: pooled)
+    }
+
+    /// Parameters of the vision side (encoder + connector).
+    public var parameterCount: Int {
+        var n = patchWeight.count + patchBias.count + positionEmbedding.count + 2 * postLayerNormWeight.count + projection.count
+        for l in layers {
+            n += 4 * l.layerNorm1Weight.count + l.qWeight.count * 4 + l.qBias.count * 4
+            n += l.fc1Weight.count + l.fc2Weight.count + l.fc1Bias.count + l.fc2Bias.count
+        }
+        return n
+    }
+
+    /// Multiply-adds × 2 of one frame through encoder and connector (attention included).
+    public var flopsPerFrame: Double {
+        let v = vision
+        let n = Double((preprocessor.side / v.patchSize) * (preprocessor.side / v.patchSize))
+        let d = Double(v.hiddenSize), i = Double(v.intermediateSize)
+        let patch = 2 * n * d * Double(v.numChannels * v.patchSize * v.patchSize)
+        let layer = 2 * n * d * d * 4 + 2 * n * d * i * 2 + 2 * n * n * d * 2
+        let s = Double(configuration.scaleFactor)
+        let connector = 2 * (n / (s * s)) * (d * s * s) * Double(configuration.textConfig.hiddenSize)
+        return patch + layer * Double(v.numHiddenLayers) + connector
+    }
+}

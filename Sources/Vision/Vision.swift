@@ -1,1 +1,0 @@
-// The Vision module; see ../shared/docs/ARCHITECTURE.md.

@@ -1,0 +1,100 @@
+import ArgumentParser
+import Pipeline
+import Prune
+import Stream
+
+/// Which frames of the input are used; shared by every command that reads video.
+struct SamplingOptions: ParsableArguments {
+    @Option(help: "Sample the frame nearest each 1/F-second tick (by timestamp).")
+    var fps: Double?
+
+    @Option(name: .customLong("frames"), help: "Sample N frames evenly over the clip (as SmolVLM2 does).")
+    var frameCount: Int?
+
+    @Flag(help: "Sample every frame.")
+    var everyFrame = false
+
+    @Flag(help: "Decode key frames only; other packets are skipped undecoded.")
+    var keyframes = false
+
+    @Option(help: "Start time in seconds (on the stream's clock).")
+    var start: Double?
+
+    @Option(help: "End time in seconds (exclusive).")
+    var end: Double?
+
+    func validate() throws {
+        let modes = [fps != nil, frameCount != nil, everyFrame].filter { $0 }.count
+        if modes > 1 { throw ValidationError("choose one of --fps, --frames and --every-frame") }
+        if let fps, !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
+        if let frameCount, frameCount < 1 { throw ValidationError("--frames must be at least 1") }
+        if let start, let end, end <= start { throw ValidationError("--end must be after --start") }
+    }
+
+    /// Decode options for a model: frames keep their source size (the encoder's preprocessor
+    /// resizes as the reference does); `defaultSampling` applies when no flag chose one.
+    func decodeOptions(defaultSampling: FrameSampling) -> DecodeOptions {
+        var sampling = defaultSampling
+        if let fps { sampling = .fps(fps) }
+        if let frameCount { sampling = .uniform(count: frameCount) }
+        if everyFrame { sampling = .everyFrame }
+        return DecodeOptions(sampling: sampling, keyframesOnly: keyframes, start: start, end: end)
+    }
+}
+
+extension PruneMethod: ExpressibleByArgument {
+    public init?(argument: String) { self.init(rawValue: argument) }
+}
+
+extension HiPrune.Mode: ExpressibleByArgument {}
+
+extension StatisticsFormat: ExpressibleByArgument {}
+
+/// How tokens are chosen; shared by stats, encode, visualize, ask and live.
+struct PruneOptions: ParsableArguments {
+    @Option(help: "Share of each frame's tokens to keep, in (0, 1].")
+    var budget: Double?
+
+    @Option(help: "Tokens to keep per frame (instead of --budget).")
+    var tokens: Int?
+
+    @Option(help: "hiprune, hiprune++, none, random, uniform, deep or object.")
+    var method: PruneMethod = .hiprune
+
+    @Option(help: "Encoder layer (1-based) whose attention marks objects; default: the family's.")
+    var objectLayer: Int?
+
+    @Option(help: "Encoder layer (1-based) whose attention picks registers; default: the last.")
+    var deepLayer: Int?
+
+    @Option(help: "Share of the budget spent on anchors, times 5 (HiPrune's alpha).")
+    var alpha = 0.1
+
+    @Option(help: "Buffer rule: grid (true 4-neighbours) or reference (the published flat-index arithmetic).")
+    var bufferMode: HiPrune.Mode = .grid
+
+    @Option(help: "Drop tokens whose feature repeats the previous frame's at the same place (cosine ≥ T).")
+    var dedup: Float?
+
+    @Option(help: "HiPrune++: prompt tokens, round(beta · N' / 5).")
+    var beta = 0.1
+
+    @Option(help: "Seed of the random baseline.")
+    var seed: UInt64 = 0
+
+    func validate() throws {
+        if budget != nil && tokens != nil { throw ValidationError("choose one of --budget and --tokens") }
+        if let budget, !(budget > 0 && budget <= 1) { throw ValidationError("--budget \(budget) is outside (0, 1]") }
+        if let tokens, tokens < 0 { throw ValidationError("--tokens must be 0 or more") }
+        if let dedup, !(dedup >= -1 && dedup <= 1) { throw ValidationError("--dedup \(dedup) is not a cosine in [-1, 1]") }
+        if !(alpha >= 0 && alpha.isFinite) { throw ValidationError("--alpha must be a finite value ≥ 0") }
+    }
+
+    /// `--method none` keeps everything whatever the budget says.
+    var settings: PruneSettings {
+        let chosen: Budget = tokens.map { .count($0) } ?? .ratio(budget ?? 0.33)
+        return PruneSettings(method: method, budget: chosen, alpha: alpha, mode: bufferMode,
+                             objectLayer: objectLayer, deepLayer: deepLayer, dedupThreshold: dedup,
+                             beta: beta, seed: seed)
+    }
+}

@@ -1,0 +1,36 @@
+import ArgumentParser
+import Foundation
+import Stream
+
+/// `hiprune-video probe`: the facts of an input's best video stream.
+struct ProbeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "probe",
+        abstract: "Print the facts of an input's video stream (size, rotation, duration, rate, codec, frames).")
+
+    @Argument(help: "A file, '-' for stdin, or a URL FFmpeg can read.")
+    var input: String
+
+    @Flag(help: "Print one JSON object.")
+    var json = false
+
+    func run() async throws {
+        let info = try VideoSourceInfo.probe(input)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            print(String(decoding: try encoder.encode(info), as: UTF8.self))
+            return
+        }
+        func text(_ value: Double?) -> String { value.map { String(format: "%.6f", $0) } ?? "unknown" }
+        print("input: \(info.input)")
+        print("format: \(info.format)")
+        print("codec: \(info.codec)")
+        print("size: \(info.width)x\(info.height)")
+        print("rotation: \(info.rotation)")
+        print("duration: \(text(info.duration))")
+        print("frame rate: \(text(info.frameRate))")
+        print("frames: \(info.frameCount.map(String.init) ?? "unknown")")
+        print("start: \(text(info.startTime))")
+    }
+}

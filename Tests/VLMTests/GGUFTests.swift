@@ -1,0 +1,64 @@
+import Foundation
+import XCTest
+@testable import VLM
+
+final class GGUFTests: XCTestCase {
+    func testMetadataOfEveryType() throws {
+        let file = try GGUFFile(path: Fixtures.path("lm-gguf", "quants.gguf"))
+        XCTAssertEqual(file.version, 3)
+        XCTAssertEqual(file.alignment, 64)
+        XCTAssertEqual(file.metadata["test.u8"], .uint(200))
+        XCTAssertEqual(file.metadata["test.i8"], .int(-100))
+        XCTAssertEqual(file.metadata["test.u16"], .uint(60000))
+        XCTAssertEqual(file.metadata["test.i16"], .int(-30000))
+        XCTAssertEqual(file.metadata["test.u32"], .uint(4_000_000_000))
+        XCTAssertEqual(file.metadata["test.i32"], .int(-2_000_000_000))
+        XCTAssertEqual(file.metadata["test.f32"], .float(1.5))
+        XCTAssertEqual(file.metadata["test.bool"], .bool(true))
+        XCTAssertEqual(file.metadata["test.string"], .string("grüße 東京"))
+        XCTAssertEqual(file.metadata["test.u64"], .uint(1 << 40))
+        XCTAssertEqual(file.metadata["test.i64"], .int(-(1 << 40)))
+        XCTAssertEqual(file.metadata["test.f64"], .float(2.25))
+        XCTAssertEqual(file.metadata["test.array_i32"], .array([.int(1), .int(-2), .int(3)]))
+        XCTAssertEqual(file.metadata["test.array_str"], .array([.string("a"), .string("bc"), .string("")]))
+        for info in file.tensors.values { XCTAssertEqual((info.range.lowerBound) % 64, 0, info.name) }
+    }
+
+    func testDequantizationMatchesGGUFReference() throws {
+        let file = try GGUFFile(path: Fixtures.path("lm-gguf", "quants.gguf"))
+        let expected = try XCTUnwrap(try Fixtures.json("lm-gguf", "quants-expected.json")["tensors"] as? [String: [String: Any]])
+        XCTAssertEqual(Set(expected.keys), ["q8_0", "q4_0", "q4_1", "f16", "bf16", "f32"])
+        for (name, e) in expected {
+            let values = try XCTUnwrap(e["values"] as? [Double]).map(Float.init)
+            let shape = try XCTUnwrap(e["shape"] as? [Int])
+            let got = try file.floats(name)
+            XCTAssertEqual(got.count, values.count, name)
+            for (a, b) in zip(got, values) { XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), name) }
+            let m = try file.matrix(name)
+            XCTAssertEqual(m.cols, shape.last)
+            XCTAssertEqual(m.count, values.count)
+        }
+    }
+
+    func testUnsupportedTensorTypeNamesTensorAndType() throws {
+        let file = try GGUFFile(path: Fixtures.path("lm-gguf", "unsupported.gguf"))
+        XCTAssertThrowsError(try file.floats("blk.0.attn_q.weight")) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("Q5_K") && text.contains("blk.0.attn_q.weight"), text)
+        }
+    }
+
+    func testTruncatedAndForeignFilesAreTypedErrors() throws {
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("lm-gguf", "quants.gguf")))
+        let dir = FileManager.default.temporaryDirectory
+        let truncated = dir.appendingPathComponent("truncated-\(UUID().uuidString).gguf")
+        try data.prefix(200).write(to: truncated)
+        defer { try? FileManager.default.removeItem(at: truncated) }
+        XCTAssertThrowsError(try GGUFFile(path: truncated.path)) { error in
+            XCTAssertTrue("\(error)".contains(truncated.path), "\(error)")
+        }
+        XCTAssertThrowsError(try GGUFFile(path: Fixtures.path("tokenizer", "tokenizer.json"))) { error in
+            XCTAssertTrue("\(error)".contains("not a GGUF file"), "\(error)")
+        }
+    }
+}
