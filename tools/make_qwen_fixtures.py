@@ -25,7 +25,27 @@ Writes Tests/Fixtures/qwen25vl-tiny/:
   resize.<name>.input / resize.<name>.output: raw uint8 files (see `RESIZE_CASES`) of the reference
   bicubic resize (torchvision, antialias) with the sizes smart_resize picks.
   sampling.json: the video processor's frame indices for several (frames, fps) inputs.
+
+The video processor needs torchvision, which the venv lacks; install the wheel matching torch into a
+side directory and put it on PYTHONPATH (its C ops do not load against this torch, which resize does
+not need; the check for them is made to fail softly below):
+  pip install --no-deps --target /tmp/qwen-pydeps torchvision==0.28.0 pillow
+  PYTHONPATH=/tmp/qwen-pydeps /work/venv/py/bin/python tools/make_qwen_fixtures.py
 """
+import torch
+
+_has_kernel = torch._C._dispatch_has_kernel_for_dispatch_key
+
+
+def _has_kernel_softly(*args):
+    try:
+        return _has_kernel(*args)
+    except RuntimeError:
+        return False
+
+
+torch._C._dispatch_has_kernel_for_dispatch_key = _has_kernel_softly
+
 import json
 import math
 import os
@@ -89,7 +109,8 @@ def make_config(tok):
     text = dict(vocab_size=vocab + 4, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
                 num_attention_heads=4, num_key_value_heads=2, rms_norm_eps=1e-6, max_position_embeddings=512,
                 rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
-                tie_word_embeddings=True, hidden_act="silu", use_sliding_window=False)
+                tie_word_embeddings=True, hidden_act="silu", use_sliding_window=False,
+                bos_token_id=0, eos_token_id=2, pad_token_id=0)
     return Qwen2_5_VLConfig(vision_config=vision, text_config=text, video_token_id=ids["<|video_pad|>"],
                             image_token_id=ids["<|image_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                             vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=True)

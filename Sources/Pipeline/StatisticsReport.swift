@@ -132,9 +132,10 @@ public struct StatisticsWriter: Sendable {
 
 /// One JSON object per line, fields in the order given (readable, diffable), no dependencies.
 public enum JSONLine {
-    public enum Value: Sendable, Equatable {
+    public enum Value: Sendable {
         case int(Int), double(Double), string(String), bool(Bool), null
         case array([Value])
+        case object([(String, Value)])
     }
 
     public static func object(_ fields: [(String, Value)]) -> String {
@@ -149,6 +150,7 @@ public enum JSONLine {
         case .bool(let v): return v ? "true" : "false"
         case .null: return "null"
         case .array(let values): return "[" + values.map(render).joined(separator: ",") + "]"
+        case .object(let fields): return object(fields)
         }
     }
 

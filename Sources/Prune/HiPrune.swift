@@ -17,8 +17,8 @@ public struct HiPrune: Sendable, Hashable {
     }
 
     /// Share of the budget that goes to anchors, over 5 (each anchor brings up to 4 buffers).
-    public var alpha: Double
-    public var mode: Mode
+    public let alpha: Double
+    public let mode: Mode
 
     public init(alpha: Double = 0.1, mode: Mode = .grid) throws(PruneError) {
         guard alpha.isFinite, alpha >= 0 else {

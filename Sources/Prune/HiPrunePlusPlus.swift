@@ -18,9 +18,9 @@ public struct HiPrunePlusPlus: Sendable, Hashable {
         case ofTokens
     }
 
-    public var hiPrune: HiPrune
-    public var beta: Double
-    public var promptCount: PromptCount
+    public let hiPrune: HiPrune
+    public let beta: Double
+    public let promptCount: PromptCount
 
     public init(hiPrune: HiPrune, beta: Double = 0.1, promptCount: PromptCount = .ofBudget) throws(PruneError) {
         guard beta.isFinite, beta >= 0 else {

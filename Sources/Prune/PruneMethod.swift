@@ -38,7 +38,9 @@ public struct FrameTokens: Sendable {
     }
 }
 
-/// A configured policy: one entry point for the pipeline and the CLI.
+/// A configured policy: one entry point for the pipeline and the CLI. `none` keeps every
+/// token (or every candidate) whatever the budget; `beta` and `promptCount` serve `hiprune++`,
+/// `seed` serves `random`.
 public struct Pruner: Sendable, Hashable {
     public var method: PruneMethod
     public var hiPrune: HiPrune

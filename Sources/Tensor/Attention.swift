@@ -69,7 +69,8 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
                                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
                                                 scale, pq.baseAddress! + q0 * heads * d + h * d, qStride,
                                                 pk.baseAddress! + kvh * d, kvStride, 0, s, Int32(width))
-                                    let rowsPtr = SendablePointer(s), sumsPtr = SendablePointer(pp.baseAddress)
+                                    // An empty array may still have a base address: only hand it out when capturing.
+                                    let rowsPtr = SendablePointer(s), sumsPtr = SendablePointer(captureScores ? pp.baseAddress : nil)
                                     let firstRow = q0
                                     let work: @Sendable (Int) -> Void = { worker in
                                         let lo = rows * worker / workers, hi = rows * (worker + 1) / workers

@@ -75,6 +75,16 @@ public struct SmolVLMVisionModel: Sendable {
 
     public init(configuration config: SmolVLMConfiguration, preprocessing: SmolVLMPreprocessorConfiguration?,
                 weights: WeightStore) throws(VisionError) {
+        let prefix = Self.prefix(of: weights)
+        try self.init(configuration: config, preprocessing: preprocessing, prefix: prefix) { (name, shape) throws(WeightsError) in
+            try weights.matrix(name, shape: shape)
+        }
+    }
+
+    /// Builds the model from any source of tensors (a checkpoint, or random weights in benchmarks):
+    /// `tensor(name, shape)` returns [shape[0], product of the rest], or a vector as one row.
+    public init(configuration config: SmolVLMConfiguration, preprocessing: SmolVLMPreprocessorConfiguration?,
+                prefix: String = "model.", tensor: (String, [Int]) throws(WeightsError) -> Matrix) throws(VisionError) {
         try config.validate(file: "config.json")
         self.configuration = config
         let v = config.visionConfig
@@ -85,12 +95,11 @@ public struct SmolVLMVisionModel: Sendable {
                                         cause: "\(side) is not a multiple of patch_size \(v.patchSize) · scale_factor \(config.scaleFactor)")
         }
         preprocessor = SmolVLMPreprocessor(configuration: preprocessing ?? SmolVLMPreprocessorConfiguration(), side: side)
-        let prefix = Self.prefix(of: weights)
         let e = "\(prefix)vision_model."
         let d = v.hiddenSize, p = v.patchSize
         do {
-            func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> Matrix { try weights.matrix(name, shape: shape) }
-            func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try weights.vector(name, count: count) }
+            func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> Matrix { try tensor(name, shape) }
+            func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try tensor(name, [count]).storage }
             patchWeight = try m("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p])
             patchBias = try vec("\(e)embeddings.patch_embedding.bias", d)
             let positions = (v.imageSize / p) * (v.imageSize / p)

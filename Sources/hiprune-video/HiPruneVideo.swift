@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import Tensor
 
 @main
 struct HiPruneVideo: AsyncParsableCommand {
@@ -11,12 +12,18 @@ struct HiPruneVideo: AsyncParsableCommand {
             ProbeCommand.self,
             FramesCommand.self,
             StatsCommand.self,
+            CalibrateCommand.self,
+            AskCommand.self,
+            LiveCommand.self,
             ChatCommand.self,
+            InspectCommand.self,
+            EncodeCommand.self,
         ]
     )
 
     /// Every failure reaches the user as one line naming the input and the cause, and a non-zero exit.
     static func main() async {
+        BLASRuntime.configure()  // before any BLAS call: may re-exec with OPENBLAS_CORETYPE set
         var command: ParsableCommand
         do {
             command = try parseAsRoot()

@@ -79,7 +79,7 @@ struct PruneOptions: ParsableArguments {
     @Option(help: "HiPrune++: prompt tokens, round(beta · N' / 5).")
     var beta = 0.1
 
-    @Option(help: "Seed of the random baseline.")
+    @Option(help: "Seed of the random baseline and of the sampler.")
     var seed: UInt64 = 0
 
     func validate() throws {

@@ -71,6 +71,21 @@ final class HiPrunePlusPlusTests: XCTestCase {
                                              width: 2, promptEmbedding: [1], grid: grid, budget: .count(2))) {
             XCTAssertEqual("\($0)", "prompt embedding has 1 values, expected 2")
         }
+        for bad in [Float.infinity, -.infinity, .nan] {
+            var features = [Float](repeating: 1, count: 8)
+            features[5] = bad
+            XCTAssertThrowsError(try plus.select(objectScores: scores, deepScores: scores, features: features, width: 2,
+                                                 promptEmbedding: [1, 1], grid: grid, budget: .count(2))) {
+                XCTAssertEqual("\($0)", "token features[5] is not a finite number")
+            }
+            var wide = [Float](repeating: 0.5, count: 40)
+            wide[37] = bad
+            XCTAssertFalse(Validate.allFinite(wide))
+            wide[37] = 0
+            wide[9] = bad
+            XCTAssertFalse(Validate.allFinite(wide))
+        }
+        XCTAssertTrue(Validate.allFinite([Float](repeating: -.greatestFiniteMagnitude, count: 41)))
         XCTAssertThrowsError(try HiPrunePlusPlus(hiPrune: try HiPrune(), beta: -0.5))
     }
 }

@@ -1,0 +1,85 @@
+// A weight matrix kept in the precision it was stored in. BF16 checkpoints (Qwen2.5-VL-3B: 7.5 GB in
+// BF16, 15 GB in F32) stay BF16 in memory; a product expands the matrix into a caller-owned F32
+// scratch just before the GEMM, so only one layer's matrix is ever F32 at a time.
+import COpenBLAS
+
+public struct WeightMatrix: Sendable {
+    public let rows: Int
+    public let cols: Int
+    /// F32 values, or empty when the matrix is held as BF16.
+    let floats: [Float]
+    /// BF16 bit patterns (the high halves of the F32 values), or empty when held as F32.
+    let halves: [UInt16]
+
+    /// Holds `matrix` as F32, or as BF16 with `bf16` (exact only for values that came from BF16).
+    public init(_ matrix: Matrix, bf16: Bool = false) {
+        rows = matrix.rows
+        cols = matrix.cols
+        if bf16 {
+            halves = matrix.storage.map { UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
+            floats = []
+        } else {
+            floats = matrix.storage
+            halves = []
+        }
+    }
+
+    public var isBF16: Bool { !halves.isEmpty }
+    public var count: Int { rows * cols }
+    /// Bytes held.
+    public var byteCount: Int { floats.count * 4 + halves.count * 2 }
+
+    /// The F32 values behind `body`: the stored array, or `scratch` after expansion (grown when short).
+    public func withFloats<R>(scratch: inout [Float], _ body: (UnsafePointer<Float>) -> R) -> R {
+        if !isBF16 { return floats.withUnsafeBufferPointer { body($0.baseAddress!) } }
+        if scratch.count < count { scratch = [Float](repeating: 0, count: count) }
+        scratch.withUnsafeMutableBufferPointer { dst in
+            halves.withUnsafeBufferPointer { src in
+                let d = UnsafeMutableRawPointer(dst.baseAddress!).assumingMemoryBound(to: UInt32.self)
+                for i in 0..<src.count { d[i] = UInt32(src[i]) << 16 }
+            }
+        }
+        return scratch.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+
+    /// An F32 copy.
+    public func matrix() -> Matrix {
+        var scratch: [Float] = []
+        let values = withFloats(scratch: &scratch) { Array(UnsafeBufferPointer(start: $0, count: count)) }
+        return Matrix(unchecked: rows, cols, values)
+    }
+}
+
+/// `x · Wᵀ + b` with `weight` [out, in] in its stored precision; `scratch` receives a BF16 matrix's expansion.
+public func linear(_ x: Matrix, weight: WeightMatrix, bias: [Float]? = nil, scratch: inout [Float]) throws(TensorError) -> Matrix {
+    guard x.cols == weight.cols else {
+        throw .shapeMismatch(operation: "linear", detail: "input \(x.rows)x\(x.cols), weight \(weight.rows)x\(weight.cols)")
+    }
+    if let bias, bias.count != weight.rows {
+        throw .shapeMismatch(operation: "linear", detail: "bias of \(bias.count) for \(weight.rows) outputs")
+    }
+    let m = x.rows, n = weight.rows, k = x.cols
+    var out = Matrix(rows: m, cols: n)
+    guard m > 0, n > 0 else { return out }
+    out.storage.withUnsafeMutableBufferPointer { py in
+        let y = py.baseAddress!
+        if let bias {
+            bias.withUnsafeBufferPointer { pb in
+                for r in 0..<m { (y + r * n).update(from: pb.baseAddress!, count: n) }
+            }
+        }
+        guard k > 0 else { return }
+        let beta: Float = bias == nil ? 0 : 1
+        x.storage.withUnsafeBufferPointer { px in
+            weight.withFloats(scratch: &scratch) { w in
+                if m == 1 {
+                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), px.baseAddress, 1, beta, y, 1)
+                } else {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                px.baseAddress, Int32(k), w, Int32(k), beta, y, Int32(n))
+                }
+            }
+        }
+    }
+    return out
+}

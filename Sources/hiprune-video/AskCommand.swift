@@ -1,0 +1,228 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+import Prune
+import Stream
+import Vision
+import VLM
+
+/// `hiprune-video ask`: answer questions about a video from its pruned frames.
+struct AskCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ask",
+        abstract: "Answer questions about a video with a fraction of its visual tokens.",
+        discussion: """
+            All sampled frames go through one prefill; further questions (--question, --questions) \
+            reuse the encoded and pruned frames and the cache of the prompt they share. The answer \
+            streams to stdout; a timing summary goes to stderr.
+            """)
+
+    @Argument(help: "A video file, an image, or '-' for stdin.")
+    var input: String
+
+    @Argument(help: "The question.")
+    var question: String?
+
+    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    var model: String
+
+    @Option(name: .customLong("question"), help: "Another question about the same video (repeatable).")
+    var moreQuestions: [String] = []
+
+    @Option(help: "A file with one question per line.")
+    var questions: String?
+
+    @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var pruning: PruneOptions
+
+    @Option(help: "Most tokens per answer.")
+    var maxTokens = 128
+
+    @Option(help: "0 decodes greedily.")
+    var temperature: Float = 0
+
+    @Option(help: "Nucleus sampling threshold.")
+    var topP: Float = 1
+
+    @Option(help: "Sample among the K likeliest tokens (0: all).")
+    var topK = 0
+
+    @Option(help: "Penalty on tokens already in the prompt or answer (1: none).")
+    var repetitionPenalty: Float = 1
+
+    @Flag(help: "Print one JSON object with the answers, their token ids and the timings.")
+    var json = false
+
+    func validate() throws {
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+    }
+
+    func allQuestions() throws -> [String] {
+        var all = (question.map { [$0] } ?? []) + moreQuestions
+        if let questions {
+            guard let text = try? String(contentsOfFile: questions, encoding: .utf8) else {
+                throw PipelineError.unreadableConfiguration(file: questions, cause: "cannot read the questions file")
+            }
+            all += text.split(whereSeparator: \.isNewline).map(String.init).filter { !$0.trimmingCharacters(in: .whitespaces).isEmpty }
+        }
+        guard !all.isEmpty else { throw ValidationError("ask needs a question (an argument, --question or --questions)") }
+        return all
+    }
+
+    func run() async throws {
+        let questions = try allQuestions()
+        let clock = ContinuousClock()
+        let loadStart = clock.now
+        let family = try ModelFamily.detect(directory: model)
+        let encoder = try family.loadEncoder(directory: model)
+        let answering = try VideoQuestionAnswering.load(directory: model)
+        var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
+        let generation = GenerationOptions(
+            maxNewTokens: maxTokens,
+            sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK,
+                                         repetitionPenalty: repetitionPenalty, seed: pruning.seed),
+            stopTokens: answering.language.stopTokens)
+        try generation.sampling.validate()
+        let loadSeconds = (clock.now - loadStart).seconds
+
+        // HiPrune++ ranks tokens against the question, so each question prunes the encoded frames anew.
+        let perQuestion = pruning.method == .hiprunePlusPlus
+        let options = sampling.decodeOptions(defaultSampling: .uniform(count: 8))
+        let frameStart = clock.now
+        var encodedSteps: [FrameAnalysis.Step] = []
+        var pruned: [PrunedFrame] = []
+        var summary = StatisticsSummary()
+        let analysis = FrameAnalysis(encoder: encoder)
+        let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
+        if perQuestion {
+            try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: stage.scoreLayers) { step in
+                encodedSteps.append(step)
+                progress.update(done: encodedSteps.count)
+            }
+        } else {
+            try await analysis.prune(VideoFrames(input: input, options: options), stage: &stage) { _, frame, statistics in
+                pruned.append(frame)
+                summary.add(statistics)
+                progress.update(done: pruned.count)
+            }
+        }
+        progress.finish()
+        let frameSeconds = (clock.now - frameStart).seconds
+        let stepCount = perQuestion ? encodedSteps.count : pruned.count
+        guard stepCount > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
+        let lastTime = perQuestion ? encodedSteps.last!.time : pruned.last!.time
+        let duration = (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime
+
+        var answers: [VideoAnswer] = []
+        var sharedTokens = 0, sharedMilliseconds = 0.0
+        let stdout = FileHandle.standardOutput
+        for (q, text) in questions.enumerated() {
+            if perQuestion || q == 0 {
+                if perQuestion {
+                    let embedding = try answering.promptEmbedding(question: text)
+                    stage.reset()
+                    summary = StatisticsSummary()
+                    pruned = try encodedSteps.map { step in
+                        let (frame, statistics) = try stage.prune(step.encoded, index: step.index, time: step.time,
+                                                                  encodeMilliseconds: step.encodeMilliseconds,
+                                                                  promptEmbedding: embedding)
+                        summary.add(statistics)
+                        return frame
+                    }
+                }
+            }
+            // Without HiPrune++ every question shares the frames: answer them all in one call so the
+            // common prefix is prefilled once.
+            let batch = perQuestion ? [text] : (q == 0 ? questions : [])
+            if batch.isEmpty { continue }
+            let result = try answering.answer(frames: pruned, duration: duration, questions: batch,
+                                              generation: generation) { index, piece in
+                if !json { stdout.write(Data(piece.utf8)) }
+            }
+            answers += result.answers
+            sharedTokens = result.sharedPrefixTokens
+            sharedMilliseconds += result.sharedPrefixMilliseconds
+            if !json && batch.count > 1 { stdout.write(Data("\n".utf8)) }
+            if !json { stdout.write(Data("\n".utf8)) }
+        }
+        let report = AskReport(loadSeconds: loadSeconds, frameSeconds: frameSeconds, summary: summary,
+                               answers: answers, sharedPrefixTokens: sharedTokens,
+                               sharedPrefixMilliseconds: sharedMilliseconds)
+        if json {
+            print(report.json())
+        } else {
+            FileHandle.standardError.write(Data((report.text() + "\n").utf8))
+        }
+    }
+}
+
+/// The figures of one `ask` run, as text for stderr or one JSON object.
+struct AskReport {
+    var loadSeconds: Double
+    var frameSeconds: Double
+    var summary: StatisticsSummary
+    var answers: [VideoAnswer]
+    var sharedPrefixTokens: Int
+    var sharedPrefixMilliseconds: Double
+
+    var decodeMilliseconds: Double {
+        max(0, frameSeconds * 1000 - summary.encodeMilliseconds - summary.pruneMilliseconds)
+    }
+
+    func text() -> String {
+        var lines = [
+            String(format: "load %.0f ms | frames %d: decode %.0f ms, encode %.0f ms, prune %.2f ms",
+                   loadSeconds * 1000, summary.frames, decodeMilliseconds, summary.encodeMilliseconds,
+                   summary.pruneMilliseconds),
+            String(format: "visual tokens %d → %d (kept %.1f %%)", summary.tokensBefore, summary.tokensAfter,
+                   summary.keptFraction * 100),
+        ]
+        if answers.count > 1 {
+            lines.append(String(format: "shared prompt prefix %d tokens prefilled once in %.0f ms",
+                                sharedPrefixTokens, sharedPrefixMilliseconds))
+        }
+        for (i, a) in answers.enumerated() {
+            let label = answers.count > 1 ? "question \(i + 1): " : ""
+            let own = a.promptTokens - a.reusedPrefixTokens
+            let prefillTokens = answers.count > 1 ? own : a.promptTokens
+            let prefillMilliseconds = answers.count > 1 ? a.prefillMilliseconds : a.prefillMilliseconds + sharedPrefixMilliseconds
+            lines.append(label + String(format: "prefill %d tokens in %.0f ms | generated %d tokens, %.1f tokens/s",
+                                        prefillTokens, prefillMilliseconds, a.tokens.count, a.tokensPerSecond))
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func json() -> String {
+        var fields: [(String, JSONLine.Value)] = []
+        if answers.count == 1, let a = answers.first {
+            fields += [("question", .string(a.question)), ("answer", .string(a.text)),
+                       ("token_ids", .array(a.tokens.map { .int($0) }))]
+        }
+        let list: [JSONLine.Value] = answers.map { a in
+            .object([
+                ("question", .string(a.question)), ("answer", .string(a.text)),
+                ("token_ids", .array(a.tokens.map { .int($0) })), ("prompt_tokens", .int(a.promptTokens)),
+                ("reused_prefix_tokens", .int(a.reusedPrefixTokens)), ("prefill_ms", .double(a.prefillMilliseconds)),
+                ("generated_tokens", .int(a.tokens.count)), ("tokens_per_second", .double(a.tokensPerSecond)),
+            ])
+        }
+        fields += [
+            ("answers", .array(list)),
+            ("frames", .int(summary.frames)), ("visual_tokens_before", .int(summary.tokensBefore)),
+            ("visual_tokens_after", .int(summary.tokensAfter)), ("load_ms", .double(loadSeconds * 1000)),
+            ("decode_ms", .double(decodeMilliseconds)), ("encode_ms", .double(summary.encodeMilliseconds)),
+            ("prune_ms", .double(summary.pruneMilliseconds)), ("shared_prefix_tokens", .int(sharedPrefixTokens)),
+            ("shared_prefix_ms", .double(sharedPrefixMilliseconds)),
+        ]
+        if let a = answers.first {
+            fields += [("prefill_tokens", .int(a.promptTokens)),
+                       ("prefill_ms", .double(a.prefillMilliseconds + sharedPrefixMilliseconds)),
+                       ("tokens_per_second", .double(a.tokensPerSecond))]
+        }
+        return JSONLine.object(fields)
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}

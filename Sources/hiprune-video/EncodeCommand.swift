@@ -1,0 +1,86 @@
+import ArgumentParser
+import Foundation
+import Pipeline
+import Stream
+import Tensor
+import Vision
+
+/// `hiprune-video encode MODEL_DIR INPUT --out FILE.safetensors`: per sampled frame, the connector's
+/// features and the chosen layers' scores on the token grid, in one safetensors file:
+///   frame.<i>.features  F32 [tokens, dim]      frame.<i>.scores  F32 [layers, tokens] (layers ascending)
+///   metadata: layers ("6,12", 1-based), frame.<i>.grid ("8x8"), frame.<i>.time (seconds)
+/// The file is written at the end through a temporary file and a rename: an error leaves nothing.
+struct EncodeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "encode",
+        abstract: "Encode sampled frames: features after the connector and per-layer attention scores, as safetensors.")
+
+    @Argument(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    var model: String
+
+    @Argument(help: "A video file, '-' for stdin, or a URL FFmpeg can read.")
+    var input: String
+
+    @OptionGroup var sampling: SamplingOptions
+
+    @Option(help: "Output file (safetensors).")
+    var out: String
+
+    @Option(help: "Encoder layers whose scores to keep: 'all' or a list such as 6,12 (1-based).")
+    var layers = "all"
+
+    /// "all" → every layer; otherwise the listed 1-based layers.
+    static func parseLayers(_ text: String, layerCount: Int) throws -> [Int] {
+        if text.lowercased() == "all" { return Array(1...layerCount) }
+        var result = Set<Int>()
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            guard let layer = Int(part.trimmingCharacters(in: .whitespaces)), (1...layerCount).contains(layer) else {
+                throw PipelineError.invalidOption(flag: "--layers", cause: "'\(part)' is not a layer in 1...\(layerCount)")
+            }
+            result.insert(layer)
+        }
+        return result.sorted()
+    }
+
+    func run() async throws {
+        let family = try ModelFamily.detect(directory: model)
+        let encoder = try family.loadEncoder(directory: model)
+        let chosen = try Self.parseLayers(layers, layerCount: encoder.layerCount)
+        let options = sampling.decodeOptions(defaultSampling: .fps(1))
+        var writer = SafeTensorsWriter()
+        writer.metadata["layers"] = chosen.map(String.init).joined(separator: ",")
+        var frames = 0
+        var seconds = 0.0
+        let analysis = FrameAnalysis(encoder: encoder)
+        let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
+        func add(_ step: FrameAnalysis.Step) throws {
+            let e = step.encoded, i = step.index
+            writer.add("frame.\(i).features", matrix: e.features)
+            var scores: [Float] = []
+            scores.reserveCapacity(chosen.count * e.grid.count)
+            for layer in chosen {
+                guard let s = e.scores[layer] else {
+                    throw PipelineError.invalidOption(flag: "--layers", cause: "the encoder returned no scores for layer \(layer)")
+                }
+                scores += s
+            }
+            try writer.add("frame.\(i).scores", floats: scores, shape: [chosen.count, e.grid.count])
+            writer.metadata["frame.\(i).grid"] = e.grid.description
+            writer.metadata["frame.\(i).time"] = String(step.time)
+            frames += 1
+            seconds += step.encodeMilliseconds / 1000
+            progress.update(done: frames)
+        }
+        if InputKind.isLive(input) {
+            try await analysis.encode(LiveFrames(input: input, options: options), scoreLayers: Set(chosen)) { try add($0) }
+        } else {
+            try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: Set(chosen)) { try add($0) }
+        }
+        progress.finish()
+        guard frames > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
+        writer.metadata["frames"] = String(frames)
+        try writer.write(to: out)
+        let perFrame = String(format: "%.3f", seconds / Double(frames)), total = String(format: "%.2f", seconds)
+        FileHandle.standardError.write(Data("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)\n".utf8))
+    }
+}

@@ -1,0 +1,163 @@
+import ArgumentParser
+import Dispatch
+import Foundation
+import Pipeline
+import Prune
+import Stream
+import Vision
+import VLM
+
+extension LiveWindow: ExpressibleByArgument {
+    public init?(argument: String) { self.init(parsing: argument) }
+}
+
+/// `hiprune-video live`: standing questions and statistics over a rolling window of a live stream.
+struct LiveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "live",
+        abstract: "Watch a live stream: per-frame statistics and answers to standing questions over a rolling window.",
+        discussion: """
+            Events go to stdout as they happen (one JSON object per line with --format jsonl): frames, \
+            answers, drops, reconnects, and a summary at the end. SIGINT or SIGTERM ends the run with \
+            the summary and exit status 0.
+            """)
+
+    @Argument(help: "A live URL FFmpeg reads (udp://, tcp://, rtsp://, srt://, http://) or '-' for stdin.")
+    var url: String
+
+    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    var model: String
+
+    @Option(name: .customLong("question"), help: "A standing question (repeatable); none: statistics only.")
+    var questions: [String] = []
+
+    @Option(help: "Answer every this often (e.g. 5s, 500ms).")
+    var every = "5s"
+
+    @Option(help: "The window the questions see: N frames (8) or a span of stream time (10s).")
+    var window: LiveWindow = .frames(8)
+
+    @Option(help: "Frames per second sampled from the stream.")
+    var fps = 1.0
+
+    @OptionGroup var pruning: PruneOptions
+
+    @Option(help: "jsonl or text.")
+    var format = "jsonl"
+
+    @Option(help: "Most decoded frames waiting for the encoder (newest win).")
+    var capacity = 2
+
+    @Option(help: "Seconds without a frame before the stream counts as stalled and is reopened.")
+    var stallTimeout = 5.0
+
+    @Option(help: "First reconnect delay in seconds; it doubles on each failure in a row.")
+    var backoff = 0.5
+
+    @Option(help: "Longest reconnect delay in seconds.")
+    var backoffMax = 8.0
+
+    @Option(help: "Give up after this many failed reconnects in a row (default: never).")
+    var maxReconnects: Int?
+
+    @Option(help: "Most tokens per answer.")
+    var maxTokens = 64
+
+    @Option(help: "0 decodes greedily.")
+    var temperature: Float = 0
+
+    func validate() throws {
+        guard let seconds = LiveSettings.seconds(parsing: every), seconds > 0 else {
+            throw ValidationError("--every '\(every)' is not a positive duration (5s, 500ms)")
+        }
+        _ = seconds
+        if !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
+        if format != "jsonl" && format != "text" { throw ValidationError("--format must be jsonl or text") }
+        if capacity < 1 { throw ValidationError("--capacity must be at least 1") }
+        if !(stallTimeout > 0) || !(backoff > 0) || !(backoffMax >= backoff) {
+            throw ValidationError("--stall-timeout and --backoff must be positive, --backoff-max at least --backoff")
+        }
+        if pruning.method == .hiprunePlusPlus && questions.count != 1 {
+            throw ValidationError("--method hiprune++ prunes each frame once for one question: give exactly one --question")
+        }
+    }
+
+    func run() async throws {
+        let family = try ModelFamily.detect(directory: model)
+        let encoder = try family.loadEncoder(directory: model)
+        let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
+        let answering = questions.isEmpty ? nil : try VideoQuestionAnswering.load(directory: model)
+        let generation = GenerationOptions(maxNewTokens: maxTokens,
+                                           sampling: SamplingParameters(temperature: temperature, seed: pruning.seed),
+                                           stopTokens: answering?.language.stopTokens ?? [])
+        let embedding = try pruning.method == .hiprunePlusPlus ? answering?.promptEmbedding(question: questions[0]) : nil
+        let settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
+                                    capacity: capacity, stallTimeout: stallTimeout, backoffInitial: backoff,
+                                    backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation)
+        let live = LiveAnalysis(input: url, options: DecodeOptions(sampling: .fps(fps)), settings: settings,
+                                analysis: FrameAnalysis(encoder: encoder), answering: answering)
+        let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler { live.stop() }
+            source.resume()
+            return source
+        }
+        defer { signals.forEach { $0.cancel() } }
+        let text = format == "text"
+        _ = try await live.run(stage: stage, promptEmbedding: embedding) { event in
+            // Unbuffered: a reader of the pipe sees each event as it happens.
+            FileHandle.standardOutput.write(Data(((text ? Self.text(event) : Self.json(event)) + "\n").utf8))
+        }
+    }
+
+    static func json(_ event: LiveEvent) -> String {
+        switch event {
+        case .frame(let s):
+            return JSONLine.object([("event", .string("frame"))] + StatisticsWriter.fields(of: s))
+        case let .answer(start, end, frames, question, answer, latency, promptTokens):
+            return JSONLine.object([("event", .string("answer")), ("window_start", .double(start)),
+                                    ("window_end", .double(end)), ("frames", .int(frames)),
+                                    ("question", .string(question)), ("answer", .string(answer)),
+                                    ("latency_ms", .double(latency)), ("prompt_tokens", .int(promptTokens))])
+        case let .drops(total, new):
+            return JSONLine.object([("event", .string("drops")), ("dropped", .int(new)), ("total", .int(total))])
+        case let .reconnect(attempt, delay, cause):
+            return JSONLine.object([("event", .string("reconnect")), ("attempt", .int(attempt)),
+                                    ("delay_s", .double(delay)), ("cause", .string(cause))])
+        case let .gaveUp(attempts, cause):
+            return JSONLine.object([("event", .string("gave_up")), ("attempts", .int(attempts)), ("cause", .string(cause))])
+        case .summary(let s):
+            return JSONLine.object([
+                ("event", .string("summary")), ("frames", .int(s.statistics.frames)),
+                ("tokens_before", .int(s.statistics.tokensBefore)), ("tokens_after", .int(s.statistics.tokensAfter)),
+                ("kept_fraction", .double(s.statistics.keptFraction)), ("answers", .int(s.answers)),
+                ("dropped", .int(s.droppedFrames)), ("reconnects", .int(s.reconnects)),
+                ("max_latency_ms", .double(s.maxLatencyMilliseconds)), ("wall_s", .double(s.wallSeconds)),
+                ("stopped_by_signal", .bool(s.stoppedBySignal)),
+            ])
+        }
+    }
+
+    static func text(_ event: LiveEvent) -> String {
+        switch event {
+        case .frame(let s):
+            return String(format: "frame %d at %.2f s: %d → %d tokens (%d anchors, %d buffers, %d registers), encode %.0f ms",
+                          s.index, s.time, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers, s.registers,
+                          s.encodeMilliseconds)
+        case let .answer(start, end, frames, question, answer, latency, _):
+            return String(format: "[%.2f–%.2f s, %d frames, %.0f ms] ", start, end, frames, latency) + "\(question) → \(answer)"
+        case let .drops(total, new):
+            return "dropped \(new) frames (\(total) in all): the model is slower than the stream"
+        case let .reconnect(attempt, delay, cause):
+            return String(format: "reconnect %d in %.1f s: ", attempt, delay) + cause
+        case let .gaveUp(attempts, cause):
+            return "gave up after \(attempts) reconnects: \(cause)"
+        case .summary(let s):
+            return String(format: "summary: %d frames, tokens %d → %d (%.1f %%), %d answers, %d dropped, %d reconnects, max latency %.0f ms, %.1f s",
+                          s.statistics.frames, s.statistics.tokensBefore, s.statistics.tokensAfter,
+                          s.statistics.keptFraction * 100, s.answers, s.droppedFrames, s.reconnects,
+                          s.maxLatencyMilliseconds, s.wallSeconds)
+        }
+    }
+}
