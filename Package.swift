@@ -1,8 +1,9 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Hot numeric loops use unsafe buffer pointers themselves; exclusivity checks only cost there.
-let optimized: [SwiftSetting] = [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+// Hot numeric loops reach storage through unsafe buffer pointers; exclusivity stays checked
+// everywhere (it caught an overlapping KV-cache access that release builds would have hidden).
+let optimized: [SwiftSetting] = []
 
 let package = Package(
     name: "hiprune-video",
@@ -46,6 +47,7 @@ let package = Package(
         .testTarget(name: "PruneTests", dependencies: ["Prune"]),
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "Prune"]),
         .testTarget(name: "VLMTests", dependencies: ["VLM", "Vision", "Tensor", "Prune"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stream", "Vision", "VLM", "Prune", "Tensor"]),
         .testTarget(name: "CLITests", dependencies: ["Pipeline"]),
     ]
 )

@@ -83,3 +83,48 @@ public func linear(_ x: Matrix, weight: WeightMatrix, bias: [Float]? = nil, scra
     }
     return out
 }
+
+/// `y[r] (+)= x[r] · Wᵀ (+ b)` for `rows` rows into caller-owned memory (strides in floats), with
+/// `weight` in its stored precision. With `accumulate` the product (and bias) is added onto `y`.
+public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weight: WeightMatrix, bias: [Float]? = nil,
+                   into y: UnsafeMutablePointer<Float>, outputStride: Int, accumulate: Bool = false, scratch: inout [Float]) {
+    let n = weight.rows, k = weight.cols
+    guard rows > 0, n > 0, k > 0 else { return }
+    var beta: Float = accumulate ? 1 : 0
+    if let bias, bias.count == n {
+        bias.withUnsafeBufferPointer { pb in
+            for r in 0..<rows {
+                let row = y + r * outputStride
+                if accumulate {
+                    for j in 0..<n { row[j] += pb[j] }
+                } else {
+                    row.update(from: pb.baseAddress!, count: n)
+                }
+            }
+        }
+        beta = 1
+    }
+    weight.withFloats(scratch: &scratch) { w in
+        if rows == 1 {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, beta, y, 1)
+        } else {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
+                        x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
+        }
+    }
+}
+
+extension WeightMatrix {
+    /// Row `r` as F32 into `destination` (an embedding lookup).
+    public func copyRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
+        guard r >= 0, r < rows else { return }
+        if isBF16 {
+            halves.withUnsafeBufferPointer { src in
+                let d = UnsafeMutableRawPointer(destination).assumingMemoryBound(to: UInt32.self)
+                for i in 0..<cols { d[i] = UInt32(src[r * cols + i]) << 16 }
+            }
+        } else {
+            floats.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + r * cols, count: cols) }
+        }
+    }
+}

@@ -107,8 +107,8 @@ public final class LlamaSession {
         defer { self.scores = scores }
         let x = hidden.pointer, xn = normed.pointer, qkv = qkv.pointer, att = attended.pointer, gu = gateUp.pointer
         positionBuffer.withUnsafeBufferPointer { positions in
-            cache.keys.withUnsafeMutableBufferPointer { keys in
-                cache.values.withUnsafeMutableBufferPointer { values in
+            cache.withMutableStorage { keys, values in
+                do {
                     for (l, layer) in model.layers.enumerated() {
                         rmsNorm(x, rows: n, width: h, weight: layer.attentionNorm, eps: c.rmsNormEps, into: xn)
                         linear(xn, rows: n, inputStride: h, weight: layer.qkv, into: qkv, outputStride: qkvWidth)

@@ -1,0 +1,67 @@
+import Foundation
+import XCTest
+@testable import VLM
+
+/// The real SmolLM2-135M-Instruct (Q4_1 GGUF from scripts/fetch-smollm2.sh); skipped without it.
+final class SmolLM2Tests: XCTestCase {
+    private static let loaded = Result { try LanguageModel(path: try Fixtures.smolLM2()) }
+
+    private func model() throws -> LanguageModel {
+        if case let .failure(error) = Self.loaded, error is XCTSkip { throw error }
+        return try Self.loaded.get()
+    }
+
+    private func answer(_ question: String) throws -> String {
+        let language = try model()
+        let ids = try language.chatPrompt([ChatMessage(role: "user", content: question)])
+        let session = try LlamaSession(model: language.model, context: 512)
+        let result = try session.generate(prompt: ids, options: GenerationOptions(maxNewTokens: 48, stopTokens: language.stopTokens))
+        return language.tokenizer.decode(result.tokens, skipSpecialTokens: true)
+    }
+
+    func testChatTemplateIsSmolLM2s() throws {
+        let language = try model()
+        XCTAssertEqual(language.template, .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        XCTAssertTrue(language.stopTokens.contains(2))  // <|im_end|>
+    }
+
+    func testCapitalOfGermany() throws {
+        let text = try answer("What is the capital of Germany?")
+        XCTAssertTrue(text.lowercased().contains("berlin"), text)
+    }
+
+    func testTwoPlusTwo() throws {
+        let text = try answer("What is 2 + 2?")
+        XCTAssertTrue(text.contains("4"), text)
+    }
+
+    func testColorOfTheSky() throws {
+        let text = try answer("What color is the sky on a clear day?")
+        XCTAssertTrue(text.lowercased().contains("blue"), text)
+    }
+
+    /// Perplexity of a plain English paragraph. Measured 7.0 with this Q4_1 file (see the report);
+    /// the bound leaves room for kernel-order differences but catches a broken decoder (hundreds+).
+    func testPerplexityOfAParagraph() throws {
+        let language = try model()
+        let paragraph = """
+        The city of Berlin is the capital of Germany and its largest city. It lies on the banks of the \
+        rivers Spree and Havel in the north-east of the country. Berlin has a long history as a centre of \
+        science, culture and politics, and today it is known for its museums, its parks and its music.
+        """
+        let ids = language.tokenizer.encode(paragraph)
+        let session = try LlamaSession(model: language.model, context: 256)
+        let logits = try session.logitsOfEveryRow(tokens: ids)
+        var nll = 0.0
+        for r in 0..<(ids.count - 1) {
+            let row = logits.row(r)
+            let top = Double(row.max() ?? 0)
+            let logSum = log(row.reduce(0.0) { $0 + exp(Double($1) - top) }) + top
+            nll += logSum - Double(row[ids[r + 1]])
+        }
+        let perplexity = exp(nll / Double(ids.count - 1))
+        print("SmolLM2 perplexity \(perplexity) over \(ids.count) tokens")
+        XCTAssertLessThan(perplexity, 20)
+        XCTAssertGreaterThan(perplexity, 1)
+    }
+}
