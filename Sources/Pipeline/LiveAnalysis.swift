@@ -13,7 +13,7 @@ import VLM
 //   bounded by one encode plus one answer, never by a queue.
 // Work: each frame is encoded and pruned once; every answer reuses the window's pruned frames.
 // Ending: when the stream ends, fails or stalls (no frame for `stallTimeout`), the source is
-//   closed and reopened after a backoff that doubles from `backoffInitial` up to `backoffMax`;
+//   closed and reopened (a new connection gets `openTimeout` for its first frame) after a backoff that doubles from `backoffInitial` up to `backoffMax`;
 //   `maxReconnects` bounds the attempts in a row (nil: no bound). `stop()` (SIGINT/SIGTERM)
 //   closes the source at once; `run` then returns with the summary event.
 
@@ -49,14 +49,20 @@ public struct LiveSettings: Sendable {
     public var windowLimit = 256
     public var capacity: Int
     public var stallTimeout: Double
+    /// Seconds a new connection may take to deliver its first frame.
+    public var openTimeout: Double
     public var backoffInitial: Double
     public var backoffMax: Double
     public var maxReconnects: Int?
     public var generation: GenerationOptions
+    /// Extra time spent on every frame: slows the consumer on purpose (tests of drop handling).
+    public var throttleMilliseconds: Int
 
     public init(questions: [String], every: Double, window: LiveWindow, capacity: Int = 4, stallTimeout: Double = 5,
                 backoffInitial: Double = 0.5, backoffMax: Double = 8, maxReconnects: Int? = nil,
-                generation: GenerationOptions) {
+                generation: GenerationOptions, throttleMilliseconds: Int = 0) {
+        self.throttleMilliseconds = throttleMilliseconds
+        self.openTimeout = max(10, stallTimeout)
         self.questions = questions
         self.every = every
         self.window = window
@@ -108,6 +114,7 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
     private var stalled = false
     private var source: LiveFrames?
     private var lastFrame = DispatchTime.now()
+    private var sawFrame = false
 
     var isStopped: Bool { lock.withLock { stopped } }
 
@@ -123,18 +130,25 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
         lock.withLock {
             self.source = source
             stalled = false
+            sawFrame = false
             lastFrame = DispatchTime.now()
         }
         if isStopped { source.stop() }
     }
 
-    func frameArrived() { lock.withLock { lastFrame = DispatchTime.now() } }
+    func frameArrived() {
+        lock.withLock {
+            lastFrame = DispatchTime.now()
+            sawFrame = true
+        }
+    }
 
-    /// Closes the source when no frame came for `timeout` seconds; true if it did.
-    func checkStall(timeout: Double) -> Bool {
+    /// Closes the source when no frame came for `timeout` seconds (`openTimeout` before the first
+    /// frame of a connection: opening probes the stream); true if it did.
+    func checkStall(timeout: Double, openTimeout: Double) -> Bool {
         let source = lock.withLock { () -> LiveFrames? in
             let idle = Double(DispatchTime.now().uptimeNanoseconds - lastFrame.uptimeNanoseconds) / 1e9
-            guard idle > timeout, !stalled else { return nil }
+            guard idle > (sawFrame ? timeout : openTimeout), !stalled else { return nil }
             stalled = true
             return self.source
         }
@@ -143,6 +157,7 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
     }
 
     var didStall: Bool { lock.withLock { stalled } }
+    var connected: Bool { lock.withLock { sawFrame } }
 }
 
 public final class LiveAnalysis: Sendable {
@@ -179,11 +194,11 @@ public final class LiveAnalysis: Sendable {
         while !control.isStopped {
             let frames = LiveFrames(input: input, options: options, capacity: settings.capacity)
             control.attach(frames)
-            let control = self.control, timeout = settings.stallTimeout
+            let control = self.control, timeout = settings.stallTimeout, openTimeout = settings.openTimeout
             let watchdog = Task.detached {
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: 100_000_000)
-                    if control.checkStall(timeout: timeout) { return }
+                    if control.checkStall(timeout: timeout, openTimeout: openTimeout) { return }
                 }
             }
             var cause = "the stream ended"
@@ -201,6 +216,7 @@ public final class LiveAnalysis: Sendable {
                     window.append((pruned, DispatchTime.now()))
                     trim(&window)
                     framesSinceAnswer += 1
+                    if settings.throttleMilliseconds > 0 { usleep(UInt32(settings.throttleMilliseconds) * 1000) }
                     let due = Double(DispatchTime.now().uptimeNanoseconds - lastAnswer.uptimeNanoseconds) / 1e9 >= settings.every
                     if due, framesSinceAnswer > 0, let answering, !settings.questions.isEmpty {
                         try answer(window: window, with: answering, summary: &summary, emit: emit)
@@ -216,7 +232,10 @@ public final class LiveAnalysis: Sendable {
             watchdog.cancel()
             droppedBefore += frames.counters.droppedFrames
             if control.isStopped { break }
-            if control.didStall { cause = "no frame for \(settings.stallTimeout) s" }
+            if control.didStall {
+                cause = control.connected ? "no frame for \(settings.stallTimeout) s"
+                    : "no frame within \(settings.openTimeout) s of opening"
+            }
             attempt += 1
             if let limit = settings.maxReconnects, attempt > limit {
                 emit(.gaveUp(attempts: attempt - 1, cause: cause))

@@ -1,5 +1,6 @@
 import Foundation
 import Vision
+import VLM
 
 /// Why a model directory cannot be used; each case names the directory or file.
 public enum PipelineError: Error, CustomStringConvertible, Sendable {
@@ -29,10 +30,12 @@ public enum PipelineError: Error, CustomStringConvertible, Sendable {
 /// The model families the pipeline knows, chosen from `config.json`'s `model_type`.
 public enum ModelFamily: String, Sendable, CaseIterable {
     case smolVLM = "smolvlm"
+    case qwen25VL = "qwen2_5_vl"
 
     public var modelTypes: [String] {
         switch self {
         case .smolVLM: return ["smolvlm", "idefics3"]
+        case .qwen25VL: return ["qwen2_5_vl"]
         }
     }
 
@@ -63,6 +66,7 @@ public enum ModelFamily: String, Sendable, CaseIterable {
     public func loadEncoder(directory: String) throws -> any FrameEncoder {
         switch self {
         case .smolVLM: return try SmolVLMVisionModel.load(directory: directory)
+        case .qwen25VL: return try Qwen25VLVisionModel.load(directory: directory)
         }
     }
 
@@ -77,6 +81,11 @@ public enum ModelFamily: String, Sendable, CaseIterable {
                                       kvHeads: text.numKeyValueHeads ?? heads,
                                       headDimension: text.headDim ?? text.hiddenSize / max(1, heads),
                                       vocabularySize: text.vocabSize)
+        case .qwen25VL:
+            let text = try Qwen2Configuration(configFile: (directory as NSString).appendingPathComponent("config.json"))
+            return LanguageModelShape(hiddenSize: text.hiddenSize, layers: text.layers, intermediateSize: text.intermediateSize,
+                                      heads: text.heads, kvHeads: text.kvHeads, headDimension: text.headDimension,
+                                      vocabularySize: text.vocabularySize)
         }
     }
 }

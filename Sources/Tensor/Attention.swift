@@ -10,6 +10,7 @@
 // still hot: score[j] = mean over heads and queries of softmax(QKᵀ)[i, j] (docs/HIPRUNE.md).
 import COpenBLAS
 import Dispatch
+import Foundation
 
 public struct AttentionResult: Sendable {
     /// [queries, heads · headDimension].
@@ -46,11 +47,14 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
     let group = heads / kvHeads
     // ~1 MB of S per block: fits L2 beside the rows of K and V being streamed.
     let block = max(8, min(nq, (1 << 18) / nk))
-    var logits = [Float](repeating: 0, count: block * nk)
-    // One partial score sum per worker; summed at the end (threads never share a row).
-    let workers = nq >= 64 ? 2 : 1
+    // Large attention runs heads in parallel, each worker on its own heads with single-threaded
+    // BLAS: no synchronisation between the GEMMs and the softmax, and no OpenBLAS threads spinning
+    // beside Swift threads. Small attention (a decode step) stays on this thread with BLAS's threads.
+    let parallel = heads >= 2 && nq * nk >= 64 * 64
+    let workers = parallel ? min(heads, max(1, ProcessInfo.processInfo.activeProcessorCount)) : 1
+    var logits = [Float](repeating: 0, count: workers * block * nk)
     var partial = [Float](repeating: 0, count: captureScores ? workers * nk : 0)
-    let qStride = Int32(heads * d), kvStride = Int32(kvHeads * d)
+    let qStride = heads * d, kvStride = kvHeads * d
 
     query.storage.withUnsafeBufferPointer { pq in
         key.storage.withUnsafeBufferPointer { pk in
@@ -58,41 +62,45 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
                 output.storage.withUnsafeMutableBufferPointer { po in
                     logits.withUnsafeMutableBufferPointer { ps in
                         partial.withUnsafeMutableBufferPointer { pp in
-                            let s = ps.baseAddress!
-                            for h in 0..<heads {
-                                let kvh = h / group
-                                var q0 = 0
-                                while q0 < nq {
-                                    let rows = min(block, nq - q0)
-                                    // Keys any row of this block may see.
-                                    let width = causal ? min(nk, keyOffset + q0 + rows) : nk
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
-                                                scale, pq.baseAddress! + q0 * heads * d + h * d, qStride,
-                                                pk.baseAddress! + kvh * d, kvStride, 0, s, Int32(width))
-                                    // An empty array may still have a base address: only hand it out when capturing.
-                                    let rowsPtr = SendablePointer(s), sumsPtr = SendablePointer(captureScores ? pp.baseAddress : nil)
-                                    let firstRow = q0
-                                    let work: @Sendable (Int) -> Void = { worker in
-                                        let lo = rows * worker / workers, hi = rows * (worker + 1) / workers
-                                        let acc = sumsPtr.pointer.map { $0 + worker * nk }
-                                        for i in lo..<hi {
-                                            let row = rowsPtr.pointer! + i * width
-                                            let visible = causal ? min(width, keyOffset + firstRow + i + 1) : width
+                            // An empty array may still have a base address: only hand it out when capturing.
+                            let q = ReadPointer(pq.baseAddress!), k = ReadPointer(pk.baseAddress!), v = ReadPointer(pv.baseAddress!)
+                            let o = SendablePointer(po.baseAddress!), s = SendablePointer(ps.baseAddress!)
+                            let sums = SendablePointer(captureScores ? pp.baseAddress : nil)
+                            let work: @Sendable (Int) -> Void = { worker in
+                                let logits = s.pointer! + worker * block * nk
+                                let acc = sums.pointer.map { $0 + worker * nk }
+                                var h = worker
+                                while h < heads {
+                                    let kvh = h / group
+                                    var q0 = 0
+                                    while q0 < nq {
+                                        let rows = min(block, nq - q0)
+                                        // Keys any row of this block may see.
+                                        let width = causal ? min(nk, keyOffset + q0 + rows) : nk
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
+                                                    scale, q.pointer + q0 * qStride + h * d, Int32(qStride),
+                                                    k.pointer + kvh * d, Int32(kvStride), 0, logits, Int32(width))
+                                        for i in 0..<rows {
+                                            let row = logits + i * width
+                                            let visible = causal ? min(width, keyOffset + q0 + i + 1) : width
                                             softmaxRow(row, visible)
                                             if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
                                             if let acc { accumulate(row, into: acc, visible) }
                                         }
+                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
+                                                    1, logits, Int32(width), v.pointer + kvh * d, Int32(kvStride),
+                                                    0, o.pointer! + q0 * qStride + h * d, Int32(qStride))
+                                        q0 += rows
                                     }
-                                    if workers > 1 && rows >= 32 {
-                                        DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-                                    } else {
-                                        for w in 0..<workers { work(w) }
-                                    }
-                                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
-                                                1, s, Int32(width), pv.baseAddress! + kvh * d, kvStride,
-                                                0, po.baseAddress! + q0 * heads * d + h * d, qStride)
-                                    q0 += rows
+                                    h += workers
                                 }
+                            }
+                            if workers > 1 {
+                                openblas_set_num_threads(1)
+                                DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+                                openblas_set_num_threads(blasThreads)
+                            } else {
+                                work(0)
                             }
                         }
                     }
@@ -109,6 +117,10 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
     for j in 0..<nk { scores[j] *= norm }
     return AttentionResult(output: output, scores: scores)
 }
+
+/// OpenBLAS's thread count as the process started (read once, so that concurrent attention calls
+/// always restore the same value).
+let blasThreads: Int32 = openblas_get_num_threads()
 
 /// `acc[0..<count] += row[0..<count]`.
 @inlinable @inline(__always)
@@ -128,4 +140,10 @@ func accumulate(_ row: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Floa
 struct SendablePointer: @unchecked Sendable {
     let pointer: UnsafeMutablePointer<Float>?
     init(_ pointer: UnsafeMutablePointer<Float>?) { self.pointer = pointer }
+}
+
+/// A read-only pointer handed to worker threads.
+struct ReadPointer: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    init(_ pointer: UnsafePointer<Float>) { self.pointer = pointer }
 }

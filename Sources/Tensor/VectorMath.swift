@@ -16,7 +16,10 @@ public typealias Float8 = SIMD8<Float>
 /// e^x on eight lanes.
 @inlinable @inline(__always)
 public func exp8(_ v: Float8) -> Float8 {
-    let x = v.clamped(lowerBound: expLow, upperBound: expHigh)
+    // Masked replace compiles to compare + blend; the generic clamped/pointwiseMin are not inlined.
+    var x = v
+    x.replace(with: expLow, where: x .< expLow)
+    x.replace(with: expHigh, where: x .> expHigh)
     let shifted = x * log2e + roundingMagic
     let n = shifted - roundingMagic
     var r = x - n * ln2High
@@ -87,7 +90,8 @@ func maximum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
         var acc = load8(p)
         i = 8
         while i + 8 <= count {
-            acc = pointwiseMax(acc, load8(p + i))
+            let v = load8(p + i)
+            acc.replace(with: v, where: v .> acc)
             i += 8
         }
         m = acc.max()

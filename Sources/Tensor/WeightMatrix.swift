@@ -35,8 +35,7 @@ public struct WeightMatrix: Sendable {
         if scratch.count < count { scratch = [Float](repeating: 0, count: count) }
         scratch.withUnsafeMutableBufferPointer { dst in
             halves.withUnsafeBufferPointer { src in
-                let d = UnsafeMutableRawPointer(dst.baseAddress!).assumingMemoryBound(to: UInt32.self)
-                for i in 0..<src.count { d[i] = UInt32(src[i]) << 16 }
+                for i in 0..<src.count { dst[i] = Float(bitPattern: UInt32(src[i]) << 16) }
             }
         }
         return scratch.withUnsafeBufferPointer { body($0.baseAddress!) }
@@ -120,8 +119,7 @@ extension WeightMatrix {
         guard r >= 0, r < rows else { return }
         if isBF16 {
             halves.withUnsafeBufferPointer { src in
-                let d = UnsafeMutableRawPointer(destination).assumingMemoryBound(to: UInt32.self)
-                for i in 0..<cols { d[i] = UInt32(src[r * cols + i]) << 16 }
+                for i in 0..<cols { destination[i] = Float(bitPattern: UInt32(src[r * cols + i]) << 16) }
             }
         } else {
             floats.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + r * cols, count: cols) }

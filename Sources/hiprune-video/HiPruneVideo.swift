@@ -28,7 +28,7 @@ struct HiPruneVideo: AsyncParsableCommand {
         do {
             command = try parseAsRoot()
         } catch {
-            exit(withError: error)
+            fail(error, parsing: true)
         }
         do {
             if var asyncCommand = command as? AsyncParsableCommand {
@@ -36,15 +36,21 @@ struct HiPruneVideo: AsyncParsableCommand {
             } else {
                 try command.run()
             }
-        } catch let error as ExitCode {
-            exit(withError: error)
-        } catch let error as CleanExit {
-            exit(withError: error)
-        } catch let error as ValidationError {
-            exit(withError: error)
         } catch {
-            FileHandle.standardError.write(Data("hiprune-video: \(error)\n".utf8))
-            Foundation.exit(1)
+            fail(error, parsing: false)
         }
+    }
+
+    /// Help and version print as usual; a bad flag or a failure prints one line, no usage dump.
+    static func fail(_ error: any Error, parsing: Bool) -> Never {
+        let code = exitCode(for: error)
+        if code == .success || error is CleanExit { exit(withError: error) }
+        if error is ExitCode { Foundation.exit(code.rawValue) }
+        // The parser's own errors (and ValidationError) read best through its message; ours are
+        // typed errors whose description names the input and the cause.
+        let message = parsing || error is ValidationError ? Self.message(for: error) : "\(error)"
+        let line = message.split(whereSeparator: \.isNewline).map(String.init).joined(separator: " ")
+        FileHandle.standardError.write(Data("hiprune-video: \(line)\n".utf8))
+        Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
     }
 }

@@ -51,6 +51,9 @@ struct LiveCommand: AsyncParsableCommand {
     @Option(help: "Seconds without a frame before the stream counts as stalled and is reopened.")
     var stallTimeout = 5.0
 
+    @Option(help: "Seconds a new connection may take to deliver its first frame.")
+    var openTimeout = 10.0
+
     @Option(help: "First reconnect delay in seconds; it doubles on each failure in a row.")
     var backoff = 0.5
 
@@ -63,6 +66,9 @@ struct LiveCommand: AsyncParsableCommand {
     @Option(help: "Most tokens per answer.")
     var maxTokens = 64
 
+    @Option(help: .hidden)
+    var throttleMilliseconds = 0
+
     @Option(help: "0 decodes greedily.")
     var temperature: Float = 0
 
@@ -74,7 +80,7 @@ struct LiveCommand: AsyncParsableCommand {
         if !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
         if format != "jsonl" && format != "text" { throw ValidationError("--format must be jsonl or text") }
         if capacity < 1 { throw ValidationError("--capacity must be at least 1") }
-        if !(stallTimeout > 0) || !(backoff > 0) || !(backoffMax >= backoff) {
+        if !(stallTimeout > 0) || !(openTimeout > 0) || !(backoff > 0) || !(backoffMax >= backoff) {
             throw ValidationError("--stall-timeout and --backoff must be positive, --backoff-max at least --backoff")
         }
         if pruning.method == .hiprunePlusPlus && questions.count != 1 {
@@ -91,9 +97,11 @@ struct LiveCommand: AsyncParsableCommand {
                                            sampling: SamplingParameters(temperature: temperature, seed: pruning.seed),
                                            stopTokens: answering?.language.stopTokens ?? [])
         let embedding = try pruning.method == .hiprunePlusPlus ? answering?.promptEmbedding(question: questions[0]) : nil
-        let settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
+        var settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
                                     capacity: capacity, stallTimeout: stallTimeout, backoffInitial: backoff,
-                                    backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation)
+                                    backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
+                                    throttleMilliseconds: throttleMilliseconds)
+        settings.openTimeout = openTimeout
         let live = LiveAnalysis(input: url, options: DecodeOptions(sampling: .fps(fps)), settings: settings,
                                 analysis: FrameAnalysis(encoder: encoder), answering: answering)
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in

@@ -1,0 +1,155 @@
+import Foundation
+import XCTest
+
+/// stats, calibrate and ask as a user runs them, on the bundled clip and the tiny fixture model.
+final class PipelineCLITests: XCTestCase {
+    let model = CLI.path("Tests/Fixtures/smolvlm-vqa")
+    let clip = CLI.path("media/bigbuckbunny.mp4")
+
+    func testStatsJSONLinesAddUpAndKeepTheBudget() throws {
+        let result = try CLI.run(["stats", clip, "--model", model, "--frames", "4", "--budget", "0.33", "--format", "jsonl"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let events = CLI.events(result.stdout)
+        XCTAssertEqual(events.count, 5, result.stdout)
+        let frames = events.dropLast()
+        var times: [Double] = []
+        for frame in frames {
+            XCTAssertEqual(frame["grid"] as? String, "4x4")
+            XCTAssertEqual(frame["tokens_before"] as? Int, 16)
+            // N' = round(0.33 · 16) = 5, half to even.
+            XCTAssertEqual(frame["tokens_after"] as? Int, 5)
+            let anchors = try XCTUnwrap(frame["anchors"] as? Int), buffers = try XCTUnwrap(frame["buffers"] as? Int)
+            let registers = try XCTUnwrap(frame["registers"] as? Int)
+            XCTAssertEqual(anchors, 1, "max(1, round(0.1 · 5 / 5)) anchors")
+            XCTAssertEqual(anchors + buffers + registers, 5)
+            XCTAssertLessThanOrEqual(buffers, 4, "an anchor has at most 4 grid neighbours")
+            times.append(try XCTUnwrap(frame["time"] as? Double))
+        }
+        XCTAssertEqual(times, times.sorted())
+        let summary = try XCTUnwrap(events.last)
+        XCTAssertEqual(summary["summary"] as? Bool, true)
+        XCTAssertEqual(summary["frames"] as? Int, 4)
+        XCTAssertEqual(summary["tokens_before"] as? Int, 64)
+        XCTAssertEqual(summary["tokens_after"] as? Int, 20)
+        let full = try XCTUnwrap(summary["prefill_flops_full"] as? Double)
+        let pruned = try XCTUnwrap(summary["prefill_flops_pruned"] as? Double)
+        XCTAssertGreaterThan(full, 3 * pruned, "64 → 20 tokens saves more than two thirds of the prefill")
+    }
+
+    func testStatsTableAndCSVHaveOneRowPerFrame() throws {
+        let csv = try CLI.run(["stats", clip, "--model", model, "--frames", "3", "--tokens", "6", "--format", "csv"])
+        XCTAssertEqual(csv.status, 0, csv.stderr)
+        let rows = csv.stdoutLines.filter { !$0.hasPrefix("#") }
+        XCTAssertEqual(rows.first, "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms")
+        XCTAssertEqual(rows.count, 4)
+        for row in rows.dropFirst() { XCTAssertEqual(row.split(separator: ",")[4], "6") }
+        let table = try CLI.run(["stats", clip, "--model", model, "--frames", "2", "--method", "uniform"])
+        XCTAssertEqual(table.status, 0, table.stderr)
+        XCTAssertTrue(table.stdout.contains("visual tokens 32 → 10"), table.stdout)
+        XCTAssertTrue(table.stderr.isEmpty, "no progress bar when stderr is not a terminal: \(table.stderr)")
+    }
+
+    func testDedupDropsRepeatedTokensButNeverOnTheFirstFrame() throws {
+        // The opening shot of the clip barely moves between consecutive frames.
+        let result = try CLI.run(["stats", clip, "--model", model, "--fps", "25", "--end", "0.09", "--dedup", "0.99",
+                                  "--format", "jsonl"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let frames = CLI.events(result.stdout).filter { $0["summary"] == nil }
+        XCTAssertGreaterThanOrEqual(frames.count, 2)
+        XCTAssertEqual(frames[0]["temporal_drops"] as? Int, 0)
+        XCTAssertGreaterThan(frames.dropFirst().map { $0["temporal_drops"] as? Int ?? 0 }.reduce(0, +), 0,
+                             "consecutive frames of the opening shot are nearly identical")
+    }
+
+    func testBadFlagsGiveOneClearLine() throws {
+        let cases: [([String], String)] = [
+            (["--budget", "1.5"], "outside (0, 1]"),
+            (["--budget", "0"], "outside (0, 1]"),
+            (["--tokens", "1000"], "exceeds the frame's 16 tokens"),
+            (["--method", "bogus"], "bogus"),
+            (["--object-layer", "9"], "object layer 9 is out of range"),
+            (["--object-layer", "0"], "object layer 0 is out of range"),
+        ]
+        for (flags, expected) in cases {
+            let result = try CLI.run(["stats", clip, "--model", model, "--frames", "1"] + flags)
+            XCTAssertNotEqual(result.status, 0, "\(flags)")
+            XCTAssertEqual(result.stderrLines.count, 1, "\(flags): \(result.stderr)")
+            XCTAssertTrue(result.stderr.contains(expected), "\(flags): \(result.stderr)")
+            XCTAssertEqual(result.stdout, "", "\(flags): nothing on stdout")
+        }
+    }
+
+    func testBadModelDirectoriesNameTheirCause() throws {
+        let temporary = FileManager.default.temporaryDirectory.appendingPathComponent("hv-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: temporary, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: temporary) }
+        let malformed = temporary.appendingPathComponent("malformed")
+        try FileManager.default.createDirectory(at: malformed, withIntermediateDirectories: true)
+        try Data("{ not json".utf8).write(to: malformed.appendingPathComponent("config.json"))
+        let unknown = temporary.appendingPathComponent("unknown")
+        try FileManager.default.createDirectory(at: unknown, withIntermediateDirectories: true)
+        try Data(#"{"model_type": "whisper"}"#.utf8).write(to: unknown.appendingPathComponent("config.json"))
+        let cases: [(String, String)] = [
+            (temporary.appendingPathComponent("missing").path, "not a model directory"),
+            (malformed.path, "malformed JSON"),
+            (unknown.path, "model_type 'whisper' is not supported"),
+        ]
+        for (directory, expected) in cases {
+            for command in ["stats", "ask"] {
+                var arguments = [command, clip, "--model", directory]
+                if command == "ask" { arguments.insert("What?", at: 2) }
+                let result = try CLI.run(arguments)
+                XCTAssertEqual(result.status, 1, "\(command) \(directory)")
+                XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
+                XCTAssertTrue(result.stderr.contains(expected) && result.stderr.contains(directory), result.stderr)
+                XCTAssertEqual(result.stdout, "")
+            }
+        }
+    }
+
+    func testAskStreamsAnAnswerAndReportsItsFigures() throws {
+        let result = try CLI.run(["ask", clip, "What happens?", "--model", model, "--frames", "3", "--max-tokens", "8", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(CLI.events(result.stdout).first)
+        let ids = try XCTUnwrap(object["token_ids"] as? [Int])
+        XCTAssertFalse(ids.isEmpty)
+        XCTAssertLessThanOrEqual(ids.count, 8)
+        XCTAssertEqual(object["frames"] as? Int, 3)
+        XCTAssertEqual(object["visual_tokens_before"] as? Int, 48)
+        XCTAssertEqual(object["visual_tokens_after"] as? Int, 15)
+        // The prompt: 3 frames × (timestamp line + markers) + 15 image tokens + the chat text.
+        let prompt = try XCTUnwrap(object["prefill_tokens"] as? Int)
+        XCTAssertGreaterThan(prompt, 15)
+        for key in ["load_ms", "decode_ms", "encode_ms", "prune_ms", "prefill_ms", "tokens_per_second"] {
+            XCTAssertNotNil(object[key] as? Double ?? (object[key] as? Int).map(Double.init), key)
+        }
+
+        // Two questions share the video prefix; the first answer does not change for it.
+        let two = try CLI.run(["ask", clip, "What happens?", "--question", "Who is there?", "--model", model,
+                               "--frames", "3", "--max-tokens", "8", "--json"])
+        XCTAssertEqual(two.status, 0, two.stderr)
+        let both = try XCTUnwrap(CLI.events(two.stdout).first)
+        let answers = try XCTUnwrap(both["answers"] as? [[String: Any]])
+        XCTAssertEqual(answers.count, 2)
+        XCTAssertEqual(answers[0]["token_ids"] as? [Int], ids)
+        XCTAssertGreaterThan(try XCTUnwrap(both["shared_prefix_tokens"] as? Int), 15)
+
+        // Plain output: the answer on stdout, the timing summary on stderr.
+        let plain = try CLI.run(["ask", clip, "What happens?", "--model", model, "--frames", "3", "--max-tokens", "8"])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertTrue(plain.stderr.contains("visual tokens 48 → 15"), plain.stderr)
+        XCTAssertTrue(plain.stderr.contains("prefill"), plain.stderr)
+    }
+
+    func testCalibrateSuggestsALayerInRange() throws {
+        let result = try CLI.run(["calibrate", clip, "--model", model, "--frames", "3", "--json"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let object = try XCTUnwrap(CLI.events(result.stdout).first)
+        let curve = try XCTUnwrap(object["dispersion"] as? [[Double]])
+        XCTAssertEqual(curve.map { Int($0[0]) }, [1, 2])
+        let layer = try XCTUnwrap(object["suggested_object_layer"] as? Int)
+        XCTAssertTrue((1...2).contains(layer))
+        let lowest = curve.min { $0[1] < $1[1] }!
+        XCTAssertEqual(Double(layer), lowest[0], "the 2-layer window covers both layers: the minimum wins")
+    }
+}

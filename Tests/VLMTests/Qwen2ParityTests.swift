@@ -1,0 +1,137 @@
+import Foundation
+import Prune
+import Tensor
+import Vision
+import VLM
+import XCTest
+
+/// The Qwen2 decoder under M-RoPE, the pruned video prompt and the whole pruned VLM against
+/// transformers (tools/make_qwen_fixtures.py: tiny random Qwen2.5-VL, three aspect ratios).
+final class Qwen2ParityTests: XCTestCase {
+    static let directory = Fixtures.path("qwen25vl-tiny")
+    static let cases: [(name: String, width: Int, height: Int, frames: Int)] =
+        [("wide", 196, 112, 4), ("classic", 112, 84, 3), ("tall", 112, 196, 2)]
+
+    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
+        XCTAssertEqual(a.count, b.count)
+        guard a.count == b.count else { return .infinity }
+        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
+        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
+    }
+
+    func positions(_ flat: [Int32]) -> [MRoPEPosition] {
+        let n = flat.count / 3
+        return (0..<n).map { MRoPEPosition(t: Int(flat[$0]), h: Int(flat[n + $0]), w: Int(flat[2 * n + $0])) }
+    }
+
+    /// The fixture script's frame (same integer arithmetic as VisionTests' copy).
+    static func frame(width: Int, height: Int, index: Int) -> [UInt8] {
+        var rgb = [UInt8](repeating: 0, count: width * height * 3)
+        let top = height / 4 + 3 * index, left = width / 2 - 2 * index
+        for y in 0..<height {
+            for x in 0..<width {
+                let o = (y * width + x) * 3
+                if y >= top && y < top + height / 4 && x >= left && x < left + width / 4 {
+                    rgb[o] = 250; rgb[o + 1] = 240; rgb[o + 2] = 30
+                } else {
+                    rgb[o] = UInt8((x * 255) / max(width - 1, 1))
+                    rgb[o + 1] = UInt8((y * 255) / max(height - 1, 1))
+                    rgb[o + 2] = UInt8((x * 131 + y * 71 + (x * y) % 97 + 37 * index) % 256)
+                }
+            }
+        }
+        return rgb
+    }
+
+    func testLogitsUnderMRoPEMatchTransformers() throws {
+        let model = try Qwen2Model(directory: Self.directory)
+        let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        XCTAssertEqual(model.configuration.mropeSection, [2, 3, 3])
+        for c in Self.cases {
+            let ids = try reference.int32s("\(c.name).input_ids").map(Int.init)
+            let pos = positions(try reference.int32s("\(c.name).position_ids"))
+            XCTAssertTrue(pos.contains { $0.t != $0.h || $0.h != $0.w }, "\(c.name): video rows have 3-D positions")
+            let features = try reference.matrix("\(c.name).features")
+            let rows = ids.indices.filter { ids[$0] == model.configuration.videoTokenID }
+            var embeddings = try model.embed(ids)
+            for (i, r) in rows.enumerated() {
+                for col in 0..<embeddings.cols { embeddings[r, col] = features[i, col] }
+            }
+            let session = try Qwen2Session(model: model, context: 256)
+            let hidden = try session.prefill(embeddings: embeddings, positions: pos, keepHidden: true)
+            XCTAssertLessThanOrEqual(relativeError(hidden.storage, try reference.floats("\(c.name).final_hidden")), 1e-4, "\(c.name) hidden")
+            let logitRows = try reference.int32s("\(c.name).logit_rows").map(Int.init)
+            let all = try session.logits(ofHidden: hidden)
+            let picked = logitRows.flatMap { all.row($0) }
+            XCTAssertLessThanOrEqual(relativeError(picked, try reference.floats("\(c.name).logits")), 1e-4, "\(c.name) logits")
+            XCTAssertLessThanOrEqual(relativeError(session.logits, all.row(ids.count - 1)), 1e-5, "\(c.name) last-row logits")
+        }
+    }
+
+    func testPromptAndPositionsMatchTheReference() throws {
+        let tokenizer = try Tokenizer(directory: Self.directory)
+        let config = try Qwen2Configuration(configFile: Self.directory + "/config.json")
+        let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        for c in Self.cases {
+            let grid = try reference.int32s("\(c.name).grid").map(Int.init)
+            let rows = grid[1] / 2, cols = grid[2] / 2
+            let full = (0..<grid[0]).map { _ in Qwen2VideoPrompt.TemporalPatch(rows: rows, cols: cols, kept: Array(0..<(rows * cols))) }
+            let prompt = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: config, question: "What happens in the video?",
+                                              patches: full, secondsPerTemporalPatch: 1.0)
+            XCTAssertEqual(prompt.ids, try reference.int32s("\(c.name).input_ids").map(Int.init), c.name)
+            XCTAssertEqual(prompt.positions, positions(try reference.int32s("\(c.name).position_ids")), c.name)
+            XCTAssertEqual(prompt.fullLength, prompt.ids.count)
+
+            let kept = try (0..<grid[0]).map { try reference.int32s("\(c.name).kept.\($0)").map(Int.init) }
+            let pruned = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: config, question: "What happens in the video?",
+                                              patches: kept.map { .init(rows: rows, cols: cols, kept: $0) }, secondsPerTemporalPatch: 1.0)
+            XCTAssertEqual(pruned.ids, try reference.int32s("\(c.name).pruned_ids").map(Int.init), c.name)
+            XCTAssertEqual(pruned.positions, positions(try reference.int32s("\(c.name).pruned_positions")), "\(c.name): sliced, not recomputed")
+            XCTAssertEqual(pruned.videoRows.count, kept.reduce(0) { $0 + $1.count })
+            XCTAssertEqual(pruned.nextPosition, prompt.nextPosition, "generation continues after the full video")
+            XCTAssertEqual(pruned.fullLength, prompt.ids.count)
+        }
+    }
+
+    func testWholePrunedVLMGreedyTokensMatch() throws {
+        let vision = try Qwen25VLVisionModel.load(directory: Self.directory)
+        let model = try Qwen2Model(directory: Self.directory)
+        let tokenizer = try Tokenizer(directory: Self.directory)
+        let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        for c in Self.cases {
+            let clip = (0..<c.frames).map { (width: c.width, height: c.height, rgb: Self.frame(width: c.width, height: c.height, index: $0)) }
+            let encoded = try vision.encode(clip: clip, scoreLayers: [4])
+            var patches: [Qwen2VideoPrompt.TemporalPatch] = []
+            var keptRows: [Float] = []
+            for (tp, frame) in encoded.enumerated() {
+                let kept = try reference.int32s("\(c.name).kept.\(tp)").map(Int.init)
+                patches.append(.init(rows: frame.grid.rows, cols: frame.grid.cols, kept: kept))
+                for k in kept { keptRows += frame.features.row(k) }
+            }
+            let features = try Matrix(rows: keptRows.count / model.configuration.hiddenSize, cols: model.configuration.hiddenSize, storage: keptRows)
+            let prompt = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: model.configuration,
+                                              question: "What happens in the video?", patches: patches, secondsPerTemporalPatch: 1.0)
+            let session = try Qwen2Session(model: model, context: 256)
+            try session.prefill(prompt: prompt, features: features)
+            let result = try session.generate(options: GenerationOptions(maxNewTokens: 8))
+            XCTAssertEqual(result.tokens, try reference.int32s("\(c.name).greedy").map(Int.init), c.name)
+        }
+    }
+
+    func testBadInputsAreNamed() throws {
+        let tokenizer = try Tokenizer(directory: Self.directory)
+        let config = try Qwen2Configuration(configFile: Self.directory + "/config.json")
+        XCTAssertThrowsError(try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: config, question: "?",
+                                                  patches: [.init(rows: 2, cols: 2, kept: [3, 1])], secondsPerTemporalPatch: 1)) {
+            XCTAssertTrue("\($0)".contains("ascending"), "\($0)")
+        }
+        XCTAssertThrowsError(try Qwen2Configuration(configFile: Fixtures.path("lm-tied", "config.json"))) {
+            XCTAssertTrue("\($0)".contains("qwen2_5_vl"), "\($0)")
+        }
+        let model = try Qwen2Model(directory: Self.directory)
+        let session = try Qwen2Session(model: model, context: 8)
+        XCTAssertThrowsError(try session.prefill(embeddings: Matrix(rows: 9, cols: 64), positions: (0..<9).map { MRoPEPosition(text: $0) })) {
+            XCTAssertTrue("\($0)".contains("context"), "\($0)")
+        }
+    }
+}
