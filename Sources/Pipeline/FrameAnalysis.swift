@@ -19,6 +19,20 @@ public struct FrameAnalysis: Sendable {
         self.extraScoreLayers = extraScoreLayers
     }
 
+    /// Decode options that let the decoder's scaler bring frames to the encoder's input size
+    /// (one resize, in FFmpeg) when the source's size can be known up front.
+    public func decodeOptions(_ options: DecodeOptions, input: String) -> DecodeOptions {
+        guard options.size == nil else { return options }
+        var sized = options
+        let source = InputKind.isLive(input) ? nil : try? VideoSourceInfo.probe(input)
+        if let size = encoder.inputSize(sourceWidth: source?.width ?? 0, sourceHeight: source?.height ?? 0),
+           size.width > 0, size.height > 0 {
+            sized.size = FrameSize(width: size.width, height: size.height)
+            sized.resize = .exact
+        }
+        return sized
+    }
+
     /// One encoded step: the frames it was made from (their times and pixels) and the encoder's output.
     public struct Step: Sendable {
         public var index: Int

@@ -36,11 +36,18 @@ public protocol FrameEncoder: Sendable {
     /// Multiply-adds × 2 of one step (for statistics).
     var flopsPerStep: Double { get }
 
+    /// The size frames should be decoded at for a source of this size, so that the decoder's
+    /// scaler does the resize once (nil: any size; the encoder's preprocessor resizes).
+    func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)?
+
     /// Encodes one step; `frames.count` is between 1 and `framesPerStep`.
     func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame
 }
 
 extension FrameEncoder {
+    /// Default: no preferred size; the preprocessor resizes whatever it gets.
+    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? { nil }
+
     /// Rejects layers outside 1...layerCount with an error naming the flag.
     public func validate(layers: Set<Int>, flag: String = "--layers") throws(VisionError) {
         for layer in layers.sorted() where !(1...layerCount).contains(layer) {
@@ -57,6 +64,12 @@ extension SmolVLMVisionModel: FrameEncoder {
     public var framesPerStep: Int { 1 }
     public var featureWidth: Int { configuration.textConfig.hiddenSize }
     public var flopsPerStep: Double { flopsPerFrame }
+
+    /// Every frame becomes the encoder's square, whatever its aspect ratio (as the reference's
+    /// video processor does).
+    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? {
+        (preprocessor.side, preprocessor.side)
+    }
 
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
         guard let frame = frames.first else {

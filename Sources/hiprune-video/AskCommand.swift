@@ -87,12 +87,12 @@ struct AskCommand: AsyncParsableCommand {
 
         // HiPrune++ ranks tokens against the question, so each question prunes the encoded frames anew.
         let perQuestion = pruning.method == .hiprunePlusPlus
-        let options = sampling.decodeOptions(defaultSampling: .uniform(count: 8))
+        let analysis = FrameAnalysis(encoder: encoder)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .uniform(count: 8)), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []
         var pruned: [PrunedFrame] = []
         var summary = StatisticsSummary()
-        let analysis = FrameAnalysis(encoder: encoder)
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         if perQuestion {
             try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: stage.scoreLayers) { step in

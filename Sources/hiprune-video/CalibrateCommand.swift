@@ -28,9 +28,10 @@ struct CalibrateCommand: AsyncParsableCommand {
         let encoder = try family.loadEncoder(directory: model)
         let allLayers = Set(1...encoder.layerCount)
         var frames: [ObjectLayerCalibration.Frame] = []
-        let options = sampling.decodeOptions(defaultSampling: .uniform(count: 8))
+        let analysis = FrameAnalysis(encoder: encoder)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .uniform(count: 8)), input: input)
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
-        try await FrameAnalysis(encoder: encoder).encode(VideoFrames(input: input, options: options),
+        try await analysis.encode(VideoFrames(input: input, options: options),
                                                          scoreLayers: allLayers) { step in
             frames.append(ObjectLayerCalibration.Frame(grid: step.encoded.grid, scores: step.encoded.scores))
             progress.update(done: frames.count)

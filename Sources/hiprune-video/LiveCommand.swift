@@ -102,8 +102,9 @@ struct LiveCommand: AsyncParsableCommand {
                                     backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
                                     throttleMilliseconds: throttleMilliseconds)
         settings.openTimeout = openTimeout
-        let live = LiveAnalysis(input: url, options: DecodeOptions(sampling: .fps(fps)), settings: settings,
-                                analysis: FrameAnalysis(encoder: encoder), answering: answering)
+        let analysis = FrameAnalysis(encoder: encoder)
+        let live = LiveAnalysis(input: url, options: analysis.decodeOptions(DecodeOptions(sampling: .fps(fps)), input: url),
+                                settings: settings, analysis: analysis, answering: answering)
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())

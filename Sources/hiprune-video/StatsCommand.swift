@@ -33,8 +33,9 @@ struct StatsCommand: AsyncParsableCommand {
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
+        let analysis = FrameAnalysis(encoder: encoder)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
         let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model))
-        let options = sampling.decodeOptions(defaultSampling: .fps(1))
         var total: Int?
         if case .uniform(let count) = options.sampling { total = count }
         let progress = ProgressLine(total: total)
@@ -42,7 +43,6 @@ struct StatsCommand: AsyncParsableCommand {
         // Rows are printed as they come; the header waits for the first row so that an input
         // that fails at once leaves nothing on stdout.
         var printedHeader = false
-        let analysis = FrameAnalysis(encoder: encoder)
         func emit(_ statistics: FrameStatistics) {
             if !printedHeader, let header = writer.header { print(header) }
             printedHeader = true
