@@ -78,7 +78,7 @@ def bench_vision(args):
         CAPTURED.clear()
         with torch.no_grad():
             model(pixels, grid_thw=grid)
-    return timed(run, args.runs, 1)
+    return timed(run, args.runs, 1 if args.warmup else 0)
 
 
 def bench_prefill(args):

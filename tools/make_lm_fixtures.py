@@ -194,15 +194,124 @@ def write_quant_ggufs(out: str) -> None:
     with open(os.path.join(out, "quants-expected.json"), "w") as f:
         json.dump({"alignment": 64, "tensors": expected}, f)
 
+    # A one-layer llama whose Q projection is Q5_K: loading must stop there, naming tensor and type.
     w = gguf.GGUFWriter(os.path.join(out, "unsupported.gguf"), "llama")
-    # gguf has no Q5_K quantizer; the bytes only need the right size (one 256-value block).
+    w.add_block_count(1)
+    w.add_context_length(64)
+    w.add_embedding_length(256)
+    w.add_feed_forward_length(256)
+    w.add_head_count(4)
+    w.add_head_count_kv(4)
+    w.add_vocab_size(8)
+    w.add_tensor("token_embd.weight", rng.standard_normal((8, 256)).astype(np.float32))
+    # gguf has no Q5_K quantizer; the bytes only need the right size (one 256-value block per row).
     block, size = gguf.GGML_QUANT_SIZES[Q.Q5_K]
-    raw = rng.integers(0, 256, (1, size * (256 // block)), dtype=np.uint8)
+    raw = rng.integers(0, 256, (256, size * (256 // block)), dtype=np.uint8)
     w.add_tensor("blk.0.attn_q.weight", raw, raw_dtype=Q.Q5_K)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()
     w.close()
+
+
+SMOLVLM_CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}"
+    "{% endfor %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+DEMO_README = """# demo-smolvlm2: demo weights, not a model
+
+These are **random weights** in the exact file layout of
+HuggingFaceTB/SmolVLM2-256M-Video-Instruct (config.json with text_config and vision_config,
+model.safetensors, tokenizer.json, tokenizer_config.json, chat_template.json,
+preprocessor_config.json, processor_config.json, generation_config.json), shrunk to about a
+megabyte so that hiprune-video runs end to end anywhere, with no download.
+
+**Its answers mean nothing.** It exists to exercise loading, the video prompt, pruning and
+generation. For real answers point `--model` at a downloaded SmolVLM2-256M-Video-Instruct.
+
+Shapes: SigLIP vision encoder 128x128 px, patch 8 (16x16 patches), 2 layers, width 32; pixel
+shuffle scale 4 (16 tokens per frame); Llama text decoder width 64, 2 layers, 4 heads / 2 KV
+heads, vocabulary of 1240 (a small byte-level BPE with SmolVLM2's special tokens).
+Made by tools/make_lm_fixtures.py (transformers SmolVLMForConditionalGeneration.save_pretrained).
+"""
+
+
+def make_demo_smolvlm2() -> None:
+    from transformers import SmolVLMConfig, SmolVLMForConditionalGeneration, PreTrainedTokenizerFast
+    tok = tokenizer()
+    out = os.path.join(ROOT, "models", "demo-smolvlm2")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    image_token = tok.token_to_id("<image>")
+    eou = tok.token_to_id("<end_of_utterance>")
+    config = SmolVLMConfig(
+        image_token_id=image_token,
+        scale_factor=4,
+        pad_token_id=tok.token_to_id("<|im_end|>"),
+        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                           image_size=128, patch_size=8),
+        text_config=dict(vocab_size=tok.get_vocab_size(), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=16,
+                         rope_theta=100000.0, max_position_embeddings=2048, rms_norm_eps=1e-5,
+                         bos_token_id=1, eos_token_id=2, pad_token_id=2, tie_word_embeddings=False),
+        tie_word_embeddings=False,
+    )
+    torch.manual_seed(4)
+    model = SmolVLMForConditionalGeneration(config)
+    random_init(model, 4)
+    model.generation_config.bos_token_id = 1
+    model.generation_config.eos_token_id = eou
+    model.generation_config.pad_token_id = 2
+    model.save_pretrained(out)
+    # The processor files are written directly (transformers' image processor needs torchvision),
+    # with SmolVLM2-256M-Video-Instruct's fields at this model's sizes.
+    fast = PreTrainedTokenizerFast(tokenizer_file=os.path.join(TOK_DIR, "tokenizer.json"),
+                                   bos_token="<|im_start|>", eos_token="<end_of_utterance>",
+                                   pad_token="<|im_end|>", unk_token="<|endoftext|>",
+                                   additional_special_tokens=["<fake_token_around_image>", "<image>", "<end_of_utterance>"])
+    fast.model_max_length = 8192
+    fast.save_pretrained(out)
+    for name in ("chat_template.jinja", "chat_template.json"):
+        if os.path.exists(os.path.join(out, name)):
+            os.remove(os.path.join(out, name))
+    files = {
+        "preprocessor_config.json": {
+            "do_convert_rgb": True, "do_image_splitting": False, "do_normalize": True, "do_pad": True,
+            "do_rescale": True, "do_resize": True, "image_mean": [0.5, 0.5, 0.5],
+            "image_processor_type": "SmolVLMImageProcessor", "image_std": [0.5, 0.5, 0.5],
+            "max_image_size": {"longest_edge": 128}, "processor_class": "SmolVLMProcessor", "resample": 1,
+            "rescale_factor": 1 / 255, "size": {"longest_edge": 512},
+            "video_sampling": {"fps": 1, "max_frames": 64, "video_size": {"longest_edge": 128}},
+        },
+        "processor_config.json": {"image_seq_len": 16, "processor_class": "SmolVLMProcessor"},
+        "chat_template.json": {"chat_template": SMOLVLM_CHAT_TEMPLATE},
+    }
+    for name, content in files.items():
+        with open(os.path.join(out, name), "w") as f:
+            json.dump(content, f, indent=2)
+    with open(os.path.join(out, "README.md"), "w") as f:
+        f.write(DEMO_README)
+    # Text-only expectations for the decoder inside the demo (its own chat format).
+    text_prompt = "<|im_start|>User: What happens in this video?<end_of_utterance>\nAssistant:"
+    ids = tok.encode(text_prompt, add_special_tokens=False).ids
+    model.eval()
+    inp = torch.tensor([ids])
+    with torch.no_grad():
+        logits = model(input_ids=inp).logits[0]
+        gen = model.generate(input_ids=inp, attention_mask=torch.ones_like(inp), max_new_tokens=NEW_TOKENS,
+                             do_sample=False, eos_token_id=None, pad_token_id=2)
+    fix = os.path.join(FIX, "lm-smolvlm-text")
+    os.makedirs(fix, exist_ok=True)
+    with open(os.path.join(fix, "logits.f32"), "wb") as f:
+        f.write(logits.float().numpy().astype("<f4").tobytes())
+    with open(os.path.join(fix, "expected.json"), "w") as f:
+        json.dump({"prompt": text_prompt, "prompt_ids": ids, "logits_shape": list(logits.shape),
+                   "greedy": [int(t) for t in gen[0, len(ids):]]}, f, indent=1)
+    print("demo-smolvlm2", {x: os.path.getsize(os.path.join(out, x)) for x in sorted(os.listdir(out))})
 
 
 def main() -> None:
@@ -224,6 +333,7 @@ def main() -> None:
     write_model_gguf(tied, os.path.join(out, "model.gguf"))
     write_quant_ggufs(out)
     print("lm-gguf", {f: os.path.getsize(os.path.join(out, f)) for f in os.listdir(out)})
+    make_demo_smolvlm2()
 
 
 if __name__ == "__main__":

@@ -10,9 +10,10 @@ Writes Tests/Fixtures/qwen25vl-tiny/:
     <c>.hidden.<l>         F32 [t·h·w, hidden]  l = 0 patch embeddings, l = 1...depth block outputs,
                                         in the encoder's window order (as transformers runs them)
     <c>.features           F32 [t·h·w/4, text hidden]  merger output, raster order of the merged grid
-    <c>.scores.<l>.<tp>    F32 [h·w/4]  block l (1-based, full-attention blocks only) of temporal patch tp:
-                                        attention received (mean over heads and queries), mean over each
-                                        2×2 merge group, raster order of the merged grid
+    <c>.scores.<l>.<tp>    F32 [h·w/4]  block l (1-based) of temporal patch tp: attention received (mean
+                                        over heads and all queries; windowed blocks: block-diagonal, so a
+                                        window's keys receive from its queries only), mean over each 2×2
+                                        merge group, raster order of the merged grid
     <c>.input_ids          I32 [L]      the chat-template prompt with the full <|video_pad|> run
     <c>.position_ids       I32 [3, L]   get_rope_index
     <c>.final_hidden       F32 [L, text hidden]  language model output after the final norm
@@ -205,13 +206,17 @@ def main():
             ref[f"{case}.hidden.{l + 1}"] = h
         features = vout.pooler_output
         ref[f"{case}.features"] = features
-        # Scores: full-attention blocks see one chunk per temporal patch, in window order.
+        # Scores: full-attention blocks see one chunk per temporal patch, windowed blocks one chunk per
+        # window (temporal patch after temporal patch); both in window order. A windowed block's score
+        # is that of its block-diagonal attention: column sums over the window's queries / all queries.
         merged = gh * gw // 4
-        for block in config.vision_config.fullatt_block_indexes:
+        for block in range(config.vision_config.depth):
             chunks = [w for (b, w) in CAPTURED if b == block]
-            assert len(chunks) == t
-            for tp, weights in enumerate(chunks):
-                per_patch = weights[0].mean(dim=(0, 1))  # [keys] in window order
+            assert len(chunks) % t == 0
+            per_tp = len(chunks) // t
+            for tp in range(t):
+                per_patch = torch.cat([w[0].sum(dim=1).mean(dim=0) for w in chunks[tp * per_tp:(tp + 1) * per_tp]])
+                per_patch = per_patch / per_patch.numel()  # mean over all queries of the temporal patch
                 per_group = per_patch.reshape(merged, 4).mean(dim=1)
                 order = window_index[tp * merged:(tp + 1) * merged] - tp * merged
                 raster = torch.empty(merged)

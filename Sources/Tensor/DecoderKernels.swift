@@ -130,8 +130,9 @@ public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows:
         }
         return
     }
-    // Several queries: per head, blocks of query rows so that S stays near 4 MB.
-    let block = max(1, min(rows, (1 << 20) / length))
+    // Several queries: per head, blocks of at most 128 query rows (S stays within a few MB, and a
+    // block only multiplies the keys its rows can see, which skips most of the causal upper triangle).
+    let block = max(1, min(rows, 128, (1 << 20) / length))
     if scratch.count < block * length { scratch = [Float](repeating: 0, count: block * length) }
     scratch.withUnsafeMutableBufferPointer { ps in
         let s = ps.baseAddress!

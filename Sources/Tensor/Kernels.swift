@@ -1,5 +1,6 @@
 // Dense kernels: GEMM-backed linear layers, norms, activations, softmax, elementwise helpers.
 import COpenBLAS
+import Dispatch
 import Foundation
 
 /// `a · b` (or `a · bᵀ` with `transposeB`), one cblas_sgemm.
@@ -161,10 +162,24 @@ public func geluTanh(_ x: inout Matrix) {
 }
 
 @inlinable func geluTanh(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-    let c = Float8(repeating: -2 * 0.7978845608028654)
-    let k = Float8(repeating: 0.044715)
-    let one = Float8(repeating: 1)
-    mapInPlace(p, count) { v in v / (one + exp8(c * (v + k * v * v * v))) }
+    inHalves(p, count) { p, count in
+        let c = Float8(repeating: -2 * 0.7978845608028654)
+        let k = Float8(repeating: 0.044715)
+        let one = Float8(repeating: 1)
+        mapInPlace(p, count) { v in v / (one + exp8(c * (v + k * v * v * v))) }
+    }
+}
+
+/// Runs `body` on two halves of a large buffer at once (the machine has two cores to spare
+/// between GEMMs); small buffers stay on this thread.
+@usableFromInline func inHalves(_ p: UnsafeMutablePointer<Float>, _ count: Int,
+                                _ body: @escaping @Sendable (UnsafeMutablePointer<Float>, Int) -> Void) {
+    guard count >= 1 << 16 else { return body(p, count) }
+    let base = SendablePointer(p)
+    let half = (count / 2 + 7) / 8 * 8
+    DispatchQueue.concurrentPerform(iterations: 2) { i in
+        body(base.pointer! + i * half, i == 0 ? half : count - half)
+    }
 }
 
 /// GELU, exact erf form ("gelu"): 0.5·x·(1 + erf(x/√2)).
@@ -178,8 +193,10 @@ public func geluErf(_ x: inout Matrix) {
 public func silu(_ x: inout Matrix) {
     x.storage.withUnsafeMutableBufferPointer { p in
         guard let base = p.baseAddress else { return }
-        let one = Float8(repeating: 1)
-        mapInPlace(base, p.count) { v in v / (one + exp8(-v)) }
+        inHalves(base, p.count) { p, count in
+            let one = Float8(repeating: 1)
+            mapInPlace(p, count) { v in v / (one + exp8(-v)) }
+        }
     }
 }
 

@@ -12,10 +12,18 @@
 //   add(&x, y), multiply(&x, y), addRow(&x, bias)           elementwise, in place
 //   RotaryTables(positions:dimension:theta:)  cos/sin [positions, dimension] (transformers' layout,
 //                                             frequencies repeated: cat(freqs, freqs))
-//   applyRotary(&q, tables:, heads:, headDimension:)       "rotate_half" layout
-//   attention(query:key:value:heads:kvHeads:causal:keyOffset:captureScores:)
+//   applyRotary(&q, tables:, heads:)     "rotate_half" layout, head dimension = tables.dimension
+//   attention(query:key:value:heads:kvHeads:causal:keyOffset:scale:captureScores:)
 //       -> AttentionResult { output [queries, heads·headDim], scores [keys]? }
+//       scores[j] = mean over heads and queries of softmax(QKᵀ/√d)[i, j], summed while each softmax
+//       row is hot; causal: query i sees keys 0...keyOffset + i (keyOffset = tokens already cached)
 //   im2col(pixels:channels:height:width:patch:) and patchEmbedding(...): conv with kernel = stride = patch
+//   exp8 / Float8: vectorised e^x used by softmax, GELU and SiLU
+//
+// Weights (SafeTensors.swift): SafeTensorsFile(path:) (mmap, bounds-checked), WeightStore(directory:)
+// (model.safetensors or the shards of model.safetensors.index.json; matrix(name, shape:), vector(name,
+// count:)), SafeTensorsWriter (F32/I32 + string metadata, atomic write). Errors: WeightsError.
+// BLASRuntime.configure(): first thing in main (OPENBLAS_CORETYPE=SkylakeX on AVX-512 CPUs only).
 //
 // Matrices are values ([Float] underneath, copy on write). Kernels reach the storage through
 // unsafe buffers so that hot loops carry no bounds checks and vectorise.

@@ -87,8 +87,14 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
                     throw WeightsError.malformed(file: path, cause: "tensor '\(name)' data \(offsets) beyond the file (\(dataSize) data bytes): truncated?")
                 }
                 if let width = Self.byteWidth(dtype) {
-                    let count = shape.reduce(1, *)
-                    guard offsets[1] - offsets[0] == count * width else {
+                    // Overflow-checked: a hostile shape must give an error, not a trap.
+                    var bytes = width
+                    for dim in shape {
+                        let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
+                        guard !overflow else { throw WeightsError.malformed(file: path, cause: "tensor '\(name)' shape \(shape) is too large") }
+                        bytes = product
+                    }
+                    guard offsets[1] - offsets[0] == bytes else {
                         throw WeightsError.malformed(file: path, cause: "tensor '\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape) \(dtype)")
                     }
                 }

@@ -4,18 +4,16 @@
 
 public typealias Float8 = SIMD8<Float>
 
-// Clamped so that 2ⁿ stays a normal float (n in -126...127); e^-87 is far below any softmax weight that matters.
-@usableFromInline let expHigh = Float8(repeating: 88.0)
-@usableFromInline let expLow = Float8(repeating: -87.0)
-@usableFromInline let log2e = Float8(repeating: 1.44269504088896341)
-@usableFromInline let ln2High = Float8(repeating: 0.693359375)
-@usableFromInline let ln2Low = Float8(repeating: -2.12194440e-4)
-// 1.5 · 2²³: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
-@usableFromInline let roundingMagic = Float8(repeating: 12582912.0)
-
 /// e^x on eight lanes.
 @inlinable @inline(__always)
 public func exp8(_ v: Float8) -> Float8 {
+    // Constants are local literals: globals would cost a lazy-initialisation check per call.
+    // Clamped so that 2ⁿ stays a normal float (n in -126...127); e^-87 is far below any softmax weight that matters.
+    let expHigh = Float8(repeating: 88.0), expLow = Float8(repeating: -87.0)
+    let log2e = Float8(repeating: 1.44269504088896341)
+    let ln2High = Float8(repeating: 0.693359375), ln2Low = Float8(repeating: -2.12194440e-4)
+    // 1.5 · 2²³: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
+    let roundingMagic = Float8(repeating: 12582912.0)
     // Masked replace compiles to compare + blend; the generic clamped/pointwiseMin are not inlined.
     var x = v
     x.replace(with: expLow, where: x .< expLow)

@@ -2,6 +2,7 @@
 // BF16, 15 GB in F32) stay BF16 in memory; a product expands the matrix into a caller-owned F32
 // scratch just before the GEMM, so only one layer's matrix is ever F32 at a time.
 import COpenBLAS
+import Dispatch
 
 public struct WeightMatrix: Sendable {
     public let rows: Int
@@ -60,24 +61,14 @@ public func linear(_ x: Matrix, weight: WeightMatrix, bias: [Float]? = nil, scra
     let m = x.rows, n = weight.rows, k = x.cols
     var out = Matrix(rows: m, cols: n)
     guard m > 0, n > 0 else { return out }
-    out.storage.withUnsafeMutableBufferPointer { py in
-        let y = py.baseAddress!
-        if let bias {
-            bias.withUnsafeBufferPointer { pb in
-                for r in 0..<m { (y + r * n).update(from: pb.baseAddress!, count: n) }
-            }
-        }
-        guard k > 0 else { return }
-        let beta: Float = bias == nil ? 0 : 1
-        x.storage.withUnsafeBufferPointer { px in
-            weight.withFloats(scratch: &scratch) { w in
-                if m == 1 {
-                    cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), px.baseAddress, 1, beta, y, 1)
-                } else {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                px.baseAddress, Int32(k), w, Int32(k), beta, y, Int32(n))
-                }
-            }
+    guard k > 0 else {
+        if let bias { for r in 0..<m { for j in 0..<n { out[r, j] = bias[j] } } }
+        return out
+    }
+    x.storage.withUnsafeBufferPointer { px in
+        out.storage.withUnsafeMutableBufferPointer { py in
+            linear(px.baseAddress!, rows: m, inputStride: k, weight: weight, bias: bias, into: py.baseAddress!,
+                   outputStride: n, scratch: &scratch)
         }
     }
     return out
@@ -103,6 +94,12 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
         }
         beta = 1
     }
+    if rows == 1 && weight.isBF16 {
+        // A decode step reads every weight once: widen BF16 on the fly instead of expanding the
+        // whole matrix first (half the bytes of an F32 sgemv, no scratch traffic).
+        weight.bf16Multiply(x, into: y, accumulate: beta != 0)
+        return
+    }
     weight.withFloats(scratch: &scratch) { w in
         if rows == 1 {
             cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, beta, y, 1)
@@ -125,4 +122,53 @@ extension WeightMatrix {
             floats.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + r * cols, count: cols) }
         }
     }
+}
+
+extension WeightMatrix {
+    /// `y (+)= W · x` for one vector, W held as BF16; rows split over two workers.
+    func bf16Multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let n = rows, k = cols
+        let input = SendableFloats(x), output = SendableFloats(UnsafePointer(y))
+        halves.withUnsafeBufferPointer { pw in
+            let w = SendableHalves(pw.baseAddress!)
+            let work: @Sendable (Int) -> Void = { part in
+                let lo = n * part / 2, hi = n * (part + 1) / 2
+                let x = input.pointer, y = UnsafeMutablePointer(mutating: output.pointer)
+                for r in lo..<hi {
+                    let row = w.pointer + r * k
+                    var acc = SIMD8<Float>(repeating: 0)
+                    var j = 0
+                    while j + 8 <= k {
+                        let bits = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<UInt16>.self)
+                        let v = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16, to: SIMD8<Float>.self)
+                        acc += v * UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
+                        j += 8
+                    }
+                    var total = acc.sum()
+                    while j < k {
+                        total += Float(bitPattern: UInt32(row[j]) << 16) * x[j]
+                        j += 1
+                    }
+                    y[r] = accumulate ? y[r] + total : total
+                }
+            }
+            if n * k >= 1 << 16 {
+                DispatchQueue.concurrentPerform(iterations: 2, execute: work)
+            } else {
+                work(0)
+                work(1)
+            }
+        }
+    }
+}
+
+/// Pointers handed to the two workers, which touch disjoint rows.
+struct SendableFloats: @unchecked Sendable {
+    let pointer: UnsafePointer<Float>
+    init(_ pointer: UnsafePointer<Float>) { self.pointer = pointer }
+}
+
+struct SendableHalves: @unchecked Sendable {
+    let pointer: UnsafePointer<UInt16>
+    init(_ pointer: UnsafePointer<UInt16>) { self.pointer = pointer }
 }

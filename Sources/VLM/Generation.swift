@@ -65,7 +65,7 @@ extension LlamaSession {
             let token = sampler.next(&work)
             if options.stopTokens.contains(token) { reason = .stopToken(token); break }
             tokens.append(token)
-            sampler.observe([token], vocabulary: vocabulary)
+            sampler.observe(token)
             if try !onToken(token) { reason = .stoppedByCaller; break }
             if tokens.count == options.maxNewTokens { break }
             guard cache.count < cache.capacity else { throw VLMError.contextOverflow(tokens: cache.count + 1, context: cache.capacity) }

@@ -23,7 +23,8 @@ public final class LlamaSession {
         logits = [Float](repeating: 0, count: c.vocabularySize)
     }
 
-    /// A session continuing from a cache (e.g. a copy of a shared prefix).
+    /// A session continuing from a cache (e.g. a copy of a shared prefix). A cache made for another
+    /// model shape is reported by the first prefill or step.
     public init(model: LlamaModel, cache: KVCache) {
         self.model = model
         self.cache = cache
@@ -50,6 +51,7 @@ public final class LlamaSession {
     public func step(token: Int) throws(VLMError) {
         let c = model.configuration
         guard token >= 0, token < c.vocabularySize else { throw .tokenOutOfRange(id: token, vocabulary: c.vocabularySize) }
+        try checkCacheShape()
         guard cache.count < cache.capacity else { throw .contextOverflow(tokens: cache.count + 1, context: cache.capacity) }
         reserve(rows: 1)
         model.embedding.storage.withUnsafeBufferPointer { e in
@@ -68,6 +70,7 @@ public final class LlamaSession {
             throw .invalidArgument(name: "embeddings", cause: "width \(embeddings.cols), the model's hidden size is \(c.hiddenSize)")
         }
         guard n > 0 else { throw .invalidArgument(name: "prompt", cause: "empty") }
+        try checkCacheShape()
         guard cache.count + n <= cache.capacity else {
             throw .contextOverflow(tokens: cache.count + n, context: cache.capacity)
         }
@@ -80,6 +83,14 @@ public final class LlamaSession {
         positionBuffer = rope
         forward(rows: n)
         return computeLogits(rows: n, all: allLogits)
+    }
+
+    private func checkCacheShape() throws(VLMError) {
+        let c = model.configuration
+        guard cache.layers == c.layers, cache.kvHeads == c.kvHeads, cache.headDimension == c.headDimension,
+              cache.capacity <= c.maxPositions else {
+            throw .invalidArgument(name: "KV cache", cause: "\(cache.layers) layers × \(cache.kvHeads) kv heads × \(cache.headDimension) does not fit a model of \(c.layers) × \(c.kvHeads) × \(c.headDimension)")
+        }
     }
 
     private func reserve(rows: Int) {

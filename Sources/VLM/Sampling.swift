@@ -53,6 +53,11 @@ public struct Sampler: Sendable {
         for t in tokens where t >= 0 && t < vocabulary { seen[t] = true }
     }
 
+    /// Marks one generated token as present.
+    public mutating func observe(_ token: Int) {
+        if token >= 0, token < seen.count { seen[token] = true }
+    }
+
     /// The next token; `logits` is modified (penalty, temperature).
     public mutating func next(_ logits: inout [Float]) -> Int {
         let n = logits.count

@@ -49,6 +49,7 @@ public struct Tokenizer: Sendable {
             texts[id] = text
         }
         for token in addedTokens {
+            guard token.id >= 0 else { throw .malformed(file: source, cause: "negative id \(token.id) for added token '\(token.content)'") }
             texts[token.id] = token.content
             toID[token.content] = token.id
         }

@@ -74,7 +74,9 @@ extension Tokenizer {
     /// The tokenizer stored in a GGUF (tokenizer.ggml.model "gpt2": byte-level BPE).
     public init(gguf: GGUFFile) throws(VLMError) {
         let file = gguf.path
-        let model = gguf.string("tokenizer.ggml.model") ?? "?"
+        guard let model = gguf.string("tokenizer.ggml.model") else {
+            throw .missingField(file: file, field: "tokenizer.ggml.model")
+        }
         guard model == "gpt2" else {
             throw .unsupported(file: file, feature: "tokenizer.ggml.model '\(model)' (only gpt2 byte-level BPE)")
         }

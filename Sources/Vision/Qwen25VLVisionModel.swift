@@ -150,7 +150,7 @@ public struct Qwen25VLVisionModel: Sendable {
                     }
                 }
             }
-            let (cosTable, sinTable) = rotaryTables(map: map, patchCols: cols)
+            let (cosTable, sinTable) = rotaryTables(map: map)
             var hidden: [Matrix] = keepHiddenStates ? [h] : []
             var scores: [Int: [Float]] = [:]
             let full = Set(v.fullattBlockIndexes)
@@ -164,33 +164,41 @@ public struct Qwen25VLVisionModel: Sendable {
                 rotate(&k, cos: cosTable, sin: sinTable, heads: heads, headDimension: hd)
                 let capture = scoreLayers.contains(index + 1)
                 var attended: Matrix
+                var patchScores: [Float]? = nil
                 if full.contains(index) {
                     let result = try attention(query: q, key: k, value: value, heads: heads, captureScores: capture)
                     attended = result.output
-                    if capture, let patchScores = result.scores {
-                        // Mean over each merge group (contiguous rows), then back to raster order.
-                        let grouped = (0..<grid.count).map { g in
-                            (0..<unit).reduce(Float(0)) { $0 + patchScores[g * unit + $1] } / Float(unit)
-                        }
-                        scores[index + 1] = map.toRaster(grouped)
-                    }
+                    patchScores = result.scores
                 } else {
-                    if capture {
-                        throw VisionError.invalidConfiguration(file: "--layers", field: "\(index + 1)",
-                            cause: "block \(index + 1) attends inside windows; scores come from full-attention blocks \(v.fullattBlockIndexes.map { $0 + 1 })")
-                    }
+                    // Windows are independent attentions; a windowed block's scores are those of its
+                    // block-diagonal attention: a window's queries give to its keys only, averaged
+                    // over all n queries (HiPrune's defaults read full-attention blocks instead).
                     attended = Matrix(rows: n, cols: d)
+                    var windowedScores = capture ? [Float](repeating: 0, count: n) : []
                     var start = 0
                     for length in windows {
                         let range = start..<(start + length)
-                        let part = try attention(query: q.rows(range), key: k.rows(range), value: value.rows(range), heads: heads).output
+                        let part = try attention(query: q.rows(range), key: k.rows(range), value: value.rows(range),
+                                                 heads: heads, captureScores: capture)
                         attended.storage.withUnsafeMutableBufferPointer { dst in
-                            part.storage.withUnsafeBufferPointer { src in
+                            part.output.storage.withUnsafeBufferPointer { src in
                                 (dst.baseAddress! + start * d).update(from: src.baseAddress!, count: length * d)
                             }
                         }
+                        if let s = part.scores {
+                            let share = Float(length) / Float(n)
+                            for j in 0..<length { windowedScores[start + j] = s[j] * share }
+                        }
                         start += length
                     }
+                    if capture { patchScores = windowedScores }
+                }
+                if capture, let patchScores {
+                    // Mean over each merge group (contiguous rows), then back to raster order.
+                    let grouped = (0..<grid.count).map { g in
+                        (0..<unit).reduce(Float(0)) { $0 + patchScores[g * unit + $1] } / Float(unit)
+                    }
+                    scores[index + 1] = map.toRaster(grouped)
                 }
                 try add(&h, linear(attended, weight: block.proj, bias: block.projBias, scratch: &scratch))
                 let y = try rmsNorm(h, weight: block.norm2, eps: 1e-6)
@@ -216,8 +224,6 @@ public struct Qwen25VLVisionModel: Sendable {
                 }
             }
             return Output(grid: grid, hiddenStates: hidden, features: features, scores: scores)
-        } catch let error as VisionError {
-            throw error
         } catch {
             throw .computation("\(error)")
         }
@@ -225,7 +231,7 @@ public struct Qwen25VLVisionModel: Sendable {
 
     /// cos/sin [patches, head dim] in window order. A patch's row: [h·f, w·f, h·f, w·f] with the
     /// frequencies f of head dim / 2 (theta^(−2i / (head dim / 2))), h and w its patch coordinates.
-    func rotaryTables(map: Qwen25VLWindowMap, patchCols: Int) -> (Matrix, Matrix) {
+    func rotaryTables(map: Qwen25VLWindowMap) -> (Matrix, Matrix) {
         let hd = vision.headDimension, quarter = hd / 4, s = vision.spatialMergeSize, unit = s * s
         let spatial = hd / 2
         let inverse: [Float] = (0..<quarter).map { i in 1 / Foundation.pow(vision.ropeTheta, Float(2 * i) / Float(spatial)) }

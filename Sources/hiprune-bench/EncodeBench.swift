@@ -59,18 +59,21 @@ struct EncodeBench: AsyncParsableCommand {
         let all = Set(1...layers)
         let flops = model.flopsPerFrame
 
-        func median(_ body: () throws -> Void) throws -> Double {
-            try body()  // warm-up: page in weights, size buffers
-            var samples: [Double] = []
-            for _ in 0..<runs {
-                let start = DispatchTime.now().uptimeNanoseconds
-                try body()
-                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-            }
-            return samples.sorted()[samples.count / 2]
+        // Plain and captured runs alternate, so that load from other processes hits both alike.
+        func seconds(_ body: () throws -> Void) rethrows -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         }
-        let plain = try median { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: []) }
-        let captured = try median { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: all) }
+        var plainRuns: [Double] = [], capturedRuns: [Double] = []
+        _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: all)  // warm-up
+        for run in 0..<runs {
+            let plainFirst = run % 2 == 0
+            if plainFirst { plainRuns.append(try seconds { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: []) }) }
+            capturedRuns.append(try seconds { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: all) })
+            if !plainFirst { plainRuns.append(try seconds { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: []) }) }
+        }
+        let plain = plainRuns.sorted()[runs / 2], captured = capturedRuns.sorted()[runs / 2]
         let gemm = try sgemmGFLOPs(m: (image / patch) * (image / patch), n: intermediate, k: hidden)
         let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
 

@@ -22,6 +22,12 @@ struct PrefillBench: AsyncParsableCommand {
     @Option(help: "The peer script.")
     var peerScript = "tools/bench_torch_lm.py"
 
+    @Option(help: "llama.cpp's llama-bench, run beside ours on --gguf (skipped if either is missing).")
+    var llamaBench: String?
+
+    @Option(help: "A GGUF of the same shapes for llama-bench (e.g. SmolLM2-135M-Instruct requantized to F32).")
+    var gguf: String?
+
     static let lengths = [612, 268, 142]
     static let targets: [Int: Double] = [612: 0.45, 268: 0.2, 142: 0.12]
 
@@ -83,6 +89,19 @@ struct PrefillBench: AsyncParsableCommand {
               + (theirRate.map { String(format: "%6.1f t/s  %8.2fx", $0, decodeRate / $0) } ?? "      -            -")
               + "   ≥ 90 t/s   (ratio: swift/torch for decode)")
         if peer == nil { print("torch peer skipped: \(python) not found or \(peerScript) failed") }
+        if let llama = llamaCppPeer() {
+            print("llama.cpp (llama-bench, 2 threads, \((gguf as NSString?)?.lastPathComponent ?? "")):")
+            print("case            swift   llama.cpp   llama/swift")
+            for n in Self.lengths {
+                guard let theirs = llama.prefill[n], let ours = prefill[n] else { continue }
+                print(String(format: "prefill %4d  %7.3f s  %7.3f s   %8.2fx", n, ours, theirs, theirs / ours))
+            }
+            if let rate = llama.decode {
+                print(String(format: "decode       %7.1f t/s %6.1f t/s   %8.2fx (swift/llama)", decodeRate, rate, decodeRate / rate))
+            }
+        } else if llamaBench != nil {
+            print("llama.cpp peer skipped: llama-bench or --gguf missing, or it failed")
+        }
     }
 
     private func median(_ runs: Int, _ body: () throws -> Void) throws -> Double {
@@ -94,6 +113,33 @@ struct PrefillBench: AsyncParsableCommand {
             samples.append(Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e9)
         }
         return samples.sorted()[samples.count / 2]
+    }
+
+    /// llama-bench's JSON: prompt tests give tokens/s over n_prompt tokens, generation tests tokens/s.
+    private func llamaCppPeer() -> (prefill: [Int: Double], decode: Double?)? {
+        guard let llamaBench, let gguf, FileManager.default.isExecutableFile(atPath: llamaBench),
+              FileManager.default.fileExists(atPath: gguf) else { return nil }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: llamaBench)
+        process.arguments = ["-m", gguf, "-t", "2", "-r", String(runs), "-o", "json",
+                             "-p", Self.lengths.map(String.init).joined(separator: ","), "-n", String(decodeTokens)]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0,
+              let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return nil }
+        var prefill: [Int: Double] = [:]
+        var decode: Double?
+        for row in rows {
+            let prompt = row["n_prompt"] as? Int ?? 0, generated = row["n_gen"] as? Int ?? 0
+            guard let rate = row["avg_ts"] as? Double, rate > 0 else { continue }
+            if prompt > 0 && generated == 0 { prefill[prompt] = Double(prompt) / rate }
+            if generated > 0 && prompt == 0 { decode = rate }
+        }
+        return (prefill, decode)
     }
 
     private func torchPeer() -> [String: Any]? {

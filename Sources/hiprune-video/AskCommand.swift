@@ -74,6 +74,7 @@ struct AskCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let loadStart = clock.now
         let family = try ModelFamily.detect(directory: model)
+        if family == .qwen25VL { return try await runQwen(questions: questions) }  // AskQwen.swift
         let encoder = try family.loadEncoder(directory: model)
         let answering = try VideoQuestionAnswering.load(directory: model)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)

@@ -43,6 +43,11 @@ struct EncodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Fail before the long encode when the result could not be written anyway.
+        let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        guard FileManager.default.isWritableFile(atPath: folder) else {
+            throw PipelineError.output(path: out, cause: "the folder \(folder) does not exist or is not writable")
+        }
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let chosen = try Self.parseLayers(layers, layerCount: encoder.layerCount)

@@ -18,6 +18,7 @@ struct HiPruneVideo: AsyncParsableCommand {
             ChatCommand.self,
             InspectCommand.self,
             EncodeCommand.self,
+            VisualizeCommand.self,
         ]
     )
 

@@ -90,6 +90,16 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    func testLargeActivationsSplitAcrossThreadsMatchFormulas() {
+        // Above the size where the work is split in two halves; an odd count leaves a tail.
+        let values: [Float] = (0..<(70_001)).map { _ in rng.nextFloat() * 5 }
+        var g = try! Matrix(rows: 1, cols: values.count, storage: values), s = g
+        geluTanh(&g); silu(&s)
+        let d = values.map(Double.init)
+        assertClose(g.storage, d.map { 0.5 * $0 * (1 + tanh(0.7978845608028654 * ($0 + 0.044715 * $0 * $0 * $0))) }, tolerance: 1e-5)
+        assertClose(s.storage, d.map { $0 / (1 + Foundation.exp(-$0)) }, tolerance: 1e-5)
+    }
+
     func testSoftmaxRows() {
         for cols in [1, 3, 8, 9, 100] {
             var x = random(4, cols, scale: 20)

@@ -66,6 +66,20 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertThrowsError(try SafeTensorsFile(path: path))
     }
 
+    func testHostileShapeIsAnErrorNotATrap() throws {
+        let header = #"{"x":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,16]}}"#
+        var data = Data()
+        var length = UInt64(header.utf8.count).littleEndian
+        withUnsafeBytes(of: &length) { data.append(contentsOf: $0) }
+        data.append(contentsOf: Array(header.utf8))
+        data.append(contentsOf: [UInt8](repeating: 0, count: 16))
+        let path = directory + "/hostile.safetensors"
+        try data.write(to: URL(fileURLWithPath: path))
+        XCTAssertThrowsError(try SafeTensorsFile(path: path)) { error in
+            XCTAssertTrue("\(error)".contains("too large"), "\(error)")
+        }
+    }
+
     func testWeightStoreChecksShapes() throws {
         var writer = SafeTensorsWriter()
         try writer.add("w", floats: [Float](repeating: 1, count: 6), shape: [2, 3])

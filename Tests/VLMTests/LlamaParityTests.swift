@@ -96,6 +96,22 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertEqual(injected.row(2), try model.embed([ids[2]]).row(0))
     }
 
+    /// A 200-token prefill (several blocks of causal attention rows) gives the logits of feeding
+    /// the same tokens one by one through the decode path.
+    func testLongPrefillMatchesTokenByTokenDecoding() throws {
+        let model = try LlamaModel(directory: Fixtures.path("lm-untied"))
+        let ids = (0..<200).map { ($0 * 37 + 11) % model.configuration.vocabularySize }
+        let all = try LlamaSession(model: model, context: 256).logitsOfEveryRow(tokens: ids)
+        let stepping = try LlamaSession(model: model, context: 256)
+        for (r, id) in ids.enumerated() {
+            if r == 0 { try stepping.prefill(tokens: [id]) } else { try stepping.step(token: id) }
+            let want = all.row(r)
+            let scale = max(1, want.map(abs).max() ?? 1)
+            let worst = zip(stepping.logits, want).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThan(worst / scale, 1e-4, "row \(r)")
+        }
+    }
+
     func testTokenStreamYieldsTheGreedyTokens() async throws {
         let model = try LlamaModel(directory: Fixtures.path("lm-untied"))
         let e = try expected("lm-untied")
@@ -162,9 +178,19 @@ final class LanguageModelErrorTests: XCTestCase {
         }
     }
 
+    func testCacheOfAnotherModelIsRejected() throws {
+        let tied = try LlamaModel(directory: Fixtures.path("lm-tied"))
+        let untied = try LlamaModel(directory: Fixtures.path("lm-untied"))
+        let session = LlamaSession(model: untied, cache: try KVCache(configuration: tied.configuration, capacity: 32))
+        XCTAssertThrowsError(try session.prefill(tokens: [1, 2, 3])) { error in
+            XCTAssertTrue("\(error)".hasPrefix("KV cache:"), "\(error)")
+        }
+    }
+
     func testUnsupportedGGUFTensorTypeFailsTheLoad() throws {
         XCTAssertThrowsError(try LlamaModel(gguf: GGUFFile(path: Fixtures.path("lm-gguf", "unsupported.gguf")))) { error in
-            XCTAssertTrue("\(error)".contains("unsupported.gguf"), "\(error)")
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("unsupported.gguf") && text.contains("Q5_K") && text.contains("blk.0.attn_q.weight"), text)
         }
     }
 }

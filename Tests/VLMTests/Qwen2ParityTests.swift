@@ -118,6 +118,52 @@ final class Qwen2ParityTests: XCTestCase {
         }
     }
 
+    func testAnsweringDerivesTimingFromPatchTimesAndMatchesGreedy() throws {
+        let vision = try Qwen25VLVisionModel.load(directory: Self.directory)
+        let answering = try Qwen2VideoAnswering(directory: Self.directory)
+        let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        XCTAssertTrue(answering.stopTokens.contains(try XCTUnwrap(answering.tokenizer.id(of: "<|im_end|>"))))
+        let c = Self.cases[0]
+        let clip = (0..<c.frames).map { (width: c.width, height: c.height, rgb: Self.frame(width: c.width, height: c.height, index: $0)) }
+        // Frames at 2 fps: temporal patches start 1 s apart (second_per_grid_t = 1).
+        let patches = try vision.encode(clip: clip, scoreLayers: []).enumerated().map { (tp, frame) in
+            let kept = try reference.int32s("wide.kept.\(tp)").map(Int.init)
+            let rows = kept.flatMap { frame.features.row($0) }
+            return Qwen2VideoAnswering.Patch(rows: frame.grid.rows, cols: frame.grid.cols, kept: kept,
+                                             features: try Matrix(rows: kept.count, cols: frame.features.cols, storage: rows),
+                                             time: Double(tp))
+        }
+        XCTAssertEqual(Qwen2VideoAnswering.secondsPerTemporalPatch([0, 1]), 1)
+        let answer = try answering.answer(patches: patches, question: "What happens in the video?",
+                                          generation: GenerationOptions(maxNewTokens: 8, stopTokens: answering.stopTokens))
+        XCTAssertEqual(answer.tokens, try reference.int32s("wide.greedy").map(Int.init))
+        XCTAssertEqual(answer.promptTokens, try reference.int32s("wide.pruned_ids").count)
+        XCTAssertEqual(answer.fullPromptTokens, try reference.int32s("wide.input_ids").count)
+        XCTAssertFalse(answer.text.isEmpty)
+    }
+
+    func testBF16WeightsGiveTheSameProducts() throws {
+        // Values that BF16 holds exactly (as a BF16 checkpoint's are): holding them as BF16 and
+        // expanding per product must give the F32 result bit for bit.
+        var m = Matrix(rows: 37, cols: 19)
+        for i in 0..<m.storage.count { m.storage[i] = Float(bitPattern: Float(sin(Double(i)) * 3).bitPattern & 0xFFFF_0000) }
+        let half = WeightMatrix(m, bf16: true), full = WeightMatrix(m)
+        XCTAssertTrue(half.isBF16)
+        XCTAssertEqual(half.byteCount * 2, full.byteCount)
+        XCTAssertEqual(half.matrix(), m)
+        var x = Matrix(rows: 5, cols: 19)
+        for i in 0..<x.storage.count { x.storage[i] = Float(i % 7) - 3 }
+        var scratch: [Float] = []
+        let bias = (0..<37).map { Float($0) / 10 }
+        XCTAssertEqual(try linear(x, weight: half, bias: bias, scratch: &scratch), try linear(x, weight: m, bias: bias))
+        XCTAssertGreaterThanOrEqual(scratch.count, m.count, "the expansion went to the caller's scratch")
+        // One row (a decode step) widens BF16 on the fly: same values up to summation order.
+        let one = x.rows(0..<1)
+        let fused = try linear(one, weight: half, bias: bias, scratch: &scratch)
+        let reference = try linear(one, weight: m, bias: bias)
+        for (a, b) in zip(fused.storage, reference.storage) { XCTAssertEqual(a, b, accuracy: 1e-4 * max(1, abs(b))) }
+    }
+
     func testBadInputsAreNamed() throws {
         let tokenizer = try Tokenizer(directory: Self.directory)
         let config = try Qwen2Configuration(configFile: Self.directory + "/config.json")

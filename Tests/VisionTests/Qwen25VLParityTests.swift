@@ -48,8 +48,10 @@ final class Qwen25VLParityTests: XCTestCase {
     func testEncoderMatchesTransformersOnEveryAspectRatio() throws {
         let model = try Qwen25VLVisionModel.load(directory: Self.directory)
         let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
-        let fullBlocks = Set(model.vision.fullattBlockIndexes.map { $0 + 1 })
-        XCTAssertEqual(fullBlocks, [2, 4])
+        XCTAssertEqual(Set(model.vision.fullattBlockIndexes.map { $0 + 1 }), [2, 4])
+        XCTAssertEqual(model.defaultObjectLayer, 2)
+        XCTAssertEqual(model.defaultDeepLayer, 4)
+        let allBlocks = Set(1...model.layerCount)
         for c in Self.cases {
             let grid = try reference.int32s("\(c.name).grid").map(Int.init)
             let frames = (0..<c.frames).map { Self.frame(width: c.width, height: c.height, index: $0) }
@@ -62,7 +64,7 @@ final class Qwen25VLParityTests: XCTestCase {
                 let pair = Array(clip[(2 * tp)..<min(2 * tp + 2, clip.count)])
                 let (patches, rows, cols) = try model.preprocessor.temporalPatch(frames: pair)
                 XCTAssertEqual([rows, cols], [grid[1], grid[2]], "\(c.name) patch grid follows the aspect ratio")
-                let output = try model.forward(patches: patches, rows: rows, cols: cols, scoreLayers: fullBlocks, keepHiddenStates: true)
+                let output = try model.forward(patches: patches, rows: rows, cols: cols, scoreLayers: allBlocks, keepHiddenStates: true)
                 XCTAssertEqual(output.grid, TokenGrid(rows: rows / 2, cols: cols / 2))
                 XCTAssertEqual(output.hiddenStates.count, model.layerCount + 1)
                 for (l, h) in output.hiddenStates.enumerated() {
@@ -74,7 +76,7 @@ final class Qwen25VLParityTests: XCTestCase {
                 let tokens = output.grid.count
                 let expected = Array(expectedFeatures[(tp * tokens * width)..<((tp + 1) * tokens * width)])
                 XCTAssertLessThanOrEqual(relativeError(output.features.storage, expected), 1e-4, "\(c.name) t\(tp) features")
-                for l in fullBlocks {
+                for l in allBlocks {
                     let s = try XCTUnwrap(output.scores[l])
                     XCTAssertLessThanOrEqual(maxAbsDiff(s, try reference.floats("\(c.name).scores.\(l).\(tp)")), 1e-5,
                                              "\(c.name) t\(tp) scores.\(l)")
@@ -89,13 +91,28 @@ final class Qwen25VLParityTests: XCTestCase {
         }
     }
 
-    func testWindowedBlocksRefuseToGiveScores() throws {
+    func testScoresOfEveryBlockAreAttentionShares() throws {
         let model = try Qwen25VLVisionModel.load(directory: Self.directory)
         let frame = Self.frame(width: 112, height: 84, index: 0)
-        XCTAssertThrowsError(try model.encode(frames: [(112, 84, frame)], scoreLayers: [1])) { error in
-            XCTAssertTrue("\(error)".contains("windows"), "\(error)")
+        let encoded = try model.encode([RGBImage(width: 112, height: 84, rgb: frame)], scoreLayers: [1, 2, 3, 4])
+        XCTAssertEqual(encoded.grid, TokenGrid(rows: 3, cols: 4))
+        // Every query's softmax sums to 1, so patch scores sum to 1 and merged (mean of 4) to 1/4 —
+        // for windowed blocks too, whose windows each hold their own share.
+        for l in 1...4 {
+            let s = try XCTUnwrap(encoded.scores[l])
+            XCTAssertEqual(s.reduce(0, +), 0.25, accuracy: 1e-5, "block \(l)")
         }
-        XCTAssertThrowsError(try model.encode(frames: [(112, 84, frame)], scoreLayers: [9]))
+        let map = Qwen25VLWindowMap(grid: encoded.grid, window: model.vision.windowTokens)
+        let windowed = try XCTUnwrap(encoded.scores[1])
+        var k = 0
+        for length in map.windowLengths {
+            let share = map.order[k..<(k + length)].reduce(Float(0)) { $0 + windowed[$1] }
+            XCTAssertEqual(share, 0.25 * Float(length) / Float(encoded.grid.count), accuracy: 1e-5)
+            k += length
+        }
+        XCTAssertThrowsError(try model.encode([RGBImage(width: 112, height: 84, rgb: frame)], scoreLayers: [9])) {
+            XCTAssertTrue("\($0)".contains("1...4"), "\($0)")
+        }
     }
 
     func testWindowMapTilesFromTheCornerAndInverts() {

@@ -1,0 +1,122 @@
+// Answering a question about pruned Qwen2.5-VL temporal patches: the chat-template prompt with each
+// patch's <|video_pad|> run shortened to its kept tokens, the kept features in place, M-RoPE
+// positions sliced from the full video's, one prefill, then generation.
+import Foundation
+import Tensor
+
+public struct Qwen2VideoAnswering: Sendable {
+    public let model: Qwen2Model
+    public let tokenizer: Tokenizer
+    public let stopTokens: Set<Int>
+    public let source: String
+
+    /// One pruned temporal patch.
+    public struct Patch: Sendable {
+        public var rows: Int
+        public var cols: Int
+        /// Kept merged-token indices, raster order, ascending.
+        public var kept: [Int]
+        /// [kept.count, hidden]: the merger's output rows of the kept tokens, in `kept` order.
+        public var features: Matrix
+        /// Seconds of the patch's first frame.
+        public var time: Double
+        public init(rows: Int, cols: Int, kept: [Int], features: Matrix, time: Double) {
+            self.rows = rows
+            self.cols = cols
+            self.kept = kept
+            self.features = features
+            self.time = time
+        }
+    }
+
+    public struct Answer: Sendable {
+        public var text: String
+        public var tokens: [Int]
+        public var promptTokens: Int
+        /// The same prompt's length unpruned.
+        public var fullPromptTokens: Int
+        public var prefillSeconds: Double
+        public var decodeSeconds: Double
+        public var tokensPerSecond: Double
+    }
+
+    public init(directory: String) throws(VLMError) {
+        source = directory
+        tokenizer = try Tokenizer(directory: directory)
+        model = try Qwen2Model(directory: directory)
+        guard tokenizer.count <= model.configuration.vocabularySize else {
+            throw .malformed(file: directory, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(model.configuration.vocabularySize)")
+        }
+        var stops = Set(model.configuration.eosTokenIDs)
+        if let config = try? readJSONObject((directory as NSString).appendingPathComponent("generation_config.json")) {
+            if let ids = config["eos_token_id"] as? [Int] { stops.formUnion(ids) } else if let id = config["eos_token_id"] as? Int { stops.insert(id) }
+        }
+        for name in ["<|im_end|>", "<|endoftext|>"] {
+            if let id = tokenizer.id(of: name) { stops.insert(id) }
+        }
+        stopTokens = stops
+    }
+
+    /// second_per_grid_t from the patches' times: the spacing of consecutive patches (temporal
+    /// patch size / sampled fps); one patch alone takes Qwen's default 2 frames at 2 fps = 1 s.
+    public static func secondsPerTemporalPatch(_ times: [Double]) -> Double {
+        guard times.count > 1, let first = times.first, let last = times.last, last > first else { return 1 }
+        return (last - first) / Double(times.count - 1)
+    }
+
+    /// The prompt and the features of its video rows, in order.
+    public func prompt(patches: [Patch], question: String) throws(VLMError) -> (prompt: Qwen2VideoPrompt, features: Matrix) {
+        let prompt = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: model.configuration, question: question,
+                                          patches: patches.map { .init(rows: $0.rows, cols: $0.cols, kept: $0.kept) },
+                                          secondsPerTemporalPatch: Self.secondsPerTemporalPatch(patches.map(\.time)))
+        let width = model.configuration.hiddenSize
+        var storage: [Float] = []
+        storage.reserveCapacity(prompt.videoRows.count * width)
+        for (i, p) in patches.enumerated() {
+            guard p.features.rows == p.kept.count, p.features.cols == width else {
+                throw .invalidArgument(name: "temporal patch \(i) features",
+                                       cause: "\(p.features.rows)x\(p.features.cols) for \(p.kept.count) kept tokens of width \(width)")
+            }
+            storage += p.features.storage
+        }
+        do {
+            return (prompt, try Matrix(rows: prompt.videoRows.count, cols: width, storage: storage))
+        } catch {
+            throw .invalidArgument(name: "video features", cause: "\(error)")
+        }
+    }
+
+    /// Answers one question; `onText` streams the answer as it is generated.
+    public func answer(patches: [Patch], question: String, generation: GenerationOptions,
+                       onText: (String) -> Void = { _ in }) throws -> Answer {
+        let (prompt, features) = try prompt(patches: patches, question: question)
+        let context = min(model.configuration.maxPositions, prompt.ids.count + generation.maxNewTokens + 1)
+        let session = try Qwen2Session(model: model, context: context)
+        let start = DispatchTime.now()
+        try session.prefill(prompt: prompt, features: features)
+        let prefillSeconds = seconds(since: start)
+        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
+        var text = ""
+        let result = try session.generate(options: generation, history: prompt.ids) { token in
+            let piece = detokenizer.append(token)
+            if !piece.isEmpty { text += piece; onText(piece) }
+            return true
+        }
+        let tail = detokenizer.finish()
+        if !tail.isEmpty { text += tail; onText(tail) }
+        return Answer(text: text, tokens: result.tokens, promptTokens: prompt.ids.count, fullPromptTokens: prompt.fullLength,
+                      prefillSeconds: prefillSeconds, decodeSeconds: result.decodeSeconds, tokensPerSecond: result.tokensPerSecond)
+    }
+
+    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
+    public func promptEmbedding(question: String) throws(VLMError) -> [Float] {
+        let ids = tokenizer.encode(question)
+        guard !ids.isEmpty else { throw .invalidArgument(name: "question", cause: "is empty") }
+        let rows = try model.embed(ids)
+        var mean = [Float](repeating: 0, count: rows.cols)
+        for r in 0..<rows.rows {
+            for c in 0..<rows.cols { mean[c] += rows[r, c] }
+        }
+        return mean.map { $0 / Float(rows.rows) }
+    }
+}
