@@ -165,11 +165,11 @@ public final class LiveAnalysis: Sendable {
     public let options: DecodeOptions
     public let settings: LiveSettings
     public let analysis: FrameAnalysis
-    public let answering: VideoQuestionAnswering?
+    public let answering: (any VideoAnswerer)?
     let control = LiveControl()
 
     public init(input: String, options: DecodeOptions, settings: LiveSettings, analysis: FrameAnalysis,
-                answering: VideoQuestionAnswering?) {
+                answering: (any VideoAnswerer)?) {
         self.input = input
         self.options = options
         self.settings = settings
@@ -269,7 +269,7 @@ public final class LiveAnalysis: Sendable {
         if window.count > settings.windowLimit { window.removeFirst(window.count - settings.windowLimit) }
     }
 
-    private func answer(window: [(frame: PrunedFrame, arrived: DispatchTime)], with answering: VideoQuestionAnswering,
+    private func answer(window: [(frame: PrunedFrame, arrived: DispatchTime)], with answering: any VideoAnswerer,
                         summary: inout LiveSummary, emit: (LiveEvent) -> Void) throws {
         guard let first = window.first, let last = window.last else { return }
         let frames = window.map(\.frame)

@@ -17,6 +17,8 @@ public struct VideoAnswer: Sendable {
     public var prefillMilliseconds: Double
     public var decodeSeconds: Double
     public var tokensPerSecond: Double
+    /// The prompt's length had no token been pruned, where the family reports it.
+    public var unprunedPromptTokens: Int? = nil
 }
 
 /// Answers questions about pruned frames with a SmolVLM2-style model: the video prompt of the
@@ -80,8 +82,8 @@ public struct VideoQuestionAnswering: Sendable {
     /// Answers every question in order; `onText(q, piece)` streams question q's answer as it is
     /// generated (never splitting a UTF-8 character).
     public func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
-                       onText: (Int, String) -> Void) throws -> (answers: [VideoAnswer], sharedPrefixTokens: Int, sharedPrefixMilliseconds: Double) {
-        guard !questions.isEmpty else { return ([], 0, 0) }
+                       onText: (Int, String) -> Void) throws -> VideoAnswers {
+        guard !questions.isEmpty else { return VideoAnswers(answers: [], sharedPrefixTokens: 0, sharedPrefixMilliseconds: 0) }
         let prompts = try questions.map { try prompt(frames: frames, duration: duration, question: $0) }
         var shared = prompts[0].ids.count
         for p in prompts.dropFirst() {
@@ -126,7 +128,7 @@ public struct VideoQuestionAnswering: Sendable {
                                        prefillMilliseconds: prefill, decodeSeconds: result.decodeSeconds,
                                        tokensPerSecond: result.tokensPerSecond))
         }
-        return (answers, shared, prefixMilliseconds)
+        return VideoAnswers(answers: answers, sharedPrefixTokens: shared, sharedPrefixMilliseconds: prefixMilliseconds)
     }
 }
 

@@ -35,27 +35,10 @@ struct AskCommand: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
 
-    @Option(help: "Most tokens per answer.")
-    var maxTokens = 128
-
-    @Option(help: "0 decodes greedily.")
-    var temperature: Float = 0
-
-    @Option(help: "Nucleus sampling threshold.")
-    var topP: Float = 1
-
-    @Option(help: "Sample among the K likeliest tokens (0: all).")
-    var topK = 0
-
-    @Option(help: "Penalty on tokens already in the prompt or answer (1: none).")
-    var repetitionPenalty: Float = 1
+    @OptionGroup var generating: GenerationFlags
 
     @Flag(help: "Print one JSON object with the answers, their token ids and the timings.")
     var json = false
-
-    func validate() throws {
-        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
-    }
 
     func allQuestions() throws -> [String] {
         var all = (question.map { [$0] } ?? []) + moreQuestions
@@ -74,22 +57,17 @@ struct AskCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let loadStart = clock.now
         let family = try ModelFamily.detect(directory: model)
-        if family == .qwen25VL { return try await runQwen(questions: questions) }  // AskQwen.swift
         let encoder = try family.loadEncoder(directory: model)
-        let answering = try VideoQuestionAnswering.load(directory: model)
+        let answering = try family.loadAnswerer(directory: model)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
-        let generation = GenerationOptions(
-            maxNewTokens: maxTokens,
-            sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK,
-                                         repetitionPenalty: repetitionPenalty, seed: pruning.seed),
-            stopTokens: answering.language.stopTokens)
+        let generation = generating.options(seed: pruning.seed, stopTokens: answering.stopTokens)
         try generation.sampling.validate()
         let loadSeconds = (clock.now - loadStart).seconds
 
         // HiPrune++ ranks tokens against the question, so each question prunes the encoded frames anew.
         let perQuestion = pruning.method == .hiprunePlusPlus
         let analysis = FrameAnalysis(encoder: encoder)
-        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .uniform(count: 8)), input: input)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []
         var pruned: [PrunedFrame] = []
@@ -146,7 +124,9 @@ struct AskCommand: AsyncParsableCommand {
             if !json && batch.count > 1 { stdout.write(Data("\n".utf8)) }
             if !json { stdout.write(Data("\n".utf8)) }
         }
-        let report = AskReport(loadSeconds: loadSeconds, frameSeconds: frameSeconds, summary: summary,
+        var grids: [String] = []
+        for frame in pruned where !grids.contains(frame.grid.description) { grids.append(frame.grid.description) }
+        let report = AskReport(loadSeconds: loadSeconds, frameSeconds: frameSeconds, summary: summary, grids: grids,
                                answers: answers, sharedPrefixTokens: sharedTokens,
                                sharedPrefixMilliseconds: sharedMilliseconds)
         if json {
@@ -162,6 +142,8 @@ struct AskReport {
     var loadSeconds: Double
     var frameSeconds: Double
     var summary: StatisticsSummary
+    /// Each distinct token grid, in order (one for SmolVLM; per aspect ratio for Qwen2.5-VL).
+    var grids: [String]
     var answers: [VideoAnswer]
     var sharedPrefixTokens: Int
     var sharedPrefixMilliseconds: Double
@@ -172,9 +154,9 @@ struct AskReport {
 
     func text() -> String {
         var lines = [
-            String(format: "load %.0f ms | frames %d: decode %.0f ms, encode %.0f ms, prune %.2f ms",
-                   loadSeconds * 1000, summary.frames, decodeMilliseconds, summary.encodeMilliseconds,
-                   summary.pruneMilliseconds),
+            String(format: "load %.0f ms | %d encoder steps (grid %@): decode %.0f ms, encode %.0f ms, prune %.2f ms",
+                   loadSeconds * 1000, summary.frames, grids.joined(separator: ", ") as NSString, decodeMilliseconds,
+                   summary.encodeMilliseconds, summary.pruneMilliseconds),
             String(format: "visual tokens %d → %d (kept %.1f %%)", summary.tokensBefore, summary.tokensAfter,
                    summary.keptFraction * 100),
         ]
@@ -187,8 +169,10 @@ struct AskReport {
             let own = a.promptTokens - a.reusedPrefixTokens
             let prefillTokens = answers.count > 1 ? own : a.promptTokens
             let prefillMilliseconds = answers.count > 1 ? a.prefillMilliseconds : a.prefillMilliseconds + sharedPrefixMilliseconds
-            lines.append(label + String(format: "prefill %d tokens in %.0f ms | generated %d tokens, %.1f tokens/s",
-                                        prefillTokens, prefillMilliseconds, a.tokens.count, a.tokensPerSecond))
+            let unpruned = a.unprunedPromptTokens.map { " (\($0) unpruned)" } ?? ""
+            lines.append(label + String(format: "prefill %d tokens%@ in %.0f ms | generated %d tokens, %.1f tokens/s",
+                                        prefillTokens, unpruned as NSString, prefillMilliseconds, a.tokens.count,
+                                        a.tokensPerSecond))
         }
         return lines.joined(separator: "\n")
     }
@@ -205,11 +189,12 @@ struct AskReport {
                 ("token_ids", .array(a.tokens.map { .int($0) })), ("prompt_tokens", .int(a.promptTokens)),
                 ("reused_prefix_tokens", .int(a.reusedPrefixTokens)), ("prefill_ms", .double(a.prefillMilliseconds)),
                 ("generated_tokens", .int(a.tokens.count)), ("tokens_per_second", .double(a.tokensPerSecond)),
+                ("unpruned_prompt_tokens", a.unprunedPromptTokens.map { .int($0) } ?? .null),
             ])
         }
         fields += [
             ("answers", .array(list)),
-            ("frames", .int(summary.frames)), ("visual_tokens_before", .int(summary.tokensBefore)),
+            ("frames", .int(summary.frames)), ("grids", .array(grids.map { .string($0) })), ("visual_tokens_before", .int(summary.tokensBefore)),
             ("visual_tokens_after", .int(summary.tokensAfter)), ("load_ms", .double(loadSeconds * 1000)),
             ("decode_ms", .double(decodeMilliseconds)), ("encode_ms", .double(summary.encodeMilliseconds)),
             ("prune_ms", .double(summary.pruneMilliseconds)), ("shared_prefix_tokens", .int(sharedPrefixTokens)),

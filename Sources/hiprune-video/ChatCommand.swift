@@ -17,20 +17,7 @@ struct ChatCommand: AsyncParsableCommand {
     @Option(help: "System message (default: the template's own, if it has one).")
     var system: String?
 
-    @Option(help: "Most tokens to generate.")
-    var maxTokens = 256
-
-    @Option(help: "Sampling temperature; 0 is greedy.")
-    var temperature: Float = 0
-
-    @Option(help: "Nucleus sampling: keep the most likely tokens up to this probability mass.")
-    var topP: Float = 1
-
-    @Option(help: "Keep only the K most likely tokens (0: all).")
-    var topK = 0
-
-    @Option(help: "Penalty for tokens already present (1: none).")
-    var repetitionPenalty: Float = 1
+    @OptionGroup var generating: GenerationFlags
 
     @Option(help: "Seed of the sampler.")
     var seed: UInt64 = 0
@@ -39,7 +26,6 @@ struct ChatCommand: AsyncParsableCommand {
     var context = 2048
 
     func validate() throws {
-        guard maxTokens >= 1 else { throw ValidationError("--max-tokens must be at least 1") }
         guard context >= 1 else { throw ValidationError("--context must be at least 1") }
     }
 
@@ -54,11 +40,8 @@ struct ChatCommand: AsyncParsableCommand {
         let contextSize = min(context, language.model.configuration.maxPositions)
         guard ids.count < contextSize else { throw VLMError.contextOverflow(tokens: ids.count, context: contextSize) }
         let session = try LlamaSession(model: language.model, context: contextSize)
-        let options = GenerationOptions(
-            maxNewTokens: min(maxTokens, contextSize - ids.count),
-            sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK,
-                                         repetitionPenalty: repetitionPenalty, seed: seed),
-            stopTokens: language.stopTokens)
+        var options = generating.options(seed: seed, stopTokens: language.stopTokens)
+        options.maxNewTokens = min(options.maxNewTokens, contextSize - ids.count)
         var text = StreamingDetokenizer(tokenizer: language.tokenizer)
         let out = FileHandle.standardOutput
         let result = try session.generate(prompt: ids, options: options) { token in

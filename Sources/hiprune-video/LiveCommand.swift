@@ -63,14 +63,10 @@ struct LiveCommand: AsyncParsableCommand {
     @Option(help: "Give up after this many failed reconnects in a row (default: never).")
     var maxReconnects: Int?
 
-    @Option(help: "Most tokens per answer.")
-    var maxTokens = 64
+    @OptionGroup var generating: GenerationFlags
 
     @Option(help: .hidden)
     var throttleMilliseconds = 0
-
-    @Option(help: "0 decodes greedily.")
-    var temperature: Float = 0
 
     func validate() throws {
         guard let seconds = LiveSettings.seconds(parsing: every), seconds > 0 else {
@@ -92,10 +88,8 @@ struct LiveCommand: AsyncParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
-        let answering = questions.isEmpty ? nil : try VideoQuestionAnswering.load(directory: model)
-        let generation = GenerationOptions(maxNewTokens: maxTokens,
-                                           sampling: SamplingParameters(temperature: temperature, seed: pruning.seed),
-                                           stopTokens: answering?.language.stopTokens ?? [])
+        let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model)
+        let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])
         let embedding = try pruning.method == .hiprunePlusPlus ? answering?.promptEmbedding(question: questions[0]) : nil
         var settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
                                     capacity: capacity, stallTimeout: stallTimeout, backoffInitial: backoff,

@@ -2,6 +2,7 @@ import ArgumentParser
 import Pipeline
 import Prune
 import Stream
+import VLM
 
 /// Which frames of the input are used; shared by every command that reads video.
 struct SamplingOptions: ParsableArguments {
@@ -96,5 +97,38 @@ struct PruneOptions: ParsableArguments {
         return PruneSettings(method: method, budget: chosen, alpha: alpha, mode: bufferMode,
                              objectLayer: objectLayer, deepLayer: deepLayer, dedupThreshold: dedup,
                              beta: beta, seed: seed)
+    }
+}
+
+/// How answers are generated; shared by ask, live and chat.
+struct GenerationFlags: ParsableArguments {
+    @Option(help: "Most tokens per answer.")
+    var maxTokens = 128
+
+    @Option(help: "Sampling temperature; 0 decodes greedily.")
+    var temperature: Float = 0
+
+    @Option(help: "Nucleus sampling: keep the likeliest tokens up to this probability mass.")
+    var topP: Float = 1
+
+    @Option(help: "Sample among the K likeliest tokens (0: all).")
+    var topK = 0
+
+    @Option(help: "Penalty on tokens already in the prompt or answer (1: none).")
+    var repetitionPenalty: Float = 1
+
+    func validate() throws {
+        if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
+        if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be 0 or more") }
+        if !(topP > 0 && topP <= 1) { throw ValidationError("--top-p must be in (0, 1]") }
+        if topK < 0 { throw ValidationError("--top-k must be 0 or more") }
+        if !(repetitionPenalty > 0 && repetitionPenalty.isFinite) { throw ValidationError("--repetition-penalty must be positive") }
+    }
+
+    func options(seed: UInt64, stopTokens: Set<Int>) -> GenerationOptions {
+        GenerationOptions(maxNewTokens: maxTokens,
+                          sampling: SamplingParameters(temperature: temperature, topP: topP, topK: topK,
+                                                       repetitionPenalty: repetitionPenalty, seed: seed),
+                          stopTokens: stopTokens)
     }
 }

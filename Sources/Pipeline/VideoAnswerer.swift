@@ -1,0 +1,69 @@
+import Foundation
+import Prune
+import Stream
+import Tensor
+import Vision
+import VLM
+
+/// A family's language side as `ask` and `live` see it: pruned frames and questions in, answers
+/// out. Families add a conforming type; the commands never switch on the family.
+public protocol VideoAnswerer: Sendable {
+    /// Tokens that end an answer.
+    var stopTokens: Set<Int> { get }
+    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
+    func promptEmbedding(question: String) throws -> [Float]
+    /// Answers every question about `frames` in order; `onText(q, piece)` streams question q's answer.
+    func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
+                onText: (Int, String) -> Void) throws -> VideoAnswers
+}
+
+/// The answers to a batch of questions, and the prompt prefix they shared.
+public struct VideoAnswers: Sendable {
+    public var answers: [VideoAnswer]
+    /// Prompt tokens prefilled once for every question (0 when each question prefills its own).
+    public var sharedPrefixTokens: Int
+    public var sharedPrefixMilliseconds: Double
+}
+
+extension ModelFamily {
+    /// The family's language side, loaded from the directory.
+    public func loadAnswerer(directory: String) throws -> any VideoAnswerer {
+        switch self {
+        case .smolVLM: return try VideoQuestionAnswering.load(directory: directory)
+        case .qwen25VL: return try Qwen2VideoAnswering(directory: directory)
+        }
+    }
+
+    /// How `ask` samples a file when no flag says: SmolVLM2 on a CPU gets 8 frames over the clip;
+    /// Qwen2.5-VL its processor's 2 fps.
+    public var defaultSampling: FrameSampling {
+        switch self {
+        case .smolVLM: return .uniform(count: 8)
+        case .qwen25VL: return .fps(2)
+        }
+    }
+}
+
+extension VideoQuestionAnswering: VideoAnswerer {
+    public var stopTokens: Set<Int> { language.stopTokens }
+}
+
+/// Qwen2.5-VL: each temporal patch keeps its original (t, h, w) positions; no prefix is shared
+/// across questions yet, so every question prefills its whole prompt.
+extension Qwen2VideoAnswering: VideoAnswerer {
+    public func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
+                       onText: (Int, String) -> Void) throws -> VideoAnswers {
+        let patches = frames.map {
+            Patch(rows: $0.grid.rows, cols: $0.grid.cols, kept: $0.selection.indices, features: $0.features, time: $0.time)
+        }
+        var answers: [VideoAnswer] = []
+        for (q, question) in questions.enumerated() {
+            let a = try answer(patches: patches, question: question, generation: generation) { onText(q, $0) }
+            answers.append(VideoAnswer(question: question, text: a.text, tokens: a.tokens, promptTokens: a.promptTokens,
+                                       reusedPrefixTokens: 0, prefillMilliseconds: a.prefillSeconds * 1000,
+                                       decodeSeconds: a.decodeSeconds, tokensPerSecond: a.tokensPerSecond,
+                                       unprunedPromptTokens: a.fullPromptTokens))
+        }
+        return VideoAnswers(answers: answers, sharedPrefixTokens: 0, sharedPrefixMilliseconds: 0)
+    }
+}
