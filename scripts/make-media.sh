@@ -21,8 +21,8 @@ fi
 ff -f lavfi -i testsrc2=size=160x120:rate=25 -frames:v 40 \
    -vf "settb=1/1000,setpts='(floor(N/2)*0.08+mod(N,2)*0.03)/TB'" -fps_mode passthrough -enc_time_base 1/1000 -video_track_timescale 1000 \
    "${x264[@]}" "$out/vfr.mp4"
-# Odd size (4:4:4 so x264 accepts odd dimensions).
-ff -f lavfi -i testsrc2=size=367x211:rate=25 -t 1 -c:v libx264 -preset veryfast -crf 30 -pix_fmt yuv444p -g 10 "$out/odd-367x211.mp4"
+# Odd size: testsrc (testsrc2 rounds to even) into VP9, which keeps odd dimensions.
+ff -f lavfi -i testsrc=size=367x211:rate=25 -t 1 -c:v libvpx-vp9 -b:v 150k -g 10 -deadline realtime -cpu-used 8 "$out/odd-367x211.webm"
 # Rotation metadata: displayed turned by 90 degrees.
 ff -f lavfi -i testsrc2=size=160x96:rate=25 -t 1 "${x264[@]}" "$out/.norot.mp4"
 ff -i "$out/.norot.mp4" -c copy -metadata:s:v:0 rotate=90 "$out/rotated-90.mp4"

@@ -40,9 +40,35 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
     }
     let nq = query.rows, nk = key.rows
     var output = Matrix(rows: nq, cols: heads * d)
-    guard nq > 0, nk > 0, d > 0 else {
-        return AttentionResult(output: output, scores: captureScores ? [Float](repeating: 0, count: nk) : nil)
+    var scores = [Float](repeating: 0, count: captureScores ? nk : 0)
+    guard nq > 0, nk > 0, d > 0 else { return AttentionResult(output: output, scores: captureScores ? scores : nil) }
+    query.storage.withUnsafeBufferPointer { pq in
+        key.storage.withUnsafeBufferPointer { pk in
+            value.storage.withUnsafeBufferPointer { pv in
+                output.storage.withUnsafeMutableBufferPointer { po in
+                    scores.withUnsafeMutableBufferPointer { ps in
+                        // An empty array may still have a base address: only hand it out when capturing.
+                        attention(query: pq.baseAddress!, queryStride: query.cols, key: pk.baseAddress!, value: pv.baseAddress!,
+                                  keyValueStride: key.cols, queries: nq, keys: nk, heads: heads, kvHeads: kvHeads,
+                                  headDimension: d, causal: causal, keyOffset: keyOffset, scale: scale,
+                                  output: po.baseAddress!, scores: captureScores ? ps.baseAddress : nil)
+                    }
+                }
+            }
+        }
     }
+    return AttentionResult(output: output, scores: captureScores ? scores : nil)
+}
+
+/// Attention on caller-owned memory, for models that keep q, k and v side by side in one buffer
+/// (a fused projection): row i of query head h starts at `query + i · queryStride + h · d`, key and
+/// value rows likewise with `keyValueStride`; `output` is [queries, heads · d], dense. `scores`, when
+/// given, receives `keys` values (overwritten). Shapes are the caller's to validate.
+public func attention(query: UnsafePointer<Float>, queryStride: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
+                      keyValueStride: Int, queries nq: Int, keys nk: Int, heads: Int, kvHeads: Int, headDimension d: Int,
+                      causal: Bool = false, keyOffset: Int = 0, scale: Float? = nil,
+                      output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
+    guard nq > 0, nk > 0, d > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0 else { return }
     let scale = scale ?? 1 / Float(d).squareRoot()
     let group = heads / kvHeads
     // ~1 MB of S per block: fits L2 beside the rows of K and V being streamed.
@@ -52,75 +78,86 @@ public func attention(query: Matrix, key: Matrix, value: Matrix, heads: Int, kvH
     // beside Swift threads. Small attention (a decode step) stays on this thread with BLAS's threads.
     let parallel = heads >= 2 && nq * nk >= 64 * 64
     let workers = parallel ? min(heads, max(1, ProcessInfo.processInfo.activeProcessorCount)) : 1
-    var logits = [Float](repeating: 0, count: workers * block * nk)
-    var partial = [Float](repeating: 0, count: captureScores ? workers * nk : 0)
-    let qStride = heads * d, kvStride = kvHeads * d
+    let capture = scores != nil
+    // Per worker: a block of S, the block's 1/row-sum, and (capturing) a per-key sum.
+    let perWorker = block * nk + block + (capture ? nk : 0)
+    var scratch = [Float](repeating: 0, count: workers * perWorker)
+    let qStride = queryStride, kvStride = keyValueStride, oStride = heads * d
 
-    query.storage.withUnsafeBufferPointer { pq in
-        key.storage.withUnsafeBufferPointer { pk in
-            value.storage.withUnsafeBufferPointer { pv in
-                output.storage.withUnsafeMutableBufferPointer { po in
-                    logits.withUnsafeMutableBufferPointer { ps in
-                        partial.withUnsafeMutableBufferPointer { pp in
-                            // An empty array may still have a base address: only hand it out when capturing.
-                            let q = ReadPointer(pq.baseAddress!), k = ReadPointer(pk.baseAddress!), v = ReadPointer(pv.baseAddress!)
-                            let o = SendablePointer(po.baseAddress!), s = SendablePointer(ps.baseAddress!)
-                            let sums = SendablePointer(captureScores ? pp.baseAddress : nil)
-                            let work: @Sendable (Int) -> Void = { worker in
-                                let logits = s.pointer! + worker * block * nk
-                                let acc = sums.pointer.map { $0 + worker * nk }
-                                var h = worker
-                                while h < heads {
-                                    let kvh = h / group
-                                    var q0 = 0
-                                    while q0 < nq {
-                                        let rows = min(block, nq - q0)
-                                        // Keys any row of this block may see.
-                                        let width = causal ? min(nk, keyOffset + q0 + rows) : nk
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
-                                                    scale, q.pointer + q0 * qStride + h * d, Int32(qStride),
-                                                    k.pointer + kvh * d, Int32(kvStride), 0, logits, Int32(width))
-                                        for i in 0..<rows {
-                                            let row = logits + i * width
-                                            let visible = causal ? min(width, keyOffset + q0 + i + 1) : width
-                                            softmaxRow(row, visible)
-                                            if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
-                                            if let acc { accumulate(row, into: acc, visible) }
-                                        }
-                                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
-                                                    1, logits, Int32(width), v.pointer + kvh * d, Int32(kvStride),
-                                                    0, o.pointer! + q0 * qStride + h * d, Int32(qStride))
-                                        q0 += rows
-                                    }
-                                    h += workers
-                                }
-                            }
-                            if workers > 1 {
-                                openblas_set_num_threads(1)
-                                DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-                                openblas_set_num_threads(blasThreads)
-                            } else {
-                                work(0)
-                            }
-                        }
+    scratch.withUnsafeMutableBufferPointer { pscratch in
+        let q = ReadPointer(query), k = ReadPointer(key), v = ReadPointer(value)
+        let o = SendablePointer(output), s = SendablePointer(pscratch.baseAddress!)
+        let work: @Sendable (Int) -> Void = { worker in
+            let logits = s.pointer! + worker * perWorker
+            let inverse = logits + block * nk
+            let acc: UnsafeMutablePointer<Float>? = capture ? inverse + block : nil
+            var h = worker
+            while h < heads {
+                let kvh = h / group
+                var q0 = 0
+                while q0 < nq {
+                    let rows = min(block, nq - q0)
+                    // Keys any row of this block may see.
+                    let width = causal ? min(nk, keyOffset + q0 + rows) : nk
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(width), Int32(d),
+                                scale, q.pointer + q0 * qStride + h * d, Int32(qStride),
+                                k.pointer + kvh * d, Int32(kvStride), 0, logits, Int32(width))
+                    // Rows stay unnormalised (e^(s - max)) through P·V; 1/sum is applied to the d
+                    // outputs of the row instead of to its `width` probabilities.
+                    for i in 0..<rows {
+                        let row = logits + i * width
+                        let visible = causal ? min(width, keyOffset + q0 + i + 1) : width
+                        let inv = 1 / expRow(row, visible)
+                        inverse[i] = inv
+                        if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
+                        if let acc { accumulate(row, times: inv, into: acc, visible) }
                     }
+                    let out = o.pointer! + q0 * oStride + h * d
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
+                                1, logits, Int32(width), v.pointer + kvh * d, Int32(kvStride),
+                                0, out, Int32(oStride))
+                    for i in 0..<rows {
+                        let inv = Float8(repeating: inverse[i])
+                        mapInPlace(out + i * oStride, d) { $0 * inv }
+                    }
+                    q0 += rows
                 }
+                h += workers
             }
         }
+        if workers > 1 {
+            openblas_set_num_threads(1)
+            DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+            openblas_set_num_threads(blasThreads)
+        } else {
+            work(0)
+        }
+        guard let scores else { return }
+        let norm = 1 / Float(heads * nq)
+        scores.update(repeating: 0, count: nk)
+        for w in 0..<workers { accumulate(pscratch.baseAddress! + w * perWorker + block * nk + block, into: scores, nk) }
+        for j in 0..<nk { scores[j] *= norm }
     }
-    guard captureScores else { return AttentionResult(output: output, scores: nil) }
-    var scores = [Float](repeating: 0, count: nk)
-    let norm = 1 / Float(heads * nq)
-    for w in 0..<workers {
-        for j in 0..<nk { scores[j] += partial[w * nk + j] }
-    }
-    for j in 0..<nk { scores[j] *= norm }
-    return AttentionResult(output: output, scores: scores)
 }
 
 /// OpenBLAS's thread count as the process started (read once, so that concurrent attention calls
 /// always restore the same value).
 let blasThreads: Int32 = openblas_get_num_threads()
+
+/// `acc[0..<count] += row[0..<count] · factor`.
+@inlinable @inline(__always)
+func accumulate(_ row: UnsafePointer<Float>, times factor: Float, into acc: UnsafeMutablePointer<Float>, _ count: Int) {
+    let f8 = Float8(repeating: factor)
+    var i = 0
+    while i + 8 <= count {
+        store8(load8(acc + i) + load8(row + i) * f8, acc + i)
+        i += 8
+    }
+    while i < count {
+        acc[i] += row[i] * factor
+        i += 1
+    }
+}
 
 /// `acc[0..<count] += row[0..<count]`.
 @inlinable @inline(__always)

@@ -2,7 +2,7 @@
 // allocates nothing: linear layers into (or added onto) a row range, RMSNorm into a buffer,
 // SwiGLU's silu(gate)·up, RoPE by position from precomputed tables, and attention over a KV cache
 // laid out per KV head ([kvHeads][capacity][headDimension], each head's keys contiguous).
-// One query row goes through sgemv; several through sgemm.
+// One query row goes through `matvec` (two threads), several through sgemm.
 import COpenBLAS
 
 /// `y[r] (+)= x[r] · Wᵀ` for `rows` rows; `weight` is [out, in] as PyTorch stores it. Strides in floats.
@@ -14,7 +14,7 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
     let beta: Float = accumulate ? 1 : 0
     weight.storage.withUnsafeBufferPointer { w in
         if rows == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), x, 1, beta, y, 1)
+            matvec(w.baseAddress!, rows: n, cols: k, x, into: y, accumulate: accumulate)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
                         x, Int32(inputStride), w.baseAddress, Int32(k), beta, y, Int32(outputStride))

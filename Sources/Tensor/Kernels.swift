@@ -62,50 +62,59 @@ public func linear(_ x: Matrix, weight: Matrix, bias: [Float]? = nil) throws(Ten
 
 /// LayerNorm over each row (biased variance, as torch.nn.LayerNorm).
 public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float) throws(TensorError) -> Matrix {
+    var out = Matrix(rows: x.rows, cols: x.cols)
+    try layerNorm(x, weight: weight, bias: bias, eps: eps, into: &out)
+    return out
+}
+
+/// LayerNorm of `x` written into `out`, whose storage is reused when it already has x's shape
+/// (a layer loop then allocates nothing).
+public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, into out: inout Matrix) throws(TensorError) {
     guard weight.count == x.cols, bias.count == x.cols else {
         throw .shapeMismatch(operation: "layerNorm", detail: "weight \(weight.count), bias \(bias.count) for width \(x.cols)")
     }
-    var out = x
+    if out.rows != x.rows || out.cols != x.cols { out = Matrix(rows: x.rows, cols: x.cols) }
     let n = x.cols
-    guard n > 0 else { return out }
-    out.storage.withUnsafeMutableBufferPointer { po in
-        weight.withUnsafeBufferPointer { pw in
-            bias.withUnsafeBufferPointer { pb in
-                let w = pw.baseAddress!, b = pb.baseAddress!
-                for r in 0..<x.rows {
-                    let row = po.baseAddress! + r * n
-                    let mean = sum(row, n) / Float(n)
-                    let m8 = Float8(repeating: mean)
-                    var acc = Float8(repeating: 0)
-                    var i = 0
-                    while i + 8 <= n {
-                        let d = load8(row + i) - m8
-                        acc += d * d
-                        i += 8
-                    }
-                    var variance = acc.sum()
-                    while i < n {
-                        let d = row[i] - mean
-                        variance += d * d
-                        i += 1
-                    }
-                    variance /= Float(n)
-                    let inv = 1 / (variance + eps).squareRoot()
-                    let inv8 = Float8(repeating: inv)
-                    i = 0
-                    while i + 8 <= n {
-                        store8((load8(row + i) - m8) * inv8 * load8(w + i) + load8(b + i), row + i)
-                        i += 8
-                    }
-                    while i < n {
-                        row[i] = (row[i] - mean) * inv * w[i] + b[i]
-                        i += 1
+    guard n > 0 else { return }
+    x.storage.withUnsafeBufferPointer { px in
+        out.storage.withUnsafeMutableBufferPointer { po in
+            weight.withUnsafeBufferPointer { pw in
+                bias.withUnsafeBufferPointer { pb in
+                    let w = pw.baseAddress!, b = pb.baseAddress!
+                    for r in 0..<x.rows {
+                        let src = px.baseAddress! + r * n, row = po.baseAddress! + r * n
+                        let mean = sum(src, n) / Float(n)
+                        let m8 = Float8(repeating: mean)
+                        var acc = Float8(repeating: 0)
+                        var i = 0
+                        while i + 8 <= n {
+                            let d = load8(src + i) - m8
+                            acc += d * d
+                            i += 8
+                        }
+                        var variance = acc.sum()
+                        while i < n {
+                            let d = src[i] - mean
+                            variance += d * d
+                            i += 1
+                        }
+                        variance /= Float(n)
+                        let inv = 1 / (variance + eps).squareRoot()
+                        let inv8 = Float8(repeating: inv)
+                        i = 0
+                        while i + 8 <= n {
+                            store8((load8(src + i) - m8) * inv8 * load8(w + i) + load8(b + i), row + i)
+                            i += 8
+                        }
+                        while i < n {
+                            row[i] = (src[i] - mean) * inv * w[i] + b[i]
+                            i += 1
+                        }
                     }
                 }
             }
         }
     }
-    return out
 }
 
 /// RMSNorm over each row, as Llama: `x / sqrt(mean(x²) + eps) · weight`.
@@ -212,6 +221,13 @@ public func softmaxRows(_ x: inout Matrix) {
 /// Softmax of `count` floats in place; returns nothing, the row sums to 1.
 @inlinable @inline(__always)
 func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ count: Int) {
+    let inv = Float8(repeating: 1 / expRow(row, count))
+    mapInPlace(row, count) { $0 * inv }
+}
+
+/// `row[j] = e^(row[j] - max)` in place (count ≥ 1); returns the sum, the softmax's denominator.
+@inlinable @inline(__always)
+func expRow(_ row: UnsafeMutablePointer<Float>, _ count: Int) -> Float {
     let m = Float8(repeating: maximum(row, count))
     var acc = Float8(repeating: 0)
     var i = 0
@@ -228,8 +244,7 @@ func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ count: Int) {
         total += e
         i += 1
     }
-    let inv = Float8(repeating: 1 / total)
-    mapInPlace(row, count) { $0 * inv }
+    return total
 }
 
 // MARK: - Elementwise

@@ -9,10 +9,9 @@ import Tensor
 public struct SmolVLMVisionModel: Sendable {
     struct Layer: Sendable {
         var layerNorm1Weight, layerNorm1Bias, layerNorm2Weight, layerNorm2Bias: [Float]
-        var qWeight, kWeight, vWeight, outWeight: Matrix
-        var qBias, kBias, vBias, outBias: [Float]
-        var fc1Weight, fc2Weight: Matrix
-        var fc1Bias, fc2Bias: [Float]
+        /// q_proj, k_proj and v_proj stacked into one [3 · hidden, hidden] matrix: one GEMM per layer.
+        var qkvWeight, outWeight, fc1Weight, fc2Weight: WeightMatrix
+        var qkvBias, outBias, fc1Bias, fc2Bias: [Float]
     }
 
     public let configuration: SmolVLMConfiguration
@@ -97,7 +96,7 @@ public struct SmolVLMVisionModel: Sendable {
         preprocessor = SmolVLMPreprocessor(configuration: preprocessing ?? SmolVLMPreprocessorConfiguration(), side: side)
         let e = "\(prefix)vision_model."
         let d = v.hiddenSize, p = v.patchSize
-        do {
+        do throws(WeightsError) {
             func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> Matrix { try tensor(name, shape) }
             func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try tensor(name, [count]).storage }
             patchWeight = try m("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p])
@@ -107,15 +106,25 @@ public struct SmolVLMVisionModel: Sendable {
             var layers: [Layer] = []
             for l in 0..<v.numHiddenLayers {
                 let n = "\(e)encoder.layers.\(l)."
+                let a = "\(n)self_attn."
+                var qkv = Matrix(rows: 3 * d, cols: d)
+                qkv.storage = []
+                for proj in ["q_proj", "k_proj", "v_proj"] {
+                    let part = try m("\(a)\(proj).weight", [d, d])
+                    guard part.rows == d, part.cols == d else {
+                        throw WeightsError.wrongShape(name: "\(a)\(proj).weight", expected: [d, d], found: part.shape)
+                    }
+                    qkv.storage += part.storage
+                }
+                let qkvBias = try vec("\(a)q_proj.bias", d) + vec("\(a)k_proj.bias", d) + vec("\(a)v_proj.bias", d)
                 layers.append(Layer(
                     layerNorm1Weight: try vec("\(n)layer_norm1.weight", d), layerNorm1Bias: try vec("\(n)layer_norm1.bias", d),
                     layerNorm2Weight: try vec("\(n)layer_norm2.weight", d), layerNorm2Bias: try vec("\(n)layer_norm2.bias", d),
-                    qWeight: try m("\(n)self_attn.q_proj.weight", [d, d]), kWeight: try m("\(n)self_attn.k_proj.weight", [d, d]),
-                    vWeight: try m("\(n)self_attn.v_proj.weight", [d, d]), outWeight: try m("\(n)self_attn.out_proj.weight", [d, d]),
-                    qBias: try vec("\(n)self_attn.q_proj.bias", d), kBias: try vec("\(n)self_attn.k_proj.bias", d),
-                    vBias: try vec("\(n)self_attn.v_proj.bias", d), outBias: try vec("\(n)self_attn.out_proj.bias", d),
-                    fc1Weight: try m("\(n)mlp.fc1.weight", [v.intermediateSize, d]),
-                    fc2Weight: try m("\(n)mlp.fc2.weight", [d, v.intermediateSize]),
+                    qkvWeight: WeightMatrix(qkv),
+                    outWeight: WeightMatrix(try m("\(a)out_proj.weight", [d, d])),
+                    fc1Weight: WeightMatrix(try m("\(n)mlp.fc1.weight", [v.intermediateSize, d])),
+                    fc2Weight: WeightMatrix(try m("\(n)mlp.fc2.weight", [d, v.intermediateSize])),
+                    qkvBias: qkvBias, outBias: try vec("\(a)out_proj.bias", d),
                     fc1Bias: try vec("\(n)mlp.fc1.bias", v.intermediateSize), fc2Bias: try vec("\(n)mlp.fc2.bias", d)))
             }
             self.layers = layers
@@ -180,19 +189,55 @@ public struct SmolVLMVisionModel: Sendable {
             }
             var hidden: [Matrix] = keepHiddenStates ? [h] : []
             var scores: [Int: [Float]] = [:]
+            // Buffers reused by every layer; projections with a residual add straight onto h (GEMM beta = 1).
+            let n = h.rows, heads = v.numAttentionHeads
+            var x = Matrix(rows: n, cols: d), qkv = Matrix(rows: n, cols: 3 * d), attended = Matrix(rows: n, cols: d)
+            var f = Matrix(rows: n, cols: v.intermediateSize)
+            var layerScores = [Float](repeating: 0, count: n)
+            var unused: [Float] = []  // F32 weights need no expansion scratch
+            guard d % heads == 0 else {
+                throw TensorError.invalidArgument(operation: "attention", detail: "\(heads) heads, width \(d)")
+            }
             for (index, layer) in layers.enumerated() {
                 let capture = scoreLayers.contains(index + 1)
-                let x = try layerNorm(h, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias, eps: v.layerNormEps)
-                let q = try linear(x, weight: layer.qWeight, bias: layer.qBias)
-                let k = try linear(x, weight: layer.kWeight, bias: layer.kBias)
-                let val = try linear(x, weight: layer.vWeight, bias: layer.vBias)
-                let attended = try attention(query: q, key: k, value: val, heads: v.numAttentionHeads, captureScores: capture)
-                if capture { scores[index + 1] = attended.scores }
-                try add(&h, linear(attended.output, weight: layer.outWeight, bias: layer.outBias))
-                var f = try linear(layerNorm(h, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias, eps: v.layerNormEps),
-                                   weight: layer.fc1Weight, bias: layer.fc1Bias)
+                try layerNorm(h, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias, eps: v.layerNormEps, into: &x)
+                x.storage.withUnsafeBufferPointer { px in
+                    qkv.storage.withUnsafeMutableBufferPointer { pqkv in
+                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.qkvWeight, bias: layer.qkvBias,
+                               into: pqkv.baseAddress!, outputStride: 3 * d, scratch: &unused)
+                    }
+                }
+                qkv.storage.withUnsafeBufferPointer { pqkv in
+                    attended.storage.withUnsafeMutableBufferPointer { po in
+                        layerScores.withUnsafeMutableBufferPointer { ps in
+                            let q = pqkv.baseAddress!
+                            attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d,
+                                      queries: n, keys: n, heads: heads, kvHeads: heads, headDimension: d / heads,
+                                      output: po.baseAddress!, scores: capture ? ps.baseAddress : nil)
+                        }
+                    }
+                }
+                if capture { scores[index + 1] = layerScores }
+                attended.storage.withUnsafeBufferPointer { pa in
+                    h.storage.withUnsafeMutableBufferPointer { ph in
+                        linear(pa.baseAddress!, rows: n, inputStride: d, weight: layer.outWeight, bias: layer.outBias,
+                               into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
+                    }
+                }
+                try layerNorm(h, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias, eps: v.layerNormEps, into: &x)
+                x.storage.withUnsafeBufferPointer { px in
+                    f.storage.withUnsafeMutableBufferPointer { pf in
+                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.fc1Weight, bias: layer.fc1Bias,
+                               into: pf.baseAddress!, outputStride: v.intermediateSize, scratch: &unused)
+                    }
+                }
                 if v.hiddenAct == "gelu" { geluErf(&f) } else { geluTanh(&f) }
-                try add(&h, linear(f, weight: layer.fc2Weight, bias: layer.fc2Bias))
+                f.storage.withUnsafeBufferPointer { pf in
+                    h.storage.withUnsafeMutableBufferPointer { ph in
+                        linear(pf.baseAddress!, rows: n, inputStride: v.intermediateSize, weight: layer.fc2Weight, bias: layer.fc2Bias,
+                               into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
+                    }
+                }
                 if keepHiddenStates { hidden.append(h) }
             }
             let last = try layerNorm(h, weight: postLayerNormWeight, bias: postLayerNormBias, eps: v.layerNormEps)
@@ -227,7 +272,7 @@ public struct SmolVLMVisionModel: Sendable {
     public var parameterCount: Int {
         var n = patchWeight.count + patchBias.count + positionEmbedding.count + 2 * postLayerNormWeight.count + projection.count
         for l in layers {
-            n += 4 * l.layerNorm1Weight.count + l.qWeight.count * 4 + l.qBias.count * 4
+            n += 4 * l.layerNorm1Weight.count + l.qkvWeight.count + l.qkvBias.count + l.outWeight.count + l.outBias.count
             n += l.fc1Weight.count + l.fc2Weight.count + l.fc1Bias.count + l.fc2Bias.count
         }
         return n

@@ -17,23 +17,7 @@ struct FramesCommand: AsyncParsableCommand {
     @Argument(help: "A file, '-' for stdin, or a URL FFmpeg can read (udp://, rtsp://, http://, …).")
     var input: String
 
-    @Option(help: "Sample the frame nearest each 1/F-second tick (by timestamp).")
-    var fps: Double?
-
-    @Option(name: .customLong("frames"), help: "Sample N frames evenly over the clip (as SmolVLM2 does).")
-    var frameCount: Int?
-
-    @Flag(help: "Sample every frame (the default).")
-    var everyFrame = false
-
-    @Flag(help: "Decode key frames only; other packets are skipped undecoded.")
-    var keyframes = false
-
-    @Option(help: "Start time in seconds (on the stream's clock).")
-    var start: Double?
-
-    @Option(help: "End time in seconds (exclusive).")
-    var end: Double?
+    @OptionGroup var sampling: SamplingOptions
 
     @Option(help: "Output size WxH (or N for NxN); default: the source size.")
     var size: FrameSize?
@@ -51,18 +35,15 @@ struct FramesCommand: AsyncParsableCommand {
     var capacity = 8
 
     func validate() throws {
-        let modes = [fps != nil, frameCount != nil, everyFrame].filter { $0 }.count
-        if modes > 1 { throw ValidationError("choose one of --fps, --frames and --every-frame") }
-        if let fps, !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
-        if let frameCount, frameCount < 1 { throw ValidationError("--frames must be at least 1") }
         if capacity < 1 { throw ValidationError("--capacity must be at least 1") }
     }
 
+    /// Every frame unless a sampling flag says otherwise.
     var options: DecodeOptions {
-        var sampling = FrameSampling.everyFrame
-        if let fps { sampling = .fps(fps) }
-        if let frameCount { sampling = .uniform(count: frameCount) }
-        return DecodeOptions(sampling: sampling, keyframesOnly: keyframes, start: start, end: end, size: size, resize: resize)
+        var options = sampling.decodeOptions(defaultSampling: .everyFrame)
+        options.size = size
+        options.resize = resize
+        return options
     }
 
     func run() async throws {
