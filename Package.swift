@@ -48,6 +48,6 @@ let package = Package(
         .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "Prune"]),
         .testTarget(name: "VLMTests", dependencies: ["VLM", "Vision", "Tensor", "Prune"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stream", "Vision", "VLM", "Prune", "Tensor"]),
-        .testTarget(name: "CLITests", dependencies: ["Pipeline"]),
+        .testTarget(name: "CLITests", dependencies: ["Pipeline", "Tensor"]),
     ]
 )

@@ -56,12 +56,13 @@ final class Decoder {
     /// A demuxer error seen mid-stream: reported once the frames decoded before it are out.
     private var pendingError: StreamError?
     private var lastTime: Double?
+    /// FFmpeg's receive ring for UDP-family inputs (about 8 s of a 2 Mbit/s stream).
+    static let liveBufferBytes = 2 << 20
 
     /// Opens `input` and its best video stream; `decode` false only reads the facts (probe).
     init(input: String, decode: Bool = true, threads: Int = 0,
          interrupt: UnsafeMutablePointer<hv_interrupt>? = nil) throws(StreamError) {
         _ = ffmpegReady
-        StreamDiagnostics.census.add(1)
         self.input = input
         self.interrupt = interrupt
         self.threads = threads
@@ -79,9 +80,13 @@ final class Decoder {
         if let interrupt { hv_install_interrupt(context, interrupt) }
         var options: OpaquePointer?
         if InputKind.isLive(input) {
-            // Never let a slow reader turn into a fatal overrun of FFmpeg's own UDP buffer.
+            // A full UDP buffer drops datagrams instead of failing the input. Its size is a
+            // memory budget, not slack: FFmpeg's UDP thread writes round a ring of `fifo_size`
+            // 188-byte packets, touching every page once per lap, so RSS climbs at the stream's
+            // bitrate until the first lap ends (a 188 MB ring looked like a 250 KB/s leak).
+            // The reader thread drains it continuously, so a few seconds of video is plenty.
             av_dict_set(&options, "overrun_nonfatal", "1", 0)
-            av_dict_set(&options, "fifo_size", "1000000", 0)
+            av_dict_set(&options, "fifo_size", "\(Decoder.liveBufferBytes / 188)", 0)
         }
         var opened: UnsafeMutablePointer<AVFormatContext>? = context
         let openStatus = avformat_open_input(&opened, InputKind.url(for: input), nil, &options)
@@ -94,21 +99,29 @@ final class Decoder {
             throw Decoder.openError(input: input, code: openStatus, kind: kind)
         }
         format = opened
+        // Until every stored property is set a throw skips `deinit`, so the demuxer is closed here.
+        func closing(_ error: StreamError) -> StreamError {
+            var demuxer: UnsafeMutablePointer<AVFormatContext>? = opened
+            avformat_close_input(&demuxer)
+            return error
+        }
         let streamsStatus = avformat_find_stream_info(opened, nil)
         if streamsStatus < 0 {
-            throw .corrupt(input: input, reason: ffmpegErrorText(streamsStatus))
+            throw closing(.corrupt(input: input, reason: ffmpegErrorText(streamsStatus)))
         }
         var decoderCodec: UnsafePointer<AVCodec>?
         let best = av_find_best_stream(opened, AVMEDIA_TYPE_VIDEO, -1, -1, &decoderCodec, 0)
         guard best >= 0, let stream = opened.pointee.streams[Int(best)] else {
             if best == hv_averror_decoder_not_found() {
-                throw .unsupportedCodec(input: input, codec: Decoder.firstVideoCodecName(opened))
+                throw closing(.unsupportedCodec(input: input, codec: Decoder.firstVideoCodecName(opened)))
             }
-            throw .noVideoStream(input: input)
+            throw closing(.noVideoStream(input: input))
         }
         streamIndex = best
         timeBase = stream.pointee.time_base
         info = Decoder.facts(input: input, format: opened, stream: stream)
+        // Fully initialised: from here on `deinit` frees everything, on a throw too.
+        StreamDiagnostics.census.add(1)
 
         guard decode else { return }
         guard let decoderCodec else { throw .unsupportedCodec(input: input, codec: info.codec) }
@@ -223,6 +236,8 @@ final class Decoder {
         var sourceNumber = decodedFrames
         if keyframesOnly {
             sourceNumber = keyPacketNumbers.removeValue(forKey: pts) ?? sourceNumber
+            // Key packets whose frame never came out (or came out retimed) must not pile up live.
+            if keyPacketNumbers.count > 16 { keyPacketNumbers = keyPacketNumbers.filter { $0.key > pts } }
         }
         decodedFrames += 1
         return DecodedFrame(sourceFrameNumber: sourceNumber, time: time)
@@ -274,49 +289,43 @@ final class Decoder {
 
     /// Converts `source` (a decoded frame) to packed RGB24 laid out as `layout` says.
     func rgb(of source: UnsafeMutablePointer<AVFrame>, layout: ScaleLayout) throws(StreamError) -> [UInt8] {
-        let canvas = layout.canvas
-        let count = canvas.width * canvas.height * 3
-        // swscale's SIMD writers may run past the end of the last row; the slack keeps that
-        // inside our allocation and is cut off (capacity stays) before the frame leaves.
-        let slack = 256
-        var rgb = [UInt8](repeating: 0, count: count + slack)
         let scaler = try scaler(for: source, picture: layout.picture)
-        guard let target = scaleTarget else { return rgb }
-        let stride = canvas.width * 3
-        let offset = layout.originY * stride + layout.originX * 3
-        var status: Int32 = 0
-        rgb.withUnsafeMutableBufferPointer { buffer in
-            guard let base = buffer.baseAddress else { return }
-            target.pointee.width = Int32(layout.picture.width)
-            target.pointee.height = Int32(layout.picture.height)
-            target.pointee.format = AV_PIX_FMT_RGB24.rawValue
-            target.pointee.data.0 = base + offset
-            target.pointee.linesize.0 = Int32(stride)
-            target.pointee.buf.0 = hv_borrow_buffer(base, count + slack - offset)
-            status = sws_scale_frame(scaler, target, source)
-            av_frame_unref(target)
-            if layout.isPadded { Decoder.blackenOutside(layout, base) }
-        }
+        let target = try scaleTarget(for: layout.picture)
+        let status = sws_scale_frame(scaler, target, source)
         if status < 0 { throw .corrupt(input: input, reason: "scaling failed: \(ffmpegErrorText(status))") }
-        rgb.removeLast(slack)
-        return rgb
+        // swscale's SIMD writers store whole vectors, so they need FFmpeg's aligned, padded rows;
+        // the packed contract (stride width*3) is met by copying the rows out.
+        let canvas = layout.canvas
+        let stride = canvas.width * 3
+        let rowBytes = layout.picture.width * 3
+        let pitch = Int(target.pointee.linesize.0)
+        guard let scaled = target.pointee.data.0 else { return [UInt8](repeating: 0, count: stride * canvas.height) }
+        return [UInt8](unsafeUninitializedCapacity: stride * canvas.height) { buffer, initialized in
+            guard let base = buffer.baseAddress else { return }
+            if layout.isPadded { base.initialize(repeating: 0, count: stride * canvas.height) }
+            let origin = base + layout.originY * stride + layout.originX * 3
+            for row in 0..<layout.picture.height {
+                (origin + row * stride).initialize(from: scaled + row * pitch, count: rowBytes)
+            }
+            initialized = stride * canvas.height
+        }
     }
 
-    /// Re-blackens the padding around the picture, where row overruns may have written.
-    private static func blackenOutside(_ layout: ScaleLayout, _ base: UnsafeMutablePointer<UInt8>) {
-        let stride = layout.canvas.width * 3
-        let left = layout.originX * 3
-        let right = (layout.originX + layout.picture.width) * 3
-        let bottom = layout.originY + layout.picture.height
-        for row in 0..<layout.canvas.height {
-            let line = base + row * stride
-            if row < layout.originY || row >= bottom {
-                line.update(repeating: 0, count: stride)
-            } else {
-                line.update(repeating: 0, count: left)
-                (line + right).update(repeating: 0, count: stride - right)
-            }
+    /// The frame swscale writes into: FFmpeg-allocated (aligned, padded), reused while the
+    /// picture size stays the same.
+    private func scaleTarget(for picture: FrameSize) throws(StreamError) -> UnsafeMutablePointer<AVFrame> {
+        guard let target = scaleTarget else { throw .openFailed(input: input, reason: "out of memory") }
+        if target.pointee.buf.0 != nil, target.pointee.width == Int32(picture.width),
+           target.pointee.height == Int32(picture.height) {
+            return target
         }
+        av_frame_unref(target)
+        target.pointee.width = Int32(picture.width)
+        target.pointee.height = Int32(picture.height)
+        target.pointee.format = AV_PIX_FMT_RGB24.rawValue
+        let status = av_frame_get_buffer(target, 0)
+        if status < 0 { throw .openFailed(input: input, reason: "scale buffer: \(ffmpegErrorText(status))") }
+        return target
     }
 
     /// The scaler for this source format and picture size, rebuilt only when either changes.

@@ -85,8 +85,22 @@ func maximum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
     var i = 0
     var m = -Float.infinity
     if count >= 8 {
+        // Four independent chains: one compare-and-blend per vector is latency-bound on its own.
         var acc = load8(p)
         i = 8
+        if count >= 32 {
+            var b = acc, c = acc, d = acc
+            while i + 24 <= count {
+                let v0 = load8(p + i), v1 = load8(p + i + 8), v2 = load8(p + i + 16)
+                b.replace(with: v0, where: v0 .> b)
+                c.replace(with: v1, where: v1 .> c)
+                d.replace(with: v2, where: v2 .> d)
+                i += 24
+            }
+            acc.replace(with: b, where: b .> acc)
+            c.replace(with: d, where: d .> c)
+            acc.replace(with: c, where: c .> acc)
+        }
         while i + 8 <= count {
             let v = load8(p + i)
             acc.replace(with: v, where: v .> acc)

@@ -9,6 +9,8 @@ import Vision
 /// features and the chosen layers' scores on the token grid, in one safetensors file:
 ///   frame.<i>.features  F32 [tokens, dim]      frame.<i>.scores  F32 [layers, tokens] (layers ascending)
 ///   metadata: layers ("6,12", 1-based), frame.<i>.grid ("8x8"), frame.<i>.time (seconds)
+/// With --budget or --tokens, also the selection of the chosen --method:
+///   frame.<i>.kept  I32 [k] (ascending raster indices)   metadata frame.<i>.roles ("anchor,buffer,…")
 /// The file is written at the end through a temporary file and a rename: an error leaves nothing.
 struct EncodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -28,6 +30,11 @@ struct EncodeCommand: AsyncParsableCommand {
 
     @Option(help: "Encoder layers whose scores to keep: 'all' or a list such as 6,12 (1-based).")
     var layers = "all"
+
+    @OptionGroup var pruning: PruneOptions
+
+    /// The selection is written when a budget was given.
+    var selects: Bool { pruning.budget != nil || pruning.tokens != nil }
 
     /// "all" → every layer; otherwise the listed 1-based layers.
     static func parseLayers(_ text: String, layerCount: Int) throws -> [Int] {
@@ -51,6 +58,11 @@ struct EncodeCommand: AsyncParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let chosen = try Self.parseLayers(layers, layerCount: encoder.layerCount)
+        var stage = selects ? try PruningStage(settings: pruning.settings, encoder: encoder) : nil
+        if pruning.method == .hiprunePlusPlus && selects {
+            throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
+        }
+        let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
         var writer = SafeTensorsWriter()
         writer.metadata["layers"] = chosen.map(String.init).joined(separator: ",")
@@ -70,6 +82,13 @@ struct EncodeCommand: AsyncParsableCommand {
                 scores += s
             }
             try writer.add("frame.\(i).scores", floats: scores, shape: [chosen.count, e.grid.count])
+            if var current = stage {
+                let (pruned, _) = try current.prune(e, index: i, time: step.time, encodeMilliseconds: step.encodeMilliseconds)
+                stage = current
+                try writer.add("frame.\(i).kept", int32s: pruned.selection.indices.map { Int32($0) },
+                               shape: [pruned.selection.count])
+                writer.metadata["frame.\(i).roles"] = pruned.selection.roles.map(\.rawValue).joined(separator: ",")
+            }
             writer.metadata["frame.\(i).grid"] = e.grid.description
             writer.metadata["frame.\(i).time"] = String(step.time)
             frames += 1
@@ -77,9 +96,9 @@ struct EncodeCommand: AsyncParsableCommand {
             progress.update(done: frames)
         }
         if InputKind.isLive(input) {
-            try await analysis.encode(LiveFrames(input: input, options: options), scoreLayers: Set(chosen)) { try add($0) }
+            try await analysis.encode(LiveFrames(input: input, options: options), scoreLayers: scoreLayers) { try add($0) }
         } else {
-            try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: Set(chosen)) { try add($0) }
+            try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: scoreLayers) { try add($0) }
         }
         progress.finish()
         guard frames > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }

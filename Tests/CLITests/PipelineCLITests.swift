@@ -1,4 +1,5 @@
 import Foundation
+import Tensor
 import XCTest
 
 /// stats, calibrate and ask as a user runs them, on the bundled clip and the tiny fixture model.
@@ -151,5 +152,41 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertTrue((1...2).contains(layer))
         let lowest = curve.min { $0[1] < $1[1] }!
         XCTAssertEqual(Double(layer), lowest[0], "the 2-layer window covers both layers: the minimum wins")
+    }
+}
+
+/// `encode` output, read back with our own safetensors reader.
+final class EncodeCLITests: XCTestCase {
+    func testEncodeWritesTheSelectionWhenABudgetIsGiven() throws {
+        let out = FileManager.default.temporaryDirectory.appendingPathComponent("hv-encode-\(UUID().uuidString).safetensors").path
+        defer { try? FileManager.default.removeItem(atPath: out) }
+        let result = try CLI.run(["encode", CLI.path("Tests/Fixtures/smolvlm-vqa"), CLI.path("media/bigbuckbunny.mp4"),
+                                  "--frames", "2", "--out", out, "--tokens", "6", "--layers", "all"])
+        XCTAssertEqual(result.status, 0, result.stderr)
+        let file = try SafeTensorsFile(path: out)
+        XCTAssertEqual(file.metadata["layers"], "1,2")
+        XCTAssertEqual(file.metadata["frames"], "2")
+        for i in 0..<2 {
+            XCTAssertEqual(file.metadata["frame.\(i).grid"], "4x4")
+            let kept = try file.int32s("frame.\(i).kept")
+            XCTAssertEqual(kept.count, 6)
+            XCTAssertEqual(kept, kept.sorted())
+            XCTAssertEqual(Set(kept).count, 6)
+            let roles = try XCTUnwrap(file.metadata["frame.\(i).roles"]).split(separator: ",")
+            XCTAssertEqual(roles.count, 6)
+            XCTAssertEqual(roles.filter { $0 == "anchor" }.count, 1, "max(1, round(0.1 · 6 / 5)) anchors")
+            // The anchor is the token with the highest object-layer (layer 1 of 2) score.
+            let scores = try file.floats("frame.\(i).scores")
+            XCTAssertEqual(scores.count, 2 * 16)
+            let objectScores = Array(scores[0..<16])
+            let best = objectScores.indices.max { objectScores[$0] < objectScores[$1] || (objectScores[$0] == objectScores[$1] && $0 > $1) }!
+            let anchor = kept[roles.firstIndex(of: "anchor")!]
+            XCTAssertEqual(Int(anchor), best)
+        }
+        // Without a budget there is no selection in the file.
+        let plain = try CLI.run(["encode", CLI.path("Tests/Fixtures/smolvlm-vqa"), CLI.path("media/bigbuckbunny.mp4"),
+                                 "--frames", "1", "--out", out])
+        XCTAssertEqual(plain.status, 0, plain.stderr)
+        XCTAssertFalse(try SafeTensorsFile(path: out).metadata.keys.contains("frame.0.roles"))
     }
 }
