@@ -190,3 +190,24 @@ final class EncodeCLITests: XCTestCase {
         XCTAssertFalse(try SafeTensorsFile(path: out).metadata.keys.contains("frame.0.roles"))
     }
 }
+
+/// Qwen2.5-VL's grid follows each clip's aspect ratio (smart_resize), and statistics show it.
+final class QwenGridCLITests: XCTestCase {
+    func testStatsShowEachAspectRatiosOwnGrid() throws {
+        var grids: [String: String] = [:]
+        for clip in ["aspect-16x9", "aspect-4x3", "aspect-9x16"] {
+            let result = try CLI.run(["stats", CLI.path("media/\(clip).mp4"), "--model", CLI.path("Tests/Fixtures/qwen25vl-tiny"),
+                                      "--frames", "2", "--format", "jsonl"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let frame = try XCTUnwrap(CLI.events(result.stdout).first)
+            grids[clip] = frame["grid"] as? String
+            let grid = try XCTUnwrap(grids[clip]).split(separator: "x").compactMap { Int($0) }
+            XCTAssertEqual(frame["tokens_before"] as? Int, grid[0] * grid[1])
+        }
+        let size = grids.mapValues { $0.split(separator: "x").compactMap { Int($0) } }
+        XCTAssertLessThan(size["aspect-16x9"]![0], size["aspect-16x9"]![1], "landscape: more columns than rows")
+        XCTAssertGreaterThan(size["aspect-9x16"]![0], size["aspect-9x16"]![1], "portrait: more rows than columns")
+        XCTAssertNotEqual(grids["aspect-16x9"], grids["aspect-4x3"])
+        XCTAssertEqual(size["aspect-16x9"]!.reversed(), size["aspect-9x16"]!, "9:16 is 16:9 turned")
+    }
+}
