@@ -2,8 +2,8 @@
 // and one core cannot pull the bytes fast enough. So the rows are split between the calling thread
 // and one persistent worker that spins between jobs (a step issues ~120 products a few µs apart,
 // too short for waking a sleeping thread or for a dispatch queue) and sleeps after ~1 ms idle.
-// Rows are claimed in chunks, so a thread that loses its core mid-product leaves its share to
-// the other. Four rows at a time share each load of the input.
+// Rows are claimed in chunks, so when the worker is off its core (a loaded machine) the caller
+// does its share instead of waiting. Four rows at a time share each load of the input.
 import Foundation
 import Synchronization
 
@@ -25,9 +25,6 @@ struct MatvecJob: @unchecked Sendable {
     let x: UnsafePointer<Float>
     let y: UnsafeMutablePointer<Float>
     let accumulate: Bool
-
-    static let empty = MatvecJob(weight: UnsafePointer(bitPattern: 16)!, rows: 0, cols: 0,
-                                 x: UnsafePointer(bitPattern: 16)!, y: UnsafeMutablePointer(bitPattern: 16)!, accumulate: false)
 
     /// Rows `lo ..< hi`.
     func rowRange(_ lo: Int, _ hi: Int) {
@@ -83,22 +80,25 @@ struct MatvecJob: @unchecked Sendable {
 @inline(__always)
 private func load(_ p: UnsafePointer<Float>) -> SIMD8<Float> { UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self) }
 
-/// The calling thread plus one worker. A job is published by bumping `generation`; the worker
-/// acknowledges it through `finished` once it can claim no more chunks.
-final class MatvecTeam: @unchecked Sendable {
+/// The calling thread plus one worker. A job is announced by bumping `generation`; both threads
+/// then claim chunks from `claim` (job tag in the high bits, next chunk in the low 32), and the
+/// caller returns once `completed` counts every chunk. The caller never waits for a worker that
+/// has not started (on a loaded machine it may be off its core): unclaimed chunks are its own.
+/// The job's fields are atomics too, so a worker reading them late only fails its claim.
+final class MatvecTeam: Sendable {
     static let shared = MatvecTeam()
 
     private let generation = Atomic<Int>(0)
-    private let finished = Atomic<Int>(0)
-    private let nextChunk = Atomic<Int>(0)
+    private let claim = Atomic<Int>(closed)
+    private let completed = Atomic<Int>(0)
     private let sleeping = Atomic<Bool>(false)
     /// Held by the caller for a whole job; a second caller meanwhile computes alone.
     private let busy = Atomic<Bool>(false)
     private let wake = NSCondition()
-    /// Written by the caller before `generation` moves, read by the worker after it sees the move.
-    private var job = MatvecJob.empty
-    private var chunkRows = 0
-    private var chunks = 0
+    private let weight = Atomic<Int>(0), x = Atomic<Int>(0), y = Atomic<Int>(0)
+    private let rows = Atomic<Int>(0), cols = Atomic<Int>(0), accumulate = Atomic<Bool>(false)
+    private let chunkRows = Atomic<Int>(1), chunks = Atomic<Int>(0)
+    private static let closed = -1
 
     private init() {
         let thread = Thread { [self] in serve() }
@@ -110,28 +110,48 @@ final class MatvecTeam: @unchecked Sendable {
     func run(_ product: MatvecJob) -> Bool {
         guard busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return false }
         defer { busy.store(false, ordering: .releasing) }
-        job = product
-        // ~16 chunks, each a multiple of 4 rows.
-        chunkRows = max(16, (product.rows / 16 + 3) & ~3)
-        chunks = (product.rows + chunkRows - 1) / chunkRows
-        nextChunk.store(0, ordering: .sequentiallyConsistent)
-        let g = generation.wrappingAdd(1, ordering: .sequentiallyConsistent).newValue
+        // ~16 chunks of a multiple of 4 rows.
+        let size = max(16, (product.rows / 16 + 3) & ~3), count = (product.rows + size - 1) / size
+        weight.store(Int(bitPattern: product.weight), ordering: .relaxed)
+        x.store(Int(bitPattern: product.x), ordering: .relaxed)
+        y.store(Int(bitPattern: product.y), ordering: .relaxed)
+        rows.store(product.rows, ordering: .relaxed)
+        cols.store(product.cols, ordering: .relaxed)
+        accumulate.store(product.accumulate, ordering: .relaxed)
+        chunkRows.store(size, ordering: .relaxed)
+        chunks.store(count, ordering: .relaxed)
+        completed.store(0, ordering: .relaxed)
+        let g = (generation.load(ordering: .relaxed) + 1) & 0x7FFF_FFFF
+        claim.store(g << 32, ordering: .sequentiallyConsistent)
+        generation.store(g, ordering: .sequentiallyConsistent)
         if sleeping.load(ordering: .sequentiallyConsistent) {
             wake.lock()
             wake.signal()
             wake.unlock()
         }
-        work(product)
-        while finished.load(ordering: .acquiring) != g {}
+        work(product, tag: g, size: size, count: count)
+        var spins = 0
+        while completed.load(ordering: .acquiring) != count {
+            spins += 1
+            if spins & 1023 == 0 { sched_yield() }
+        }
+        claim.store(Self.closed, ordering: .sequentiallyConsistent)
         return true
     }
 
-    private func work(_ product: MatvecJob) {
-        let size = chunkRows, count = chunks
-        while true {
-            let c = nextChunk.wrappingAdd(1, ordering: .relaxed).oldValue
-            guard c < count else { return }
+    /// Claims and computes chunks of job `tag` until none is left.
+    private func work(_ product: MatvecJob, tag: Int, size: Int, count: Int) {
+        var current = claim.load(ordering: .sequentiallyConsistent)
+        while current >> 32 == tag, current & 0xFFFF_FFFF < count {
+            let (exchanged, found) = claim.compareExchange(expected: current, desired: current + 1, ordering: .sequentiallyConsistent)
+            if !exchanged {
+                current = found
+                continue
+            }
+            let c = current & 0xFFFF_FFFF
             product.rowRange(c * size, min(product.rows, (c + 1) * size))
+            completed.wrappingAdd(1, ordering: .releasing)
+            current += 1
         }
     }
 
@@ -150,9 +170,14 @@ final class MatvecTeam: @unchecked Sendable {
                     spins = 0
                 }
             }
-            seen = generation.load(ordering: .acquiring)
-            work(job)
-            finished.store(seen, ordering: .releasing)
+            seen = generation.load(ordering: .sequentiallyConsistent)
+            // Fields of job `seen`, or of a later one if the caller moved on: then the claim fails.
+            guard let w = UnsafePointer<Float>(bitPattern: weight.load(ordering: .relaxed)),
+                  let input = UnsafePointer<Float>(bitPattern: x.load(ordering: .relaxed)),
+                  let output = UnsafeMutablePointer<Float>(bitPattern: y.load(ordering: .relaxed)) else { continue }
+            let product = MatvecJob(weight: w, rows: rows.load(ordering: .relaxed), cols: cols.load(ordering: .relaxed),
+                                    x: input, y: output, accumulate: accumulate.load(ordering: .relaxed))
+            work(product, tag: seen, size: max(1, chunkRows.load(ordering: .relaxed)), count: chunks.load(ordering: .relaxed))
         }
     }
 }

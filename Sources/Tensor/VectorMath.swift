@@ -85,7 +85,7 @@ func maximum(_ p: UnsafePointer<Float>, _ count: Int) -> Float {
     var i = 0
     var m = -Float.infinity
     if count >= 8 {
-        // Four independent chains: one compare-and-blend per vector is latency-bound on its own.
+        // Three independent chains: a single compare-and-blend chain is latency-bound.
         var acc = load8(p)
         i = 8
         if count >= 32 {

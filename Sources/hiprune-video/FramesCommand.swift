@@ -46,35 +46,78 @@ struct FramesCommand: AsyncParsableCommand {
         return options
     }
 
+    /// A file has an end, so its output is held until the whole input decoded cleanly: a corrupt
+    /// or truncated file leaves one error line and nothing half-written. Live inputs and stdin
+    /// may never end, so they stream (and their output is bounded by what has been seen).
     func run() async throws {
-        if let dump {
-            do {
-                try FileManager.default.createDirectory(atPath: dump, withIntermediateDirectories: true)
-            } catch {
-                throw StreamError.writeFailed(path: dump, reason: "cannot create the directory")
+        let streams = InputKind.isLive(input) || InputKind(input) == .stdin
+        let staging = try dump.map { try Staging(target: $0, direct: streams) }
+        var lines: [String] = []
+        func report(_ frame: VideoFrame) throws {
+            let time = String(format: "%.6f", frame.time)
+            let line = json
+                ? "{\"index\":\(frame.index),\"source_frame\":\(frame.sourceFrameNumber),\"time\":\(time),\"width\":\(frame.width),\"height\":\(frame.height)}"
+                : "frame \(frame.index) source \(frame.sourceFrameNumber) time \(time) size \(frame.width)x\(frame.height)"
+            if streams { print(line) } else { lines.append(line) }
+            if let staging {
+                try PNGWriter.write(frame, to: (staging.folder as NSString).appendingPathComponent(String(format: "frame-%06d.png", frame.index)))
             }
         }
-        if InputKind.isLive(input) {
-            let frames = LiveFrames(input: input, options: options, capacity: capacity)
-            for try await frame in frames { try report(frame) }
-            if frames.counters.droppedFrames > 0 {
-                FileHandle.standardError.write(Data("\(input): dropped \(frames.counters.droppedFrames) frames (consumer behind)\n".utf8))
+        do {
+            if InputKind.isLive(input) {
+                let frames = LiveFrames(input: input, options: options, capacity: capacity)
+                for try await frame in frames { try report(frame) }
+                if frames.counters.droppedFrames > 0 {
+                    FileHandle.standardError.write(Data("\(input): dropped \(frames.counters.droppedFrames) frames (consumer behind)\n".utf8))
+                }
+            } else {
+                for try await frame in VideoFrames(input: input, options: options) { try report(frame) }
             }
-        } else {
-            for try await frame in VideoFrames(input: input, options: options) { try report(frame) }
+        } catch {
+            staging?.discard()
+            throw error
         }
+        try staging?.commit()
+        for line in lines { print(line) }
     }
 
-    private func report(_ frame: VideoFrame) throws {
-        let time = String(format: "%.6f", frame.time)
-        if json {
-            print("{\"index\":\(frame.index),\"source_frame\":\(frame.sourceFrameNumber),\"time\":\(time),\"width\":\(frame.width),\"height\":\(frame.height)}")
-        } else {
-            print("frame \(frame.index) source \(frame.sourceFrameNumber) time \(time) size \(frame.width)x\(frame.height)")
+    /// PNGs of a file go to a hidden folder beside the target and move in only when all decoded.
+    struct Staging {
+        let target: String
+        let folder: String
+        let direct: Bool
+
+        init(target: String, direct: Bool) throws {
+            self.target = target
+            self.direct = direct
+            let manager = FileManager.default
+            do {
+                try manager.createDirectory(atPath: target, withIntermediateDirectories: true)
+                folder = direct ? target : (target as NSString).appendingPathComponent(".partial-\(getpid())")
+                if !direct { try manager.createDirectory(atPath: folder, withIntermediateDirectories: true) }
+            } catch {
+                throw StreamError.writeFailed(path: target, reason: "cannot create the directory")
+            }
         }
-        if let dump {
-            let name = String(format: "frame-%06d.png", frame.index)
-            try PNGWriter.write(frame, to: (dump as NSString).appendingPathComponent(name))
+
+        func discard() {
+            if !direct { try? FileManager.default.removeItem(atPath: folder) }
+        }
+
+        func commit() throws {
+            guard !direct else { return }
+            let manager = FileManager.default
+            do {
+                for name in try manager.contentsOfDirectory(atPath: folder) {
+                    let destination = (target as NSString).appendingPathComponent(name)
+                    try? manager.removeItem(atPath: destination)
+                    try manager.moveItem(atPath: (folder as NSString).appendingPathComponent(name), toPath: destination)
+                }
+                try manager.removeItem(atPath: folder)
+            } catch {
+                discard()
+                throw StreamError.writeFailed(path: target, reason: "cannot move the frames into place")
+            }
         }
     }
 }
