@@ -1,5 +1,6 @@
 // The values the Stream stage hands to the rest of the pipeline. All are Sendable;
 // FFmpeg pointers never leave `Decoder`.
+import Foundation
 
 /// One sampled frame, packed RGB24 (row stride `width * 3`, no padding).
 public struct VideoFrame: Sendable, Equatable {
@@ -179,5 +180,12 @@ public enum InputKind: Sendable, Equatable {
     }
 
     /// The name FFmpeg opens: `-` means stdin.
-    static func url(for input: String) -> String { input == "-" ? "pipe:0" : input }
+    /// When stdin is a regular file (`< clip.mp4`), FFmpeg opens it as a file so it can seek (an
+    /// MP4 whose index follows its data needs that); a pipe stays `pipe:0`.
+    static func url(for input: String) -> String {
+        guard input == "-" else { return input }
+        var status = stat()
+        if fstat(0, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG { return "/dev/stdin" }
+        return "pipe:0"
+    }
 }
