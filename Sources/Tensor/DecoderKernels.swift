@@ -2,7 +2,7 @@
 // allocates nothing: linear layers into (or added onto) a row range, RMSNorm into a buffer,
 // SwiGLU's silu(gate)·up, RoPE by position from precomputed tables, and attention over a KV cache
 // laid out per KV head ([kvHeads][capacity][headDimension], each head's keys contiguous).
-// One query row goes through `matvec` (two threads), several through sgemm.
+// One query row goes through sgemv; several through sgemm.
 import COpenBLAS
 
 /// `y[r] (+)= x[r] · Wᵀ` for `rows` rows; `weight` is [out, in] as PyTorch stores it. Strides in floats.
@@ -14,7 +14,7 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
     let beta: Float = accumulate ? 1 : 0
     weight.storage.withUnsafeBufferPointer { w in
         if rows == 1 {
-            matvec(w.baseAddress!, rows: n, cols: k, x, into: y, accumulate: accumulate)
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), x, 1, beta, y, 1)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
                         x, Int32(inputStride), w.baseAddress, Int32(k), beta, y, Int32(outputStride))
@@ -113,24 +113,19 @@ public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows:
     let group = heads / kvHeads
     let scale = 1 / Float(d).squareRoot()
     if rows == 1 {
+        // One query: the `group` heads sharing a kv head form a [group, d] block → one sgemm each way.
         if scratch.count < group * length { scratch = [Float](repeating: 0, count: group * length) }
         let visible = min(length, firstSlot + 1)
         scratch.withUnsafeMutableBufferPointer { ps in
             let s = ps.baseAddress!
             for kvh in 0..<kvHeads {
                 let k = keys + kvh * capacity * d, v = values + kvh * capacity * d
-                let q = query + kvh * group * d, o = output + kvh * group * d
-                if d % 8 == 0 {
-                    singleQueryAttention(query: q, group: group, keys: k, values: v, d: d, visible: visible,
-                                         scale: scale, scores: s, output: o)
-                    continue
-                }
-                // The `group` heads sharing a kv head form a [group, d] block → one sgemm each way.
+                let q = query + kvh * group * d
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(group), Int32(visible), Int32(d), scale,
                             q, Int32(d), k, Int32(d), 0, s, Int32(visible))
                 for g in 0..<group { softmaxRow(s + g * visible, visible) }
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(group), Int32(d), Int32(visible), 1,
-                            s, Int32(visible), v, Int32(d), 0, o, Int32(d))
+                            s, Int32(visible), v, Int32(d), 0, output + kvh * group * d, Int32(d))
             }
         }
         return
@@ -159,38 +154,6 @@ public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows:
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(d), Int32(width), 1,
                             s, Int32(width), v, Int32(d), 0, output + r0 * outputStride + h * d, Int32(outputStride))
                 r0 += n
-            }
-        }
-    }
-}
-
-/// One query row of the `group` heads sharing one kv head (d a multiple of 8): a decode step's
-/// products are a few hundred short dot products, cheaper inline than through sgemm's packing.
-/// `scores` holds group · visible floats; `output` receives the heads side by side.
-private func singleQueryAttention(query: UnsafePointer<Float>, group: Int, keys: UnsafePointer<Float>,
-                                  values: UnsafePointer<Float>, d: Int, visible: Int, scale: Float,
-                                  scores: UnsafeMutablePointer<Float>, output: UnsafeMutablePointer<Float>) {
-    for g in 0..<group {
-        let q = query + g * d, row = scores + g * visible
-        for t in 0..<visible {
-            let k = keys + t * d
-            var acc = Float8(repeating: 0)
-            var i = 0
-            while i < d {
-                acc += load8(q + i) * load8(k + i)
-                i += 8
-            }
-            row[t] = acc.sum() * scale
-        }
-        softmaxRow(row, visible)
-        let o = output + g * d
-        o.update(repeating: 0, count: d)
-        for t in 0..<visible {
-            let p = Float8(repeating: row[t]), v = values + t * d
-            var i = 0
-            while i < d {
-                store8(load8(o + i) + p * load8(v + i), o + i)
-                i += 8
             }
         }
     }
