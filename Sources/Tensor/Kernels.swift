@@ -117,43 +117,17 @@ public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, i
     }
 }
 
-/// RMSNorm over each row, as Llama: `x / sqrt(mean(x²) + eps) · weight`.
+/// RMSNorm over each row, as Llama: `x / sqrt(mean(x²) + eps) · weight` (the pointer kernel in
+/// DecoderKernels.swift, on a matrix).
 public func rmsNorm(_ x: Matrix, weight: [Float], eps: Float) throws(TensorError) -> Matrix {
     guard weight.count == x.cols else {
         throw .shapeMismatch(operation: "rmsNorm", detail: "weight \(weight.count) for width \(x.cols)")
     }
-    var out = x
-    let n = x.cols
-    guard n > 0 else { return out }
-    out.storage.withUnsafeMutableBufferPointer { po in
-        weight.withUnsafeBufferPointer { pw in
-            let w = pw.baseAddress!
-            for r in 0..<x.rows {
-                let row = po.baseAddress! + r * n
-                var acc = Float8(repeating: 0)
-                var i = 0
-                while i + 8 <= n {
-                    let v = load8(row + i)
-                    acc += v * v
-                    i += 8
-                }
-                var squares = acc.sum()
-                while i < n {
-                    squares += row[i] * row[i]
-                    i += 1
-                }
-                let inv = 1 / (squares / Float(n) + eps).squareRoot()
-                let inv8 = Float8(repeating: inv)
-                i = 0
-                while i + 8 <= n {
-                    store8(load8(row + i) * inv8 * load8(w + i), row + i)
-                    i += 8
-                }
-                while i < n {
-                    row[i] = row[i] * inv * w[i]
-                    i += 1
-                }
-            }
+    var out = Matrix(rows: x.rows, cols: x.cols)
+    guard x.rows > 0, x.cols > 0 else { return out }
+    x.storage.withUnsafeBufferPointer { source in
+        out.storage.withUnsafeMutableBufferPointer { target in
+            rmsNorm(source.baseAddress!, rows: x.rows, width: x.cols, weight: weight, eps: eps, into: target.baseAddress!)
         }
     }
     return out
