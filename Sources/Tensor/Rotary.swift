@@ -47,15 +47,21 @@ public struct RotaryTables: Sendable {
 
 /// Rotates every head of `x` ([positions, heads · dimension]) by the tables' row of its position.
 public func applyRotary(_ x: inout Matrix, tables: RotaryTables, heads: Int) throws(TensorError) {
-    let dim = tables.dimension
-    guard heads > 0, x.cols == heads * dim, x.rows == tables.cos.rows else {
+    try applyRotary(&x, cos: tables.cos, sin: tables.sin, heads: heads)
+}
+
+/// `x · cos + rotate_half(x) · sin` per head, with one cos/sin row ([rows, head dim]) per row of `x`
+/// (any positions: 1-D RoPE tables, Qwen's 2-D vision tables).
+public func applyRotary(_ x: inout Matrix, cos: Matrix, sin: Matrix, heads: Int) throws(TensorError) {
+    let dim = cos.cols
+    guard heads > 0, x.cols == heads * dim, x.rows == cos.rows, sin.rows == cos.rows, sin.cols == dim else {
         throw .shapeMismatch(operation: "applyRotary",
-                             detail: "\(x.rows)x\(x.cols) with \(heads) heads, tables \(tables.cos.rows)x\(dim)")
+                             detail: "\(x.rows)x\(x.cols) with \(heads) heads, tables \(cos.rows)x\(dim)")
     }
     let half = dim / 2, width = x.cols
     x.storage.withUnsafeMutableBufferPointer { px in
-        tables.cos.storage.withUnsafeBufferPointer { pc in
-            tables.sin.storage.withUnsafeBufferPointer { ps in
+        cos.storage.withUnsafeBufferPointer { pc in
+            sin.storage.withUnsafeBufferPointer { ps in
                 for r in 0..<x.rows {
                     let c = pc.baseAddress! + r * dim, s = ps.baseAddress! + r * dim
                     for h in 0..<heads {

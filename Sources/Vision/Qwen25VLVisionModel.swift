@@ -137,7 +137,7 @@ public struct Qwen25VLVisionModel: Sendable {
         }
         let grid = TokenGrid(rows: rows / s, cols: cols / s)
         let map = Qwen25VLWindowMap(grid: grid, window: v.windowTokens)
-        let n = rows * cols, d = v.hiddenSize, heads = v.numHeads, hd = v.headDimension
+        let n = rows * cols, d = v.hiddenSize, heads = v.numHeads
         var scratch: [Float] = []
         do {
             // Patch rows in window order: group k of the reordered input is group order[k] of the original.
@@ -160,8 +160,8 @@ public struct Qwen25VLVisionModel: Sendable {
                 let qkv = try linear(x, weight: block.qkv, bias: block.qkvBias, scratch: &scratch)
                 var q = Matrix(rows: n, cols: d), k = Matrix(rows: n, cols: d), value = Matrix(rows: n, cols: d)
                 split(qkv, into: &q, &k, &value)
-                rotate(&q, cos: cosTable, sin: sinTable, heads: heads, headDimension: hd)
-                rotate(&k, cos: cosTable, sin: sinTable, heads: heads, headDimension: hd)
+                try applyRotary(&q, cos: cosTable, sin: sinTable, heads: heads)
+                try applyRotary(&k, cos: cosTable, sin: sinTable, heads: heads)
                 let capture = scoreLayers.contains(index + 1)
                 var attended: Matrix
                 var patchScores: [Float]? = nil
@@ -273,27 +273,6 @@ public struct Qwen25VLVisionModel: Sendable {
         }
     }
 
-    /// x · cos + rotate_half(x) · sin per head, with per-row tables [rows, head dim].
-    func rotate(_ x: inout Matrix, cos: Matrix, sin: Matrix, heads: Int, headDimension hd: Int) {
-        let half = hd / 2, width = x.cols
-        x.storage.withUnsafeMutableBufferPointer { px in
-            cos.storage.withUnsafeBufferPointer { pc in
-                sin.storage.withUnsafeBufferPointer { ps in
-                    for r in 0..<x.rows {
-                        let c = pc.baseAddress! + r * hd, s = ps.baseAddress! + r * hd
-                        for h in 0..<heads {
-                            let v = px.baseAddress! + r * width + h * hd
-                            for i in 0..<half {
-                                let a = v[i], b = v[i + half]
-                                v[i] = a * c[i] - b * s[i]
-                                v[i + half] = b * c[i + half] + a * s[i + half]
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
 
     /// Encodes one temporal patch of packed RGB24 frames (1...2; a single frame is repeated):
     /// preprocess, encoder, merger, scores pooled onto the merged grid.
