@@ -26,7 +26,8 @@ let package = Package(
             pkgConfig: "openblas",
             providers: [.apt(["libopenblas-dev"])]
         ),
-        .target(name: "Tensor", dependencies: ["COpenBLAS"], swiftSettings: optimized),
+        .target(name: "CKernels"),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: optimized),
         .target(name: "Stream", dependencies: ["CFFmpeg"]),
         .target(name: "Prune", swiftSettings: optimized),
         .target(name: "Vision", dependencies: ["Tensor", "Prune"], swiftSettings: optimized),

@@ -1,0 +1,2 @@
+#pragma once
+// Decode-step kernels (single-token matrix-vector products).

@@ -1,0 +1,2 @@
+#pragma once
+// Encoder element-wise kernels (softmax rows, GELU, layer norm).
