@@ -97,14 +97,14 @@ public struct VideoQuestionAnswering: Sendable {
         guard longest < context else {
             throw VLMError.contextOverflow(tokens: longest, context: configuration.maxPositions)
         }
-        let prefixSession = try LlamaSession(model: language.model, context: context)
+        let prefixSession = try DecoderSession(model: language.model, context: context)
         let prefixStart = DispatchTime.now()
         if shared > 0 { try prefixSession.prefill(embeddings: prompts[0].embeddings.rows(0..<shared)) }
         let prefixMilliseconds = milliseconds(since: prefixStart)
 
         var answers: [VideoAnswer] = []
         for (q, prompt) in prompts.enumerated() {
-            let session = LlamaSession(model: language.model, cache: prefixSession.cache)
+            let session = DecoderSession(model: language.model, cache: prefixSession.cache)
             let start = DispatchTime.now()
             try session.prefill(embeddings: prompt.embeddings.rows(shared..<prompt.ids.count))
             let prefill = milliseconds(since: start)

@@ -29,15 +29,13 @@ public struct RotaryTables: Sendable {
         guard !inverseFrequencies.isEmpty else {
             throw .invalidArgument(operation: "RotaryTables", detail: "no inverse frequencies")
         }
-        let half = inverseFrequencies.count, dim = 2 * half
+        let dim = 2 * inverseFrequencies.count
         var c = Matrix(rows: positions.count, cols: dim)
         var s = Matrix(rows: positions.count, cols: dim)
-        for (r, position) in positions.enumerated() {
-            for i in 0..<half {
-                let angle = Float(position) * inverseFrequencies[i]
-                let cv = Foundation.cos(angle) * attentionScaling, sv = Foundation.sin(angle) * attentionScaling
-                c[r, i] = cv; c[r, i + half] = cv
-                s[r, i] = sv; s[r, i + half] = sv
+        c.storage.withUnsafeMutableBufferPointer { pc in
+            s.storage.withUnsafeMutableBufferPointer { ps in
+                fillRotaryRows(rows: positions.count, inverseFrequencies: inverseFrequencies, attentionScaling: attentionScaling,
+                               position: { r, _ in positions[r] }, cos: pc.baseAddress!, sin: ps.baseAddress!)
             }
         }
         cos = c
@@ -58,21 +56,47 @@ public func applyRotary(_ x: inout Matrix, cos: Matrix, sin: Matrix, heads: Int)
         throw .shapeMismatch(operation: "applyRotary",
                              detail: "\(x.rows)x\(x.cols) with \(heads) heads, tables \(cos.rows)x\(dim)")
     }
-    let half = dim / 2, width = x.cols
     x.storage.withUnsafeMutableBufferPointer { px in
         cos.storage.withUnsafeBufferPointer { pc in
             sin.storage.withUnsafeBufferPointer { ps in
-                for r in 0..<x.rows {
-                    let c = pc.baseAddress! + r * dim, s = ps.baseAddress! + r * dim
-                    for h in 0..<heads {
-                        let v = px.baseAddress! + r * width + h * dim
-                        for i in 0..<half {
-                            let a = v[i], b = v[i + half]
-                            v[i] = a * c[i] - b * s[i]
-                            v[i + half] = b * c[i + half] + a * s[i + half]
-                        }
-                    }
-                }
+                applyRotary(px.baseAddress!, rows: x.rows, rowStride: x.cols, heads: heads, dimension: dim,
+                            cos: pc.baseAddress!, sin: ps.baseAddress!)
+            }
+        }
+    }
+}
+
+/// cos/sin of `rows` rows into [rows, 2 · half] buffers (repeated-half layout): frequency i of row r
+/// turns by `position(r, i) · inverseFrequencies[i]`, in Float32 as transformers computes it. One
+/// position per row is 1-D RoPE; a frequency-dependent axis is M-RoPE.
+public func fillRotaryRows(rows: Int, inverseFrequencies: [Float], attentionScaling: Float = 1,
+                           position: (_ row: Int, _ frequency: Int) -> Int,
+                           cos: UnsafeMutablePointer<Float>, sin: UnsafeMutablePointer<Float>) {
+    let half = inverseFrequencies.count, dim = 2 * half
+    for r in 0..<rows {
+        let c = cos + r * dim, s = sin + r * dim
+        for i in 0..<half {
+            let angle = Float(position(r, i)) * inverseFrequencies[i]
+            let cv = Foundation.cos(angle) * attentionScaling, sv = Foundation.sin(angle) * attentionScaling
+            c[i] = cv; c[i + half] = cv
+            s[i] = sv; s[i + half] = sv
+        }
+    }
+}
+
+/// `x · cos + rotate_half(x) · sin` for `heads` heads of each of `rows` rows (row r at
+/// `x + r · rowStride`, head h at column h · dimension), row r by table row r ([rows, dimension]).
+public func applyRotary(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int, dimension dim: Int,
+                        cos: UnsafePointer<Float>, sin: UnsafePointer<Float>) {
+    let half = dim / 2
+    for r in 0..<rows {
+        let c = cos + r * dim, s = sin + r * dim
+        for h in 0..<heads {
+            let v = x + r * rowStride + h * dim
+            for i in 0..<half {
+                let a = v[i], b = v[i + half]
+                v[i] = a * c[i] - b * s[i]
+                v[i + half] = b * c[i + half] + a * s[i + half]
             }
         }
     }

@@ -30,7 +30,7 @@ public struct GenerationResult: Sendable {
     public var tokensPerSecond: Double { tokens.count > 1 && decodeSeconds > 0 ? Double(tokens.count - 1) / decodeSeconds : 0 }
 }
 
-extension LlamaSession {
+extension DecoderSession {
     /// Prefills `prompt` after the cache's content and generates. `onToken` sees each new token
     /// and returns false to stop.
     public func generate(prompt: [Int], options: GenerationOptions,
@@ -53,7 +53,7 @@ extension LlamaSession {
     public func continueGeneration(history: [Int], options: GenerationOptions,
                                    onToken: (Int) throws -> Bool = { _ in true }) throws -> GenerationResult {
         var sampler = try Sampler(parameters: options.sampling)
-        let vocabulary = model.configuration.vocabularySize
+        let vocabulary = decoder.shape.vocabularySize
         sampler.observe(history, vocabulary: vocabulary)
         var tokens: [Int] = []
         tokens.reserveCapacity(options.maxNewTokens)
@@ -87,7 +87,7 @@ extension LlamaModel {
         return AsyncThrowingStream { continuation in
             let task = Task.detached { [self] in
                 do {
-                    let session = try LlamaSession(model: self, context: context)
+                    let session = try DecoderSession(model: self, context: context)
                     _ = try session.generate(prompt: prompt, options: options) { token in
                         continuation.yield(token)
                         return !stop.isSet && !Task.isCancelled

@@ -12,10 +12,13 @@ public struct KVCache: Sendable {
     public let capacity: Int
     /// Tokens held (the next token goes to slot `count`).
     public internal(set) var count = 0
+    /// The rotary position of the next token: `count` for plain text, less after an M-RoPE video
+    /// (whose rows share positions).
+    public internal(set) var nextPosition = 0
     var keys: [Float]
     var values: [Float]
 
-    public init(configuration c: LlamaConfiguration, capacity: Int) throws(VLMError) {
+    public init(shape c: DecoderShape, capacity: Int) throws(VLMError) {
         guard capacity > 0, capacity <= c.maxPositions else {
             throw .invalidArgument(name: "context", cause: "\(capacity) tokens; the model supports 1 ... \(c.maxPositions)")
         }
@@ -27,8 +30,10 @@ public struct KVCache: Sendable {
         values = keys
     }
 
-    /// Forgets everything after the first `count` tokens (to reuse a common prefix).
+    /// Forgets everything after the first `count` tokens (to reuse a common prefix of plain text,
+    /// whose positions are its slots).
     public mutating func truncate(to count: Int) {
         self.count = max(0, min(count, self.count))
+        nextPosition = self.count
     }
 }

@@ -133,6 +133,11 @@ public struct LlamaConfiguration: Sendable, Equatable {
         }
     }
 
+    public var decoderShape: DecoderShape {
+        DecoderShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, layers: layers, heads: heads, kvHeads: kvHeads,
+                     headDimension: headDimension, vocabularySize: vocabularySize, maxPositions: maxPositions, rmsNormEps: rmsNormEps)
+    }
+
     /// RoPE inverse frequencies after scaling, in Float32 as transformers computes them.
     public func inverseFrequencies() -> [Float] {
         let base = RotaryTables.inverseFrequencies(dimension: headDimension, theta: ropeTheta)

@@ -81,16 +81,8 @@ public struct Qwen2Configuration: Sendable, Equatable {
         try check(spatialMergeSize > 0, "vision_config.spatial_merge_size", "must be positive")
     }
 
-    /// The KV cache's shapes, in the configuration type the shared cache takes.
-    var cacheShape: LlamaConfiguration {
-        var c = LlamaConfiguration()
-        c.layers = layers
-        c.kvHeads = kvHeads
-        c.headDimension = headDimension
-        c.maxPositions = maxPositions
-        c.vocabularySize = vocabularySize
-        c.hiddenSize = hiddenSize
-        c.heads = heads
-        return c
+    public var decoderShape: DecoderShape {
+        DecoderShape(hiddenSize: hiddenSize, intermediateSize: intermediateSize, layers: layers, heads: heads, kvHeads: kvHeads,
+                     headDimension: headDimension, vocabularySize: vocabularySize, maxPositions: maxPositions, rmsNormEps: rmsNormEps)
     }
 }

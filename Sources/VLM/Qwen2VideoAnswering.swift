@@ -91,13 +91,13 @@ public struct Qwen2VideoAnswering: Sendable {
                        onText: (String) -> Void = { _ in }) throws -> Answer {
         let (prompt, features) = try prompt(patches: patches, question: question)
         let context = min(model.configuration.maxPositions, prompt.ids.count + generation.maxNewTokens + 1)
-        let session = try Qwen2Session(model: model, context: context)
+        let session = try DecoderSession(model: model, context: context)
         let start = DispatchTime.now()
         try session.prefill(prompt: prompt, features: features)
         let prefillSeconds = seconds(since: start)
         var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
         var text = ""
-        let result = try session.generate(options: generation, history: prompt.ids) { token in
+        let result = try session.continueGeneration(history: prompt.ids, options: generation) { token in
             let piece = detokenizer.append(token)
             if !piece.isEmpty { text += piece; onText(piece) }
             return true

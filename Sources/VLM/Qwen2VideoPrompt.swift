@@ -103,7 +103,7 @@ public struct Qwen2VideoPrompt: Sendable, Equatable {
     }
 
     /// Token embeddings of the prompt with the kept features ([videoRows.count, hidden], in order) in place.
-    public func embeddings(model: Qwen2Model, features: Matrix) throws(VLMError) -> Matrix {
+    public func embeddings(model: some DecoderModel, features: Matrix) throws(VLMError) -> Matrix {
         var out = try model.embed(ids)
         guard features.rows == videoRows.count, features.cols == out.cols else {
             throw .invalidArgument(name: "video features", cause: "\(features.rows)x\(features.cols) for \(videoRows.count) video tokens of width \(out.cols)")
@@ -120,11 +120,11 @@ public struct Qwen2VideoPrompt: Sendable, Equatable {
     }
 }
 
-extension Qwen2Session {
+extension DecoderSession {
     /// Prefills a video prompt with its kept features; generation then continues from the full
     /// prompt's largest position + 1.
     public func prefill(prompt: Qwen2VideoPrompt, features: Matrix) throws(VLMError) {
-        try prefill(embeddings: prompt.embeddings(model: model, features: features), positions: prompt.positions)
-        nextPosition = prompt.nextPosition
+        try prefill(embeddings: prompt.embeddings(model: decoder, features: features), positions: prompt.positions)
+        cache.nextPosition = prompt.nextPosition
     }
 }

@@ -46,7 +46,7 @@ struct PrefillBench: AsyncParsableCommand {
         c.ropeTheta = 100_000
         c.tieWordEmbeddings = true
         let model = try LlamaModel(randomWeights: c, seed: 1)
-        let session = try LlamaSession(model: model, context: 1024)
+        let session = try DecoderSession(model: model, context: 1024)
         var random = UInt64(12345)
         func token() -> Int {
             random = random &* 6364136223846793005 &+ 1442695040888963407

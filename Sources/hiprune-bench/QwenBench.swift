@@ -91,7 +91,7 @@ struct QwenBench: AsyncParsableCommand {
         c.tieWordEmbeddings = true
         c.maxPositions = 32768
         let model = Qwen2Model(randomShapes: c)
-        print("language model: \(c.layers) layers, hidden 2048, 16 heads, 2 KV heads, intermediate 11008, vocabulary 151936, BF16 weights (\(String(format: "%.2f", Double(model.weightBytes) / 1e9)) GB if unshared)")
+        print("language model: \(c.layers) layers, hidden 2048, 16 heads, 2 KV heads, intermediate 11008, vocabulary 151936, BF16 weights (\(String(format: "%.2f", Double(model.decoder.weightBytes) / 1e9)) GB if unshared)")
         let perPatch = 9 * 16, visual = perPatch * temporalPatches, prefix = 15, suffix = 14
         var prefillDecode: Double?
         for ratio in [1.0, 1.0 / 3.0, 1.0 / 9.0] {
@@ -109,7 +109,7 @@ struct QwenBench: AsyncParsableCommand {
             for i in 0..<embeddings.storage.count { embeddings.storage[i] = random.next() }
             var samples: [Double] = []
             for _ in 0..<runs {
-                let session = try Qwen2Session(model: model, context: positions.count + 8)
+                let session = try DecoderSession(model: model, context: positions.count + 8)
                 let start = DispatchTime.now().uptimeNanoseconds
                 try session.prefill(embeddings: embeddings, positions: positions)
                 samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)

@@ -39,7 +39,7 @@ struct ChatCommand: AsyncParsableCommand {
         let ids = try language.chatPrompt(messages)
         let contextSize = min(context, language.model.configuration.maxPositions)
         guard ids.count < contextSize else { throw VLMError.contextOverflow(tokens: ids.count, context: contextSize) }
-        let session = try LlamaSession(model: language.model, context: contextSize)
+        let session = try DecoderSession(model: language.model, context: contextSize)
         var options = generating.options(seed: seed, stopTokens: language.stopTokens)
         options.maxNewTokens = min(options.maxNewTokens, contextSize - ids.count)
         var text = StreamingDetokenizer(tokenizer: language.tokenizer)

@@ -65,7 +65,7 @@ final class VideoQuestionAnsweringTests: XCTestCase {
 
         // The first answer token's logits, to float32 tolerance.
         let (_, embeddings) = try answering.prompt(frames: frames, duration: reference.duration, question: reference.question)
-        let session = try LlamaSession(model: answering.language.model, context: 512)
+        let session = try DecoderSession(model: answering.language.model, context: 512)
         try session.prefill(embeddings: embeddings)
         let scale = reference.first_logits.map(abs).max()!
         let worst = zip(session.logits, reference.first_logits).map { abs($0 - $1) }.max()!

@@ -26,7 +26,7 @@ final class DemoModelTests: XCTestCase {
         let want = data.withUnsafeBytes { raw in
             (0..<(data.count / 4)).map { Float(bitPattern: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: 4 * $0, as: UInt32.self))) }
         }
-        let got = try LlamaSession(model: language.model, context: 128).logitsOfEveryRow(tokens: ids)
+        let got = try DecoderSession(model: language.model, context: 128).logitsOfEveryRow(tokens: ids)
         XCTAssertEqual(got.count, want.count)
         let vocab = got.cols
         for r in 0..<got.rows {
@@ -34,7 +34,7 @@ final class DemoModelTests: XCTestCase {
             let scale = max(1, row.map(abs).max() ?? 1)
             for c in 0..<vocab { XCTAssertEqual(got[r, c], row[c], accuracy: 1e-4 * scale, "row \(r) col \(c)") }
         }
-        let result = try LlamaSession(model: language.model, context: 128)
+        let result = try DecoderSession(model: language.model, context: 128)
             .generate(prompt: ids, options: GenerationOptions(maxNewTokens: 20))
         XCTAssertEqual(result.tokens, try XCTUnwrap(json["greedy"] as? [Int]))
     }

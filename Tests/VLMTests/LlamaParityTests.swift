@@ -38,10 +38,10 @@ final class LlamaParityTests: XCTestCase {
     private func checkDirectory(_ name: String) throws {
         let model = try LlamaModel(directory: Fixtures.path(name))
         let e = try expected(name)
-        let session = try LlamaSession(model: model, context: 64)
+        let session = try DecoderSession(model: model, context: 64)
         assertClose(try session.logitsOfEveryRow(tokens: e.promptIDs), e.logits, name)
 
-        let cached = try LlamaSession(model: model, context: 64)
+        let cached = try DecoderSession(model: model, context: 64)
         let result = try cached.generate(prompt: e.promptIDs, options: GenerationOptions(maxNewTokens: e.greedy.count))
         XCTAssertEqual(result.tokens, e.greedy, "\(name): greedy with KV cache")
         XCTAssertEqual(result.stopReason, .maxTokens)
@@ -49,7 +49,7 @@ final class LlamaParityTests: XCTestCase {
         // Without the cache: the whole sequence again for every new token.
         var sequence = e.promptIDs
         for _ in 0..<e.greedy.count {
-            let fresh = try LlamaSession(model: model, context: 64)
+            let fresh = try DecoderSession(model: model, context: 64)
             try fresh.prefill(tokens: sequence)
             sequence.append(argmax(fresh.logits))
         }
@@ -65,9 +65,9 @@ final class LlamaParityTests: XCTestCase {
         let model = try LlamaModel(gguf: gguf)
         XCTAssertTrue(model.configuration.tieWordEmbeddings)
         let e = try expected("lm-tied")
-        let session = try LlamaSession(model: model, context: 64)
+        let session = try DecoderSession(model: model, context: 64)
         assertClose(try session.logitsOfEveryRow(tokens: e.promptIDs), e.logits, "GGUF")
-        let result = try LlamaSession(model: model, context: 64).generate(prompt: e.promptIDs, options: GenerationOptions(maxNewTokens: 20))
+        let result = try DecoderSession(model: model, context: 64).generate(prompt: e.promptIDs, options: GenerationOptions(maxNewTokens: 20))
         XCTAssertEqual(result.tokens, e.greedy)
     }
 
@@ -76,10 +76,10 @@ final class LlamaParityTests: XCTestCase {
         let e = try expected("lm-tied")
         let ids = e.promptIDs
         // Input embeddings in place of ids, split at an arbitrary point, continuing from a copied prefix cache.
-        let prefix = try LlamaSession(model: model, context: 64)
+        let prefix = try DecoderSession(model: model, context: 64)
         try prefix.prefill(embeddings: model.embed(Array(ids[0..<10])))
         let shared = prefix.cache
-        let continued = LlamaSession(model: model, cache: shared)
+        let continued = DecoderSession(model: model, cache: shared)
         try continued.prefill(embeddings: model.embed(Array(ids[10...])))
         let last = e.logits.row(e.logits.rows - 1)
         let scale = max(1, last.map(abs).max() ?? 1)
@@ -101,8 +101,8 @@ final class LlamaParityTests: XCTestCase {
     func testLongPrefillMatchesTokenByTokenDecoding() throws {
         let model = try LlamaModel(directory: Fixtures.path("lm-untied"))
         let ids = (0..<200).map { ($0 * 37 + 11) % model.configuration.vocabularySize }
-        let all = try LlamaSession(model: model, context: 256).logitsOfEveryRow(tokens: ids)
-        let stepping = try LlamaSession(model: model, context: 256)
+        let all = try DecoderSession(model: model, context: 256).logitsOfEveryRow(tokens: ids)
+        let stepping = try DecoderSession(model: model, context: 256)
         for (r, id) in ids.enumerated() {
             if r == 0 { try stepping.prefill(tokens: [id]) } else { try stepping.step(token: id) }
             let want = all.row(r)
@@ -127,14 +127,14 @@ final class LlamaParityTests: XCTestCase {
         let ids = try expected("lm-tied").promptIDs
         let sampling = SamplingParameters(temperature: 0.9, topP: 0.9, topK: 50, repetitionPenalty: 1.1, seed: 42)
         let run = { () throws -> [Int] in
-            try LlamaSession(model: model, context: 64).generate(prompt: ids, options: GenerationOptions(maxNewTokens: 12, sampling: sampling)).tokens
+            try DecoderSession(model: model, context: 64).generate(prompt: ids, options: GenerationOptions(maxNewTokens: 12, sampling: sampling)).tokens
         }
         let first = try run()
         XCTAssertEqual(first, try run())
         XCTAssertEqual(first.count, 12)
         var other = sampling
         other.seed = 43
-        let third = try LlamaSession(model: model, context: 64).generate(prompt: ids, options: GenerationOptions(maxNewTokens: 12, sampling: other)).tokens
+        let third = try DecoderSession(model: model, context: 64).generate(prompt: ids, options: GenerationOptions(maxNewTokens: 12, sampling: other)).tokens
         XCTAssertNotEqual(first, third)
     }
 }
@@ -168,12 +168,12 @@ final class LanguageModelErrorTests: XCTestCase {
 
     func testPromptLongerThanContextIsATypedError() throws {
         let model = try LlamaModel(directory: Fixtures.path("lm-tied"))
-        let session = try LlamaSession(model: model, context: 8)
+        let session = try DecoderSession(model: model, context: 8)
         XCTAssertThrowsError(try session.prefill(tokens: Array(repeating: 5, count: 9))) { error in
             XCTAssertEqual(error as? VLMError, .contextOverflow(tokens: 9, context: 8))
             XCTAssertEqual("\(error)", "prompt of 9 tokens does not fit the context of 8 tokens")
         }
-        XCTAssertThrowsError(try LlamaSession(model: model, context: 1000)) { error in
+        XCTAssertThrowsError(try DecoderSession(model: model, context: 1000)) { error in
             XCTAssertTrue("\(error)".contains("context"), "\(error)")
         }
     }
@@ -181,7 +181,7 @@ final class LanguageModelErrorTests: XCTestCase {
     func testCacheOfAnotherModelIsRejected() throws {
         let tied = try LlamaModel(directory: Fixtures.path("lm-tied"))
         let untied = try LlamaModel(directory: Fixtures.path("lm-untied"))
-        let session = LlamaSession(model: untied, cache: try KVCache(configuration: tied.configuration, capacity: 32))
+        let session = DecoderSession(model: untied, cache: try KVCache(shape: tied.configuration.decoderShape, capacity: 32))
         XCTAssertThrowsError(try session.prefill(tokens: [1, 2, 3])) { error in
             XCTAssertTrue("\(error)".hasPrefix("KV cache:"), "\(error)")
         }

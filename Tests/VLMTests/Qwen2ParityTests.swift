@@ -57,7 +57,7 @@ final class Qwen2ParityTests: XCTestCase {
             for (i, r) in rows.enumerated() {
                 for col in 0..<embeddings.cols { embeddings[r, col] = features[i, col] }
             }
-            let session = try Qwen2Session(model: model, context: 256)
+            let session = try DecoderSession(model: model, context: 256)
             let hidden = try session.prefill(embeddings: embeddings, positions: pos, keepHidden: true)
             XCTAssertLessThanOrEqual(relativeError(hidden.storage, try reference.floats("\(c.name).final_hidden")), 1e-4, "\(c.name) hidden")
             let logitRows = try reference.int32s("\(c.name).logit_rows").map(Int.init)
@@ -111,9 +111,9 @@ final class Qwen2ParityTests: XCTestCase {
             let features = try Matrix(rows: keptRows.count / model.configuration.hiddenSize, cols: model.configuration.hiddenSize, storage: keptRows)
             let prompt = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: model.configuration,
                                               question: "What happens in the video?", patches: patches, secondsPerTemporalPatch: 1.0)
-            let session = try Qwen2Session(model: model, context: 256)
+            let session = try DecoderSession(model: model, context: 256)
             try session.prefill(prompt: prompt, features: features)
-            let result = try session.generate(options: GenerationOptions(maxNewTokens: 8))
+            let result = try session.continueGeneration(history: [], options: GenerationOptions(maxNewTokens: 8))
             XCTAssertEqual(result.tokens, try reference.int32s("\(c.name).greedy").map(Int.init), c.name)
         }
     }
@@ -175,7 +175,7 @@ final class Qwen2ParityTests: XCTestCase {
             XCTAssertTrue("\($0)".contains("qwen2_5_vl"), "\($0)")
         }
         let model = try Qwen2Model(directory: Self.directory)
-        let session = try Qwen2Session(model: model, context: 8)
+        let session = try DecoderSession(model: model, context: 8)
         XCTAssertThrowsError(try session.prefill(embeddings: Matrix(rows: 9, cols: 64), positions: (0..<9).map { MRoPEPosition(text: $0) })) {
             XCTAssertTrue("\($0)".contains("context"), "\($0)")
         }

@@ -14,7 +14,7 @@ final class SmolLM2Tests: XCTestCase {
     private func answer(_ question: String) throws -> String {
         let language = try model()
         let ids = try language.chatPrompt([ChatMessage(role: "user", content: question)])
-        let session = try LlamaSession(model: language.model, context: 512)
+        let session = try DecoderSession(model: language.model, context: 512)
         let result = try session.generate(prompt: ids, options: GenerationOptions(maxNewTokens: 48, stopTokens: language.stopTokens))
         return language.tokenizer.decode(result.tokens, skipSpecialTokens: true)
     }
@@ -52,7 +52,7 @@ final class SmolLM2Tests: XCTestCase {
         science, culture and politics, and today it is known for its museums, its parks and its music.
         """
         let ids = language.tokenizer.encode(paragraph)
-        let session = try LlamaSession(model: language.model, context: 256)
+        let session = try DecoderSession(model: language.model, context: 256)
         let logits = try session.logitsOfEveryRow(tokens: ids)
         var nll = 0.0
         for r in 0..<(ids.count - 1) {

@@ -1,0 +1,203 @@
+// The decoder both language-model families run: token embeddings → N × (RMSNorm → grouped-query
+// attention with rotary positions → residual → RMSNorm → SwiGLU MLP → residual) → RMSNorm → lm_head.
+// Llama / SmolLM2 and Qwen2 differ only in where their weights come from (names, config, GGUF), in
+// Qwen2's q/k/v biases and in how a row's rotary angle is chosen (one position, or M-RoPE's three
+// axes); one DecoderSession runs both.
+//
+// Weights are in PyTorch's [out, in] layout. Q, K and V are stacked into one matrix per layer, and
+// so are gate and up, so that a step makes two products fewer. Each matrix stays in the precision
+// asked for (WeightPrecision): a BF16 checkpoint can stay BF16 (half the memory and half the bytes
+// a decode step reads).
+import Tensor
+
+/// The sizes a decoder's buffers and KV cache follow.
+public struct DecoderShape: Sendable, Equatable {
+    public var hiddenSize: Int
+    public var intermediateSize: Int
+    public var layers: Int
+    public var heads: Int
+    public var kvHeads: Int
+    public var headDimension: Int
+    public var vocabularySize: Int
+    public var maxPositions: Int
+    public var rmsNormEps: Float
+
+    public init(hiddenSize: Int, intermediateSize: Int, layers: Int, heads: Int, kvHeads: Int, headDimension: Int,
+                vocabularySize: Int, maxPositions: Int, rmsNormEps: Float) {
+        self.hiddenSize = hiddenSize
+        self.intermediateSize = intermediateSize
+        self.layers = layers
+        self.heads = heads
+        self.kvHeads = kvHeads
+        self.headDimension = headDimension
+        self.vocabularySize = vocabularySize
+        self.maxPositions = maxPositions
+        self.rmsNormEps = rmsNormEps
+    }
+}
+
+/// How a decoder's weight matrices are held in memory.
+public enum WeightPrecision: String, Sendable, CaseIterable {
+    /// BF16 tensors stay BF16 (exact); everything else becomes F32.
+    case stored
+    /// Everything F32 (BF16 widened at load).
+    case float32
+    /// Everything BF16: F32 and F16 tensors are rounded (half the bytes per decode step, not exact).
+    case bfloat16
+
+    func holdsBF16(storedAsBF16: Bool) -> Bool {
+        switch self {
+        case .stored: return storedAsBF16
+        case .float32: return false
+        case .bfloat16: return true
+        }
+    }
+}
+
+/// Anything that carries a decoder (the families' model types).
+public protocol DecoderModel: Sendable {
+    var decoder: DecoderWeights { get }
+}
+
+/// One tensor as a loader hands it over: its F32 values and whether the file stored it as BF16.
+struct LoadedTensor {
+    var matrix: Matrix
+    var storedAsBF16: Bool
+}
+
+public final class DecoderWeights: Sendable {
+    struct Layer: Sendable {
+        let attentionNorm: [Float]
+        let qkv: WeightMatrix       // [(heads + 2·kvHeads)·d, hidden]
+        let qkvBias: [Float]?       // Qwen2
+        let output: WeightMatrix    // [hidden, heads·d]
+        let mlpNorm: [Float]
+        let gateUp: WeightMatrix    // [2·intermediate, hidden]
+        let down: WeightMatrix      // [hidden, intermediate]
+    }
+
+    public let shape: DecoderShape
+    let embedding: WeightMatrix     // [vocab, hidden]
+    let layers: [Layer]
+    let norm: [Float]
+    let lmHead: WeightMatrix        // [vocab, hidden]; the embedding itself when tied
+    let tiedHead: Bool
+    /// Rotary inverse frequencies (head dimension / 2 of them, after any scaling).
+    let inverseFrequencies: [Float]
+    /// M-RoPE: the axis (0 t, 1 h, 2 w) each frequency reads; nil for one position per row.
+    let axisOfFrequency: [Int]?
+
+    /// `lmHead` nil: tied to the embeddings.
+    init(shape: DecoderShape, embedding: WeightMatrix, layers: [Layer], norm: [Float], lmHead: WeightMatrix?,
+         inverseFrequencies: [Float], axisOfFrequency: [Int]?) {
+        self.shape = shape
+        self.embedding = embedding
+        self.layers = layers
+        self.norm = norm
+        self.lmHead = lmHead ?? embedding
+        tiedHead = lmHead == nil
+        self.inverseFrequencies = inverseFrequencies
+        self.axisOfFrequency = axisOfFrequency
+    }
+
+    /// Assembles a decoder from tensors fetched by their Hugging Face names without prefix:
+    /// `embed_tokens.weight`, `layers.N.self_attn.q_proj.weight` (and `.bias` with `qkvBias`), …,
+    /// `norm.weight`, and `lm_head.weight` unless `tiedHead`.
+    convenience init(shape s: DecoderShape, qkvBias: Bool, tiedHead: Bool, precision: WeightPrecision,
+                     inverseFrequencies: [Float], axisOfFrequency: [Int]?, source: String,
+                     tensor: (_ name: String, _ shape: [Int]) throws(VLMError) -> LoadedTensor) throws(VLMError) {
+        let d = s.headDimension, h = s.hiddenSize
+        func vector(_ name: String, _ count: Int) throws(VLMError) -> [Float] { try tensor(name, [count]).matrix.storage }
+        func weight(_ parts: [(String, [Int])]) throws(VLMError) -> WeightMatrix {
+            var storage: [Float] = []
+            var rows = 0, allBF16 = true
+            for (name, shape) in parts {
+                let t = try tensor(name, shape)
+                storage += t.matrix.storage
+                rows += t.matrix.rows
+                allBF16 = allBF16 && t.storedAsBF16
+            }
+            let matrix: Matrix
+            do { matrix = try Matrix(rows: rows, cols: parts[0].1.last ?? 0, storage: storage) } catch {
+                throw .malformed(file: source, cause: "stacking \(parts.map(\.0)): \(error)")
+            }
+            return WeightMatrix(matrix, bf16: precision.holdsBF16(storedAsBF16: allBF16))
+        }
+        let embedding = try weight([("embed_tokens.weight", [s.vocabularySize, h])])
+        var layers: [Layer] = []
+        for i in 0..<s.layers {
+            let p = "layers.\(i)."
+            // The large projections first: a file whose tensors cannot be read fails on them.
+            let qkv = try weight([(p + "self_attn.q_proj.weight", [s.heads * d, h]), (p + "self_attn.k_proj.weight", [s.kvHeads * d, h]),
+                                  (p + "self_attn.v_proj.weight", [s.kvHeads * d, h])])
+            let gateUp = try weight([(p + "mlp.gate_proj.weight", [s.intermediateSize, h]), (p + "mlp.up_proj.weight", [s.intermediateSize, h])])
+            let bias = qkvBias
+                ? try vector(p + "self_attn.q_proj.bias", s.heads * d) + vector(p + "self_attn.k_proj.bias", s.kvHeads * d)
+                    + vector(p + "self_attn.v_proj.bias", s.kvHeads * d)
+                : nil
+            layers.append(Layer(
+                attentionNorm: try vector(p + "input_layernorm.weight", h), qkv: qkv, qkvBias: bias,
+                output: try weight([(p + "self_attn.o_proj.weight", [h, s.heads * d])]),
+                mlpNorm: try vector(p + "post_attention_layernorm.weight", h), gateUp: gateUp,
+                down: try weight([(p + "mlp.down_proj.weight", [h, s.intermediateSize])])))
+        }
+        self.init(shape: s, embedding: embedding, layers: layers, norm: try vector("norm.weight", h),
+                  lmHead: tiedHead ? nil : try weight([("lm_head.weight", [s.vocabularySize, h])]),
+                  inverseFrequencies: inverseFrequencies, axisOfFrequency: axisOfFrequency)
+    }
+
+    /// Bytes of weights held (BF16 counts 2 per value; a shared layer counts once per use).
+    public var weightBytes: Int {
+        var n = embedding.byteCount + (tiedHead ? 0 : lmHead.byteCount) + norm.count * 4
+        for l in layers {
+            n += l.qkv.byteCount + l.output.byteCount + l.gateUp.byteCount + l.down.byteCount
+            n += ((l.qkvBias?.count ?? 0) + l.attentionNorm.count + l.mlpNorm.count) * 4
+        }
+        return n
+    }
+
+    /// Whether the matrices are held as BF16 (all of them are, or none).
+    public var holdsBF16: Bool { embedding.isBF16 }
+
+    /// Token embeddings of `ids`, [ids.count, hidden] (the input a prefill takes; visual features
+    /// may replace rows before the prefill).
+    public func embed(_ ids: [Int]) throws(VLMError) -> Matrix {
+        let h = shape.hiddenSize
+        var out = Matrix(rows: ids.count, cols: h)
+        for (r, id) in ids.enumerated() {
+            guard id >= 0, id < embedding.rows else { throw .tokenOutOfRange(id: id, vocabulary: embedding.rows) }
+            out.storage.withUnsafeMutableBufferPointer { embedding.copyRow(id, into: $0.baseAddress! + r * h) }
+        }
+        return out
+    }
+
+    /// Token embeddings with rows replaced: `features` row i goes to row `rows[i]` (e.g. the
+    /// positions of `<image>` tokens receiving the connector's output).
+    public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
+        var out = try embed(ids)
+        guard features.cols == out.cols, features.rows == rows.count else {
+            throw .invalidArgument(name: "injected embeddings", cause: "\(features.rows)x\(features.cols) for \(rows.count) rows of width \(out.cols)")
+        }
+        let w = out.cols
+        for r in rows where r < 0 || r >= out.rows {
+            throw .invalidArgument(name: "injected embeddings", cause: "row \(r) outside the \(out.rows) prompt rows")
+        }
+        out.storage.withUnsafeMutableBufferPointer { dst in
+            features.storage.withUnsafeBufferPointer { src in
+                for (i, r) in rows.enumerated() { (dst.baseAddress! + r * w).update(from: src.baseAddress! + i * w, count: w) }
+            }
+        }
+        return out
+    }
+}
+
+extension DecoderModel {
+    public func embed(_ ids: [Int]) throws(VLMError) -> Matrix { try decoder.embed(ids) }
+    public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
+        try decoder.embed(ids, injecting: features, at: rows)
+    }
+}
+
+extension DecoderWeights: DecoderModel {
+    public var decoder: DecoderWeights { self }
+}
