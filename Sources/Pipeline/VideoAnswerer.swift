@@ -48,22 +48,17 @@ extension VideoQuestionAnswering: VideoAnswerer {
     public var stopTokens: Set<Int> { language.stopTokens }
 }
 
-/// Qwen2.5-VL: each temporal patch keeps its original (t, h, w) positions; no prefix is shared
-/// across questions yet, so every question prefills its whole prompt.
+/// Qwen2.5-VL: each temporal patch keeps its original (t, h, w) positions; questions share the
+/// prompt's prefix (system text and video) as SmolVLM2's do.
 extension Qwen2VideoAnswering: VideoAnswerer {
     public func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
                        onText: (Int, String) -> Void) throws -> VideoAnswers {
         let patches = frames.map {
             Patch(rows: $0.grid.rows, cols: $0.grid.cols, kept: $0.selection.indices, features: $0.features, time: $0.time)
         }
-        var answers: [VideoAnswer] = []
-        for (q, question) in questions.enumerated() {
-            let a = try answer(patches: patches, question: question, generation: generation) { onText(q, $0) }
-            answers.append(VideoAnswer(question: question, text: a.text, tokens: a.tokens, promptTokens: a.promptTokens,
-                                       reusedPrefixTokens: 0, prefillMilliseconds: a.prefillSeconds * 1000,
-                                       decodeSeconds: a.decodeSeconds, tokensPerSecond: a.tokensPerSecond,
-                                       unprunedPromptTokens: a.fullPromptTokens))
-        }
-        return VideoAnswers(answers: answers, sharedPrefixTokens: 0, sharedPrefixMilliseconds: 0)
+        let prompts = try questions.map { try prompt(patches: patches, question: $0) }
+        let inputs = prompts.map(\.decoderPrompt)
+        let batch = try model.answer(prompts: inputs, tokenizer: tokenizer, generation: generation, onText: onText)
+        return VideoAnswers(batch, questions: questions, prompts: inputs, unprunedPromptTokens: prompts.map(\.video.fullLength))
     }
 }

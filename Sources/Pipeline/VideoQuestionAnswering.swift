@@ -25,10 +25,7 @@ public struct VideoAnswer: Sendable {
 /// reference processor with each frame's image run shortened to its kept tokens, the kept
 /// features at the `<image>` positions, one prefill for all frames.
 ///
-/// Several questions about one video share everything up to the first token where their prompts
-/// differ: that prefix is prefilled once, and every question continues from a copy of its cache.
-/// The prefix is found on token ids, not text, so each question's tokens are exactly those of its
-/// own full prompt (byte-level BPE may merge across a text boundary).
+/// Several questions about one video share their prompts' common prefix (see DecoderPrompt).
 public struct VideoQuestionAnswering: Sendable {
     public let language: LanguageModel
     public let imageTokenID: Int
@@ -83,52 +80,26 @@ public struct VideoQuestionAnswering: Sendable {
     /// generated (never splitting a UTF-8 character).
     public func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
                        onText: (Int, String) -> Void) throws -> VideoAnswers {
-        guard !questions.isEmpty else { return VideoAnswers(answers: [], sharedPrefixTokens: 0, sharedPrefixMilliseconds: 0) }
-        let prompts = try questions.map { try prompt(frames: frames, duration: duration, question: $0) }
-        var shared = prompts[0].ids.count
-        for p in prompts.dropFirst() {
-            shared = min(shared, zip(prompts[0].ids, p.ids).prefix { $0 == $1 }.count)
+        let prompts = try questions.map { question in
+            let (ids, embeddings) = try prompt(frames: frames, duration: duration, question: question)
+            return DecoderPrompt(ids: ids, embeddings: embeddings)
         }
-        // A question's own part needs at least one row: its logits start the answer.
-        shared = min(shared, prompts.map(\.ids.count).min()! - 1)
-        let longest = prompts.map(\.ids.count).max()!
-        let configuration = language.model.configuration
-        let context = min(configuration.maxPositions, longest + generation.maxNewTokens + 1)
-        guard longest < context else {
-            throw VLMError.contextOverflow(tokens: longest, context: configuration.maxPositions)
-        }
-        let prefixSession = try DecoderSession(model: language.model, context: context)
-        let prefixStart = DispatchTime.now()
-        if shared > 0 { try prefixSession.prefill(embeddings: prompts[0].embeddings.rows(0..<shared)) }
-        let prefixMilliseconds = milliseconds(since: prefixStart)
+        let batch = try language.model.answer(prompts: prompts, tokenizer: language.tokenizer, generation: generation, onText: onText)
+        return VideoAnswers(batch, questions: questions, prompts: prompts)
+    }
+}
 
-        var answers: [VideoAnswer] = []
-        for (q, prompt) in prompts.enumerated() {
-            let session = DecoderSession(model: language.model, cache: prefixSession.cache)
-            let start = DispatchTime.now()
-            try session.prefill(embeddings: prompt.embeddings.rows(shared..<prompt.ids.count))
-            let prefill = milliseconds(since: start)
-            var detokenizer = StreamingDetokenizer(tokenizer: language.tokenizer)
-            var text = ""
-            let result = try session.continueGeneration(history: prompt.ids, options: generation) { token in
-                let piece = detokenizer.append(token)
-                if !piece.isEmpty {
-                    text += piece
-                    onText(q, piece)
-                }
-                return true
-            }
-            let tail = detokenizer.finish()
-            if !tail.isEmpty {
-                text += tail
-                onText(q, tail)
-            }
-            answers.append(VideoAnswer(question: questions[q], text: text, tokens: result.tokens,
-                                       promptTokens: prompt.ids.count, reusedPrefixTokens: shared,
-                                       prefillMilliseconds: prefill, decodeSeconds: result.decodeSeconds,
-                                       tokensPerSecond: result.tokensPerSecond))
+extension VideoAnswers {
+    /// The answers of a prompt batch, question by question.
+    init(_ batch: PromptBatchAnswers, questions: [String], prompts: [DecoderPrompt], unprunedPromptTokens: [Int]? = nil) {
+        answers = zip(batch.answers.indices, batch.answers).map { q, a in
+            VideoAnswer(question: questions[q], text: a.text, tokens: a.generation.tokens, promptTokens: prompts[q].ids.count,
+                        reusedPrefixTokens: batch.sharedPrefixRows, prefillMilliseconds: a.prefillSeconds * 1000,
+                        decodeSeconds: a.generation.decodeSeconds, tokensPerSecond: a.generation.tokensPerSecond,
+                        unprunedPromptTokens: unprunedPromptTokens?[q])
         }
-        return VideoAnswers(answers: answers, sharedPrefixTokens: shared, sharedPrefixMilliseconds: prefixMilliseconds)
+        sharedPrefixTokens = batch.sharedPrefixRows
+        sharedPrefixMilliseconds = batch.sharedPrefixSeconds * 1000
     }
 }
 

@@ -64,8 +64,14 @@ public struct Qwen2VideoAnswering: Sendable {
         return (last - first) / Double(times.count - 1)
     }
 
-    /// The prompt and the features of its video rows, in order.
-    public func prompt(patches: [Patch], question: String) throws(VLMError) -> (prompt: Qwen2VideoPrompt, features: Matrix) {
+    /// A question's prompt: the video prompt (ids, positions, unpruned length) and the decoder's
+    /// input with the kept features at the video rows.
+    public struct Prompt: Sendable {
+        public var video: Qwen2VideoPrompt
+        public var decoderPrompt: DecoderPrompt
+    }
+
+    public func prompt(patches: [Patch], question: String) throws(VLMError) -> Prompt {
         let prompt = try Qwen2VideoPrompt(tokenizer: tokenizer, configuration: model.configuration, question: question,
                                           patches: patches.map { .init(rows: $0.rows, cols: $0.cols, kept: $0.kept) },
                                           secondsPerTemporalPatch: Self.secondsPerTemporalPatch(patches.map(\.time)))
@@ -79,33 +85,23 @@ public struct Qwen2VideoAnswering: Sendable {
             }
             storage += p.features.storage
         }
-        do {
-            return (prompt, try Matrix(rows: prompt.videoRows.count, cols: width, storage: storage))
-        } catch {
+        let features: Matrix
+        do { features = try Matrix(rows: prompt.videoRows.count, cols: width, storage: storage) } catch {
             throw .invalidArgument(name: "video features", cause: "\(error)")
         }
+        return Prompt(video: prompt, decoderPrompt: DecoderPrompt(ids: prompt.ids, embeddings: try prompt.embeddings(model: model, features: features),
+                                                                  positions: prompt.positions, nextPosition: prompt.nextPosition))
     }
 
     /// Answers one question; `onText` streams the answer as it is generated.
     public func answer(patches: [Patch], question: String, generation: GenerationOptions,
                        onText: (String) -> Void = { _ in }) throws -> Answer {
-        let (prompt, features) = try prompt(patches: patches, question: question)
-        let context = min(model.configuration.maxPositions, prompt.ids.count + generation.maxNewTokens + 1)
-        let session = try DecoderSession(model: model, context: context)
-        let start = DispatchTime.now()
-        try session.prefill(prompt: prompt, features: features)
-        let prefillSeconds = seconds(since: start)
-        var detokenizer = StreamingDetokenizer(tokenizer: tokenizer)
-        var text = ""
-        let result = try session.continueGeneration(history: prompt.ids, options: generation) { token in
-            let piece = detokenizer.append(token)
-            if !piece.isEmpty { text += piece; onText(piece) }
-            return true
-        }
-        let tail = detokenizer.finish()
-        if !tail.isEmpty { text += tail; onText(tail) }
-        return Answer(text: text, tokens: result.tokens, promptTokens: prompt.ids.count, fullPromptTokens: prompt.fullLength,
-                      prefillSeconds: prefillSeconds, decodeSeconds: result.decodeSeconds, tokensPerSecond: result.tokensPerSecond)
+        let prompt = try prompt(patches: patches, question: question)
+        let batch = try model.answer(prompts: [prompt.decoderPrompt], tokenizer: tokenizer, generation: generation) { onText($1) }
+        let a = batch.answers[0]
+        return Answer(text: a.text, tokens: a.generation.tokens, promptTokens: prompt.video.ids.count,
+                      fullPromptTokens: prompt.video.fullLength, prefillSeconds: a.prefillSeconds,
+                      decodeSeconds: a.generation.decodeSeconds, tokensPerSecond: a.generation.tokensPerSecond)
     }
 
     /// HiPrune++'s prompt vector: the mean of the question's token embeddings.

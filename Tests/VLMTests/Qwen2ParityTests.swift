@@ -140,6 +140,20 @@ final class Qwen2ParityTests: XCTestCase {
         XCTAssertEqual(answer.promptTokens, try reference.int32s("wide.pruned_ids").count)
         XCTAssertEqual(answer.fullPromptTokens, try reference.int32s("wide.input_ids").count)
         XCTAssertFalse(answer.text.isEmpty)
+
+        // Several questions share the prompt up to the end of the video: the reference question's
+        // answer stays transformers' greedy tokens, and every answer equals its own separate run.
+        let questions = ["What happens in the video?", "Which colours do you see?", "Is it day or night?"]
+        let generation = GenerationOptions(maxNewTokens: 8, stopTokens: answering.stopTokens)
+        let prompts = try questions.map { try answering.prompt(patches: patches, question: $0).decoderPrompt }
+        let together = try answering.model.answer(prompts: prompts, tokenizer: answering.tokenizer, generation: generation)
+        let videoEnd = try XCTUnwrap(prompts[0].ids.lastIndex(of: answering.model.configuration.visionEndTokenID))
+        XCTAssertGreaterThan(together.sharedPrefixRows, videoEnd, "the whole video is prefilled once")
+        XCTAssertEqual(together.answers[0].generation.tokens, try reference.int32s("wide.greedy").map(Int.init))
+        for (q, question) in questions.enumerated() {
+            let alone = try answering.answer(patches: patches, question: question, generation: generation)
+            XCTAssertEqual(together.answers[q].generation.tokens, alone.tokens, question)
+        }
     }
 
     func testBF16WeightsGiveTheSameProducts() throws {
