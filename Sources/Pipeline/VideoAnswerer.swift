@@ -26,11 +26,11 @@ public struct VideoAnswers: Sendable {
 }
 
 extension ModelFamily {
-    /// The family's language side, loaded from the directory.
-    public func loadAnswerer(directory: String) throws -> any VideoAnswerer {
+    /// The family's language side, loaded from the directory with its weights held as `precision` says.
+    public func loadAnswerer(directory: String, precision: WeightPrecision = .stored) throws -> any VideoAnswerer {
         switch self {
-        case .smolVLM: return try VideoQuestionAnswering.load(directory: directory)
-        case .qwen25VL: return try Qwen2VideoAnswering(directory: directory)
+        case .smolVLM: return try VideoQuestionAnswering.load(directory: directory, precision: precision)
+        case .qwen25VL: return try Qwen2VideoAnswering(directory: directory, precision: precision)
         }
     }
 

@@ -45,9 +45,9 @@ public struct VideoQuestionAnswering: Sendable {
     }
 
     /// Loads the language side of a SmolVLM / SmolVLM2 model directory.
-    public static func load(directory: String) throws -> VideoQuestionAnswering {
+    public static func load(directory: String, precision: WeightPrecision = .stored) throws -> VideoQuestionAnswering {
         let configuration = try SmolVLMConfiguration.load(directory: directory)
-        return try VideoQuestionAnswering(language: try LanguageModel(path: directory),
+        return try VideoQuestionAnswering(language: try LanguageModel(path: directory, precision: precision),
                                           imageTokenID: configuration.imageTokenId)
     }
 

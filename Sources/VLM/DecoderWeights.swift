@@ -41,9 +41,9 @@ public enum WeightPrecision: String, Sendable, CaseIterable {
     /// BF16 tensors stay BF16 (exact); everything else becomes F32.
     case stored
     /// Everything F32 (BF16 widened at load).
-    case float32
+    case float32 = "f32"
     /// Everything BF16: F32 and F16 tensors are rounded (half the bytes per decode step, not exact).
-    case bfloat16
+    case bfloat16 = "bf16"
 
     func holdsBF16(storedAsBF16: Bool) -> Bool {
         switch self {

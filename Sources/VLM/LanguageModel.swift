@@ -13,7 +13,7 @@ public struct LanguageModel: Sendable {
     public let source: String
 
     /// Loads `path`: a .gguf file or a model directory.
-    public init(path: String) throws(VLMError) {
+    public init(path: String, precision: WeightPrecision = .stored) throws(VLMError) {
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
             throw .unreadable(file: path, cause: "no such file or directory")
@@ -22,7 +22,7 @@ public struct LanguageModel: Sendable {
         var stops: Set<Int> = []
         if isDirectory.boolValue {
             tokenizer = try Tokenizer(directory: path)
-            model = try LlamaModel(directory: path)
+            model = try LlamaModel(directory: path, precision: precision)
             let generation = (path as NSString).appendingPathComponent("generation_config.json")
             if let config = try? readJSONObject(generation) {
                 if let ids = config["eos_token_id"] as? [Int] { stops.formUnion(ids) } else if let id = config["eos_token_id"] as? Int { stops.insert(id) }
@@ -30,7 +30,7 @@ public struct LanguageModel: Sendable {
         } else {
             let gguf = try GGUFFile(path: path)
             tokenizer = try Tokenizer(gguf: gguf)
-            model = try LlamaModel(gguf: gguf)
+            model = try LlamaModel(gguf: gguf, precision: precision)
         }
         guard tokenizer.count <= model.configuration.vocabularySize else {
             throw .malformed(file: path, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(model.configuration.vocabularySize)")

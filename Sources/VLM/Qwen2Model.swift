@@ -24,11 +24,11 @@ public final class Qwen2Model: DecoderModel {
     }
 
     /// Loads the decoder of a Qwen2.5-VL directory (config.json + safetensors).
-    public convenience init(directory: String) throws(VLMError) {
+    public convenience init(directory: String, precision: WeightPrecision = .stored) throws(VLMError) {
         let configuration = try Qwen2Configuration(configFile: (directory as NSString).appendingPathComponent("config.json"))
         let store: WeightStore
         do { store = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        try self.init(configuration: configuration, weights: store)
+        try self.init(configuration: configuration, weights: store, precision: precision)
     }
 
     public convenience init(configuration c: Qwen2Configuration, weights store: WeightStore,

@@ -40,10 +40,10 @@ public struct Qwen2VideoAnswering: Sendable {
         public var tokensPerSecond: Double
     }
 
-    public init(directory: String) throws(VLMError) {
+    public init(directory: String, precision: WeightPrecision = .stored) throws(VLMError) {
         source = directory
         tokenizer = try Tokenizer(directory: directory)
-        model = try Qwen2Model(directory: directory)
+        model = try Qwen2Model(directory: directory, precision: precision)
         guard tokenizer.count <= model.configuration.vocabularySize else {
             throw .malformed(file: directory, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(model.configuration.vocabularySize)")
         }

@@ -31,7 +31,7 @@ struct ChatCommand: AsyncParsableCommand {
 
     func run() async throws {
         let loadStart = Date()
-        let language = try LanguageModel(path: model)
+        let language = try LanguageModel(path: model, precision: generating.weights)
         let loadSeconds = Date().timeIntervalSince(loadStart)
         var messages: [ChatMessage] = []
         if let system { messages.append(ChatMessage(role: "system", content: system)) }

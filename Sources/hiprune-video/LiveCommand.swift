@@ -88,7 +88,7 @@ struct LiveCommand: AsyncParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
-        let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model)
+        let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model, precision: generating.weights)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])
         let embedding = try pruning.method == .hiprunePlusPlus ? answering?.promptEmbedding(question: questions[0]) : nil
         var settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,

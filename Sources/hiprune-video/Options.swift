@@ -117,6 +117,9 @@ struct GenerationFlags: ParsableArguments {
     @Option(help: "Penalty on tokens already in the prompt or answer (1: none).")
     var repetitionPenalty: Float = 1
 
+    @Option(help: "How the language model's weights are held: stored (BF16 checkpoints stay BF16, others F32), f32, or bf16 (half the memory and of the bytes each token reads; rounds F32 weights).")
+    var weights = WeightPrecision.stored
+
     func validate() throws {
         if maxTokens < 1 { throw ValidationError("--max-tokens must be at least 1") }
         if !(temperature >= 0 && temperature.isFinite) { throw ValidationError("--temperature must be 0 or more") }
@@ -132,3 +135,5 @@ struct GenerationFlags: ParsableArguments {
                           stopTokens: stopTokens)
     }
 }
+
+extension WeightPrecision: ExpressibleByArgument {}
