@@ -71,40 +71,16 @@ public enum ModelFamily: String, Sendable, CaseIterable {
     }
 
     /// The language model's shapes, for FLOP estimates.
-    public func languageModelShape(directory: String) throws -> LanguageModelShape {
+    public func languageModelShape(directory: String) throws -> DecoderShape {
+        let config = (directory as NSString).appendingPathComponent("config.json")
         switch self {
-        case .smolVLM:
-            let text = try SmolVLMConfiguration.load(directory: directory).textConfig
-            let heads = text.numAttentionHeads
-            return LanguageModelShape(hiddenSize: text.hiddenSize, layers: text.numHiddenLayers,
-                                      intermediateSize: text.intermediateSize, heads: heads,
-                                      kvHeads: text.numKeyValueHeads ?? heads,
-                                      headDimension: text.headDim ?? text.hiddenSize / max(1, heads),
-                                      vocabularySize: text.vocabSize)
-        case .qwen25VL:
-            let text = try Qwen2Configuration(configFile: (directory as NSString).appendingPathComponent("config.json"))
-            return LanguageModelShape(hiddenSize: text.hiddenSize, layers: text.layers, intermediateSize: text.intermediateSize,
-                                      heads: text.heads, kvHeads: text.kvHeads, headDimension: text.headDimension,
-                                      vocabularySize: text.vocabularySize)
+        case .smolVLM: return try LlamaConfiguration(configFile: config).decoderShape
+        case .qwen25VL: return try Qwen2Configuration(configFile: config).decoderShape
         }
     }
 }
 
-/// A decoder-only language model's shapes: enough to count the work of a prefill.
-public struct LanguageModelShape: Sendable, Equatable {
-    public var hiddenSize, layers, intermediateSize, heads, kvHeads, headDimension, vocabularySize: Int
-
-    public init(hiddenSize: Int, layers: Int, intermediateSize: Int, heads: Int, kvHeads: Int,
-                headDimension: Int, vocabularySize: Int) {
-        self.hiddenSize = hiddenSize
-        self.layers = layers
-        self.intermediateSize = intermediateSize
-        self.heads = heads
-        self.kvHeads = kvHeads
-        self.headDimension = headDimension
-        self.vocabularySize = vocabularySize
-    }
-
+extension DecoderShape {
     /// FLOPs (2 per multiply-add) of prefilling `tokens` tokens: the projections and the gated MLP
     /// for every token, causal attention (query i reads i + 1 keys), and the logits of the last token.
     public func prefillFLOPs(tokens: Int) -> Double {

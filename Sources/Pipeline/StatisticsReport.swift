@@ -1,5 +1,6 @@
 import Foundation
 import Prune
+import VLM
 
 /// How `stats` (and `live`) print per-frame statistics.
 public enum StatisticsFormat: String, Sendable, CaseIterable {
@@ -42,9 +43,9 @@ public struct StatisticsSummary: Sendable, Equatable {
 public struct StatisticsWriter: Sendable {
     public let format: StatisticsFormat
     /// For the FLOP estimate of the summary; nil leaves it out.
-    public let languageModel: LanguageModelShape?
+    public let languageModel: DecoderShape?
 
-    public init(format: StatisticsFormat, languageModel: LanguageModelShape?) {
+    public init(format: StatisticsFormat, languageModel: DecoderShape?) {
         self.format = format
         self.languageModel = languageModel
     }
