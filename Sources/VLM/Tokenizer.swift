@@ -1,19 +1,84 @@
-// Byte-level BPE tokenizer as Hugging Face `tokenizers` runs it for SmolLM2 / SmolVLM2:
-//   1. added tokens (special or not) are cut out of the text first, leftmost-longest;
-//   2. every other segment goes through the pre-tokenizers (Digits, ByteLevel regex);
-//   3. each piece's UTF-8 bytes become byte-level characters and BPE merges them by rank;
-//   4. decoding maps token characters back to bytes (added tokens: their text) and reads UTF-8.
+// Byte-level BPE tokenizer as Hugging Face `tokenizers` runs it for SmolLM2 / SmolVLM2 and Qwen2 / Qwen2.5-VL:
+//   1. added tokens with normalized=false are cut out of the raw text, leftmost-longest;
+//   2. the normalizers (NFC for Qwen2) run on each remaining segment, and added tokens with
+//      normalized=true are cut out of the normalized text;
+//   3. every other segment goes through the pre-tokenizers (Split, Digits, ByteLevel);
+//   4. each piece's UTF-8 bytes become byte-level characters and BPE merges them by rank;
+//   5. decoding maps token characters back to bytes (text that is not all byte-level characters: its
+//      UTF-8) and reads UTF-8.
 // Built from tokenizer.json (+ tokenizer_config.json for the chat template and special tokens)
 // or from GGUF metadata (tokenizer.ggml.*).
 import Foundation
 
-/// A token of the `added_tokens` list: matched on raw text before BPE.
+/// A token of the `added_tokens` list: matched on text before BPE.
 public struct AddedToken: Sendable, Equatable {
     public let id: Int
     public let content: String
     public let special: Bool
     public let lstrip: Bool
     public let rstrip: Bool
+    /// Matched on the normalized text (true) or on the raw text before normalization (false).
+    public let normalized: Bool
+
+    public init(id: Int, content: String, special: Bool, lstrip: Bool = false, rstrip: Bool = false, normalized: Bool = false) {
+        self.id = id
+        self.content = content
+        self.special = special
+        self.lstrip = lstrip
+        self.rstrip = rstrip
+        self.normalized = normalized
+    }
+}
+
+/// Added tokens of one kind (raw or normalized), by first scalar, longest first.
+private struct AddedTokenMatcher: Sendable {
+    struct Entry: Sendable {
+        let id: Int
+        let scalars: [Unicode.Scalar]
+        let lstrip: Bool
+        let rstrip: Bool
+    }
+    private var byFirst: [Unicode.Scalar: [Entry]] = [:]
+    var isEmpty: Bool { byFirst.isEmpty }
+
+    init(_ tokens: [AddedToken]) {
+        var table: [Unicode.Scalar: [Entry]] = [:]
+        for token in tokens {
+            let scalars = Array(token.content.unicodeScalars)
+            guard let first = scalars.first else { continue }
+            table[first, default: []].append(Entry(id: token.id, scalars: scalars, lstrip: token.lstrip, rstrip: token.rstrip))
+        }
+        byFirst = table.mapValues { $0.sorted { $0.scalars.count > $1.scalars.count } }
+    }
+
+    enum Segment { case text(ArraySlice<Unicode.Scalar>), added(Int) }
+
+    /// Cuts the tokens out of `text`, leftmost first and longest first at a position; lstrip/rstrip
+    /// take the White_Space next to a token with it (never past the previous token).
+    func split(_ text: ArraySlice<Unicode.Scalar>) -> [Segment] {
+        guard !isEmpty else { return text.isEmpty ? [] : [.text(text)] }
+        var out: [Segment] = []
+        var start = text.startIndex, i = text.startIndex
+        while i < text.endIndex {
+            var matched: Entry?
+            if let candidates = byFirst[text[i]] {
+                for entry in candidates {
+                    let end = i + entry.scalars.count
+                    if end <= text.endIndex, text[i..<end].elementsEqual(entry.scalars) { matched = entry; break }
+                }
+            }
+            guard let token = matched else { i += 1; continue }
+            var textEnd = i
+            if token.lstrip { while textEnd > start, isSpace(text[textEnd - 1]) { textEnd -= 1 } }
+            if textEnd > start { out.append(.text(text[start..<textEnd])) }
+            out.append(.added(token.id))
+            i += token.scalars.count
+            if token.rstrip { while i < text.endIndex, isSpace(text[i]) { i += 1 } }
+            start = i
+        }
+        if start < text.endIndex { out.append(.text(text[start...])) }
+        return out
+    }
 }
 
 public struct Tokenizer: Sendable {
@@ -21,6 +86,7 @@ public struct Tokenizer: Sendable {
     public let vocabulary: [String]
     public let tokenToID: [String: Int]
     public let addedTokens: [AddedToken]
+    public let normalizers: [Normalizer]
     public let preTokenizers: [PreTokenizer]
     /// Ids of begin/end of sequence when the files name them.
     public var bosID: Int?
@@ -32,15 +98,26 @@ public struct Tokenizer: Sendable {
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
     private let byteIDs: [Int32]          // id of each byte's byte-level character, -1 if absent
     private let ignoreMerges: Bool
-    private let addedByFirstByte: [UInt8: [AddedToken]]  // longest first
-    private let addedIDs: Set<Int>
+    private let modelVocabulary: [String: Int]  // the BPE model's own tokens (ignore_merges looks words up here)
+    private let unknownID: Int32?         // id for a byte outside the vocabulary (BPE unk_token), else it is dropped
+    private let fuseUnknown: Bool
+    private let rawAdded: AddedTokenMatcher
+    private let normalizedAdded: AddedTokenMatcher
     private let specialIDs: Set<Int>
 
     public var count: Int { vocabulary.count }
 
     /// Assembles a tokenizer; `merges` are pairs of token texts in rank order.
     public init(vocabulary: [String: Int], merges: [(String, String)], addedTokens: [AddedToken],
-                preTokenizers: [PreTokenizer], ignoreMerges: Bool = false, source: String) throws(VLMError) {
+                normalizers: [Normalizer] = [], preTokenizers: [PreTokenizer], ignoreMerges: Bool = false,
+                unknownToken: String? = nil, fuseUnknown: Bool = false, source: String) throws(VLMError) {
+        // tokenizers keeps (matches, and decodes) a normalized added token by its normalized text.
+        let addedTokens = addedTokens.map { token in
+            guard token.normalized, !normalizers.isEmpty else { return token }
+            let content = String(String.UnicodeScalarView(normalizers.apply(Array(token.content.unicodeScalars)[...])))
+            return AddedToken(id: token.id, content: content, special: token.special, lstrip: token.lstrip,
+                              rstrip: token.rstrip, normalized: true)
+        }
         let size = max(vocabulary.values.max() ?? -1, addedTokens.map(\.id).max() ?? -1) + 1
         var texts = [String](repeating: "", count: size)
         var toID = vocabulary
@@ -65,19 +142,21 @@ public struct Tokenizer: Sendable {
             let key = UInt64(UInt32(a)) << 32 | UInt64(UInt32(b))
             if table[key] == nil { table[key] = (Int32(rank), Int32(m)) }
         }
+        // An unk_token outside the model's vocabulary is an error in tokenizers only once a byte needs
+        // it; with every byte in the vocabulary (the usual byte-level case) it is never used.
+        self.unknownID = unknownToken.flatMap { vocabulary[$0] }.map(Int32.init)
+        self.fuseUnknown = fuseUnknown
         self.vocabulary = texts
         self.tokenToID = toID
         self.addedTokens = addedTokens
+        self.normalizers = normalizers
         self.preTokenizers = preTokenizers
         self.merges = table
         self.ignoreMerges = ignoreMerges
+        self.modelVocabulary = ignoreMerges ? vocabulary : [:]
         self.byteIDs = ByteLevelAlphabet.characters.map { Int32(vocabulary[String($0)] ?? -1) }
-        var byFirst: [UInt8: [AddedToken]] = [:]
-        for token in addedTokens where !token.content.isEmpty {
-            byFirst[token.content.utf8.first!, default: []].append(token)
-        }
-        self.addedByFirstByte = byFirst.mapValues { $0.sorted { $0.content.utf8.count > $1.content.utf8.count } }
-        self.addedIDs = Set(addedTokens.map(\.id))
+        self.rawAdded = AddedTokenMatcher(addedTokens.filter { !$0.normalized })
+        self.normalizedAdded = AddedTokenMatcher(addedTokens.filter(\.normalized))
         self.specialIDs = Set(addedTokens.filter(\.special).map(\.id))
     }
 
@@ -90,66 +169,50 @@ public struct Tokenizer: Sendable {
     public func encode(_ text: String) -> [Int] {
         var ids: [Int] = []
         var cache: [[Unicode.Scalar]: [Int]] = [:]
-        for segment in splitOnAddedTokens(Array(text.utf8)) {
+        let scalars = Array(text.unicodeScalars)
+        for segment in rawAdded.split(scalars[...]) {
             switch segment {
             case let .added(id): ids.append(id)
-            case let .text(bytes):
-                let scalars = Array(String(decoding: bytes, as: UTF8.self).unicodeScalars)
-                var pieces = [scalars]
-                for step in preTokenizers { pieces = step.split(pieces) }
-                for piece in pieces {
-                    if let hit = cache[piece] { ids += hit; continue }
-                    let pieceIDs = bpe(piece)
-                    cache[piece] = pieceIDs
-                    ids += pieceIDs
+            case let .text(raw):
+                let normalized = normalizers.apply(raw)
+                for inner in normalizedAdded.split(normalized[...]) {
+                    switch inner {
+                    case let .added(id): ids.append(id)
+                    case let .text(piece):
+                        var pieces = [Array(piece)]
+                        for step in preTokenizers { pieces = step.split(pieces) }
+                        for piece in pieces where !piece.isEmpty {
+                            if let hit = cache[piece] { ids += hit; continue }
+                            let pieceIDs = bpe(piece)
+                            cache[piece] = pieceIDs
+                            ids += pieceIDs
+                        }
+                    }
                 }
             }
         }
         return ids
     }
 
-    private enum Segment { case text([UInt8]), added(Int) }
-
-    /// Cuts added tokens out of the text, leftmost first and longest first at a position.
-    private func splitOnAddedTokens(_ bytes: [UInt8]) -> [Segment] {
-        guard !addedByFirstByte.isEmpty else { return bytes.isEmpty ? [] : [.text(bytes)] }
-        var out: [Segment] = []
-        var start = 0, i = 0
-        while i < bytes.count {
-            var matched: AddedToken?
-            if let candidates = addedByFirstByte[bytes[i]] {
-                for token in candidates {
-                    let t = token.content.utf8
-                    if i + t.count <= bytes.count, bytes[i..<(i + t.count)].elementsEqual(t) { matched = token; break }
-                }
-            }
-            guard let token = matched else { i += 1; continue }
-            var textEnd = i
-            if token.lstrip { while textEnd > start, isASCIISpace(bytes[textEnd - 1]) { textEnd -= 1 } }
-            if textEnd > start { out.append(.text(Array(bytes[start..<textEnd]))) }
-            out.append(.added(token.id))
-            i += token.content.utf8.count
-            if token.rstrip { while i < bytes.count, isASCIISpace(bytes[i]) { i += 1 } }
-            start = i
-        }
-        if start < bytes.count { out.append(.text(Array(bytes[start...]))) }
-        return out
-    }
-
-    private func isASCIISpace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x09 || b == 0x0A || b == 0x0D }
-
     /// BPE inside one pre-tokenized piece: merge the lowest-ranked adjacent pair until none is left.
     private func bpe(_ piece: [Unicode.Scalar]) -> [Int] {
         var symbols: [Int32] = []
         var text = ""
+        var afterUnknown = false  // fuse_unk joins runs of unknown bytes, not a real token equal to unk_token
         for scalar in piece {
             for b in String(scalar).utf8 {
                 let id = byteIDs[Int(b)]
-                if id >= 0 { symbols.append(id) }  // a byte outside the vocabulary is dropped, as tokenizers does without unk
+                if id >= 0 {
+                    symbols.append(id)
+                    afterUnknown = false
+                } else if let unknownID {
+                    if !(fuseUnknown && afterUnknown) { symbols.append(unknownID) }
+                    afterUnknown = true
+                }  // without unk_token, tokenizers drops a byte outside the vocabulary
                 text.append(ByteLevelAlphabet.characters[Int(b)])
             }
         }
-        if ignoreMerges, let whole = tokenToID[text] { return [whole] }
+        if ignoreMerges, let whole = modelVocabulary[text] { return [whole] }
         while symbols.count > 1 {
             var best = Int32.max, at = -1, merged: Int32 = 0
             for k in 0..<(symbols.count - 1) {
@@ -176,15 +239,15 @@ public struct Tokenizer: Sendable {
 
     // MARK: Decoding
 
-    /// The bytes a token stands for (added tokens: their UTF-8 text).
+    /// The bytes a token stands for, as the ByteLevel decoder reads them: text made only of byte-level
+    /// characters maps back to its bytes, any other text (e.g. an added token with a space) is its UTF-8.
     public func bytes(of id: Int) -> [UInt8] {
         guard id >= 0, id < vocabulary.count else { return [] }
         let text = vocabulary[id]
-        if addedIDs.contains(id) { return Array(text.utf8) }
         var out: [UInt8] = []
-        out.reserveCapacity(text.count)
-        for c in text {
-            guard let b = ByteLevelAlphabet.bytes[c] else { return Array(text.utf8) }  // not byte-level text
+        out.reserveCapacity(text.unicodeScalars.count)
+        for scalar in text.unicodeScalars {  // scalars, as Rust's chars(), not grapheme clusters
+            guard let b = ByteLevelAlphabet.bytes[Character(scalar)] else { return Array(text.utf8) }  // not byte-level text
             out.append(b)
         }
         return out

@@ -37,13 +37,20 @@ extension Tokenizer {
         guard let model = root["model"] as? [String: Any] else { throw .missingField(file: path, field: "model") }
         let type = model["type"] as? String ?? "?"
         guard type == "BPE" else { throw .unsupported(file: path, feature: "tokenizer model '\(type)' (only byte-level BPE)") }
-        if let normalizer = root["normalizer"] as? [String: Any] {
-            throw .unsupported(file: path, feature: "normalizer '\(normalizer["type"] as? String ?? "?")'")
-        }
+        let normalizers = try Normalizer.parse(root["normalizer"], file: path)
         if let decoder = root["decoder"] as? [String: Any], decoder["type"] as? String != "ByteLevel" {
             throw .unsupported(file: path, feature: "decoder '\(decoder["type"] as? String ?? "?")' (only ByteLevel)")
         }
         if model["byte_fallback"] as? Bool == true { throw .unsupported(file: path, feature: "BPE byte_fallback") }
+        // Dropout skips merges at random while encoding; 0 (or null) is plain BPE.
+        if let dropout = model["dropout"] as? Double, dropout > 0 {
+            throw .unsupported(file: path, feature: "BPE dropout \(dropout)")
+        }
+        for key in ["continuing_subword_prefix", "end_of_word_suffix"] {
+            if let affix = model[key] as? String, !affix.isEmpty {
+                throw .unsupported(file: path, feature: "BPE \(key) '\(affix)'")
+            }
+        }
         guard let vocab = model["vocab"] as? [String: Int] else { throw .missingField(file: path, field: "model.vocab") }
         var merges: [(String, String)] = []
         for item in model["merges"] as? [Any] ?? [] {
@@ -63,12 +70,15 @@ extension Tokenizer {
             if item["single_word"] as? Bool == true {
                 throw .unsupported(file: path, feature: "added token '\(content)' with single_word")
             }
-            added.append(AddedToken(id: id, content: content, special: item["special"] as? Bool ?? false,
-                                    lstrip: item["lstrip"] as? Bool ?? false, rstrip: item["rstrip"] as? Bool ?? false))
+            let special = item["special"] as? Bool ?? false
+            added.append(AddedToken(id: id, content: content, special: special,
+                                    lstrip: item["lstrip"] as? Bool ?? false, rstrip: item["rstrip"] as? Bool ?? false,
+                                    normalized: item["normalized"] as? Bool ?? !special))
         }
         let pre = try PreTokenizer.parse(root["pre_tokenizer"], file: path)
-        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, preTokenizers: pre,
-                      ignoreMerges: model["ignore_merges"] as? Bool ?? false, source: path)
+        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, normalizers: normalizers, preTokenizers: pre,
+                      ignoreMerges: model["ignore_merges"] as? Bool ?? false, unknownToken: model["unk_token"] as? String,
+                      fuseUnknown: model["fuse_unk"] as? Bool ?? false, source: path)
     }
 
     /// The tokenizer stored in a GGUF (tokenizer.ggml.model "gpt2": byte-level BPE).
