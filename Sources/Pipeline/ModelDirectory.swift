@@ -32,6 +32,13 @@ public enum ModelFamily: String, Sendable, CaseIterable {
     case smolVLM = "smolvlm"
     case qwen25VL = "qwen2_5_vl"
 
+    public var displayName: String {
+        switch self {
+        case .smolVLM: return "SmolVLM"
+        case .qwen25VL: return "Qwen2.5-VL"
+        }
+    }
+
     public var modelTypes: [String] {
         switch self {
         case .smolVLM: return ["smolvlm", "idefics3"]

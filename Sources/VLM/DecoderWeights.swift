@@ -100,49 +100,68 @@ public final class DecoderWeights: Sendable {
         self.axisOfFrequency = axisOfFrequency
     }
 
-    /// Assembles a decoder from tensors fetched by their Hugging Face names without prefix:
-    /// `embed_tokens.weight`, `layers.N.self_attn.q_proj.weight` (and `.bias` with `qkvBias`), …,
-    /// `norm.weight`, and `lm_head.weight` unless `tiedHead`.
+    /// The tensors a decoder of `shape` reads, by Hugging Face name without prefix, with their
+    /// shapes: `embed_tokens.weight`, `layers.N.…` (q/k/v biases with `qkvBias`), `norm.weight`, and
+    /// `lm_head.weight` unless `tiedHead`. The loader reads exactly these; `inspect` checks them.
+    public static func expectedTensors(shape s: DecoderShape, qkvBias: Bool, tiedHead: Bool) -> [(name: String, shape: [Int])] {
+        let h = s.hiddenSize, q = s.heads * s.headDimension, kv = s.kvHeads * s.headDimension, i = s.intermediateSize
+        var list: [(name: String, shape: [Int])] = [("embed_tokens.weight", [s.vocabularySize, h])]
+        for l in 0..<s.layers {
+            let p = "layers.\(l)."
+            list += [(p + "self_attn.q_proj.weight", [q, h]), (p + "self_attn.k_proj.weight", [kv, h]),
+                     (p + "self_attn.v_proj.weight", [kv, h])]
+            if qkvBias {
+                list += [(p + "self_attn.q_proj.bias", [q]), (p + "self_attn.k_proj.bias", [kv]), (p + "self_attn.v_proj.bias", [kv])]
+            }
+            list += [(p + "self_attn.o_proj.weight", [h, q]), (p + "mlp.gate_proj.weight", [i, h]), (p + "mlp.up_proj.weight", [i, h]),
+                     (p + "mlp.down_proj.weight", [h, i]), (p + "input_layernorm.weight", [h]),
+                     (p + "post_attention_layernorm.weight", [h])]
+        }
+        list.append(("norm.weight", [h]))
+        if !tiedHead { list.append(("lm_head.weight", [s.vocabularySize, h])) }
+        return list
+    }
+
+    /// Assembles a decoder from the tensors `expectedTensors` names, fetched by `tensor`.
     convenience init(shape s: DecoderShape, qkvBias: Bool, tiedHead: Bool, precision: WeightPrecision,
                      inverseFrequencies: [Float], axisOfFrequency: [Int]?, source: String,
                      tensor: (_ name: String, _ shape: [Int]) throws(VLMError) -> LoadedTensor) throws(VLMError) {
-        let d = s.headDimension, h = s.hiddenSize
-        func vector(_ name: String, _ count: Int) throws(VLMError) -> [Float] { try tensor(name, [count]).matrix.storage }
-        func weight(_ parts: [(String, [Int])]) throws(VLMError) -> WeightMatrix {
+        let shapes = Dictionary(uniqueKeysWithValues: Self.expectedTensors(shape: s, qkvBias: qkvBias, tiedHead: tiedHead))
+        func fetch(_ name: String) throws(VLMError) -> LoadedTensor { try tensor(name, shapes[name] ?? []) }
+        func vector(_ name: String) throws(VLMError) -> [Float] { try fetch(name).matrix.storage }
+        func weight(_ names: [String]) throws(VLMError) -> WeightMatrix {
             var storage: [Float] = []
-            var rows = 0, allBF16 = true
-            for (name, shape) in parts {
-                let t = try tensor(name, shape)
+            var rows = 0, cols = 0, allBF16 = true
+            for name in names {
+                let t = try fetch(name)
                 storage += t.matrix.storage
                 rows += t.matrix.rows
+                cols = t.matrix.cols
                 allBF16 = allBF16 && t.storedAsBF16
             }
             let matrix: Matrix
-            do { matrix = try Matrix(rows: rows, cols: parts[0].1.last ?? 0, storage: storage) } catch {
-                throw .malformed(file: source, cause: "stacking \(parts.map(\.0)): \(error)")
+            do { matrix = try Matrix(rows: rows, cols: cols, storage: storage) } catch {
+                throw .malformed(file: source, cause: "stacking \(names): \(error)")
             }
             return WeightMatrix(matrix, bf16: precision.holdsBF16(storedAsBF16: allBF16))
         }
-        let embedding = try weight([("embed_tokens.weight", [s.vocabularySize, h])])
+        let embedding = try weight(["embed_tokens.weight"])
         var layers: [Layer] = []
         for i in 0..<s.layers {
             let p = "layers.\(i)."
             // The large projections first: a file whose tensors cannot be read fails on them.
-            let qkv = try weight([(p + "self_attn.q_proj.weight", [s.heads * d, h]), (p + "self_attn.k_proj.weight", [s.kvHeads * d, h]),
-                                  (p + "self_attn.v_proj.weight", [s.kvHeads * d, h])])
-            let gateUp = try weight([(p + "mlp.gate_proj.weight", [s.intermediateSize, h]), (p + "mlp.up_proj.weight", [s.intermediateSize, h])])
+            let qkv = try weight([p + "self_attn.q_proj.weight", p + "self_attn.k_proj.weight", p + "self_attn.v_proj.weight"])
+            let gateUp = try weight([p + "mlp.gate_proj.weight", p + "mlp.up_proj.weight"])
             let bias = qkvBias
-                ? try vector(p + "self_attn.q_proj.bias", s.heads * d) + vector(p + "self_attn.k_proj.bias", s.kvHeads * d)
-                    + vector(p + "self_attn.v_proj.bias", s.kvHeads * d)
+                ? try vector(p + "self_attn.q_proj.bias") + vector(p + "self_attn.k_proj.bias") + vector(p + "self_attn.v_proj.bias")
                 : nil
             layers.append(Layer(
-                attentionNorm: try vector(p + "input_layernorm.weight", h), qkv: qkv, qkvBias: bias,
-                output: try weight([(p + "self_attn.o_proj.weight", [h, s.heads * d])]),
-                mlpNorm: try vector(p + "post_attention_layernorm.weight", h), gateUp: gateUp,
-                down: try weight([(p + "mlp.down_proj.weight", [h, s.intermediateSize])])))
+                attentionNorm: try vector(p + "input_layernorm.weight"), qkv: qkv, qkvBias: bias,
+                output: try weight([p + "self_attn.o_proj.weight"]), mlpNorm: try vector(p + "post_attention_layernorm.weight"),
+                gateUp: gateUp, down: try weight([p + "mlp.down_proj.weight"])))
         }
-        self.init(shape: s, embedding: embedding, layers: layers, norm: try vector("norm.weight", h),
-                  lmHead: tiedHead ? nil : try weight([("lm_head.weight", [s.vocabularySize, h])]),
+        self.init(shape: s, embedding: embedding, layers: layers, norm: try vector("norm.weight"),
+                  lmHead: tiedHead ? nil : try weight(["lm_head.weight"]),
                   inverseFrequencies: inverseFrequencies, axisOfFrequency: axisOfFrequency)
     }
 

@@ -38,6 +38,23 @@ public struct Qwen25VLVisionModel: Sendable {
         return "visual."
     }
 
+    /// The names of every tensor the encoder reads (prefix included), with their shapes; the loader
+    /// reads exactly these.
+    public static func expectedTensors(_ v: Qwen25VLVisionConfiguration, prefix e: String = "visual.") -> [(name: String, shape: [Int])] {
+        let d = v.hiddenSize, i = v.intermediateSize, merged = d * v.spatialMergeSize * v.spatialMergeSize
+        var list: [(name: String, shape: [Int])] = [("\(e)patch_embed.proj.weight", [d, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize])]
+        for l in 0..<v.depth {
+            let n = "\(e)blocks.\(l)."
+            list += [("\(n)norm1.weight", [d]), ("\(n)norm2.weight", [d]), ("\(n)attn.qkv.weight", [3 * d, d]), ("\(n)attn.qkv.bias", [3 * d]),
+                     ("\(n)attn.proj.weight", [d, d]), ("\(n)attn.proj.bias", [d]), ("\(n)mlp.gate_proj.weight", [i, d]),
+                     ("\(n)mlp.gate_proj.bias", [i]), ("\(n)mlp.up_proj.weight", [i, d]), ("\(n)mlp.up_proj.bias", [i]),
+                     ("\(n)mlp.down_proj.weight", [d, i]), ("\(n)mlp.down_proj.bias", [d])]
+        }
+        list += [("\(e)merger.ln_q.weight", [d]), ("\(e)merger.mlp.0.weight", [merged, merged]), ("\(e)merger.mlp.0.bias", [merged]),
+                 ("\(e)merger.mlp.2.weight", [v.outHiddenSize, merged]), ("\(e)merger.mlp.2.bias", [v.outHiddenSize])]
+        return list
+    }
+
     /// Loads config.json, the video preprocessor settings and the weights of a model directory.
     public static func load(directory: String) throws(VisionError) -> Qwen25VLVisionModel {
         let config = try Qwen25VLConfiguration.load(directory: directory)
@@ -58,33 +75,32 @@ public struct Qwen25VLVisionModel: Sendable {
         vision = v
         preprocessor = Qwen25VLPreprocessor(configuration: preprocessing)
         let e = Self.prefix(of: weights)
-        let d = v.hiddenSize, i = v.intermediateSize
+        let shapes = Dictionary(uniqueKeysWithValues: Self.expectedTensors(v, prefix: e))
         do {
-            func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> WeightMatrix {
-                let matrix = try weights.matrix(name, shape: shape)
+            func m(_ name: String) throws(WeightsError) -> WeightMatrix {
+                let matrix = try weights.matrix(name, shape: shapes[name] ?? [])
                 return WeightMatrix(matrix, bf16: weights.entry(name)?.dtype == "BF16")
             }
-            func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try weights.vector(name, count: count) }
-            patchWeight = try m("\(e)patch_embed.proj.weight", [d, v.inChannels, v.temporalPatchSize, v.patchSize, v.patchSize])
+            func vec(_ name: String) throws(WeightsError) -> [Float] { try weights.vector(name, count: shapes[name]?.first ?? 0) }
+            patchWeight = try m("\(e)patch_embed.proj.weight")
             var blocks: [Block] = []
             for l in 0..<v.depth {
                 let n = "\(e)blocks.\(l)."
                 blocks.append(Block(
-                    norm1: try vec("\(n)norm1.weight", d), norm2: try vec("\(n)norm2.weight", d),
-                    qkv: try m("\(n)attn.qkv.weight", [3 * d, d]), qkvBias: try vec("\(n)attn.qkv.bias", 3 * d),
-                    proj: try m("\(n)attn.proj.weight", [d, d]), projBias: try vec("\(n)attn.proj.bias", d),
-                    gate: try m("\(n)mlp.gate_proj.weight", [i, d]), up: try m("\(n)mlp.up_proj.weight", [i, d]),
-                    down: try m("\(n)mlp.down_proj.weight", [d, i]),
-                    gateBias: try vec("\(n)mlp.gate_proj.bias", i), upBias: try vec("\(n)mlp.up_proj.bias", i),
-                    downBias: try vec("\(n)mlp.down_proj.bias", d)))
+                    norm1: try vec("\(n)norm1.weight"), norm2: try vec("\(n)norm2.weight"),
+                    qkv: try m("\(n)attn.qkv.weight"), qkvBias: try vec("\(n)attn.qkv.bias"),
+                    proj: try m("\(n)attn.proj.weight"), projBias: try vec("\(n)attn.proj.bias"),
+                    gate: try m("\(n)mlp.gate_proj.weight"), up: try m("\(n)mlp.up_proj.weight"),
+                    down: try m("\(n)mlp.down_proj.weight"),
+                    gateBias: try vec("\(n)mlp.gate_proj.bias"), upBias: try vec("\(n)mlp.up_proj.bias"),
+                    downBias: try vec("\(n)mlp.down_proj.bias")))
             }
             self.blocks = blocks
-            let merged = d * v.spatialMergeSize * v.spatialMergeSize
-            mergerNorm = try vec("\(e)merger.ln_q.weight", d)
-            mergerFC1 = try m("\(e)merger.mlp.0.weight", [merged, merged])
-            mergerBias1 = try vec("\(e)merger.mlp.0.bias", merged)
-            mergerFC2 = try m("\(e)merger.mlp.2.weight", [v.outHiddenSize, merged])
-            mergerBias2 = try vec("\(e)merger.mlp.2.bias", v.outHiddenSize)
+            mergerNorm = try vec("\(e)merger.ln_q.weight")
+            mergerFC1 = try m("\(e)merger.mlp.0.weight")
+            mergerBias1 = try vec("\(e)merger.mlp.0.bias")
+            mergerFC2 = try m("\(e)merger.mlp.2.weight")
+            mergerBias2 = try vec("\(e)merger.mlp.2.bias")
         } catch {
             throw .weights(error)
         }

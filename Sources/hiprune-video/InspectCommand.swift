@@ -1,6 +1,6 @@
 import ArgumentParser
 import Foundation
-import Vision
+import Pipeline
 
 /// `hiprune-video inspect MODEL_DIR`: family, shapes, parameters, dtypes and what is missing.
 struct InspectCommand: ParsableCommand {
@@ -8,33 +8,28 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Describe a model directory: family, shapes, parameter count, dtypes, and what is missing.")
 
-    @Argument(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Argument(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM, Qwen2.5-VL).")
     var model: String
 
     func run() throws {
-        let report = try SmolVLMVisionModel.inspect(directory: model)
-        let c = report.configuration, v = c.visionConfig, t = c.textConfig
+        let family = try ModelFamily.detect(directory: model)
+        let report = try family.inspect(directory: model)
         func millions(_ n: Int) -> String { String(format: "%.2f M", Double(n) / 1e6) }
-        print("model      \(report.directory)")
-        print("family     SmolVLM (model_type \(c.modelType))")
-        print("vision     SigLIP: \(v.numHiddenLayers) layers, hidden \(v.hiddenSize), \(v.numAttentionHeads) heads, "
-              + "intermediate \(v.intermediateSize), image \(v.imageSize), patch \(v.patchSize), \(v.hiddenAct)")
-        print("frames     \(report.frameSide)x\(report.frameSide) → \((report.frameSide / v.patchSize) * (report.frameSide / v.patchSize)) patches "
-              + "→ pixel shuffle ×\(c.scaleFactor) → \(report.grid) tokens of \(t.hiddenSize)")
-        print("text       \(t.modelType): \(t.numHiddenLayers) layers, hidden \(t.hiddenSize), \(t.numAttentionHeads) heads "
-              + "(\(t.keyValueHeads) kv, head dim \(t.headDimension)), intermediate \(t.intermediateSize), vocab \(t.vocabSize), "
-              + "rope theta \(t.ropeTheta)")
+        func line(_ label: String, _ text: String) { print(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
+        line("model", report.directory)
+        line("family", family.displayName)
+        for fact in report.facts { line(fact.label, fact.text) }
         let parts = ["vision", "connector", "text", "lm_head", "other"].compactMap { part in
             report.parameters[part].map { "\(part) \(millions($0))" }
         }
-        print("parameters \(millions(report.totalParameters)) (\(parts.joined(separator: ", ")))")
-        print("dtypes     " + report.dtypes.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
+        line("parameters", "\(millions(report.totalParameters)) (\(parts.joined(separator: ", ")))")
+        line("dtypes", report.dtypes.sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value)" }.joined(separator: ", "))
         if report.missingTensors.isEmpty && report.misshapenTensors.isEmpty {
-            print("tensors    all expected tensors present with their shapes")
+            line("tensors", "all expected tensors present with their shapes")
         } else {
-            for name in report.missingTensors { print("missing    tensor \(name)") }
-            for t in report.misshapenTensors { print("misshapen  tensor \(t.name): \(t.found), expected \(t.expected)") }
+            for name in report.missingTensors { line("missing", "tensor \(name)") }
+            for t in report.misshapenTensors { line("misshapen", "tensor \(t.name): \(t.found), expected \(t.expected)") }
         }
-        for file in report.missingFiles { print("missing    file \(file)") }
+        for file in report.missingFiles { line("missing", "file \(file)") }
     }
 }

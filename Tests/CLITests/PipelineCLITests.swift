@@ -211,3 +211,25 @@ final class QwenGridCLITests: XCTestCase {
         XCTAssertEqual(size["aspect-16x9"]!.reversed(), size["aspect-9x16"]!, "9:16 is 16:9 turned")
     }
 }
+
+final class InspectCLITests: XCTestCase {
+    func testInspectDescribesBothFamilies() throws {
+        let smol = try CLI.run(["inspect", CLI.path("Tests/Fixtures/smolvlm-b")])
+        XCTAssertEqual(smol.status, 0, smol.stderr)
+        XCTAssertTrue(smol.stdoutLines.contains { $0.hasPrefix("family") && $0.hasSuffix("SmolVLM") }, smol.stdout)
+        XCTAssertTrue(smol.stdoutLines.contains("tensors    all expected tensors present with their shapes"), smol.stdout)
+        let qwen = try CLI.run(["inspect", CLI.path("Tests/Fixtures/qwen25vl-tiny")])
+        XCTAssertEqual(qwen.status, 0, qwen.stderr)
+        XCTAssertTrue(qwen.stdoutLines.contains { $0.hasPrefix("family") && $0.hasSuffix("Qwen2.5-VL") }, qwen.stdout)
+        XCTAssertTrue(qwen.stdoutLines.contains { $0.hasPrefix("text") && $0.contains("qwen2:") && $0.contains("M-RoPE") }, qwen.stdout)
+        XCTAssertTrue(qwen.stdoutLines.contains("tensors    all expected tensors present with their shapes"), qwen.stdout)
+    }
+
+    func testInspectOfAnUnknownFamilyIsOneLine() throws {
+        let result = try CLI.run(["inspect", CLI.path("media")])
+        XCTAssertNotEqual(result.status, 0)
+        XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
+        XCTAssertTrue(result.stderr.contains("media"), result.stderr)
+        XCTAssertEqual(result.stdout, "")
+    }
+}

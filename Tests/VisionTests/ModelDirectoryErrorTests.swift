@@ -124,21 +124,3 @@ final class ModelDirectoryErrorTests: XCTestCase {
         }
     }
 }
-
-final class InspectionTests: XCTestCase {
-    func testInspectReportsShapesAndWhatIsMissing() throws {
-        let directory = SmolVLMParityTests.fixtures.appendingPathComponent("smolvlm-b").path
-        let report = try SmolVLMVisionModel.inspect(directory: directory)
-        XCTAssertEqual(report.configuration.modelType, "smolvlm")
-        XCTAssertEqual(report.grid, "4x4")
-        XCTAssertEqual(report.frameSide, 96)
-        XCTAssertEqual(report.missingTensors, [])
-        XCTAssertTrue(report.misshapenTensors.isEmpty)
-        XCTAssertEqual(report.dtypes.keys.sorted(), ["BF16"])
-        // vision: patch 48·3·6·6 + 48, positions 256·48, 3 layers of (4·(48·48 + 48) + 4·48 + 80·48 + 80 + 48·80 + 48), post norm 96.
-        let layer = 4 * (48 * 48 + 48) + 4 * 48 + 80 * 48 + 80 + 48 * 80 + 48
-        XCTAssertEqual(report.parameters["vision"], 48 * 3 * 36 + 48 + 256 * 48 + 3 * layer + 96)
-        XCTAssertEqual(report.parameters["connector"], 40 * 48 * 16)
-        XCTAssertTrue(report.missingFiles.contains("tokenizer.json"))
-    }
-}
