@@ -1,1 +1,644 @@
+// Encoder element-wise kernels (see include/encoder_kernels.h for the contracts).
+//
+// The package builds for baseline x86-64, where Swift's SIMD8<Float> becomes pairs of SSE
+// instructions without FMA. Here the same passes are written twice: for AVX2 + FMA (one 8-lane
+// register, fused multiply-adds), compiled through `target` attributes, and in portable C; the
+// first call checks the CPU once and every kernel branches on that flag.
 #include "encoder_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#define ENC_X86 1
+#include <immintrin.h>
+#endif
+
+// Cephes expf: e^x = 2ⁿ · e^r with n = round(x·log2 e), |r| ≤ ln2/2, degree-6 polynomial for e^r
+// (≈ 1 ulp). x is clamped to [-87, 88] so 2ⁿ stays a normal float; e^-87 ≈ 1.6e-38 is far below
+// any softmax weight or GELU term that matters.
+#define EXP_LOW (-87.0f)
+#define EXP_HIGH 88.0f
+#define LOG2E 1.44269504088896341f
+#define LN2_HIGH 0.693359375f
+#define LN2_LOW (-2.12194440e-4f)
+#define EXP_P0 1.9875691500e-4f
+#define EXP_P1 1.3981999507e-3f
+#define EXP_P2 8.3334519073e-3f
+#define EXP_P3 4.1665795894e-2f
+#define EXP_P4 1.6666665459e-1f
+#define EXP_P5 5.0000001201e-1f
+// 1.5 · 2²³: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
+#define ROUNDING_MAGIC 12582912.0f
+// -2·√(2/π): gelu_tanh(v) = v / (1 + e^(GELU_C · (v + 0.044715 v³))).
+#define GELU_C (-2.0f * 0.7978845608028654f)
+#define GELU_K 0.044715f
+
+// MARK: - Portable
+
+static inline float exp_scalar(float x) {
+    if (x < EXP_LOW) x = EXP_LOW;
+    if (x > EXP_HIGH) x = EXP_HIGH;
+    float shifted = x * LOG2E + ROUNDING_MAGIC;
+    float n = shifted - ROUNDING_MAGIC;
+    float r = x - n * LN2_HIGH;
+    r = r - n * LN2_LOW;
+    float r2 = r * r;
+    float p = EXP_P0;
+    p = p * r + EXP_P1;
+    p = p * r + EXP_P2;
+    p = p * r + EXP_P3;
+    p = p * r + EXP_P4;
+    p = p * r + EXP_P5;
+    p = p * r2 + r + 1.0f;
+    int nbits = (int)n;
+    unsigned bits = (unsigned)(nbits + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+}
+
+static float exp_row_portable(float *row, ptrdiff_t count) {
+    float m = row[0];
+    for (ptrdiff_t j = 1; j < count; j++) m = row[j] > m ? row[j] : m;
+    float total = 0;
+    for (ptrdiff_t j = 0; j < count; j++) {
+        float e = exp_scalar(row[j] - m);
+        row[j] = e;
+        total += e;
+    }
+    return total;
+}
+
+static void accumulate_portable(const float *row, float factor, float *acc, ptrdiff_t count) {
+    for (ptrdiff_t j = 0; j < count; j++) acc[j] += row[j] * factor;
+}
+
+static void gelu_portable(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        for (ptrdiff_t c = 0; c < cols; c++) {
+            float v = row[c] + (bias ? bias[c] : 0.0f);
+            row[c] = v / (1.0f + exp_scalar(GELU_C * v * (1.0f + GELU_K * v * v)));
+        }
+    }
+}
+
+static void layer_norm_portable(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
+                                const float *weight, const float *bias, float eps, float *out) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *src = x + r * cols, *dst = out + r * cols;
+        float total = 0;
+        for (ptrdiff_t c = 0; c < cols; c++) {
+            if (residual_bias) src[c] += residual_bias[c];
+            total += src[c];
+        }
+        float mean = total / (float)cols, variance = 0;
+        for (ptrdiff_t c = 0; c < cols; c++) variance += (src[c] - mean) * (src[c] - mean);
+        float inv = 1.0f / sqrtf(variance / (float)cols + eps);
+        for (ptrdiff_t c = 0; c < cols; c++) dst[c] = (src[c] - mean) * inv * weight[c] + bias[c];
+    }
+}
+
+// MARK: - AVX2 + FMA
+
+#ifdef ENC_X86
+#define AVX2 __attribute__((target("avx2,fma")))
+
+// Lanes 0 ..< n of a tail: loadu(tail_mask + 8 - n) has n leading all-ones lanes.
+static const int tail_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0, 0, 0, 0};
+
+AVX2 static inline __m256i mask_of(ptrdiff_t n) { return _mm256_loadu_si256((const __m256i *)(tail_mask + 8 - n)); }
+
+AVX2 static inline __m256 exp8(__m256 x) {
+    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LOW));
+    x = _mm256_min_ps(x, _mm256_set1_ps(EXP_HIGH));
+    const __m256 magic = _mm256_set1_ps(ROUNDING_MAGIC);
+    __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic);
+    __m256 n = _mm256_sub_ps(shifted, magic);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HIGH), x);
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LOW), r);
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 p = _mm256_set1_ps(EXP_P0);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
+    p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    // 2ⁿ: n sits in the low bits of `shifted`; move it into the exponent field.
+    __m256i nbits = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(magic));
+    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(nbits, _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
+}
+
+AVX2 static inline float hsum8(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static inline float hmax8(__m256 v) {
+    __m128 s = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_max_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+AVX2 static float max_avx2(const float *p, ptrdiff_t count) {
+    const __m256 lowest = _mm256_set1_ps(-INFINITY);
+    // Two chains: one compare chain is latency-bound.
+    __m256 a = lowest, b = lowest;
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        a = _mm256_max_ps(a, _mm256_loadu_ps(p + i));
+        b = _mm256_max_ps(b, _mm256_loadu_ps(p + i + 8));
+    }
+    if (i + 8 <= count) {
+        a = _mm256_max_ps(a, _mm256_loadu_ps(p + i));
+        i += 8;
+    }
+    if (i < count) {
+        __m256i mask = mask_of(count - i);
+        b = _mm256_max_ps(b, _mm256_blendv_ps(lowest, _mm256_maskload_ps(p + i, mask), _mm256_castsi256_ps(mask)));
+    }
+    return hmax8(_mm256_max_ps(a, b));
+}
+
+AVX2 static float exp_row_avx2(float *row, ptrdiff_t count) {
+    const __m256 m = _mm256_set1_ps(max_avx2(row, count));
+    __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
+        __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i + 8), m));
+        _mm256_storeu_ps(row + i, e0);
+        _mm256_storeu_ps(row + i + 8, e1);
+        a = _mm256_add_ps(a, e0);
+        b = _mm256_add_ps(b, e1);
+    }
+    if (i + 8 <= count) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
+        _mm256_storeu_ps(row + i, e);
+        a = _mm256_add_ps(a, e);
+        i += 8;
+    }
+    if (i < count) {
+        __m256i mask = mask_of(count - i);
+        __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(row + i, mask), m));
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
+        _mm256_maskstore_ps(row + i, mask, e);
+        b = _mm256_add_ps(b, e);
+    }
+    return hsum8(_mm256_add_ps(a, b));
+}
+
+AVX2 static void accumulate_avx2(const float *row, float factor, float *acc, ptrdiff_t count) {
+    const __m256 f = _mm256_set1_ps(factor);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= count; i += 8) {
+        _mm256_storeu_ps(acc + i, _mm256_fmadd_ps(_mm256_loadu_ps(row + i), f, _mm256_loadu_ps(acc + i)));
+    }
+    if (i < count) {
+        __m256i mask = mask_of(count - i);
+        __m256 v = _mm256_fmadd_ps(_mm256_maskload_ps(row + i, mask), f, _mm256_maskload_ps(acc + i, mask));
+        _mm256_maskstore_ps(acc + i, mask, v);
+    }
+}
+
+AVX2 static void scale_avx2(float *x, ptrdiff_t count, float factor) {
+    const __m256 f = _mm256_set1_ps(factor);
+    ptrdiff_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, _mm256_mul_ps(_mm256_loadu_ps(x + i), f));
+    if (i < count) {
+        __m256i mask = mask_of(count - i);
+        _mm256_maskstore_ps(x + i, mask, _mm256_mul_ps(_mm256_maskload_ps(x + i, mask), f));
+    }
+}
+
+AVX2 static inline __m256 gelu8(__m256 v) {
+    __m256 v2 = _mm256_mul_ps(v, v);
+    __m256 inner = _mm256_fmadd_ps(v2, _mm256_set1_ps(GELU_K), _mm256_set1_ps(1.0f));
+    __m256 z = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(GELU_C)), inner);
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(z)));
+}
+
+AVX2 static void gelu_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        ptrdiff_t i = 0;
+        if (bias) {
+            for (; i + 8 <= cols; i += 8) {
+                __m256 v = _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(bias + i));
+                _mm256_storeu_ps(row + i, gelu8(v));
+            }
+        } else {
+            for (; i + 8 <= cols; i += 8) _mm256_storeu_ps(row + i, gelu8(_mm256_loadu_ps(row + i)));
+        }
+        if (i < cols) {
+            __m256i mask = mask_of(cols - i);
+            __m256 v = _mm256_maskload_ps(row + i, mask);
+            if (bias) v = _mm256_add_ps(v, _mm256_maskload_ps(bias + i, mask));
+            _mm256_maskstore_ps(row + i, mask, gelu8(v));
+        }
+    }
+}
+
+AVX2 static inline __m256 silu8(__m256 v) {
+    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
+}
+
+AVX2 static void silu_avx2(float *x, ptrdiff_t count) {
+    ptrdiff_t i = 0;
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, silu8(_mm256_loadu_ps(x + i)));
+    if (i < count) {
+        __m256i mask = mask_of(count - i);
+        _mm256_maskstore_ps(x + i, mask, silu8(_mm256_maskload_ps(x + i, mask)));
+    }
+}
+
+AVX2 static void layer_norm_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
+                                 const float *weight, const float *bias, float eps, float *out) {
+    const ptrdiff_t body = cols & ~(ptrdiff_t)7;
+    const __m256i tail = mask_of(cols - body);
+    const int has_tail = cols > body;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *src = x + r * cols, *dst = out + r * cols;
+        // Pass 1 (the one that reaches memory; the row then sits in L1): bias in, sum.
+        __m256 total = _mm256_setzero_ps();
+        ptrdiff_t i = 0;
+        if (residual_bias) {
+            for (; i < body; i += 8) {
+                __m256 v = _mm256_add_ps(_mm256_loadu_ps(src + i), _mm256_loadu_ps(residual_bias + i));
+                _mm256_storeu_ps(src + i, v);
+                total = _mm256_add_ps(total, v);
+            }
+            if (has_tail) {
+                __m256 v = _mm256_add_ps(_mm256_maskload_ps(src + i, tail), _mm256_maskload_ps(residual_bias + i, tail));
+                _mm256_maskstore_ps(src + i, tail, v);
+                total = _mm256_add_ps(total, v);
+            }
+        } else {
+            for (; i < body; i += 8) total = _mm256_add_ps(total, _mm256_loadu_ps(src + i));
+            if (has_tail) total = _mm256_add_ps(total, _mm256_maskload_ps(src + i, tail));
+        }
+        const float mean = hsum8(total) / (float)cols;
+        const __m256 m = _mm256_set1_ps(mean);
+        // Pass 2: variance about the mean (not E[x²] - mean², which cancels badly on large rows).
+        __m256 spread = _mm256_setzero_ps();
+        for (i = 0; i < body; i += 8) {
+            __m256 d = _mm256_sub_ps(_mm256_loadu_ps(src + i), m);
+            spread = _mm256_fmadd_ps(d, d, spread);
+        }
+        if (has_tail) {
+            __m256 d = _mm256_and_ps(_mm256_sub_ps(_mm256_maskload_ps(src + i, tail), m), _mm256_castsi256_ps(tail));
+            spread = _mm256_fmadd_ps(d, d, spread);
+        }
+        const float inv = 1.0f / sqrtf(hsum8(spread) / (float)cols + eps);
+        const __m256 s = _mm256_set1_ps(inv);
+        // Pass 3: scale and shift.
+        for (i = 0; i < body; i += 8) {
+            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(src + i), m), s);
+            _mm256_storeu_ps(dst + i, _mm256_fmadd_ps(d, _mm256_loadu_ps(weight + i), _mm256_loadu_ps(bias + i)));
+        }
+        if (has_tail) {
+            __m256 d = _mm256_mul_ps(_mm256_sub_ps(_mm256_maskload_ps(src + i, tail), m), s);
+            __m256 v = _mm256_fmadd_ps(d, _mm256_maskload_ps(weight + i, tail), _mm256_maskload_ps(bias + i, tail));
+            _mm256_maskstore_ps(dst + i, tail, v);
+        }
+    }
+}
+
+AVX2 static void add_row_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *add) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        ptrdiff_t i = 0;
+        for (; i + 8 <= cols; i += 8) {
+            _mm256_storeu_ps(row + i, _mm256_add_ps(_mm256_loadu_ps(row + i), _mm256_loadu_ps(add + i)));
+        }
+        if (i < cols) {
+            __m256i mask = mask_of(cols - i);
+            __m256 v = _mm256_add_ps(_mm256_maskload_ps(row + i, mask), _mm256_maskload_ps(add + i, mask));
+            _mm256_maskstore_ps(row + i, mask, v);
+        }
+    }
+}
+
+// MARK: - Fused attention (one head)
+//
+// Keys are packed in panels of 16: panel p holds [d][16] (key p·16 + jj at column jj, × scale,
+// zero past the last key), so the 6×16 tile of S reads two vectors per step of d. Values are
+// packed in column panels ([keys][16] each), so P·v streams memory in order. Per block of 6
+// queries: S tile by tile into a 6 × keys buffer (24 KB for 1024 keys: L1), softmax rows in place,
+// then out = P·v six rows × 16 columns at a time. Register tiles are 12 accumulators + 3: no spills.
+
+enum { ATT_ROWS = 6, ATT_PANEL = 16 };
+
+static ptrdiff_t round_up(ptrdiff_t n, ptrdiff_t to) { return (n + to - 1) / to * to; }
+
+/// Rows of an 8×8 block become its columns.
+AVX2 static inline void transpose8(__m256 r[8]) {
+    __m256 t0 = _mm256_unpacklo_ps(r[0], r[1]), t1 = _mm256_unpackhi_ps(r[0], r[1]);
+    __m256 t2 = _mm256_unpacklo_ps(r[2], r[3]), t3 = _mm256_unpackhi_ps(r[2], r[3]);
+    __m256 t4 = _mm256_unpacklo_ps(r[4], r[5]), t5 = _mm256_unpackhi_ps(r[4], r[5]);
+    __m256 t6 = _mm256_unpacklo_ps(r[6], r[7]), t7 = _mm256_unpackhi_ps(r[6], r[7]);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    r[0] = _mm256_permute2f128_ps(u0, u4, 0x20);
+    r[1] = _mm256_permute2f128_ps(u1, u5, 0x20);
+    r[2] = _mm256_permute2f128_ps(u2, u6, 0x20);
+    r[3] = _mm256_permute2f128_ps(u3, u7, 0x20);
+    r[4] = _mm256_permute2f128_ps(u0, u4, 0x31);
+    r[5] = _mm256_permute2f128_ps(u1, u5, 0x31);
+    r[6] = _mm256_permute2f128_ps(u2, u6, 0x31);
+    r[7] = _mm256_permute2f128_ps(u3, u7, 0x31);
+}
+
+AVX2 static void qk_tile(const float *const q[ATT_ROWS], const float *panel, ptrdiff_t d, float *s, ptrdiff_t s_stride) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (ptrdiff_t t = 0; t < d; t++) {
+        __m256 b0 = _mm256_loadu_ps(panel + t * ATT_PANEL), b1 = _mm256_loadu_ps(panel + t * ATT_PANEL + 8);
+        __m256 a = _mm256_broadcast_ss(q[0] + t);
+        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(q[1] + t);
+        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(q[2] + t);
+        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(q[3] + t);
+        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(q[4] + t);
+        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(q[5] + t);
+        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+    _mm256_storeu_ps(s, c00); _mm256_storeu_ps(s + 8, c01); s += s_stride;
+    _mm256_storeu_ps(s, c10); _mm256_storeu_ps(s + 8, c11); s += s_stride;
+    _mm256_storeu_ps(s, c20); _mm256_storeu_ps(s + 8, c21); s += s_stride;
+    _mm256_storeu_ps(s, c30); _mm256_storeu_ps(s + 8, c31); s += s_stride;
+    _mm256_storeu_ps(s, c40); _mm256_storeu_ps(s + 8, c41); s += s_stride;
+    _mm256_storeu_ps(s, c50); _mm256_storeu_ps(s + 8, c51);
+}
+
+/// out_r[c0 ..< c0 + 16] = inv_r · Σ_j p_r[j] · v[j][c0 ...] for the six rows of a block: twelve
+/// accumulators, two value vectors and a broadcast fill the sixteen registers without a spill.
+AVX2 static void pv_tile16(const float *const p[ATT_ROWS], const float *v, ptrdiff_t keys, ptrdiff_t c0,
+                           float *const o[ATT_ROWS], const float inv[ATT_ROWS]) {
+    __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    const float *vj = v;
+    for (ptrdiff_t j = 0; j < keys; j++, vj += 16) {
+        __m256 b0 = _mm256_loadu_ps(vj), b1 = _mm256_loadu_ps(vj + 8);
+        __m256 a = _mm256_broadcast_ss(p[0] + j);
+        c00 = _mm256_fmadd_ps(a, b0, c00); c01 = _mm256_fmadd_ps(a, b1, c01);
+        a = _mm256_broadcast_ss(p[1] + j);
+        c10 = _mm256_fmadd_ps(a, b0, c10); c11 = _mm256_fmadd_ps(a, b1, c11);
+        a = _mm256_broadcast_ss(p[2] + j);
+        c20 = _mm256_fmadd_ps(a, b0, c20); c21 = _mm256_fmadd_ps(a, b1, c21);
+        a = _mm256_broadcast_ss(p[3] + j);
+        c30 = _mm256_fmadd_ps(a, b0, c30); c31 = _mm256_fmadd_ps(a, b1, c31);
+        a = _mm256_broadcast_ss(p[4] + j);
+        c40 = _mm256_fmadd_ps(a, b0, c40); c41 = _mm256_fmadd_ps(a, b1, c41);
+        a = _mm256_broadcast_ss(p[5] + j);
+        c50 = _mm256_fmadd_ps(a, b0, c50); c51 = _mm256_fmadd_ps(a, b1, c51);
+    }
+#define PV_STORE(R, X0, X1)                                                        \
+    {                                                                              \
+        __m256 f = _mm256_set1_ps(inv[R]);                                         \
+        _mm256_storeu_ps(o[R] + c0, _mm256_mul_ps(X0, f));                         \
+        _mm256_storeu_ps(o[R] + c0 + 8, _mm256_mul_ps(X1, f));                     \
+    }
+    PV_STORE(0, c00, c01) PV_STORE(1, c10, c11) PV_STORE(2, c20, c21)
+    PV_STORE(3, c30, c31) PV_STORE(4, c40, c41) PV_STORE(5, c50, c51)
+#undef PV_STORE
+}
+
+/// The same for 8 columns (head dimensions that are an odd multiple of 8).
+AVX2 static void pv_tile8(const float *const p[ATT_ROWS], const float *v, ptrdiff_t keys, ptrdiff_t c0,
+                          float *const o[ATT_ROWS], const float inv[ATT_ROWS]) {
+    __m256 c0v = _mm256_setzero_ps(), c1v = c0v, c2v = c0v, c3v = c0v, c4v = c0v, c5v = c0v;
+    const float *vj = v;
+    for (ptrdiff_t j = 0; j < keys; j++, vj += 8) {
+        __m256 b = _mm256_loadu_ps(vj);
+        c0v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[0] + j), b, c0v);
+        c1v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[1] + j), b, c1v);
+        c2v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[2] + j), b, c2v);
+        c3v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[3] + j), b, c3v);
+        c4v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[4] + j), b, c4v);
+        c5v = _mm256_fmadd_ps(_mm256_broadcast_ss(p[5] + j), b, c5v);
+    }
+    _mm256_storeu_ps(o[0] + c0, _mm256_mul_ps(c0v, _mm256_set1_ps(inv[0])));
+    _mm256_storeu_ps(o[1] + c0, _mm256_mul_ps(c1v, _mm256_set1_ps(inv[1])));
+    _mm256_storeu_ps(o[2] + c0, _mm256_mul_ps(c2v, _mm256_set1_ps(inv[2])));
+    _mm256_storeu_ps(o[3] + c0, _mm256_mul_ps(c3v, _mm256_set1_ps(inv[3])));
+    _mm256_storeu_ps(o[4] + c0, _mm256_mul_ps(c4v, _mm256_set1_ps(inv[4])));
+    _mm256_storeu_ps(o[5] + c0, _mm256_mul_ps(c5v, _mm256_set1_ps(inv[5])));
+}
+
+AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
+                                     ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                                     float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+    const ptrdiff_t padded = round_up(keys, ATT_PANEL);
+    // Rows of S one cache line longer than the keys: with 1024 keys, a 4 KB stride would put all six
+    // rows in the same L1 sets.
+    const ptrdiff_t s_stride = padded + 16;
+    float *panels = scratch;                       // padded · d
+    float *values = panels + padded * d;           // keys · d
+    float *s = values + keys * d;                  // ATT_ROWS · s_stride
+    float *discard = s + ATT_ROWS * s_stride;      // d: output of rows past the last query
+    const __m256 sc = _mm256_set1_ps(scale);
+    for (ptrdiff_t p = 0; p < padded / ATT_PANEL; p++) {
+        float *panel = panels + p * d * ATT_PANEL;
+        for (ptrdiff_t half = 0; half < ATT_PANEL; half += 8) {
+            const ptrdiff_t j0 = p * ATT_PANEL + half;
+            if (j0 + 8 <= keys) {
+                // 8 keys × 8 dimensions at a time: an 8×8 transpose in registers.
+                for (ptrdiff_t t = 0; t < d; t += 8) {
+                    __m256 r[8];
+                    for (int i = 0; i < 8; i++) r[i] = _mm256_mul_ps(_mm256_loadu_ps(k + (j0 + i) * kv_stride + t), sc);
+                    transpose8(r);
+                    for (int i = 0; i < 8; i++) _mm256_storeu_ps(panel + (t + i) * ATT_PANEL + half, r[i]);
+                }
+            } else {
+                for (ptrdiff_t jj = 0; jj < 8; jj++) {
+                    const ptrdiff_t j = j0 + jj;
+                    for (ptrdiff_t t = 0; t < d; t++) panel[t * ATT_PANEL + half + jj] = j < keys ? k[j * kv_stride + t] * scale : 0.0f;
+                }
+            }
+        }
+    }
+    // Values in column panels: columns c ..< c + w (w = 16, or 8 for the last) of every key, [keys][w],
+    // at values + c · keys, so P·v streams one contiguous panel.
+    for (ptrdiff_t c = 0; c < d;) {
+        ptrdiff_t w = d - c >= 16 ? 16 : 8;
+        float *panel = values + c * keys;
+        for (ptrdiff_t j = 0; j < keys; j++) memcpy(panel + j * w, v + j * kv_stride + c, (size_t)w * sizeof(float));
+        c += w;
+    }
+
+    for (ptrdiff_t i0 = 0; i0 < queries; i0 += ATT_ROWS) {
+        const ptrdiff_t rows = queries - i0 < ATT_ROWS ? queries - i0 : ATT_ROWS;
+        // Rows past the last query repeat row i0; their results are never read.
+        const float *qr[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * q_stride;
+        for (ptrdiff_t p = 0; p < padded / ATT_PANEL; p++) {
+            qk_tile(qr, panels + p * d * ATT_PANEL, d, s + p * ATT_PANEL, s_stride);
+        }
+        float inv[ATT_ROWS];
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            float *row = s + r * s_stride;
+            inv[r] = 1.0f / exp_row_avx2(row, keys);
+            if (scores) accumulate_avx2(row, inv[r], scores, keys);
+        }
+        // Rows past the last query read row 0 of the block and write to `discard`.
+        const float *pr[ATT_ROWS];
+        float *orow[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) {
+            int live = r < rows;
+            pr[r] = s + (live ? r : 0) * s_stride;
+            orow[r] = live ? out + (i0 + r) * out_stride : discard;
+            if (!live) inv[r] = 0.0f;
+        }
+        ptrdiff_t c = 0;
+        for (; c + 16 <= d; c += 16) pv_tile16(pr, values + c * keys, keys, c, orow, inv);
+        for (; c < d; c += 8) pv_tile8(pr, values + c * keys, keys, c, orow, inv);
+    }
+}
+#endif
+
+// MARK: - Dispatch
+
+// 0 = not yet known, 1 = AVX2 + FMA, 2 = portable. The check is idempotent, so racing first calls agree.
+static int dispatch_state = 0;
+
+void enc_force_portable(int force) { __atomic_store_n(&dispatch_state, force ? 2 : 0, __ATOMIC_RELAXED); }
+
+int enc_uses_avx2(void) {
+#ifdef ENC_X86
+    int known = __atomic_load_n(&dispatch_state, __ATOMIC_RELAXED);
+    if (known == 0) {
+        __builtin_cpu_init();
+        known = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 2;
+        __atomic_store_n(&dispatch_state, known, __ATOMIC_RELAXED);
+    }
+    return known == 1;
+#else
+    return 0;
+#endif
+}
+
+float enc_exp_row(float *row, ptrdiff_t count) {
+    if (count <= 0) return 0;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) return exp_row_avx2(row, count);
+#endif
+    return exp_row_portable(row, count);
+}
+
+void enc_softmax_row(float *row, ptrdiff_t count) {
+    if (count <= 0) return;
+    enc_scale(row, count, 1.0f / enc_exp_row(row, count));
+}
+
+void enc_accumulate_scaled(const float *row, float factor, float *acc, ptrdiff_t count) {
+    if (count <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        accumulate_avx2(row, factor, acc, count);
+        return;
+    }
+#endif
+    accumulate_portable(row, factor, acc, count);
+}
+
+void enc_softmax_block(float *logits, ptrdiff_t rows, ptrdiff_t width, ptrdiff_t visible,
+                       float *inverse, float *scores) {
+    for (ptrdiff_t i = 0; i < rows; i++) {
+        float *row = logits + i * width;
+        ptrdiff_t seen = visible + i < width ? visible + i : width;
+        if (seen < 1) seen = 1;
+        float inv = 1.0f / enc_exp_row(row, seen);
+        inverse[i] = inv;
+        if (seen < width) memset(row + seen, 0, (size_t)(width - seen) * sizeof(float));
+        // The row was just written and is still in L1: the score sum costs no memory pass.
+        if (scores) enc_accumulate_scaled(row, inv, scores, seen);
+    }
+}
+
+void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
+    if (rows <= 0 || cols <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        gelu_avx2(x, rows, cols, stride, bias);
+        return;
+    }
+#endif
+    gelu_portable(x, rows, cols, stride, bias);
+}
+
+void enc_silu(float *x, ptrdiff_t count) {
+    if (count <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        silu_avx2(x, count);
+        return;
+    }
+#endif
+    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+}
+
+void enc_layer_norm(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
+                    const float *weight, const float *bias, float eps, float *out) {
+    if (rows <= 0 || cols <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        layer_norm_avx2(x, rows, cols, residual_bias, weight, bias, eps, out);
+        return;
+    }
+#endif
+    layer_norm_portable(x, rows, cols, residual_bias, weight, bias, eps, out);
+}
+
+void enc_add_row(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *row) {
+    if (rows <= 0 || cols <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        add_row_avx2(x, rows, cols, stride, row);
+        return;
+    }
+#endif
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        for (ptrdiff_t c = 0; c < cols; c++) x[r * stride + c] += row[c];
+    }
+}
+
+void enc_scale(float *x, ptrdiff_t count, float factor) {
+    if (count <= 0) return;
+#ifdef ENC_X86
+    if (enc_uses_avx2()) {
+        scale_avx2(x, count, factor);
+        return;
+    }
+#endif
+    for (ptrdiff_t i = 0; i < count; i++) x[i] *= factor;
+}
+
+int enc_attention_supported(ptrdiff_t d) { return enc_uses_avx2() && d > 0 && d % 8 == 0; }
+
+ptrdiff_t enc_attention_scratch(ptrdiff_t keys, ptrdiff_t d) {
+    ptrdiff_t padded = (keys + 15) / 16 * 16;
+    return padded * d + keys * d + 6 * (padded + 16) + d;
+}
+
+void enc_attention_head(const float *q, ptrdiff_t q_stride, const float *k, const float *v, ptrdiff_t kv_stride,
+                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                        float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+    if (queries <= 0 || keys <= 0 || !enc_attention_supported(d)) return;
+#ifdef ENC_X86
+    attention_head_avx2(q, q_stride, k, v, kv_stride, queries, keys, d, scale, out, out_stride, scores, scratch);
+#endif
+}

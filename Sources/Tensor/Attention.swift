@@ -4,10 +4,15 @@
 // h / (heads / kvHeads) (grouped-query attention). The output is [queries, heads · d], heads side
 // by side, ready for the output projection.
 //
-// Per head, query rows are processed in blocks: S = Q_h K_hᵀ · scale (one sgemm), softmax of each
-// row, O_h = P V_h (one sgemm written straight into the output's columns). The block of S stays in
-// cache, and when scores are asked for, each softmax row is added into a per-key sum while it is
-// still hot: score[j] = mean over heads and queries of softmax(QKᵀ)[i, j] (docs/HIPRUNE.md).
+// Full attention with a head width that is a multiple of 8 on an AVX2 + FMA CPU (every ViT here)
+// runs the fused C kernel enc_attention_head: per head, blocks of 6 query rows go through
+// S = Q K_hᵀ · scale, softmax and P V_h without S leaving L1 (no BLAS packing or zeroing of S per
+// block). Otherwise (causal, odd widths, other CPUs), per head, query rows are processed in blocks:
+// S = Q_h K_hᵀ · scale (one sgemm), softmax of each row, O_h = P V_h (one sgemm written straight
+// into the output's columns). Either way, when scores are asked for, each softmax row is added
+// into a per-key sum while it is still hot: score[j] = mean over heads and queries of
+// softmax(QKᵀ)[i, j] (docs/HIPRUNE.md).
+import CKernels
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -70,6 +75,11 @@ public func attention(query: UnsafePointer<Float>, queryStride: Int, key: Unsafe
                       output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
     guard nq > 0, nk > 0, d > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0 else { return }
     let scale = scale ?? 1 / Float(d).squareRoot()
+    if !causal, fusedAttentionEnabled, enc_attention_supported(d) != 0 {
+        return fusedAttention(query: query, queryStride: queryStride, key: key, value: value, keyValueStride: keyValueStride,
+                              queries: nq, keys: nk, heads: heads, kvHeads: kvHeads, headDimension: d, scale: scale,
+                              output: output, scores: scores)
+    }
     let group = heads / kvHeads
     // ~1 MB of S per block: fits L2 beside the rows of K and V being streamed.
     let block = max(8, min(nq, (1 << 18) / nk))
@@ -103,75 +113,83 @@ public func attention(query: UnsafePointer<Float>, queryStride: Int, key: Unsafe
                                 scale, q.pointer + q0 * qStride + h * d, Int32(qStride),
                                 k.pointer + kvh * d, Int32(kvStride), 0, logits, Int32(width))
                     // Rows stay unnormalised (e^(s - max)) through P·V; 1/sum is applied to the d
-                    // outputs of the row instead of to its `width` probabilities.
-                    for i in 0..<rows {
-                        let row = logits + i * width
-                        let visible = causal ? min(width, keyOffset + q0 + i + 1) : width
-                        let inv = 1 / expRow(row, visible)
-                        inverse[i] = inv
-                        if visible < width { (row + visible).update(repeating: 0, count: width - visible) }
-                        if let acc { accumulate(row, times: inv, into: acc, visible) }
-                    }
+                    // outputs of the row instead of to its `width` probabilities. Score sums are
+                    // taken row by row while each row is still in L1.
+                    enc_softmax_block(logits, rows, width, causal ? keyOffset + q0 + 1 : width, inverse, acc)
                     let out = o.pointer! + q0 * oStride + h * d
                     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(width),
                                 1, logits, Int32(width), v.pointer + kvh * d, Int32(kvStride),
                                 0, out, Int32(oStride))
-                    for i in 0..<rows {
-                        let inv = Float8(repeating: inverse[i])
-                        mapInPlace(out + i * oStride, d) { $0 * inv }
-                    }
+                    for i in 0..<rows { enc_scale(out + i * oStride, d, inverse[i]) }
                     q0 += rows
                 }
                 h += workers
             }
         }
         if workers > 1 {
+            // Read before the first set: the lazily initialised global would otherwise record the 1.
+            let restore = blasThreads
             openblas_set_num_threads(1)
             DispatchQueue.concurrentPerform(iterations: workers, execute: work)
-            openblas_set_num_threads(blasThreads)
+            openblas_set_num_threads(restore)
         } else {
             work(0)
         }
         guard let scores else { return }
         let norm = 1 / Float(heads * nq)
         scores.update(repeating: 0, count: nk)
-        for w in 0..<workers { accumulate(pscratch.baseAddress! + w * perWorker + block * nk + block, into: scores, nk) }
-        for j in 0..<nk { scores[j] *= norm }
+        for w in 0..<workers { enc_accumulate_scaled(pscratch.baseAddress! + w * perWorker + block * nk + block, norm, scores, nk) }
     }
 }
+
+/// Full attention through the fused C kernel (enc_attention_head), heads split over the cores:
+/// S = QKᵀ never exists beyond a block of 6 rows in L1, so nothing is packed, zeroed or streamed
+/// through memory per block as with two BLAS GEMMs per block.
+private func fusedAttention(query: UnsafePointer<Float>, queryStride: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
+                            keyValueStride: Int, queries nq: Int, keys nk: Int, heads: Int, kvHeads: Int, headDimension d: Int,
+                            scale: Float, output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
+    let group = heads / kvHeads
+    let workers = nq * nk >= 64 * 64 ? min(heads, max(1, ProcessInfo.processInfo.activeProcessorCount)) : 1
+    let capture = scores != nil
+    let perWorker = enc_attention_scratch(nk, d) + (capture ? nk : 0)
+    var scratch = [Float](repeating: 0, count: workers * perWorker)
+    let oStride = heads * d
+    scratch.withUnsafeMutableBufferPointer { pscratch in
+        let q = ReadPointer(query), k = ReadPointer(key), v = ReadPointer(value)
+        let o = SendablePointer(output), s = SendablePointer(pscratch.baseAddress!)
+        let work: @Sendable (Int) -> Void = { worker in
+            let buffer = s.pointer! + worker * perWorker
+            let acc: UnsafeMutablePointer<Float>? = capture ? buffer + perWorker - nk : nil
+            var h = worker
+            while h < heads {
+                let kvh = h / group
+                enc_attention_head(q.pointer + h * d, queryStride, k.pointer + kvh * d, v.pointer + kvh * d, keyValueStride,
+                                   nq, nk, d, scale, o.pointer! + h * d, oStride, acc, buffer)
+                h += workers
+            }
+        }
+        if workers > 1 {
+            DispatchQueue.concurrentPerform(iterations: workers, execute: work)
+        } else {
+            work(0)
+        }
+        guard let scores else { return }
+        scores.update(repeating: 0, count: nk)
+        for w in 0..<workers {
+            enc_accumulate_scaled(pscratch.baseAddress! + (w + 1) * perWorker - nk, 1 / Float(heads * nq), scores, nk)
+        }
+    }
+}
+
+/// Whether full attention may take the fused kernel (ENC_FUSED_ATTENTION=0 forces the BLAS path,
+/// for benchmarks that compare the two).
+let fusedAttentionEnabled = ProcessInfo.processInfo.environment["ENC_FUSED_ATTENTION"] != "0"
 
 /// OpenBLAS's thread count as the process started (read once, so that concurrent attention calls
-/// always restore the same value).
+/// always restore the same value). A Swift global is initialised on first use: callers read it
+/// before they change the count, or it would hold their 1 and leave BLAS single-threaded for the
+/// rest of the process (it did: every GEMM after the first encoder layer ran on one core).
 let blasThreads: Int32 = openblas_get_num_threads()
-
-/// `acc[0..<count] += row[0..<count] · factor`.
-@inlinable @inline(__always)
-func accumulate(_ row: UnsafePointer<Float>, times factor: Float, into acc: UnsafeMutablePointer<Float>, _ count: Int) {
-    let f8 = Float8(repeating: factor)
-    var i = 0
-    while i + 8 <= count {
-        store8(load8(acc + i) + load8(row + i) * f8, acc + i)
-        i += 8
-    }
-    while i < count {
-        acc[i] += row[i] * factor
-        i += 1
-    }
-}
-
-/// `acc[0..<count] += row[0..<count]`.
-@inlinable @inline(__always)
-func accumulate(_ row: UnsafePointer<Float>, into acc: UnsafeMutablePointer<Float>, _ count: Int) {
-    var i = 0
-    while i + 8 <= count {
-        store8(load8(acc + i) + load8(row + i), acc + i)
-        i += 8
-    }
-    while i < count {
-        acc[i] += row[i]
-        i += 1
-    }
-}
 
 /// A pointer handed to worker threads that write disjoint ranges behind it.
 struct SendablePointer: @unchecked Sendable {

@@ -1,4 +1,5 @@
 // Dense kernels: GEMM-backed linear layers, norms, activations, softmax, elementwise helpers.
+import CKernels
 import COpenBLAS
 import Dispatch
 import Foundation
@@ -70,51 +71,68 @@ public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float) t
 /// LayerNorm of `x` written into `out`, whose storage is reused when it already has x's shape
 /// (a layer loop then allocates nothing).
 public func layerNorm(_ x: Matrix, weight: [Float], bias: [Float], eps: Float, into out: inout Matrix) throws(TensorError) {
-    guard weight.count == x.cols, bias.count == x.cols else {
-        throw .shapeMismatch(operation: "layerNorm", detail: "weight \(weight.count), bias \(bias.count) for width \(x.cols)")
-    }
+    try checkLayerNorm(x, residualBias: nil, weight: weight, bias: bias)
     if out.rows != x.rows || out.cols != x.cols { out = Matrix(rows: x.rows, cols: x.cols) }
-    let n = x.cols
-    guard n > 0 else { return }
+    guard x.cols > 0, x.rows > 0 else { return }
     x.storage.withUnsafeBufferPointer { px in
         out.storage.withUnsafeMutableBufferPointer { po in
-            weight.withUnsafeBufferPointer { pw in
-                bias.withUnsafeBufferPointer { pb in
-                    let w = pw.baseAddress!, b = pb.baseAddress!
-                    for r in 0..<x.rows {
-                        let src = px.baseAddress! + r * n, row = po.baseAddress! + r * n
-                        let mean = sum(src, n) / Float(n)
-                        let m8 = Float8(repeating: mean)
-                        var acc = Float8(repeating: 0)
-                        var i = 0
-                        while i + 8 <= n {
-                            let d = load8(src + i) - m8
-                            acc += d * d
-                            i += 8
-                        }
-                        var variance = acc.sum()
-                        while i < n {
-                            let d = src[i] - mean
-                            variance += d * d
-                            i += 1
-                        }
-                        variance /= Float(n)
-                        let inv = 1 / (variance + eps).squareRoot()
-                        let inv8 = Float8(repeating: inv)
-                        i = 0
-                        while i + 8 <= n {
-                            store8((load8(src + i) - m8) * inv8 * load8(w + i) + load8(b + i), row + i)
-                            i += 8
-                        }
-                        while i < n {
-                            row[i] = (src[i] - mean) * inv * w[i] + b[i]
-                            i += 1
-                        }
-                    }
-                }
+            // Without a residual bias the kernel only reads x.
+            layerNorm(UnsafeMutablePointer(mutating: px.baseAddress!), rows: x.rows, width: x.cols, residualBias: nil,
+                      weight: weight, bias: bias, eps: eps, into: po.baseAddress!)
+        }
+    }
+}
+
+/// LayerNorm of the residual stream `x` into `out`; with `addingBias`, `x` first receives that
+/// bias (left out of the projection that last wrote `x`) and keeps it: one pass instead of two.
+public func layerNorm(_ x: inout Matrix, addingBias residualBias: [Float]?, weight: [Float], bias: [Float], eps: Float,
+                      into out: inout Matrix) throws(TensorError) {
+    try checkLayerNorm(x, residualBias: residualBias, weight: weight, bias: bias)
+    if out.rows != x.rows || out.cols != x.cols { out = Matrix(rows: x.rows, cols: x.cols) }
+    guard x.cols > 0, x.rows > 0 else { return }
+    let rows = x.rows, n = x.cols
+    x.storage.withUnsafeMutableBufferPointer { px in
+        out.storage.withUnsafeMutableBufferPointer { po in
+            layerNorm(px.baseAddress!, rows: rows, width: n, residualBias: residualBias, weight: weight, bias: bias,
+                      eps: eps, into: po.baseAddress!)
+        }
+    }
+}
+
+private func checkLayerNorm(_ x: Matrix, residualBias: [Float]?, weight: [Float], bias: [Float]) throws(TensorError) {
+    guard weight.count == x.cols, bias.count == x.cols, residualBias.map({ $0.count == x.cols }) ?? true else {
+        let residual = residualBias.map { ", residual bias \($0.count)" } ?? ""
+        throw .shapeMismatch(operation: "layerNorm", detail: "weight \(weight.count), bias \(bias.count)\(residual) for width \(x.cols)")
+    }
+}
+
+/// Rows split over two threads when large; vectors already checked against `width`.
+private func layerNorm(_ x: UnsafeMutablePointer<Float>, rows: Int, width n: Int, residualBias: [Float]?, weight: [Float],
+                       bias: [Float], eps: Float, into out: UnsafeMutablePointer<Float>) {
+    let source = SendablePointer(x), target = SendablePointer(out)
+    weight.withUnsafeBufferPointer { pw in
+        bias.withUnsafeBufferPointer { pb in
+            let w = ReadPointer(pw.baseAddress!), b = ReadPointer(pb.baseAddress!)
+            let pass: @Sendable (Range<Int>, UnsafePointer<Float>?) -> Void = { part, residual in
+                enc_layer_norm(source.pointer! + part.lowerBound * n, part.count, n, residual,
+                               w.pointer, b.pointer, eps, target.pointer! + part.lowerBound * n)
+            }
+            guard let residualBias else { return inRowHalves(rows, width: n) { part in pass(part, nil) } }
+            residualBias.withUnsafeBufferPointer { pr in
+                let r = ReadPointer(pr.baseAddress!)
+                inRowHalves(rows, width: n) { part in pass(part, r.pointer) }
             }
         }
     }
+}
+
+/// Runs `body` on the first and second half of `rows` rows at once when the pass is large enough to
+/// repay a hand-off (the machine's two cores are otherwise idle between GEMMs); small passes stay
+/// on this thread.
+@usableFromInline func inRowHalves(_ rows: Int, width: Int, _ body: @Sendable (Range<Int>) -> Void) {
+    guard rows >= 2, rows * width >= 1 << 16 else { return body(0..<rows) }
+    let half = rows / 2
+    DispatchQueue.concurrentPerform(iterations: 2) { i in body(i == 0 ? 0..<half : half..<rows) }
 }
 
 /// RMSNorm over each row, as Llama: `x / sqrt(mean(x²) + eps) · weight` (the pointer kernel in
@@ -138,18 +156,30 @@ public func rmsNorm(_ x: Matrix, weight: [Float], eps: Float) throws(TensorError
 /// GELU, tanh approximation ("gelu_pytorch_tanh"): 0.5·x·(1 + tanh(u)) = x · sigmoid(2u),
 /// u = √(2/π)·(x + 0.044715·x³); one exponential per element.
 public func geluTanh(_ x: inout Matrix) {
-    x.storage.withUnsafeMutableBufferPointer { p in
-        guard let base = p.baseAddress else { return }
-        geluTanh(base, p.count)
-    }
+    try? geluTanh(&x, bias: nil)
 }
 
-@inlinable func geluTanh(_ p: UnsafeMutablePointer<Float>, _ count: Int) {
-    inHalves(p, count) { p, count in
-        let c = Float8(repeating: -2 * 0.7978845608028654)
-        let k = Float8(repeating: 0.044715)
-        let one = Float8(repeating: 1)
-        mapInPlace(p, count) { v in v / (one + exp8(c * (v + k * v * v * v))) }
+/// `x = gelu_tanh(x + bias)` per row (bias broadcast), one pass: the bias of the projection before
+/// the activation costs nothing extra.
+public func geluTanh(_ x: inout Matrix, bias: [Float]?) throws(TensorError) {
+    if let bias, bias.count != x.cols {
+        throw .shapeMismatch(operation: "geluTanh", detail: "bias of \(bias.count) for width \(x.cols)")
+    }
+    let n = x.cols
+    guard n > 0, x.rows > 0 else { return }
+    x.storage.withUnsafeMutableBufferPointer { px in
+        let base = SendablePointer(px.baseAddress)
+        guard let bias else {
+            return inRowHalves(x.rows, width: n) { rows in
+                enc_bias_gelu_tanh(base.pointer! + rows.lowerBound * n, rows.count, n, n, nil)
+            }
+        }
+        bias.withUnsafeBufferPointer { pb in
+            let b = ReadPointer(pb.baseAddress!)
+            inRowHalves(x.rows, width: n) { rows in
+                enc_bias_gelu_tanh(base.pointer! + rows.lowerBound * n, rows.count, n, n, b.pointer)
+            }
+        }
     }
 }
 
@@ -176,10 +206,7 @@ public func geluErf(_ x: inout Matrix) {
 public func silu(_ x: inout Matrix) {
     x.storage.withUnsafeMutableBufferPointer { p in
         guard let base = p.baseAddress else { return }
-        inHalves(base, p.count) { p, count in
-            let one = Float8(repeating: 1)
-            mapInPlace(p, count) { v in v / (one + exp8(-v)) }
-        }
+        inHalves(base, p.count) { p, count in enc_silu(p, count) }
     }
 }
 
@@ -193,32 +220,15 @@ public func softmaxRows(_ x: inout Matrix) {
 }
 
 /// Softmax of `count` floats in place; returns nothing, the row sums to 1.
-@inlinable @inline(__always)
+@inline(__always)
 func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ count: Int) {
-    let inv = Float8(repeating: 1 / expRow(row, count))
-    mapInPlace(row, count) { $0 * inv }
+    enc_softmax_row(row, count)
 }
 
 /// `row[j] = e^(row[j] - max)` in place (count ≥ 1); returns the sum, the softmax's denominator.
-@inlinable @inline(__always)
+@inline(__always)
 func expRow(_ row: UnsafeMutablePointer<Float>, _ count: Int) -> Float {
-    let m = Float8(repeating: maximum(row, count))
-    var acc = Float8(repeating: 0)
-    var i = 0
-    while i + 8 <= count {
-        let e = exp8(load8(row + i) - m)
-        store8(e, row + i)
-        acc += e
-        i += 8
-    }
-    var total = acc.sum()
-    while i < count {
-        let e = exp1(row[i] - m[0])
-        row[i] = e
-        total += e
-        i += 1
-    }
-    return total
+    enc_exp_row(row, count)
 }
 
 // MARK: - Elementwise
@@ -230,7 +240,8 @@ public func add(_ x: inout Matrix, _ y: Matrix) throws(TensorError) {
     }
     x.storage.withUnsafeMutableBufferPointer { px in
         y.storage.withUnsafeBufferPointer { py in
-            for i in 0..<px.count { px[i] += py[i] }
+            guard let target = px.baseAddress, let source = py.baseAddress else { return }
+            enc_accumulate_scaled(source, 1, target, px.count)
         }
     }
 }
@@ -255,9 +266,25 @@ public func addRow(_ x: inout Matrix, _ row: [Float]) throws(TensorError) {
     let n = x.cols
     x.storage.withUnsafeMutableBufferPointer { px in
         row.withUnsafeBufferPointer { pr in
-            for r in 0..<x.rows {
-                for c in 0..<n { px[r * n + c] += pr[c] }
-            }
+            guard let target = px.baseAddress, let source = pr.baseAddress else { return }
+            enc_add_row(target, x.rows, n, n, source)
+        }
+    }
+}
+
+/// `x[r] += table[rows[r]]` for every row of `x` (a position-embedding lookup).
+public func addRows(of table: Matrix, at rows: [Int], to x: inout Matrix) throws(TensorError) {
+    guard table.cols == x.cols, rows.count == x.rows else {
+        throw .shapeMismatch(operation: "addRows", detail: "\(rows.count) rows of a \(table.rows)x\(table.cols) table onto \(x.rows)x\(x.cols)")
+    }
+    if let bad = rows.first(where: { $0 < 0 || $0 >= table.rows }) {
+        throw .invalidArgument(operation: "addRows", detail: "row \(bad) of a table of \(table.rows)")
+    }
+    let n = x.cols
+    guard n > 0 else { return }
+    x.storage.withUnsafeMutableBufferPointer { px in
+        table.storage.withUnsafeBufferPointer { pt in
+            for (r, t) in rows.enumerated() { enc_add_row(px.baseAddress! + r * n, 1, n, n, pt.baseAddress! + t * n) }
         }
     }
 }
@@ -265,6 +292,7 @@ public func addRow(_ x: inout Matrix, _ row: [Float]) throws(TensorError) {
 /// `x *= s`.
 public func scale(_ x: inout Matrix, by s: Float) {
     x.storage.withUnsafeMutableBufferPointer { px in
-        for i in 0..<px.count { px[i] *= s }
+        guard let base = px.baseAddress else { return }
+        enc_scale(base, px.count, s)
     }
 }

@@ -180,13 +180,7 @@ public struct SmolVLMVisionModel: Sendable {
                                        patch: v.patchSize, weight: patchWeight, bias: patchBias)
             let ids = positionIDs(rows: height / v.patchSize, cols: width / v.patchSize)
             let d = v.hiddenSize
-            h.storage.withUnsafeMutableBufferPointer { ph in
-                positionEmbedding.storage.withUnsafeBufferPointer { pe in
-                    for (r, id) in ids.enumerated() {
-                        for c in 0..<d { ph[r * d + c] += pe[id * d + c] }
-                    }
-                }
-            }
+            try addRows(of: positionEmbedding, at: ids, to: &h)
             var hidden: [Matrix] = keepHiddenStates ? [h] : []
             var scores: [Int: [Float]] = [:]
             // Buffers reused by every layer; projections with a residual add straight onto h (GEMM beta = 1).
@@ -198,9 +192,13 @@ public struct SmolVLMVisionModel: Sendable {
             guard d % heads == 0 else {
                 throw TensorError.invalidArgument(operation: "attention", detail: "\(heads) heads, width \(d)")
             }
+            // The bias of the projection that last added onto h (fc2 of the layer before) is left
+            // out of that GEMM and added by the next layer norm, which reads h anyway.
+            var pendingBias: [Float]? = nil
             for (index, layer) in layers.enumerated() {
                 let capture = scoreLayers.contains(index + 1)
-                try layerNorm(h, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias, eps: v.layerNormEps, into: &x)
+                try layerNorm(&h, addingBias: pendingBias, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias,
+                              eps: v.layerNormEps, into: &x)
                 x.storage.withUnsafeBufferPointer { px in
                     qkv.storage.withUnsafeMutableBufferPointer { pqkv in
                         linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.qkvWeight, bias: layer.qkvBias,
@@ -220,27 +218,37 @@ public struct SmolVLMVisionModel: Sendable {
                 if capture { scores[index + 1] = layerScores }
                 attended.storage.withUnsafeBufferPointer { pa in
                     h.storage.withUnsafeMutableBufferPointer { ph in
-                        linear(pa.baseAddress!, rows: n, inputStride: d, weight: layer.outWeight, bias: layer.outBias,
+                        linear(pa.baseAddress!, rows: n, inputStride: d, weight: layer.outWeight, bias: nil,
                                into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
                     }
                 }
-                try layerNorm(h, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias, eps: v.layerNormEps, into: &x)
+                try layerNorm(&h, addingBias: layer.outBias, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias,
+                              eps: v.layerNormEps, into: &x)
+                let tanhForm = v.hiddenAct != "gelu"
                 x.storage.withUnsafeBufferPointer { px in
                     f.storage.withUnsafeMutableBufferPointer { pf in
-                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.fc1Weight, bias: layer.fc1Bias,
+                        // The tanh form takes fc1's bias in its own pass.
+                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.fc1Weight, bias: tanhForm ? nil : layer.fc1Bias,
                                into: pf.baseAddress!, outputStride: v.intermediateSize, scratch: &unused)
                     }
                 }
-                if v.hiddenAct == "gelu" { geluErf(&f) } else { geluTanh(&f) }
+                if tanhForm { try geluTanh(&f, bias: layer.fc1Bias) } else { geluErf(&f) }
                 f.storage.withUnsafeBufferPointer { pf in
                     h.storage.withUnsafeMutableBufferPointer { ph in
-                        linear(pf.baseAddress!, rows: n, inputStride: v.intermediateSize, weight: layer.fc2Weight, bias: layer.fc2Bias,
+                        linear(pf.baseAddress!, rows: n, inputStride: v.intermediateSize, weight: layer.fc2Weight, bias: nil,
                                into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
                     }
                 }
-                if keepHiddenStates { hidden.append(h) }
+                pendingBias = layer.fc2Bias
+                if keepHiddenStates {
+                    try addRow(&h, layer.fc2Bias)
+                    pendingBias = nil
+                    hidden.append(h)
+                }
             }
-            let last = try layerNorm(h, weight: postLayerNormWeight, bias: postLayerNormBias, eps: v.layerNormEps)
+            var last = Matrix(rows: n, cols: d)
+            try layerNorm(&h, addingBias: pendingBias, weight: postLayerNormWeight, bias: postLayerNormBias,
+                          eps: v.layerNormEps, into: &last)
             return Output(hiddenStates: hidden, lastHiddenState: last, patchScores: scores)
         } catch {
             throw .computation("\(error)")

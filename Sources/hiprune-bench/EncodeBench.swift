@@ -1,6 +1,7 @@
 import ArgumentParser
 import COpenBLAS
 import Foundation
+import Stream
 import Tensor
 import Vision
 
@@ -31,12 +32,36 @@ struct EncodeBench: AsyncParsableCommand {
     @Option(help: "The peer script.")
     var peer = "tools/bench_torch_vision.py"
 
-    @Option(help: "Threads for both sides (OpenBLAS here, torch.set_num_threads there).")
+    @Option(help: "Threads for every side (OpenBLAS here, torch.set_num_threads and llama.cpp -t there).")
     var threads = 2
+
+    @Option(help: "llama.cpp's llama-mtmd-cli, run as a peer on a 512x512 image (skipped unless given with --llama-model and --mmproj).")
+    var llamaMtmd: String?
+
+    @Option(help: "The text GGUF for llama-mtmd-cli (tools/make_mmproj.py writes one).")
+    var llamaModel: String?
+
+    @Option(help: "The vision projector GGUF for llama-mtmd-cli (F32, from tools/make_mmproj.py).")
+    var mmproj: String?
+
+    @Flag(help: "Instead, time each phase of one encoder layer alone (GEMMs, attention, GELU, layer norm), × layers.")
+    var phases = false
+
+    @Option(help: ArgumentHelp(
+        "Run with OPENBLAS_THREAD_TIMEOUT=N (2^N cycles of spinning before an idle OpenBLAS thread sleeps; OpenBLAS "
+        + "reads it at load, so the bench re-executes itself). Default: OpenBLAS's own (28, ≈ 0.1 s), as the CLI runs."))
+    var openblasThreadTimeout: Int?
 
     func run() async throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
+        if let timeout = openblasThreadTimeout, ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] != "\(timeout)" {
+            guard (4...30).contains(timeout) else { throw ValidationError("--openblas-thread-timeout must be in 4...30") }
+            setenv("OPENBLAS_THREAD_TIMEOUT", "\(timeout)", 1)
+            execv("/proc/self/exe", CommandLine.unsafeArgv)
+            throw ValidationError("could not re-execute with OPENBLAS_THREAD_TIMEOUT=\(timeout)")
+        }
         openblas_set_num_threads(Int32(threads))
+        if phases { return try phaseProfile() }
         var config = SmolVLMConfiguration()
         config.visionConfig.hiddenSize = hidden
         config.visionConfig.numHiddenLayers = layers
@@ -79,7 +104,8 @@ struct EncodeBench: AsyncParsableCommand {
 
         print("SmolVLM vision encoder + connector: hidden \(hidden), \(layers) layers, \(heads) heads, intermediate \(intermediate), "
               + "\(image)x\(image) patch \(patch), scale \(scale); \(String(format: "%.1f", flops / 1e9)) GFLOP/frame; "
-              + "\(threads) threads, OpenBLAS core \(core), median of \(runs)")
+              + "\(threads) threads, OpenBLAS core \(core), "
+              + "OPENBLAS_THREAD_TIMEOUT \(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? "default"), median of \(runs)")
         func row(_ name: String, _ seconds: Double) {
             print(name.padding(toLength: 34, withPad: " ", startingAt: 0)
                   + String(format: "%8.3f s/frame  %7.1f GFLOP/s", seconds, flops / seconds / 1e9))
@@ -99,6 +125,161 @@ struct EncodeBench: AsyncParsableCommand {
             row("pytorch eager, output_attentions", torch)
             print(String(format: "pytorch / swift (with scores)     %8.2f ×", torch / captured))
         }
+        guard llamaMtmd != nil || llamaModel != nil || mmproj != nil else { return }
+        guard let llama = try llamaPeer() else {
+            print("llama.cpp peer skipped: --llama-mtmd, --llama-model and --mmproj must all name existing files")
+            return
+        }
+        let slicesNote = "\(llama.slices) encoder pass\(llama.slices == 1 ? "" : "es") per \(image)x\(image) image"
+        print("llama.cpp llama-mtmd-cli (\(threads) threads, \(((mmproj ?? "") as NSString).lastPathComponent)): \(slicesNote), "
+              + "\(llama.batches) encode call\(llama.batches == 1 ? "" : "s"); median of \(runs) runs")
+        row("llama.cpp, per slice (one pass)", llama.perSlice)
+        row("llama.cpp, per image (\(llama.slices) slices)", llama.perImage)
+        print(String(format: "llama.cpp slice / swift frame      %8.2f ×", llama.perSlice / plain))
+        print(String(format: "llama.cpp image / swift frame      %8.2f ×", llama.perImage / plain))
+    }
+
+    /// llama-mtmd-cli on one image per run: the median seconds of one encoder pass (a slice) and of
+    /// the whole image (every slice it cut), from the encode times the tool logs.
+    func llamaPeer() throws -> (perSlice: Double, perImage: Double, slices: Int, batches: Int)? {
+        guard let llamaMtmd, let llamaModel, let mmproj,
+              FileManager.default.isExecutableFile(atPath: llamaMtmd),
+              FileManager.default.fileExists(atPath: llamaModel), FileManager.default.fileExists(atPath: mmproj) else { return nil }
+        // A random-noise frame: what llama.cpp's preprocessor sees does not change its work.
+        var random = BenchRandom(seed: 2)
+        let rgb = (0..<(image * image * 3)).map { _ in UInt8(truncatingIfNeeded: Int(random.next() * 127) + 128) }
+        let path = NSTemporaryDirectory() + "hiprune-bench-encode-\(ProcessInfo.processInfo.processIdentifier).png"
+        try Data(PNGWriter.encode(rgb: rgb, width: image, height: image)).write(to: URL(fileURLWithPath: path))
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        var perSlice: [Double] = [], perImage: [Double] = []
+        var slices = 0, batches = 0
+        for _ in 0..<runs {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: llamaMtmd)
+            process.arguments = ["-m", llamaModel, "--mmproj", mmproj, "--image", path, "-p", "Describe the image.",
+                                 "-n", "1", "-t", "\(threads)", "--temp", "0"]
+            let log = Pipe()
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = log
+            try process.run()
+            let data = log.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { return nil }
+            let timing = Self.llamaEncodeTimes(String(decoding: data, as: UTF8.self))
+            guard timing.slices > 0 else { return nil }
+            slices = timing.slices
+            batches = timing.batches
+            perImage.append(timing.seconds)
+            perSlice.append(timing.seconds / Double(timing.slices))
+        }
+        return (perSlice.sorted()[runs / 2], perImage.sorted()[runs / 2], slices, batches)
+    }
+
+    /// Encode time in llama-mtmd-cli's log: "encoding mtmd batch, n_chunks = K …" followed by
+    /// "mtmd batch encoding done in N ms" (K slices in one call), or the older per-slice
+    /// "image slice encoded in N ms".
+    static func llamaEncodeTimes(_ log: String) -> (seconds: Double, slices: Int, batches: Int) {
+        var milliseconds = 0.0, slices = 0, batches = 0, pending = 1
+        func number(after marker: String, in line: Substring) -> Double? {
+            guard let range = line.range(of: marker) else { return nil }
+            return Double(line[range.upperBound...].prefix { $0.isNumber || $0 == "." })
+        }
+        for line in log.split(separator: "\n") {
+            if let k = number(after: "encoding mtmd batch, n_chunks = ", in: line) {
+                pending = Int(k)
+            } else if let ms = number(after: "mtmd batch encoding done in ", in: line) {
+                milliseconds += ms
+                slices += pending
+                batches += 1
+                pending = 1
+            } else if let ms = number(after: "image slice encoded in ", in: line) {
+                milliseconds += ms
+                slices += 1
+                batches += 1
+            }
+        }
+        return (milliseconds / 1000, slices, batches)
+    }
+
+    /// Each phase of one layer on its own at the bench's shapes, median of `runs` · 3 calls, printed
+    /// per frame (× layers): where the time goes, without a profiler.
+    func phaseProfile() throws {
+        let n = (image / patch) * (image / patch), d = hidden, f = intermediate
+        var random = BenchRandom(seed: 3)
+        func matrix(_ rows: Int, _ cols: Int, _ scale: Float = 1) -> Matrix {
+            try! Matrix(rows: rows, cols: cols, storage: (0..<(rows * cols)).map { _ in random.next() * scale })
+        }
+        func vector(_ count: Int) -> [Float] { (0..<count).map { _ in random.next() } }
+        let qkvWeight = WeightMatrix(matrix(3 * d, d, 1 / Float(d).squareRoot())), outWeight = WeightMatrix(matrix(d, d, 0.03))
+        let fc1Weight = WeightMatrix(matrix(f, d, 0.03)), fc2Weight = WeightMatrix(matrix(d, f, 0.02))
+        var h = matrix(n, d), x = matrix(n, d), qkv = matrix(n, 3 * d), attended = matrix(n, d), mlp = matrix(n, f)
+        let w = vector(d), b = vector(d), fcBias = vector(f), qkvBias = vector(3 * d)
+        var scores = [Float](repeating: 0, count: n)
+        var unused: [Float] = []
+        // Process CPU time beside wall time: under load from other processes the CPU seconds still
+        // compare variants fairly (OpenBLAS's spinning threads inflate them for threaded GEMMs).
+        var cpu: [String: Double] = [:]
+        func cpuSeconds() -> Double {
+            var t = timespec()
+            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        }
+        func time(_ name: String, _ body: () throws -> Void) rethrows -> Double {
+            var samples: [Double] = [], cpuSamples: [Double] = []
+            for _ in 0..<(3 * runs + 1) {
+                let start = DispatchTime.now().uptimeNanoseconds, cpuStart = cpuSeconds()
+                try body()
+                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                cpuSamples.append(cpuSeconds() - cpuStart)
+            }
+            cpu[name] = cpuSamples.dropFirst().sorted()[cpuSamples.count / 2 - 1] * Double(layers)
+            return samples.dropFirst().sorted()[samples.count / 2 - 1] * Double(layers)
+        }
+        func gemm(_ input: Matrix, _ weight: WeightMatrix, _ bias: [Float]?, into out: inout Matrix, accumulate: Bool) {
+            input.storage.withUnsafeBufferPointer { pi in
+                out.storage.withUnsafeMutableBufferPointer { po in
+                    linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: weight, bias: bias, into: po.baseAddress!,
+                           outputStride: out.cols, accumulate: accumulate, scratch: &unused)
+                }
+            }
+        }
+        func attend(capture: Bool) {
+            qkv.storage.withUnsafeBufferPointer { pq in
+                attended.storage.withUnsafeMutableBufferPointer { po in
+                    scores.withUnsafeMutableBufferPointer { ps in
+                        let q = pq.baseAddress!
+                        attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d, queries: n,
+                                  keys: n, heads: heads, kvHeads: heads, headDimension: d / heads, output: po.baseAddress!,
+                                  scores: capture ? ps.baseAddress : nil)
+                    }
+                }
+            }
+        }
+        gemm(x, qkvWeight, qkvBias, into: &qkv, accumulate: false)
+        let cases: [(String, Double, Double)] = [
+            ("qkv projection (+bias)", 2.0 * Double(n * d * 3 * d), time("qkv projection (+bias)") { gemm(x, qkvWeight, qkvBias, into: &qkv, accumulate: false) }),
+            ("attention", 4.0 * Double(n * n * d), time("attention") { attend(capture: false) }),
+            ("attention + scores", 4.0 * Double(n * n * d), time("attention + scores") { attend(capture: true) }),
+            ("out projection (onto h)", 2.0 * Double(n * d * d), time("out projection (onto h)") { gemm(attended, outWeight, nil, into: &h, accumulate: true) }),
+            ("layer norm (+residual bias)", 0, try time("layer norm (+residual bias)") { try layerNorm(&h, addingBias: b, weight: w, bias: b, eps: 1e-6, into: &x) }),
+            ("fc1", 2.0 * Double(n * d * f), time("fc1") { gemm(x, fc1Weight, nil, into: &mlp, accumulate: false) }),
+            ("bias + gelu_tanh", 0, try time("bias + gelu_tanh") { try geluTanh(&mlp, bias: fcBias) }),
+            ("fc2 (onto h)", 2.0 * Double(n * d * f), time("fc2 (onto h)") { gemm(mlp, fc2Weight, nil, into: &h, accumulate: true) }),
+        ]
+        print("phases of one layer × \(layers) (median of \(3 * runs)):")
+        var total = 0.0
+        for (name, flops, seconds) in cases where name != "attention + scores" {
+            total += seconds
+            print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
+                  + String(format: " %8.1f CPU-ms", (cpu[name] ?? 0) * 1e3)
+                  + (flops > 0 ? String(format: "  %7.1f GFLOP/s", flops * Double(layers) / seconds / 1e9) : ""))
+        }
+        if let captured = cases.first(where: { $0.0 == "attention + scores" }) {
+            print("attention + scores".padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", captured.2 * 1e3)
+                  + String(format: " %8.1f CPU-ms", (cpu[captured.0] ?? 0) * 1e3))
+        }
+        print("sum of phases (2 layer norms)".padding(toLength: 34, withPad: " ", startingAt: 0)
+              + String(format: "%8.1f ms/frame", (total + cases[4].2) * 1e3))
     }
 
     /// GFLOP/s of one big sgemm shaped like the MLP's, median of 5.

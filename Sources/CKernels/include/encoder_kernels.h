@@ -1,2 +1,73 @@
 #pragma once
-// Encoder element-wise kernels (softmax rows, GELU, layer norm).
+// Encoder element-wise kernels: softmax rows (with HiPrune score accumulation), GELU (tanh form)
+// with its bias, layer norm with the residual's bias folded in. Single-threaded; callers split rows
+// over threads. Every kernel runs AVX2 + FMA code when the CPU has both (checked once at run time)
+// and portable C otherwise; both use the same exp polynomial (Cephes, ≈ 1 ulp).
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Non-zero when the AVX2 + FMA paths run on this CPU.
+int enc_uses_avx2(void);
+
+/// With force ≠ 0, every kernel takes its portable path from now on (tests compare both paths);
+/// with 0, the CPU decides again.
+void enc_force_portable(int force);
+
+/// row[j] = e^(row[j] - max(row)) for j < count (count ≥ 1); returns the sum of the new values.
+float enc_exp_row(float *row, ptrdiff_t count);
+
+/// Softmax of count ≥ 1 floats in place.
+void enc_softmax_row(float *row, ptrdiff_t count);
+
+/// acc[j] += row[j] · factor.
+void enc_accumulate_scaled(const float *row, float factor, float *acc, ptrdiff_t count);
+
+/// One block of attention logits [rows, width], in place: row i keeps its first
+/// v_i = min(width, visible + i) columns (v_i ≥ 1), which become e^(s - max) (unnormalised), and
+/// zeros after them; inverse[i] = 1 / Σ of row i. With `scores`, scores[j] += softmax(row i)[j]
+/// for every row (the attention key j receives). Non-causal callers pass visible = width.
+void enc_softmax_block(float *logits, ptrdiff_t rows, ptrdiff_t width, ptrdiff_t visible,
+                       float *inverse, float *scores);
+
+/// Non-zero when enc_attention_head runs for head dimension d (AVX2 + FMA and d a multiple of 8);
+/// otherwise callers take their BLAS path.
+int enc_attention_supported(ptrdiff_t d);
+
+/// Floats of scratch enc_attention_head needs for `keys` keys of head dimension d.
+ptrdiff_t enc_attention_scratch(ptrdiff_t keys, ptrdiff_t d);
+
+/// One head of full (non-causal) attention, fused: for blocks of 6 queries, S = q·kᵀ·scale (keys
+/// packed once per call), softmax rows, out = P·v — the block of S never leaves L1, and nothing is
+/// packed or zeroed per block as a BLAS GEMM would. Row i of q/k/v starts at base + i · stride;
+/// out rows are out_stride apart. With `scores`, scores[j] += softmax(row i)[j] for every query i.
+/// Requires enc_attention_supported(d); `scratch` holds enc_attention_scratch(keys, d) floats.
+void enc_attention_head(const float *q, ptrdiff_t q_stride, const float *k, const float *v, ptrdiff_t kv_stride,
+                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                        float *out, ptrdiff_t out_stride, float *scores, float *scratch);
+
+/// x[r, c] = gelu_tanh(x[r, c] + bias[c]) over rows of `cols` floats `stride` apart; bias may be NULL.
+/// gelu_tanh(v) = 0.5·v·(1 + tanh(u)) = v · sigmoid(2u), u = √(2/π)·(v + 0.044715·v³).
+void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias);
+
+/// SiLU in place: x · sigmoid(x).
+void enc_silu(float *x, ptrdiff_t count);
+
+/// Layer norm of each row (biased variance, as torch.nn.LayerNorm):
+/// out[r] = (x[r] - mean) / √(var + eps) · weight + bias. With `residual_bias` (may be NULL),
+/// x[r] += residual_bias first and is written back: the bias of the projection that produced
+/// the residual costs no pass of its own. x and out rows are `cols` floats apart.
+void enc_layer_norm(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
+                    const float *weight, const float *bias, float eps, float *out);
+
+/// x[r, c] += row[c] over rows of `cols` floats `stride` apart.
+void enc_add_row(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *row);
+
+/// x[j] *= factor.
+void enc_scale(float *x, ptrdiff_t count, float factor);
+
+#ifdef __cplusplus
+}
+#endif
