@@ -63,97 +63,18 @@ public struct SmolVLMVisionConfiguration: Codable, Sendable, Equatable {
     }
 }
 
-/// config.json → text_config (a Llama / SmolLM2 decoder), with LlamaConfig's defaults and
-/// SmolVLM's rms_norm_eps of 1e-5.
+/// config.json → text_config as far as the vision side needs it: the width the connector projects
+/// into. The decoder itself is read by VLM's LlamaConfiguration.
 public struct SmolVLMTextConfiguration: Codable, Sendable, Equatable {
-    public var modelType = "llama"
-    public var vocabSize = 32000
     public var hiddenSize = 4096
-    public var intermediateSize = 11008
-    public var numHiddenLayers = 32
-    public var numAttentionHeads = 32
-    public var numKeyValueHeads: Int?
-    public var headDim: Int?
-    public var hiddenAct = "silu"
-    public var maxPositionEmbeddings = 2048
-    public var rmsNormEps: Float = 1e-5
-    /// rope_theta, read from `rope_parameters` (transformers 5) or the top level (older files).
-    public var ropeTheta: Float = 10000
-    public var tieWordEmbeddings = false
-    public var attentionBias = false
-    public var mlpBias = false
-    public var padTokenId: Int?
-    public var bosTokenId: Int?
-    public var eosTokenId: Int?
 
-    /// num_key_value_heads, defaulting to num_attention_heads.
-    public var keyValueHeads: Int { numKeyValueHeads ?? numAttentionHeads }
-    /// head_dim, defaulting to hidden_size / num_attention_heads.
-    public var headDimension: Int { headDim ?? hiddenSize / max(1, numAttentionHeads) }
-
-    enum CodingKeys: String, CodingKey {
-        case modelType = "model_type", vocabSize = "vocab_size", hiddenSize = "hidden_size"
-        case intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads", numKeyValueHeads = "num_key_value_heads", headDim = "head_dim"
-        case hiddenAct = "hidden_act", maxPositionEmbeddings = "max_position_embeddings", rmsNormEps = "rms_norm_eps"
-        case ropeTheta = "rope_theta", tieWordEmbeddings = "tie_word_embeddings", attentionBias = "attention_bias"
-        case mlpBias = "mlp_bias", padTokenId = "pad_token_id", bosTokenId = "bos_token_id", eosTokenId = "eos_token_id"
-        case ropeParameters = "rope_parameters"
-    }
-
-    struct RopeParameters: Codable { var rope_theta: Float? }
+    enum CodingKeys: String, CodingKey { case hiddenSize = "hidden_size" }
 
     public init() {}
 
     public init(from decoder: Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
-        vocabSize = try c.decodeIfPresent(Int.self, forKey: .vocabSize) ?? d.vocabSize
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
-        numKeyValueHeads = try c.decodeIfPresent(Int.self, forKey: .numKeyValueHeads)
-        headDim = try c.decodeIfPresent(Int.self, forKey: .headDim)
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
-        maxPositionEmbeddings = try c.decodeIfPresent(Int.self, forKey: .maxPositionEmbeddings) ?? d.maxPositionEmbeddings
-        rmsNormEps = try c.decodeIfPresent(Float.self, forKey: .rmsNormEps) ?? d.rmsNormEps
-        let nested = try c.decodeIfPresent(RopeParameters.self, forKey: .ropeParameters)?.rope_theta
-        ropeTheta = try nested ?? c.decodeIfPresent(Float.self, forKey: .ropeTheta) ?? d.ropeTheta
-        tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
-        attentionBias = try c.decodeIfPresent(Bool.self, forKey: .attentionBias) ?? d.attentionBias
-        mlpBias = try c.decodeIfPresent(Bool.self, forKey: .mlpBias) ?? d.mlpBias
-        padTokenId = try c.decodeIfPresent(Int.self, forKey: .padTokenId)
-        bosTokenId = try c.decodeIfPresent(Int.self, forKey: .bosTokenId)
-        // eos_token_id may be a list; the first one is the default stop token.
-        if let one = try? c.decodeIfPresent(Int.self, forKey: .eosTokenId) {
-            eosTokenId = one
-        } else {
-            eosTokenId = (try? c.decodeIfPresent([Int].self, forKey: .eosTokenId))?.first
-        }
-    }
-
-    public func encode(to encoder: Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(modelType, forKey: .modelType)
-        try c.encode(vocabSize, forKey: .vocabSize)
-        try c.encode(hiddenSize, forKey: .hiddenSize)
-        try c.encode(intermediateSize, forKey: .intermediateSize)
-        try c.encode(numHiddenLayers, forKey: .numHiddenLayers)
-        try c.encode(numAttentionHeads, forKey: .numAttentionHeads)
-        try c.encodeIfPresent(numKeyValueHeads, forKey: .numKeyValueHeads)
-        try c.encodeIfPresent(headDim, forKey: .headDim)
-        try c.encode(hiddenAct, forKey: .hiddenAct)
-        try c.encode(maxPositionEmbeddings, forKey: .maxPositionEmbeddings)
-        try c.encode(rmsNormEps, forKey: .rmsNormEps)
-        try c.encode(ropeTheta, forKey: .ropeTheta)
-        try c.encode(tieWordEmbeddings, forKey: .tieWordEmbeddings)
-        try c.encode(attentionBias, forKey: .attentionBias)
-        try c.encode(mlpBias, forKey: .mlpBias)
-        try c.encodeIfPresent(padTokenId, forKey: .padTokenId)
-        try c.encodeIfPresent(bosTokenId, forKey: .bosTokenId)
-        try c.encodeIfPresent(eosTokenId, forKey: .eosTokenId)
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? Self().hiddenSize
     }
 }
 

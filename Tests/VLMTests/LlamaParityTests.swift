@@ -56,6 +56,16 @@ final class LlamaParityTests: XCTestCase {
         XCTAssertEqual(Array(sequence.dropFirst(e.promptIDs.count)), e.greedy, "\(name): greedy without KV cache")
     }
 
+    func testSmolVLMTextConfigIsReadFromConfigJSON() throws {
+        // A SmolVLM config.json made by transformers (smolvlm-b): the decoder lives in text_config.
+        let c = try LlamaConfiguration(configFile: Fixtures.path("smolvlm-b", "config.json"))
+        XCTAssertEqual([c.hiddenSize, c.layers, c.heads, c.kvHeads, c.headDimension, c.intermediateSize, c.vocabularySize, c.maxPositions],
+                       [40, 1, 2, 1, 20, 64, 128, 256])
+        XCTAssertEqual(c.ropeTheta, 10000)
+        XCTAssertEqual(c.rmsNormEps, 1e-5)
+        XCTAssertFalse(c.tieWordEmbeddings)
+    }
+
     func testTiedGQAModelMatchesTransformers() throws { try checkDirectory("lm-tied") }
     func testUntiedLlama3ScaledModelMatchesTransformers() throws { try checkDirectory("lm-untied") }
     func testLinearScaledModelMatchesTransformers() throws { try checkDirectory("lm-linear") }
