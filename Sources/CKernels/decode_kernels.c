@@ -1,1 +1,741 @@
+// Decode-step kernels and the thread team that runs them; the contract is in decode_kernels.h.
+#define _GNU_SOURCE
 #include "decode_kernels.h"
+
+#include <limits.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#if defined(__linux__)
+#include <linux/futex.h>
+#include <sys/syscall.h>
+#endif
+#include <sys/mman.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#define AVX2 __attribute__((target("avx2,fma")))
+static inline void cpu_relax(void) { _mm_pause(); }
+#else
+#define HAVE_X86 0
+static inline void cpu_relax(void) {}
+#endif
+
+// MARK: - Instruction set
+
+static atomic_int isa_choice = -1;  // -1 undecided, 0 portable, 1 avx2+fma
+
+static int cpu_has_avx2(void) {
+#if HAVE_X86
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+#else
+    return 0;
+#endif
+}
+
+static int use_avx2(void) {
+    int choice = atomic_load_explicit(&isa_choice, memory_order_relaxed);
+    if (choice < 0) {
+        choice = cpu_has_avx2();
+        atomic_store_explicit(&isa_choice, choice, memory_order_relaxed);
+    }
+    return choice;
+}
+
+int decode_use_avx2(int enabled) {
+    int previous = use_avx2();
+    atomic_store(&isa_choice, enabled && cpu_has_avx2());
+    return previous;
+}
+
+const char *decode_kernel_isa(void) { return use_avx2() ? "avx2+fma" : "portable"; }
+
+// MARK: - Team
+//
+// The cursor packs the task's generation (22 bits), its claim quantum (2 bits: 1, 2, 4 or 8 units),
+// its unit count (20 bits) and the next unclaimed unit (20 bits). A claim is a CAS on the whole word,
+// so it only succeeds while that very task is live; a task stays live until every claimed unit is
+// done, so the task description read after a successful claim is the claimed task's. Claims shrink
+// as the task drains (a share of what is left, as OpenMP's guided schedule): few claims, and the
+// threads finish within a quantum of each other even when one started late. Workers spin briefly
+// between tasks, then sleep on `wake`.
+
+typedef void (*team_body)(void *context, long begin, long end);
+
+enum { GEN_BITS = 22, QUANTUM_BITS = 2, COUNT_BITS = 20, MAX_UNITS = (1 << COUNT_BITS) - 1, MAX_TEAM = 64 };
+static const long SPIN_NS = 200000;  // covers the gaps inside a decode step, not the gaps between requests
+
+static struct {
+    _Alignas(64) _Atomic uint64_t cursor;
+    atomic_long done;  // units finished
+    atomic_long worker_units;
+    _Alignas(64) _Atomic uint32_t wake;  // apart from the cursor: spinning workers read it constantly
+    atomic_int sleepers;
+    atomic_int enabled;
+    int size;
+    pthread_mutex_t owner;  // one task at a time; a second caller runs its work alone
+#if !defined(__linux__)
+    pthread_mutex_t sleep_lock;
+    pthread_cond_t sleep_signal;
+#endif
+    uint32_t generation;  // owner only
+    team_body body;
+    void *context;
+} team = {
+    .size = 1, .enabled = 1, .owner = PTHREAD_MUTEX_INITIALIZER,
+#if !defined(__linux__)
+    .sleep_lock = PTHREAD_MUTEX_INITIALIZER, .sleep_signal = PTHREAD_COND_INITIALIZER,
+#endif
+};
+
+static pthread_once_t team_once = PTHREAD_ONCE_INIT;
+
+static uint64_t pack(uint64_t generation, uint64_t quantum_shift, uint64_t units, uint64_t next) {
+    return (generation << (QUANTUM_BITS + 2 * COUNT_BITS)) | (quantum_shift << (2 * COUNT_BITS))
+         | (units << COUNT_BITS) | next;
+}
+
+static uint64_t generation_of(uint64_t c) { return c >> (QUANTUM_BITS + 2 * COUNT_BITS); }
+
+static long monotonic_ns(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (long)t.tv_sec * 1000000000L + t.tv_nsec;
+}
+
+/// Claims and runs units of task `generation` until none is left; returns how many it ran.
+static long run_claims(uint64_t generation) {
+    long ran = 0;
+    uint64_t c = atomic_load_explicit(&team.cursor, memory_order_acquire);
+    for (;;) {
+        long units = (long)((c >> COUNT_BITS) & MAX_UNITS), next = (long)(c & MAX_UNITS);
+        if (generation_of(c) != generation || next >= units) return ran;
+        long quantum = 1L << ((c >> (2 * COUNT_BITS)) & 3);
+        long share = (units - next + 2 * team.size - 1) / (2 * team.size);
+        share = (share + quantum - 1) / quantum * quantum;
+        long end = next + share < units ? next + share : units;
+        if (!atomic_compare_exchange_weak_explicit(&team.cursor, &c, c - (uint64_t)next + (uint64_t)end,
+                                                   memory_order_acq_rel, memory_order_acquire)) continue;
+        team.body(team.context, next, end);
+        ran += end - next;
+        atomic_fetch_add_explicit(&team.done, end - next, memory_order_release);
+        c = atomic_load_explicit(&team.cursor, memory_order_acquire);
+    }
+}
+
+static void sleep_until_changed(uint32_t seen) {
+    atomic_fetch_add(&team.sleepers, 1);
+#if defined(__linux__)
+    if (atomic_load(&team.wake) == seen)
+        syscall(SYS_futex, &team.wake, FUTEX_WAIT_PRIVATE, seen, NULL, NULL, 0);
+#else
+    pthread_mutex_lock(&team.sleep_lock);
+    while (atomic_load(&team.wake) == seen) pthread_cond_wait(&team.sleep_signal, &team.sleep_lock);
+    pthread_mutex_unlock(&team.sleep_lock);
+#endif
+    atomic_fetch_sub(&team.sleepers, 1);
+}
+
+static void wake_sleepers(void) {
+    if (atomic_load(&team.sleepers) == 0) return;
+#if defined(__linux__)
+    syscall(SYS_futex, &team.wake, FUTEX_WAKE_PRIVATE, INT_MAX, NULL, NULL, 0);
+#else
+    pthread_mutex_lock(&team.sleep_lock);
+    pthread_cond_broadcast(&team.sleep_signal);
+    pthread_mutex_unlock(&team.sleep_lock);
+#endif
+}
+
+static void *worker_main(void *unused) {
+    (void)unused;
+    uint32_t seen = atomic_load(&team.wake);
+    for (;;) {
+        long start = monotonic_ns();
+        for (unsigned spins = 1;; spins++) {
+            if (atomic_load_explicit(&team.wake, memory_order_acquire) != seen) break;
+            cpu_relax();
+            if ((spins & 255) == 0 && monotonic_ns() - start > SPIN_NS) {
+                sleep_until_changed(seen);
+                start = monotonic_ns();
+            }
+        }
+        seen = atomic_load_explicit(&team.wake, memory_order_acquire);
+        long ran = run_claims(generation_of(atomic_load_explicit(&team.cursor, memory_order_acquire)));
+        if (ran) atomic_fetch_add_explicit(&team.worker_units, ran, memory_order_relaxed);
+    }
+    return NULL;
+}
+
+static void start_team(void) {
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *override = getenv("HIPRUNE_THREADS");
+    if (override && atol(override) > 0) cores = atol(override);
+    if (cores < 1) cores = 1;
+    if (cores > MAX_TEAM) cores = MAX_TEAM;
+    pthread_attr_t attributes;
+    pthread_attr_init(&attributes);
+    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+    pthread_attr_setstacksize(&attributes, 256 * 1024);
+    int size = 1;
+    for (long i = 1; i < cores; i++) {
+        pthread_t thread;
+        if (pthread_create(&thread, &attributes, worker_main, NULL) == 0) size += 1;
+    }
+    pthread_attr_destroy(&attributes);
+    team.size = size;
+}
+
+int decode_team_size(void) {
+    pthread_once(&team_once, start_team);
+    return team.size;
+}
+
+int decode_team_enable(int enabled) { return atomic_exchange(&team.enabled, enabled != 0); }
+
+long decode_team_worker_chunks(void) { return atomic_load(&team.worker_units); }
+
+/// Runs body over units 0 ..< units (at most MAX_UNITS), claimed in multiples of `quantum` (1, 2, 4
+/// or 8), on the team when `parallel`.
+static void team_run(team_body body, void *context, long units, int quantum, int parallel) {
+    if (units <= 0) return;
+    if (!parallel || units <= quantum || units > MAX_UNITS || !atomic_load_explicit(&team.enabled, memory_order_relaxed)
+        || decode_team_size() < 2 || pthread_mutex_trylock(&team.owner) != 0) {
+        body(context, 0, units);
+        return;
+    }
+    uint64_t shift = quantum >= 8 ? 3 : quantum >= 4 ? 2 : quantum >= 2 ? 1 : 0;
+    team.body = body;
+    team.context = context;
+    atomic_store_explicit(&team.done, 0, memory_order_relaxed);
+    atomic_store_explicit(&team.worker_units, 0, memory_order_relaxed);
+    team.generation = (team.generation + 1) & ((1u << GEN_BITS) - 1);
+    atomic_store_explicit(&team.cursor, pack(team.generation, shift, (uint64_t)units, 0), memory_order_release);
+    atomic_fetch_add(&team.wake, 1);
+    wake_sleepers();
+    run_claims(team.generation);
+    for (unsigned spins = 1; atomic_load_explicit(&team.done, memory_order_acquire) < units; spins++) {
+        cpu_relax();
+        if ((spins & 4095) == 0) sched_yield();  // a worker holding a claim was descheduled
+    }
+    pthread_mutex_unlock(&team.owner);
+}
+
+// MARK: - Row kernels
+//
+// A row is one sequential stream: four 8-lane accumulators over 32 columns at a time, summed, then
+// the columns past the last multiple of 8. Four rows at once (four streams sharing each load of x)
+// measured slower here, BF16 by a fifth. Each row's result depends only on the row and x, never on
+// which thread or claim computes it, so the split cannot change results.
+
+static inline float finish(float *y, float sum, int accumulate) { return accumulate ? *y + sum : sum; }
+
+static void f32_rows_portable(const float *w, long rows, long cols, long stride, const float *x, float *y,
+                              int accumulate) {
+    for (long r = 0; r < rows; r++) {
+        const float *row = w + r * stride;
+        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        long c = 0;
+        for (; c + 8 <= cols; c += 8)
+            for (int k = 0; k < 8; k++) lanes[k] += row[c + k] * x[c + k];
+        float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        for (; c < cols; c++) sum += row[c] * x[c];
+        y[r] = finish(y + r, sum, accumulate);
+    }
+}
+
+static inline float bf16_value(uint16_t bits) {
+    uint32_t wide = (uint32_t)bits << 16;
+    float value;
+    memcpy(&value, &wide, sizeof value);
+    return value;
+}
+
+static void bf16_rows_portable(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
+                               int accumulate) {
+    for (long r = 0; r < rows; r++) {
+        const uint16_t *row = w + r * stride;
+        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        long c = 0;
+        for (; c + 8 <= cols; c += 8)
+            for (int k = 0; k < 8; k++) lanes[k] += bf16_value(row[c + k]) * x[c + k];
+        float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+        for (; c < cols; c++) sum += bf16_value(row[c]) * x[c];
+        y[r] = finish(y + r, sum, accumulate);
+    }
+}
+
+#if HAVE_X86
+static inline AVX2 float hsum(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+static inline AVX2 __m256 load_bf16(const uint16_t *p) {
+    __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
+#define VALUE_float(v) (v)
+#define VALUE_uint16_t(v) bf16_value(v)
+#define ROWS_AVX2(NAME, T, LOAD)                                                                          \
+    static AVX2 void NAME(const T *w, long rows, long cols, long stride, const float *x, float *y,        \
+                          int accumulate) {                                                               \
+        for (long r = 0; r < rows; r++) {                                                                 \
+            const T *row = w + r * stride;                                                                \
+            __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                   \
+            long c = 0;                                                                                   \
+            for (; c + 32 <= cols; c += 32) {                                                             \
+                a0 = _mm256_fmadd_ps(LOAD(row + c), _mm256_loadu_ps(x + c), a0);                          \
+                a1 = _mm256_fmadd_ps(LOAD(row + c + 8), _mm256_loadu_ps(x + c + 8), a1);                  \
+                a2 = _mm256_fmadd_ps(LOAD(row + c + 16), _mm256_loadu_ps(x + c + 16), a2);                \
+                a3 = _mm256_fmadd_ps(LOAD(row + c + 24), _mm256_loadu_ps(x + c + 24), a3);                \
+            }                                                                                             \
+            for (; c + 8 <= cols; c += 8) a0 = _mm256_fmadd_ps(LOAD(row + c), _mm256_loadu_ps(x + c), a0); \
+            float sum = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));                \
+            for (; c < cols; c++) sum = __builtin_fmaf(VALUE_##T(row[c]), x[c], sum);                     \
+            y[r] = finish(y + r, sum, accumulate);                                                        \
+        }                                                                                                 \
+    }
+
+ROWS_AVX2(f32_rows_avx2, float, _mm256_loadu_ps)
+ROWS_AVX2(bf16_rows_avx2, uint16_t, load_bf16)
+#endif
+
+static void f32_rows(const float *w, long rows, long cols, long stride, const float *x, float *y, int accumulate) {
+#if HAVE_X86
+    if (use_avx2()) { f32_rows_avx2(w, rows, cols, stride, x, y, accumulate); return; }
+#endif
+    f32_rows_portable(w, rows, cols, stride, x, y, accumulate);
+}
+
+static void bf16_rows(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
+                      int accumulate) {
+#if HAVE_X86
+    if (use_avx2()) { bf16_rows_avx2(w, rows, cols, stride, x, y, accumulate); return; }
+#endif
+    bf16_rows_portable(w, rows, cols, stride, x, y, accumulate);
+}
+
+// MARK: - Products
+
+typedef struct {
+    const void *w;
+    const float *x;
+    float *y;
+    long cols, stride;
+    int accumulate, bf16;
+} matvec_task;
+
+static void matvec_body(void *context, long begin, long end) {
+    const matvec_task *t = context;
+    if (t->bf16)
+        bf16_rows((const uint16_t *)t->w + begin * t->stride, end - begin, t->cols, t->stride, t->x, t->y + begin,
+                  t->accumulate);
+    else
+        f32_rows((const float *)t->w + begin * t->stride, end - begin, t->cols, t->stride, t->x, t->y + begin,
+                 t->accumulate);
+}
+
+// Claims are multiples of 4 rows (enough to amortise a claim); below 64 K weights waking the team
+// costs more than it saves.
+static void matvec(const void *w, long rows, long cols, long stride, const float *x, float *y, int accumulate,
+                   int bf16) {
+    if (rows <= 0) return;
+    if (cols <= 0) {
+        if (!accumulate) memset(y, 0, (size_t)rows * sizeof *y);
+        return;
+    }
+    matvec_task task = {w, x, y, cols, stride < cols ? cols : stride, accumulate, bf16};
+    team_run(matvec_body, &task, rows, 4, rows * cols >= 65536);
+}
+
+void decode_matvec_f32(const float *w, long rows, long cols, long stride, const float *x, float *y, int accumulate) {
+    matvec(w, rows, cols, stride, x, y, accumulate, 0);
+}
+
+void decode_matvec_bf16(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
+                        int accumulate) {
+    matvec(w, rows, cols, stride, x, y, accumulate, 1);
+}
+
+// MARK: - exp
+//
+// Cephes' expf: e^x = 2^n · e^r with r in [-ln2/2, ln2/2], a degree-5 polynomial for e^r. The input
+// is clamped so that 2^n stays a normal float; e^-87 is far below any softmax weight that matters.
+
+static const float EXP_HIGH = 88.3762626647949f, EXP_LOW = -87.3365447504f, LOG2E = 1.44269504088896341f;
+static const float LN2_HIGH = 0.693359375f, LN2_LOW = -2.12194440e-4f;
+static const float EXP_P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
+                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
+
+static float exp_portable(float x) {
+    x = x > EXP_HIGH ? EXP_HIGH : (x < EXP_LOW ? EXP_LOW : x);
+    float f = x * LOG2E + 0.5f;
+    int n = (int)f;
+    if ((float)n > f) n -= 1;  // floor
+    float fn = (float)n;
+    x = x - fn * LN2_HIGH - fn * LN2_LOW;
+    float z = x * x;
+    float y = ((((EXP_P[0] * x + EXP_P[1]) * x + EXP_P[2]) * x + EXP_P[3]) * x + EXP_P[4]) * x + EXP_P[5];
+    y = y * z + x + 1.0f;
+    uint32_t bits = (uint32_t)(n + 127) << 23;
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return y * scale;
+}
+
+#if HAVE_X86
+static inline AVX2 __m256 exp_avx2(__m256 x) {
+    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(EXP_HIGH)), _mm256_set1_ps(EXP_LOW));
+    __m256 fn = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(0.5f)));
+    x = _mm256_fnmadd_ps(fn, _mm256_set1_ps(LN2_HIGH), x);
+    x = _mm256_fnmadd_ps(fn, _mm256_set1_ps(LN2_LOW), x);
+    __m256 y = _mm256_set1_ps(EXP_P[0]);
+    for (int i = 1; i < 6; i++) y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P[i]));
+    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
+    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fn), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
+}
+#endif
+
+// MARK: - SwiGLU
+
+#if HAVE_X86
+static AVX2 void silu_multiply_avx2(float *gate, const float *up, long count) {
+    const __m256 one = _mm256_set1_ps(1.0f), zero = _mm256_setzero_ps();
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        __m256 g = _mm256_loadu_ps(gate + i);
+        __m256 e = exp_avx2(_mm256_sub_ps(zero, g));
+        _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
+    }
+    if (i < count) {  // the tail through a padded vector: the same exp as the rest
+        float g[8] = {0, 0, 0, 0, 0, 0, 0, 0}, u[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(g, gate + i, (size_t)(count - i) * sizeof(float));
+        memcpy(u, up + i, (size_t)(count - i) * sizeof(float));
+        silu_multiply_avx2(g, u, 8);
+        memcpy(gate + i, g, (size_t)(count - i) * sizeof(float));
+    }
+}
+#endif
+
+void decode_silu_multiply(float *gate, const float *up, long count) {
+#if HAVE_X86
+    if (use_avx2()) { silu_multiply_avx2(gate, up, count); return; }
+#endif
+    for (long i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + exp_portable(-gate[i])) * up[i];
+}
+
+// MARK: - Attention of one query row
+//
+// Work unit: (kv head, block of BLOCK positions), for every query head of the kv head's group in turn,
+// so the block's keys and values come from memory once and from L2 for the rest of the group. Per
+// (head, block) it writes the block's maximum score m, the sum of e^(s - m), and the e^(s - m)-weighted
+// sum of values; the merge rescales the blocks to the global maximum.
+
+enum { BLOCK = 128 };
+
+long decode_attention_scratch(long heads, long head_dim, long length) {
+    if (heads <= 0 || head_dim <= 0 || length <= 0) return 0;
+    return heads * ((length + BLOCK - 1) / BLOCK) * (head_dim + 2);
+}
+
+typedef struct {
+    const float *query, *keys, *values;
+    float *partials;
+    long group, d, kv_stride, length, blocks;
+    float scale;
+} attention_task;
+
+#if HAVE_X86
+/// s[j] = e^(s[j] - m) for j < n; returns their sum. The tail goes through a padded vector, so every
+/// position takes the same exp.
+static AVX2 float exp_shifted_avx2(float *s, long n, float m) {
+    __m256 shift = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
+    long j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), shift));
+        _mm256_storeu_ps(s + j, e);
+        acc = _mm256_add_ps(acc, e);
+    }
+    float sum = hsum(acc);
+    if (j < n) {
+        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        memcpy(lanes, s + j, (size_t)(n - j) * sizeof(float));
+        _mm256_storeu_ps(lanes, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(lanes), shift)));
+        for (long k = 0; j + k < n; k++) {
+            s[j + k] = lanes[k];
+            sum += lanes[k];
+        }
+    }
+    return sum;
+}
+#endif
+
+/// s[j] = e^(scale · s[j] - m) for j < n where m = max scale · s; returns m, the sum in *total.
+static float softmax_weights(float *s, long n, float scale, float *total) {
+    float m = s[0] * scale;
+    for (long j = 0; j < n; j++) {
+        s[j] *= scale;
+        if (s[j] > m) m = s[j];
+    }
+#if HAVE_X86
+    if (use_avx2()) {
+        *total = exp_shifted_avx2(s, n, m);
+        return m;
+    }
+#endif
+    float sum = 0;
+    for (long j = 0; j < n; j++) {
+        s[j] = exp_portable(s[j] - m);
+        sum += s[j];
+    }
+    *total = sum;
+    return m;
+}
+
+#if HAVE_X86
+/// o[c] = Σ_j p[j] · v[j·d + c], positions in order for every column.
+static AVX2 void weighted_sum_avx2(const float *p, const float *v, long n, long d, float *o) {
+    long c = 0;
+    for (; c + 64 <= d; c += 64) {  // eight chains: enough to keep both FMA pipes busy
+        __m256 a[8];
+        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+        for (long j = 0; j < n; j++) {
+            __m256 pj = _mm256_broadcast_ss(p + j);
+            const float *row = v + j * d + c;
+            for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 8 * k), a[k]);
+        }
+        for (int k = 0; k < 8; k++) _mm256_storeu_ps(o + c + 8 * k, a[k]);
+    }
+    for (; c + 32 <= d; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (long j = 0; j < n; j++) {
+            __m256 pj = _mm256_broadcast_ss(p + j);
+            const float *row = v + j * d + c;
+            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row), a0);
+            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 8), a1);
+            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 16), a2);
+            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 24), a3);
+        }
+        _mm256_storeu_ps(o + c, a0);
+        _mm256_storeu_ps(o + c + 8, a1);
+        _mm256_storeu_ps(o + c + 16, a2);
+        _mm256_storeu_ps(o + c + 24, a3);
+    }
+    for (; c + 8 <= d; c += 8) {
+        __m256 a = _mm256_setzero_ps();
+        for (long j = 0; j < n; j++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(v + j * d + c), a);
+        _mm256_storeu_ps(o + c, a);
+    }
+    for (; c < d; c++) {
+        float a = 0;
+        for (long j = 0; j < n; j++) a = __builtin_fmaf(p[j], v[j * d + c], a);
+        o[c] = a;
+    }
+}
+#endif
+
+static void weighted_sum(const float *p, const float *v, long n, long d, float *o) {
+#if HAVE_X86
+    if (use_avx2()) { weighted_sum_avx2(p, v, n, d, o); return; }
+#endif
+    for (long c = 0; c < d; c++) o[c] = 0;
+    for (long j = 0; j < n; j++)
+        for (long c = 0; c < d; c++) o[c] += p[j] * v[j * d + c];
+}
+
+static void attention_body(void *context, long begin, long end) {
+    const attention_task *t = context;
+    float scores[BLOCK];
+    for (long unit = begin; unit < end; unit++) {
+        long kv = unit / t->blocks, b = unit % t->blocks;
+        long first = b * BLOCK, n = t->length - first < BLOCK ? t->length - first : BLOCK;
+        const float *k = t->keys + kv * t->kv_stride + first * t->d;
+        const float *v = t->values + kv * t->kv_stride + first * t->d;
+        for (long h = kv * t->group; h < (kv + 1) * t->group; h++) {
+            float *out = t->partials + (h * t->blocks + b) * (t->d + 2);
+            f32_rows(k, n, t->d, t->d, t->query + h * t->d, scores, 0);
+            float total;
+            out[0] = softmax_weights(scores, n, t->scale, &total);
+            out[1] = total;
+            weighted_sum(scores, v, n, t->d, out + 2);
+        }
+    }
+}
+
+void decode_attention(const float *query, long heads, long kv_heads, long head_dim, const float *keys,
+                      const float *values, long kv_head_stride, long length, float scale, float *output,
+                      float *partials) {
+    if (heads <= 0 || kv_heads <= 0 || head_dim <= 0 || length <= 0 || heads % kv_heads != 0) return;
+    long d = head_dim, blocks = (length + BLOCK - 1) / BLOCK;
+    attention_task task = {query, keys, values, partials, heads / kv_heads, d, kv_head_stride, length, blocks, scale};
+    // Below a few thousand multiply-adds per head, waking the team costs more than it saves.
+    team_run(attention_body, &task, kv_heads * blocks, 1, length * d * heads >= 16384);
+    for (long h = 0; h < heads; h++) {
+        const float *part = partials + h * blocks * (d + 2);
+        float m = part[0];
+        for (long b = 1; b < blocks; b++)
+            if (part[b * (d + 2)] > m) m = part[b * (d + 2)];
+        float *o = output + h * d;
+        for (long c = 0; c < d; c++) o[c] = 0;
+        float total = 0;
+        for (long b = 0; b < blocks; b++) {
+            const float *p = part + b * (d + 2);
+            float weight = blocks == 1 ? 1.0f : exp_portable(p[0] - m);
+            total += weight * p[1];
+            for (long c = 0; c < d; c++) o[c] += weight * p[2 + c];
+        }
+        float inverse = 1.0f / total;
+        for (long c = 0; c < d; c++) o[c] *= inverse;
+    }
+}
+
+// MARK: - Bandwidth probe
+
+typedef struct {
+    const float *data;
+    long count;
+    _Atomic double sum;
+} sum_task;
+
+#if HAVE_X86
+static AVX2 double sum_avx2(const float *p, long n) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 32 <= n; i += 32) {
+        a0 = _mm256_add_ps(a0, _mm256_loadu_ps(p + i));
+        a1 = _mm256_add_ps(a1, _mm256_loadu_ps(p + i + 8));
+        a2 = _mm256_add_ps(a2, _mm256_loadu_ps(p + i + 16));
+        a3 = _mm256_add_ps(a3, _mm256_loadu_ps(p + i + 24));
+    }
+    double s = hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
+#endif
+
+enum { SUM_UNIT = 4096 };
+
+static void sum_body(void *context, long begin, long end) {
+    sum_task *t = context;
+    long from = begin * SUM_UNIT, to = end * SUM_UNIT < t->count ? end * SUM_UNIT : t->count;
+    double s = 0;
+#if HAVE_X86
+    if (use_avx2()) s = sum_avx2(t->data + from, to - from);
+    else
+#endif
+        for (long i = from; i < to; i++) s += t->data[i];
+    double old = atomic_load(&t->sum);
+    while (!atomic_compare_exchange_weak(&t->sum, &old, old + s)) {}
+}
+
+double decode_stream_sum(const float *data, long count) {
+    sum_task task = {data, count, 0.0};
+    long units = (count + SUM_UNIT - 1) / SUM_UNIT;
+    if (units > MAX_UNITS) {  // beyond 4 G floats: in parts
+        double total = 0;
+        for (long at = 0; at < count; at += (long)MAX_UNITS * SUM_UNIT) {
+            long part = count - at < (long)MAX_UNITS * SUM_UNIT ? count - at : (long)MAX_UNITS * SUM_UNIT;
+            total += decode_stream_sum(data + at, part);
+        }
+        return total;
+    }
+    team_run(sum_body, &task, units, 1, count >= 65536);
+    return atomic_load(&task.sum);
+}
+
+// MARK: - Weight memory
+//
+// Regions are 2 MiB-aligned mappings advised as huge pages. Allocations up to a quarter region are
+// carved one after another from the open region (the weights of one model end up contiguous); larger
+// ones get a region of their own. A 64-byte header before each allocation names its region, which is
+// unmapped when its last allocation is released (the open region holds one reference of its own).
+
+enum { HUGE_PAGE = 2 << 20, REGION = 32 << 20, HEADER = 64 };
+
+typedef struct {
+    char *base;
+    size_t size, used;
+    atomic_long references;
+} weight_region;
+
+static pthread_mutex_t region_lock = PTHREAD_MUTEX_INITIALIZER;
+static weight_region *open_region;
+
+static weight_region *map_region(size_t size) {
+    size = (size + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+    weight_region *region = malloc(sizeof *region);
+    if (!region) return NULL;
+    char *mapped = mmap(NULL, size + HUGE_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mapped == MAP_FAILED) {
+        free(region);
+        return NULL;
+    }
+    // Trim to a 2 MiB boundary so that every 2 MiB of the region can be one page.
+    char *base = (char *)(((uintptr_t)mapped + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (base > mapped) munmap(mapped, (size_t)(base - mapped));
+    size_t tail = (size_t)(mapped + size + HUGE_PAGE - (base + size));
+    if (tail) munmap(base + size, tail);
+#if defined(MADV_HUGEPAGE)
+    madvise(base, size, MADV_HUGEPAGE);
+#endif
+    region->base = base;
+    region->size = size;
+    region->used = 0;
+    atomic_init(&region->references, 1);
+    return region;
+}
+
+static void drop_region(weight_region *region) {
+    if (atomic_fetch_sub(&region->references, 1) == 1) {
+        munmap(region->base, region->size);
+        free(region);
+    }
+}
+
+void *decode_weights_allocate(long bytes) {
+    if (bytes < 0) return NULL;
+    size_t need = ((size_t)bytes + HEADER + 63) & ~(size_t)63;
+    weight_region *region;
+    char *start;
+    if (need > REGION / 4) {
+        region = map_region(need);
+        if (!region) return NULL;
+        start = region->base;
+    } else {
+        pthread_mutex_lock(&region_lock);
+        if (!open_region || open_region->used + need > open_region->size) {
+            weight_region *fresh = map_region(REGION);
+            if (!fresh) {
+                pthread_mutex_unlock(&region_lock);
+                return NULL;
+            }
+            if (open_region) drop_region(open_region);
+            open_region = fresh;
+        }
+        region = open_region;
+        start = region->base + region->used;
+        region->used += need;
+        atomic_fetch_add(&region->references, 1);
+        pthread_mutex_unlock(&region_lock);
+    }
+    memcpy(start, &region, sizeof region);
+    return start + HEADER;
+}
+
+void decode_weights_release(void *pointer) {
+    if (!pointer) return;
+    weight_region *region;
+    memcpy(&region, (char *)pointer - HEADER, sizeof region);
+    drop_region(region);
+}

@@ -2,7 +2,9 @@
 // allocates nothing: linear layers into (or added onto) a row range, RMSNorm into a buffer,
 // SwiGLU's silu(gate)·up, RoPE by position from precomputed tables, and attention over a KV cache
 // laid out per KV head ([kvHeads][capacity][headDimension], each head's keys contiguous).
-// One query row goes through sgemv; several through sgemm.
+// One query row (the decode step) goes through CKernels' bandwidth-bound kernels on the decode
+// team; several rows through sgemm.
+import CKernels
 import COpenBLAS
 
 /// `y[r] (+)= x[r] · Wᵀ` for `rows` rows; `weight` is [out, in] as PyTorch stores it. Strides in floats.
@@ -14,7 +16,7 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
     let beta: Float = accumulate ? 1 : 0
     weight.storage.withUnsafeBufferPointer { w in
         if rows == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w.baseAddress, Int32(k), x, 1, beta, y, 1)
+            decode_matvec_f32(w.baseAddress!, n, k, k, x, y, accumulate ? 1 : 0)
         } else {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
                         x, Int32(inputStride), w.baseAddress, Int32(k), beta, y, Int32(outputStride))
@@ -59,21 +61,7 @@ public func rmsNorm(_ x: UnsafePointer<Float>, rows: Int, width: Int, weight: [F
 
 /// SwiGLU: `gate[i] = silu(gate[i]) · up[i]` for `rows` rows of `width`, gate and up at their strides.
 public func siluMultiply(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Float>, rows: Int, width: Int, stride: Int) {
-    let one = Float8(repeating: 1)
-    for r in 0..<rows {
-        let g = gate + r * stride, u = up + r * stride
-        var i = 0
-        while i + 8 <= width {
-            let v = load8(g + i)
-            store8(v / (one + exp8(-v)) * load8(u + i), g + i)
-            i += 8
-        }
-        while i < width {
-            let v = g[i]
-            g[i] = v / (1 + exp1(-v)) * u[i]
-            i += 1
-        }
-    }
+    for r in 0..<rows { decode_silu_multiply(gate + r * stride, up + r * stride, width) }
 }
 
 /// Rotates `heads` heads of each of `rows` rows (row r at `x + r · rowStride`) by the table row of
@@ -113,20 +101,13 @@ public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows:
     let group = heads / kvHeads
     let scale = 1 / Float(d).squareRoot()
     if rows == 1 {
-        // One query: the `group` heads sharing a kv head form a [group, d] block → one sgemm each way.
-        if scratch.count < group * length { scratch = [Float](repeating: 0, count: group * length) }
+        // One query: a direct kernel (scores, softmax and weighted values per kv head and block of
+        // positions, split over the decode team); two sgemm calls per kv head cost more than the work.
         let visible = min(length, firstSlot + 1)
+        let need = decode_attention_scratch(heads, d, visible)
+        if scratch.count < need { scratch = [Float](repeating: 0, count: need) }
         scratch.withUnsafeMutableBufferPointer { ps in
-            let s = ps.baseAddress!
-            for kvh in 0..<kvHeads {
-                let k = keys + kvh * capacity * d, v = values + kvh * capacity * d
-                let q = query + kvh * group * d
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(group), Int32(visible), Int32(d), scale,
-                            q, Int32(d), k, Int32(d), 0, s, Int32(visible))
-                for g in 0..<group { softmaxRow(s + g * visible, visible) }
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(group), Int32(d), Int32(visible), 1,
-                            s, Int32(visible), v, Int32(d), 0, output + kvh * group * d, Int32(d))
-            }
+            decode_attention(query, heads, kvHeads, d, keys, values, capacity * d, visible, scale, output, ps.baseAddress!)
         }
         return
     }

@@ -1,45 +1,56 @@
 // A weight matrix kept in the precision it was stored in. BF16 checkpoints (Qwen2.5-VL-3B: 7.5 GB in
 // BF16, 15 GB in F32) stay BF16 in memory; a product expands the matrix into a caller-owned F32
-// scratch just before the GEMM, so only one layer's matrix is ever F32 at a time.
+// scratch just before the GEMM, so only one layer's matrix is ever F32 at a time. A single row (the
+// decode step) reads BF16 directly, widening it in registers: half the bytes of an F32 product.
+// The values live in CKernels' weight memory (2 MiB pages where the system grants them): a decode
+// step streams every weight once, and 4 KiB pages measured several per cent slower.
+import CKernels
 import COpenBLAS
-import Dispatch
 
 public struct WeightMatrix: Sendable {
     public let rows: Int
     public let cols: Int
-    /// F32 values, or empty when the matrix is held as BF16.
-    let floats: [Float]
-    /// BF16 bit patterns (the high halves of the F32 values), or empty when held as F32.
-    let halves: [UInt16]
+    /// Held as BF16 bit patterns (the high halves of the F32 values) rather than F32.
+    public let isBF16: Bool
+    private let buffer: WeightBuffer
 
     /// Holds `matrix` as F32, or as BF16 with `bf16` (exact only for values that came from BF16).
     public init(_ matrix: Matrix, bf16: Bool = false) {
         rows = matrix.rows
         cols = matrix.cols
-        if bf16 {
-            halves = matrix.storage.map { UInt16(truncatingIfNeeded: $0.bitPattern >> 16) }
-            floats = []
-        } else {
-            floats = matrix.storage
-            halves = []
+        isBF16 = bf16
+        let count = matrix.count
+        buffer = WeightBuffer(byteCount: count * (bf16 ? 2 : 4))
+        let raw = buffer.raw
+        matrix.storage.withUnsafeBufferPointer { src in
+            if bf16 {
+                let dst = raw.bindMemory(to: UInt16.self, capacity: count)
+                for i in 0..<count { dst[i] = UInt16(truncatingIfNeeded: src[i].bitPattern >> 16) }
+            } else {
+                let dst = raw.bindMemory(to: Float.self, capacity: count)
+                if count > 0 { dst.update(from: src.baseAddress!, count: count) }
+            }
         }
     }
 
-    public var isBF16: Bool { !halves.isEmpty }
     public var count: Int { rows * cols }
     /// Bytes held.
-    public var byteCount: Int { floats.count * 4 + halves.count * 2 }
+    public var byteCount: Int { count * (isBF16 ? 2 : 4) }
 
-    /// The F32 values behind `body`: the stored array, or `scratch` after expansion (grown when short).
+    /// F32 values (only when !isBF16); valid while `self` is.
+    private var floats: UnsafePointer<Float> { UnsafePointer(buffer.raw.assumingMemoryBound(to: Float.self)) }
+    /// BF16 bit patterns (only when isBF16); valid while `self` is.
+    private var halves: UnsafePointer<UInt16> { UnsafePointer(buffer.raw.assumingMemoryBound(to: UInt16.self)) }
+
+    /// The F32 values behind `body`: the stored values, or `scratch` after expansion (grown when short).
     public func withFloats<R>(scratch: inout [Float], _ body: (UnsafePointer<Float>) -> R) -> R {
-        if !isBF16 { return floats.withUnsafeBufferPointer { body($0.baseAddress!) } }
+        if !isBF16 { return withExtendedLifetime(buffer) { body(floats) } }
         if scratch.count < count { scratch = [Float](repeating: 0, count: count) }
+        let src = halves, n = count
         scratch.withUnsafeMutableBufferPointer { dst in
-            halves.withUnsafeBufferPointer { src in
-                for i in 0..<src.count { dst[i] = Float(bitPattern: UInt32(src[i]) << 16) }
-            }
+            for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src[i]) << 16) }
         }
-        return scratch.withUnsafeBufferPointer { body($0.baseAddress!) }
+        return withExtendedLifetime(buffer) { scratch.withUnsafeBufferPointer { body($0.baseAddress!) } }
     }
 
     /// An F32 copy.
@@ -47,6 +58,27 @@ public struct WeightMatrix: Sendable {
         var scratch: [Float] = []
         let values = withFloats(scratch: &scratch) { Array(UnsafeBufferPointer(start: $0, count: count)) }
         return Matrix(unchecked: rows, cols, values)
+    }
+}
+
+/// Memory from `decode_weights_allocate` (or the ordinary allocator when it fails), freed with the
+/// last matrix that shares it. Written only while the owning WeightMatrix is built.
+private final class WeightBuffer: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+    private let fromArena: Bool
+
+    init(byteCount: Int) {
+        if let p = decode_weights_allocate(byteCount) {
+            raw = p
+            fromArena = true
+        } else {
+            raw = .allocate(byteCount: max(byteCount, 1), alignment: 64)
+            fromArena = false
+        }
+    }
+
+    deinit {
+        if fromArena { decode_weights_release(raw) } else { raw.deallocate() }
     }
 }
 
@@ -94,19 +126,14 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
         }
         beta = 1
     }
-    if rows == 1 && weight.isBF16 {
-        // A decode step reads every weight once: widen BF16 on the fly instead of expanding the
-        // whole matrix first (half the bytes of an F32 sgemv, no scratch traffic).
-        weight.bf16Multiply(x, into: y, accumulate: beta != 0)
+    if rows == 1 {
+        // A decode step reads every weight once: no expansion into scratch, BF16 widened on the fly.
+        weight.multiply(x, into: y, accumulate: beta != 0)
         return
     }
     weight.withFloats(scratch: &scratch) { w in
-        if rows == 1 {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, w, Int32(k), x, 1, beta, y, 1)
-        } else {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
-                        x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
-        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
+                    x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
     }
 }
 
@@ -114,61 +141,32 @@ extension WeightMatrix {
     /// Row `r` as F32 into `destination` (an embedding lookup).
     public func copyRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
         guard r >= 0, r < rows else { return }
-        if isBF16 {
-            halves.withUnsafeBufferPointer { src in
-                for i in 0..<cols { destination[i] = Float(bitPattern: UInt32(src[r * cols + i]) << 16) }
+        withExtendedLifetime(buffer) {
+            if isBF16 {
+                let src = halves + r * cols
+                for i in 0..<cols { destination[i] = Float(bitPattern: UInt32(src[i]) << 16) }
+            } else {
+                destination.update(from: floats + r * cols, count: cols)
             }
-        } else {
-            floats.withUnsafeBufferPointer { destination.update(from: $0.baseAddress! + r * cols, count: cols) }
         }
     }
 }
 
 extension WeightMatrix {
-    /// `y (+)= W · x` for one vector, W held as BF16; rows split over two workers.
-    func bf16Multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        let n = rows, k = cols
-        let input = SendableFloats(x), output = SendableFloats(UnsafePointer(y))
-        halves.withUnsafeBufferPointer { pw in
-            let w = SendableHalves(pw.baseAddress!)
-            let work: @Sendable (Int) -> Void = { part in
-                let lo = n * part / 2, hi = n * (part + 1) / 2
-                let x = input.pointer, y = UnsafeMutablePointer(mutating: output.pointer)
-                for r in lo..<hi {
-                    let row = w.pointer + r * k
-                    var acc = SIMD8<Float>(repeating: 0)
-                    var j = 0
-                    while j + 8 <= k {
-                        let bits = UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<UInt16>.self)
-                        let v = unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: bits) &<< 16, to: SIMD8<Float>.self)
-                        acc += v * UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self)
-                        j += 8
-                    }
-                    var total = acc.sum()
-                    while j < k {
-                        total += Float(bitPattern: UInt32(row[j]) << 16) * x[j]
-                        j += 1
-                    }
-                    y[r] = accumulate ? y[r] + total : total
-                }
-            }
-            if n * k >= 1 << 16 {
-                DispatchQueue.concurrentPerform(iterations: 2, execute: work)
+    /// `y (+)= W · x` for one vector (`cols` floats in, `rows` out) in the stored precision, split
+    /// over the decode team.
+    public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard rows > 0 else { return }
+        guard cols > 0 else {
+            if !accumulate { y.update(repeating: 0, count: rows) }
+            return
+        }
+        withExtendedLifetime(buffer) {
+            if isBF16 {
+                decode_matvec_bf16(halves, rows, cols, cols, x, y, accumulate ? 1 : 0)
             } else {
-                work(0)
-                work(1)
+                decode_matvec_f32(floats, rows, cols, cols, x, y, accumulate ? 1 : 0)
             }
         }
     }
-}
-
-/// Pointers handed to the two workers, which touch disjoint rows.
-struct SendableFloats: @unchecked Sendable {
-    let pointer: UnsafePointer<Float>
-    init(_ pointer: UnsafePointer<Float>) { self.pointer = pointer }
-}
-
-struct SendableHalves: @unchecked Sendable {
-    let pointer: UnsafePointer<UInt16>
-    init(_ pointer: UnsafePointer<UInt16>) { self.pointer = pointer }
 }

@@ -1,2 +1,72 @@
 #pragma once
-// Decode-step kernels (single-token matrix-vector products).
+// Decode-step kernels (single-token matrix-vector products and attention of one query row).
+//
+// A decode step reads every weight once, so these kernels are bound by memory bandwidth: they
+// stream rows with AVX2 + FMA (chosen at run time; portable C otherwise) and split the work over a
+// persistent team of threads (one per online core, or HIPRUNE_THREADS) that the calling thread joins.
+// Work is handed out in shrinking claims from an atomic cursor, so a worker that wakes late (or is
+// descheduled) never stalls the caller: the caller just claims more. Every output element is
+// computed by the same instruction sequence whichever thread computes it, so results do not depend
+// on the split or on the number of threads.
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// y[r] = Σ_c w[r·stride + c] · x[c] for r in 0 ..< rows (plus y[r] first when `accumulate`).
+/// `w` holds `rows` rows of `cols` floats, `stride` floats apart (stride ≥ cols).
+void decode_matvec_f32(const float *w, long rows, long cols, long stride, const float *x, float *y,
+                       int accumulate);
+
+/// The same with `w` in BF16: each uint16 is the high half of an IEEE float.
+void decode_matvec_bf16(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
+                        int accumulate);
+
+/// Attention of one query row over `length` cached positions.
+/// - query: `heads` heads of `head_dim` floats side by side; head h reads kv head h / (heads / kv_heads).
+/// - keys, values: kv head k's position j at `k · kv_head_stride + j · head_dim`.
+/// - output: `heads · head_dim` floats, heads side by side.
+/// - partials: `decode_attention_scratch(heads, head_dim, length)` floats of scratch.
+/// Long contexts are split into blocks of positions whose partial softmax sums are merged at the end,
+/// so one kv head's cache is read by every core at once.
+void decode_attention(const float *query, long heads, long kv_heads, long head_dim,
+                      const float *keys, const float *values, long kv_head_stride, long length,
+                      float scale, float *output, float *partials);
+
+/// SwiGLU's gate: gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^-gate[i]) · up[i] for i < count.
+void decode_silu_multiply(float *gate, const float *up, long count);
+
+/// Floats of scratch `decode_attention` needs.
+long decode_attention_scratch(long heads, long head_dim, long length);
+
+/// Σ data[0 ..< count], read by the whole team (a memory-bandwidth probe).
+double decode_stream_sum(const float *data, long count);
+
+/// `bytes` of zeroed memory for weights, 64-byte aligned, from regions the kernel is asked to back
+/// with 2 MiB pages (a decode step streams every weight once; small pages would cost a TLB miss
+/// every 4 KiB). Small allocations share 32 MiB regions. NULL when memory is exhausted.
+void *decode_weights_allocate(long bytes);
+
+/// Returns memory from `decode_weights_allocate` (NULL is ignored).
+void decode_weights_release(void *pointer);
+
+/// Threads that take part in a product: the caller plus the workers.
+int decode_team_size(void);
+
+/// Turns the team on (1) or off (0: every kernel runs on the calling thread); returns the previous state.
+int decode_team_enable(int enabled);
+
+/// Uses the AVX2 + FMA kernels (1, when the CPU has them) or the portable C ones (0); returns the previous choice.
+int decode_use_avx2(int enabled);
+
+/// "avx2+fma" or "portable": the kernels in use.
+const char *decode_kernel_isa(void);
+
+/// Units (rows of a product, blocks of attention) of the last team task that the workers, not the
+/// caller, computed; for tests and benchmarks.
+long decode_team_worker_chunks(void);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,264 @@
+import CKernels
+import Foundation
+import Tensor
+import XCTest
+
+/// The decode-step kernels (single-row products in F32 and BF16, attention of one query row) against
+/// naive loops in Double, on both instruction sets, and the thread team's independence of the split.
+final class DecodeKernelTests: XCTestCase {
+    var rng = SplitMix(seed: 2024)
+
+    func randomFloats(_ count: Int, scale: Float = 1) -> [Float] { (0..<count).map { _ in rng.nextFloat() * scale } }
+
+    /// BF16 of `v` by truncation, as WeightMatrix(bf16: true) stores it.
+    func bf16(_ v: Float) -> UInt16 { UInt16(truncatingIfNeeded: v.bitPattern >> 16) }
+    func widen(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
+
+    /// Both instruction sets (the AVX2 pass is the portable one again on CPUs without AVX2).
+    func forEachInstructionSet(_ body: (String) -> Void) {
+        for avx2 in [true, false] {
+            DecodeTeam.with(avx2: avx2) { body(DecodeTeam.instructionSet) }
+        }
+    }
+
+    /// |y - reference| ≤ 1e-5 · Σ|w·x| (+ a floor for sums that cancel to nothing) for every row.
+    func assertProduct(_ y: [Float], reference: [Double], magnitude: [Double], _ message: String, line: UInt = #line) {
+        XCTAssertEqual(y.count, reference.count, message, line: line)
+        var worst = 0.0
+        for i in 0..<min(y.count, reference.count) {
+            worst = max(worst, abs(Double(y[i]) - reference[i]) / (magnitude[i] + 1e-30))
+        }
+        XCTAssertLessThanOrEqual(worst, 1e-5, message, line: line)
+    }
+
+    let sizes = [1, 3, 7, 17, 576, 1000]
+
+    func testMatvecF32AndBF16AgainstNaive() {
+        forEachInstructionSet { isa in
+            for rows in sizes {
+                for cols in sizes {
+                    // Every other shape with a row stride past the row's end.
+                    let stride = (rows + cols) % 2 == 0 ? cols : cols + 5
+                    let w = randomFloats(rows * stride), x = randomFloats(cols), start = randomFloats(rows)
+                    let halves = w.map(bf16)
+                    for accumulate in [false, true] {
+                        var reference32 = [Double](repeating: 0, count: rows), reference16 = reference32
+                        var magnitude32 = reference32, magnitude16 = reference32
+                        for r in 0..<rows {
+                            var s32 = accumulate ? Double(start[r]) : 0, s16 = s32
+                            var m32 = abs(s32), m16 = abs(s16)
+                            for c in 0..<cols {
+                                let t32 = Double(w[r * stride + c]) * Double(x[c])
+                                let t16 = Double(widen(halves[r * stride + c])) * Double(x[c])
+                                s32 += t32; m32 += abs(t32)
+                                s16 += t16; m16 += abs(t16)
+                            }
+                            reference32[r] = s32; magnitude32[r] = m32
+                            reference16[r] = s16; magnitude16[r] = m16
+                        }
+                        var y32 = accumulate ? start : [Float](repeating: .nan, count: rows)
+                        var y16 = y32
+                        decode_matvec_f32(w, rows, cols, stride, x, &y32, accumulate ? 1 : 0)
+                        decode_matvec_bf16(halves, rows, cols, stride, x, &y16, accumulate ? 1 : 0)
+                        let label = "\(isa) \(rows)x\(cols) stride \(stride) accumulate \(accumulate)"
+                        assertProduct(y32, reference: reference32, magnitude: magnitude32, "f32 " + label)
+                        assertProduct(y16, reference: reference16, magnitude: magnitude16, "bf16 " + label)
+                    }
+                }
+            }
+        }
+    }
+
+    /// The public routes: linear(rows: 1) over Matrix and WeightMatrix (F32 and BF16, with bias), and
+    /// WeightMatrix.multiply.
+    func testSingleRowLinearRoutes() throws {
+        for (n, k) in [(17, 7), (1000, 576), (3, 1)] {
+            let w = try Matrix(rows: n, cols: k, storage: randomFloats(n * k))
+            let x = randomFloats(k), bias = randomFloats(n), start = randomFloats(n)
+            for held in [false, true] {
+                let weight = WeightMatrix(w, bf16: held)
+                let values = weight.matrix()
+                for accumulate in [false, true] {
+                    var reference = [Double](repeating: 0, count: n), magnitude = reference
+                    for j in 0..<n {
+                        var s = (accumulate ? Double(start[j]) : 0) + Double(bias[j]), m = abs(s)
+                        for t in 0..<k {
+                            let term = Double(values[j, t]) * Double(x[t])
+                            s += term
+                            m += abs(term)
+                        }
+                        reference[j] = s
+                        magnitude[j] = m
+                    }
+                    var y = accumulate ? start : [Float](repeating: .nan, count: n)
+                    var scratch: [Float] = []
+                    y.withUnsafeMutableBufferPointer { py in
+                        linear(x, rows: 1, inputStride: k, weight: weight, bias: bias, into: py.baseAddress!,
+                               outputStride: n, accumulate: accumulate, scratch: &scratch)
+                    }
+                    XCTAssertTrue(scratch.isEmpty, "a single row needs no expanded copy")
+                    assertProduct(y, reference: reference, magnitude: magnitude, "WeightMatrix bf16 \(held) \(n)x\(k) acc \(accumulate)")
+                    let withoutBias = zip(reference, bias).map { $0 - Double($1) }
+                    var z = accumulate ? start : [Float](repeating: .nan, count: n)
+                    z.withUnsafeMutableBufferPointer { weight.multiply(x, into: $0.baseAddress!, accumulate: accumulate) }
+                    assertProduct(z, reference: withoutBias, magnitude: magnitude, "multiply bf16 \(held) \(n)x\(k)")
+                    if !held {
+                        var u = accumulate ? start : [Float](repeating: .nan, count: n)
+                        u.withUnsafeMutableBufferPointer { py in
+                            linear(x, rows: 1, inputStride: k, weight: w, into: py.baseAddress!, outputStride: n, accumulate: accumulate)
+                        }
+                        assertProduct(u, reference: withoutBias, magnitude: magnitude, "Matrix \(n)x\(k) acc \(accumulate)")
+                    }
+                }
+            }
+        }
+    }
+
+    /// SwiGLU's silu(gate) · up against Double, large magnitudes included, on strided rows.
+    func testSiluMultiplyAgainstNaive() {
+        forEachInstructionSet { isa in
+            for width in [1, 7, 17, 1536] {
+                let rows = 3, stride = width + 3
+                var gate = randomFloats(rows * stride, scale: 12)
+                gate[0] = -100
+                gate[rows * stride - 4] = 95
+                let up = randomFloats(rows * stride, scale: 2), before = gate
+                gate.withUnsafeMutableBufferPointer { g in
+                    siluMultiply(gate: g.baseAddress!, up: up, rows: rows, width: width, stride: stride)
+                }
+                var worst = 0.0
+                for r in 0..<rows {
+                    for i in 0..<width {
+                        let g = Double(before[r * stride + i]), u = Double(up[r * stride + i])
+                        let expected = g / (1 + Foundation.exp(-g)) * u
+                        worst = max(worst, abs(Double(gate[r * stride + i]) - expected) / max(1, abs(expected)))
+                    }
+                    for i in width..<stride { XCTAssertEqual(gate[r * stride + i], before[r * stride + i], "\(isa) past the row") }
+                }
+                XCTAssertLessThanOrEqual(worst, 1e-6, "\(isa) width \(width)")
+            }
+        }
+    }
+
+    /// One query row against softmax(q·Kᵀ/√d)·V in Double, cache laid out [kvHeads][capacity][d].
+    func testDecodeAttentionAgainstNaive() {
+        forEachInstructionSet { isa in
+            for (heads, kvHeads) in [(3, 3), (9, 3)] {
+                for d in [64, 20] {
+                    for length in [1, 5, 300] {
+                        let capacity = length + 3
+                        let q = randomFloats(heads * d, scale: 2)
+                        let keys = randomFloats(kvHeads * capacity * d, scale: 2)
+                        let values = randomFloats(kvHeads * capacity * d)
+                        // An earlier firstSlot: the slots after it are not visible.
+                        for firstSlot in Set([length - 1, max(0, length - 3)]).sorted() {
+                            let visible = min(length, firstSlot + 1)
+                            var expected = [Double](repeating: 0, count: heads * d)
+                            for h in 0..<heads {
+                                let kv = h / (heads / kvHeads)
+                                var logits = (0..<visible).map { j in
+                                    (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(keys[(kv * capacity + j) * d + $1]) }
+                                        / Double(d).squareRoot()
+                                }
+                                let m = logits.max()!
+                                logits = logits.map { Foundation.exp($0 - m) }
+                                let total = logits.reduce(0, +)
+                                for j in 0..<visible {
+                                    for t in 0..<d { expected[h * d + t] += logits[j] / total * Double(values[(kv * capacity + j) * d + t]) }
+                                }
+                            }
+                            var output = [Float](repeating: .nan, count: heads * d)
+                            var scratch: [Float] = []
+                            output.withUnsafeMutableBufferPointer { po in
+                                cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys,
+                                                values: values, kvHeads: kvHeads, headDimension: d, capacity: capacity,
+                                                length: length, firstSlot: firstSlot, output: po.baseAddress!,
+                                                outputStride: heads * d, scratch: &scratch)
+                            }
+                            let worst = zip(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+                            XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) heads \(heads)/\(kvHeads) d \(d) length \(length) first \(firstSlot)")
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every row is computed by the same instructions whichever thread takes it: many runs on the
+    /// team (chunks land on different threads each time) equal the single-thread result bit for bit.
+    func testTeamSplitDoesNotChangeResults() {
+        var workerChunks = 0
+        for (rows, cols) in [(3072, 576), (1003, 577), (49, 1536), (4096, 17)] {
+            let w = randomFloats(rows * cols), x = randomFloats(cols), start = randomFloats(rows)
+            let halves = w.map(bf16)
+            for accumulate in [0, 1] {
+                var alone32 = start, alone16 = start
+                DecodeTeam.with(team: false) {
+                    decode_matvec_f32(w, rows, cols, cols, x, &alone32, Int32(accumulate))
+                    decode_matvec_bf16(halves, rows, cols, cols, x, &alone16, Int32(accumulate))
+                }
+                for run in 0..<40 {
+                    var y32 = start, y16 = start
+                    decode_matvec_f32(w, rows, cols, cols, x, &y32, Int32(accumulate))
+                    workerChunks += DecodeTeam.lastWorkerChunks
+                    decode_matvec_bf16(halves, rows, cols, cols, x, &y16, Int32(accumulate))
+                    workerChunks += DecodeTeam.lastWorkerChunks
+                    XCTAssertEqual(y32, alone32, "f32 \(rows)x\(cols) run \(run)")
+                    XCTAssertEqual(y16, alone16, "bf16 \(rows)x\(cols) run \(run)")
+                    if y32 != alone32 || y16 != alone16 { return }
+                }
+            }
+        }
+        // Attention: blocks of positions over the team, merged in a fixed order.
+        let heads = 9, kvHeads = 3, d = 64, length = 700
+        let q = randomFloats(heads * d), keys = randomFloats(kvHeads * length * d), values = randomFloats(kvHeads * length * d)
+        func attend() -> [Float] {
+            var output = [Float](repeating: 0, count: heads * d)
+            var scratch: [Float] = []
+            output.withUnsafeMutableBufferPointer { po in
+                cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys, values: values,
+                                kvHeads: kvHeads, headDimension: d, capacity: length, length: length,
+                                firstSlot: length - 1, output: po.baseAddress!, outputStride: heads * d, scratch: &scratch)
+            }
+            return output
+        }
+        let alone = DecodeTeam.with(team: false) { attend() }
+        for run in 0..<40 { XCTAssertEqual(attend(), alone, "attention run \(run)") }
+        if DecodeTeam.size > 1 {
+            XCTAssertGreaterThan(workerChunks, 0, "the workers never took a chunk: the team did not run")
+        }
+    }
+
+    /// Weight memory: matrices small enough to share regions, and large ones with their own, keep
+    /// their values (F32 exactly, BF16 truncated) while others come and go.
+    func testWeightMemoryKeepsValues() throws {
+        var kept: [(Matrix, WeightMatrix, WeightMatrix)] = []
+        for i in 0..<60 {
+            let rows = i % 10 == 9 ? 2100 : 37 + i, cols = i % 10 == 9 ? 1024 : 1000 + i  // 9 of ~8.6 MB
+            let m = try Matrix(rows: rows, cols: cols, storage: randomFloats(rows * cols))
+            let pair = (m, WeightMatrix(m), WeightMatrix(m, bf16: true))
+            if i % 3 == 0 { kept.append(pair) }  // the others are released at once
+        }
+        for (m, f32, half) in kept {
+            XCTAssertEqual(f32.matrix(), m)
+            XCTAssertFalse(f32.isBF16)
+            XCTAssertTrue(half.isBF16)
+            XCTAssertEqual(half.byteCount, m.count * 2)
+            XCTAssertEqual(half.matrix().storage, m.storage.map { widen(bf16($0)) })
+            var row = [Float](repeating: 0, count: m.cols)
+            row.withUnsafeMutableBufferPointer { f32.copyRow(m.rows - 1, into: $0.baseAddress!) }
+            XCTAssertEqual(row, m.row(m.rows - 1))
+        }
+        let empty = WeightMatrix(Matrix(rows: 0, cols: 5), bf16: true)
+        XCTAssertEqual(empty.matrix().shape, [0, 5])
+    }
+
+    /// The bandwidth probe sums what it reads.
+    func testStreamSum() {
+        let values = (0..<300_001).map { Float($0 % 7) - 3 }
+        let expected = values.reduce(0.0) { $0 + Double($1) }
+        let sum = values.withUnsafeBufferPointer { DecodeTeam.streamSum($0.baseAddress!, count: $0.count) }
+        XCTAssertEqual(sum, expected, accuracy: 1e-6 * 300_001)
+        XCTAssertGreaterThan(DecodeTeam.streamingBandwidth(megabytes: 8, passes: 1) ?? 0, 0)
+    }
+}
