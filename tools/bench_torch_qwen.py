@@ -11,12 +11,21 @@ Run: /work/venv/py/bin/python tools/bench_torch_qwen.py vision --width 448 --hei
 import argparse
 import copy
 import json
-import resource
 import time
 
 import torch
 from transformers import Qwen2_5_VLConfig
 from transformers.models.qwen2_5_vl import modeling_qwen2_5_vl as mq
+
+
+def peak_rss_mb():
+    """VmHWM of this process. Not ru_maxrss: Linux carries the parent's maximum over fork and exec,
+    so a peer started by a large bench process would report the bench's peak."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def median(samples):
@@ -118,7 +127,7 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     seconds = bench_vision(args) if args.what == "vision" else bench_prefill(args)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = peak_rss_mb()
     print(json.dumps({"median": seconds, "peak_rss_mb": peak}))
 
 

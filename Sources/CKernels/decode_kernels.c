@@ -654,6 +654,50 @@ double decode_stream_sum(const float *data, long count) {
     return atomic_load(&task.sum);
 }
 
+// MARK: - Widening BF16
+//
+// A product of many rows (a prefill) widens a BF16 matrix into F32 scratch before the GEMM. The
+// pass reads 2 bytes and writes 4 per value: bound by memory bandwidth, so it runs on the team.
+
+typedef struct {
+    const uint16_t *source;
+    float *destination;
+    long count;
+} widen_task;
+
+enum { WIDEN_UNIT = 16384 };
+
+#if HAVE_X86
+static AVX2 void widen_avx2(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+    for (; i + 16 <= n; i += 16) {
+        _mm256_storeu_ps(dst + i, load_bf16(src + i));
+        _mm256_storeu_ps(dst + i + 8, load_bf16(src + i + 8));
+    }
+    for (; i < n; i++) dst[i] = bf16_value(src[i]);
+}
+#endif
+
+static void widen_body(void *context, long begin, long end) {
+    widen_task *t = context;
+    long from = begin * WIDEN_UNIT, to = end * WIDEN_UNIT < t->count ? end * WIDEN_UNIT : t->count;
+#if HAVE_X86
+    if (use_avx2()) {
+        widen_avx2(t->source + from, t->destination + from, to - from);
+        return;
+    }
+#endif
+    for (long i = from; i < to; i++) t->destination[i] = bf16_value(t->source[i]);
+}
+
+void decode_widen_bf16(const uint16_t *source, float *destination, long count) {
+    for (long at = 0; at < count; at += (long)MAX_UNITS * WIDEN_UNIT) {
+        long part = count - at < (long)MAX_UNITS * WIDEN_UNIT ? count - at : (long)MAX_UNITS * WIDEN_UNIT;
+        widen_task task = {source + at, destination + at, part};
+        team_run(widen_body, &task, (part + WIDEN_UNIT - 1) / WIDEN_UNIT, 1, part >= 65536);
+    }
+}
+
 // MARK: - Weight memory
 //
 // Regions are 2 MiB-aligned mappings advised as huge pages. Allocations up to a quarter region are

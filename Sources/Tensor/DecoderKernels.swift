@@ -64,29 +64,6 @@ public func siluMultiply(gate: UnsafeMutablePointer<Float>, up: UnsafePointer<Fl
     for r in 0..<rows { decode_silu_multiply(gate + r * stride, up + r * stride, width) }
 }
 
-/// Rotates `heads` heads of each of `rows` rows (row r at `x + r · rowStride`) by the table row of
-/// `positions[r]` ("rotate_half" layout, tables as RotaryTables builds them). Positions must lie
-/// inside the tables.
-public func applyRotary(_ x: UnsafeMutablePointer<Float>, rows: Int, rowStride: Int, heads: Int,
-                        tables: RotaryTables, positions: UnsafeBufferPointer<Int>) {
-    let dim = tables.dimension, half = dim / 2
-    tables.cos.storage.withUnsafeBufferPointer { pc in
-        tables.sin.storage.withUnsafeBufferPointer { ps in
-            for r in 0..<rows {
-                let c = pc.baseAddress! + positions[r] * dim, s = ps.baseAddress! + positions[r] * dim
-                for h in 0..<heads {
-                    let v = x + r * rowStride + h * dim
-                    for i in 0..<half {
-                        let a = v[i], b = v[i + half]
-                        v[i] = a * c[i] - b * s[i]
-                        v[i + half] = b * c[i + half] + a * s[i + half]
-                    }
-                }
-            }
-        }
-    }
-}
-
 /// Causal attention of `rows` query rows over the first `length` slots of a KV cache.
 /// - query: row r at `query + r · queryStride`, heads side by side (head h at column h · d).
 /// - keys, values: `[kvHeads][capacity][d]`; head h reads kv head h / (heads / kvHeads).

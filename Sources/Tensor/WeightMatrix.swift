@@ -47,9 +47,7 @@ public struct WeightMatrix: Sendable {
         if !isBF16 { return withExtendedLifetime(buffer) { body(floats) } }
         if scratch.count < count { scratch = [Float](repeating: 0, count: count) }
         let src = halves, n = count
-        scratch.withUnsafeMutableBufferPointer { dst in
-            for i in 0..<n { dst[i] = Float(bitPattern: UInt32(src[i]) << 16) }
-        }
+        scratch.withUnsafeMutableBufferPointer { decode_widen_bf16(src, $0.baseAddress!, n) }
         return withExtendedLifetime(buffer) { scratch.withUnsafeBufferPointer { body($0.baseAddress!) } }
     }
 

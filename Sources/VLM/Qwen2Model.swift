@@ -63,7 +63,7 @@ public final class Qwen2Model: DecoderModel {
 
     /// Random weights at the given shapes (benchmarks): every layer shares one layer's weights, so
     /// memory is one layer plus the embeddings whatever the depth.
-    public convenience init(randomShapes c: Qwen2Configuration, seed: UInt64 = 1) {
+    public convenience init(randomShapes c: Qwen2Configuration, seed: UInt64 = 1, precision: WeightPrecision = .stored) {
         var state = seed
         func next() -> Float {
             state &+= 0x9E37_79B9_7F4A_7C15
@@ -75,7 +75,7 @@ public final class Qwen2Model: DecoderModel {
         func random(_ rows: Int, _ cols: Int, _ scale: Float) -> WeightMatrix {
             var m = Matrix(rows: rows, cols: cols)
             for i in 0..<m.storage.count { m.storage[i] = next() * scale }
-            return WeightMatrix(m, bf16: true)
+            return WeightMatrix(m, bf16: precision.holdsBF16(storedAsBF16: true))
         }
         let h = c.hiddenSize, d = c.headDimension, s = 3.4 / Float(h).squareRoot()
         let layer = DecoderWeights.Layer(attentionNorm: Array(repeating: 1, count: h), qkv: random((c.heads + 2 * c.kvHeads) * d, h, s),

@@ -129,7 +129,7 @@ struct PrefillBench: AsyncParsableCommand {
         }
         print(String(format: "BF16 / F32: %.2fx", decodeRateBF16 / decodeRate))
 
-        if let llama = llamaCppPeer(gguf: gguf, prompts: Self.lengths) {
+        if let llama = llamaCppPeer(gguf: gguf, prompts: Self.lengths, depth: promptIDs.count) {
             print("llama.cpp (llama-bench, 2 threads, \((gguf as NSString?)?.lastPathComponent ?? "")):")
             print("case            swift   llama.cpp   llama/swift")
             for n in Self.lengths {
@@ -143,7 +143,7 @@ struct PrefillBench: AsyncParsableCommand {
             print("llama.cpp peer skipped: llama-bench or --gguf missing, or it failed")
         }
         if ggufBf16 != nil {
-            if let rate = llamaCppPeer(gguf: ggufBf16, prompts: [])?.decode {
+            if let rate = llamaCppPeer(gguf: ggufBf16, prompts: [], depth: promptIDs.count)?.decode {
                 print("llama.cpp BF16 (\((ggufBf16! as NSString).lastPathComponent)):")
                 print(String(format: "decode BF16  %7.1f t/s %6.1f t/s   %8.2fx (swift/llama)", decodeRateBF16, rate, decodeRateBF16 / rate))
             } else {
@@ -166,14 +166,16 @@ struct PrefillBench: AsyncParsableCommand {
     }
 
     /// llama-bench's JSON: prompt tests give tokens/s over n_prompt tokens, generation tests tokens/s.
-    /// No prompt lengths: decode only.
-    private func llamaCppPeer(gguf: String?, prompts: [Int]) -> (prefill: [Int: Double], decode: Double?)? {
+    /// No prompt lengths: decode only. Prompts are timed on an empty context; decode after `depth`
+    /// tokens, as ours decodes after its prompt.
+    private func llamaCppPeer(gguf: String?, prompts: [Int], depth: Int) -> (prefill: [Int: Double], decode: Double?)? {
         guard let llamaBench, let gguf, FileManager.default.isExecutableFile(atPath: llamaBench),
               FileManager.default.fileExists(atPath: gguf) else { return nil }
         let process = Process()
         process.executableURL = URL(fileURLWithPath: llamaBench)
         process.arguments = ["-m", gguf, "-t", "2", "-r", String(runs), "-o", "json",
-                             "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","), "-n", String(decodeTokens)]
+                             "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","), "-n", String(decodeTokens),
+                             "-d", prompts.isEmpty ? String(depth) : "0,\(depth)"]
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = FileHandle.nullDevice
@@ -185,10 +187,10 @@ struct PrefillBench: AsyncParsableCommand {
         var prefill: [Int: Double] = [:]
         var decode: Double?
         for row in rows {
-            let prompt = row["n_prompt"] as? Int ?? 0, generated = row["n_gen"] as? Int ?? 0
+            let prompt = row["n_prompt"] as? Int ?? 0, generated = row["n_gen"] as? Int ?? 0, at = row["n_depth"] as? Int ?? 0
             guard let rate = row["avg_ts"] as? Double, rate > 0 else { continue }
-            if prompt > 0 && generated == 0 { prefill[prompt] = Double(prompt) / rate }
-            if generated > 0 && prompt == 0 { decode = rate }
+            if prompt > 0 && generated == 0 && at == 0 { prefill[prompt] = Double(prompt) / rate }
+            if generated > 0 && prompt == 0 && at == depth { decode = rate }
         }
         return (prefill, decode)
     }

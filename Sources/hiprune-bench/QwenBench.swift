@@ -91,7 +91,9 @@ struct QwenBench: AsyncParsableCommand {
         c.tieWordEmbeddings = true
         c.maxPositions = 32768
         let model = Qwen2Model(randomShapes: c)
-        print("language model: \(c.layers) layers, hidden 2048, 16 heads, 2 KV heads, intermediate 11008, vocabulary 151936, BF16 weights (\(String(format: "%.2f", Double(model.decoder.weightBytes) / 1e9)) GB if unshared)")
+        // The same values held as F32, as the PyTorch peer holds them.
+        let model32 = Qwen2Model(randomShapes: c, precision: .float32)
+        print("language model: \(c.layers) layers, hidden 2048, 16 heads, 2 KV heads, intermediate 11008, vocabulary 151936, BF16 weights (\(String(format: "%.2f", Double(model.decoder.weightBytes) / 1e9)) GB if unshared; F32 rows: \(String(format: "%.2f", Double(model32.decoder.weightBytes) / 1e9)) GB)")
         let perPatch = 9 * 16, visual = perPatch * temporalPatches, prefix = 15, suffix = 14
         var prefillDecode: Double?
         for ratio in [1.0, 1.0 / 3.0, 1.0 / 9.0] {
@@ -107,8 +109,12 @@ struct QwenBench: AsyncParsableCommand {
             positions += (0..<suffix).map { MRoPEPosition(text: after + $0) }
             var embeddings = Matrix(rows: positions.count, cols: c.hiddenSize)
             for i in 0..<embeddings.storage.count { embeddings.storage[i] = random.next() }
-            var samples: [Double] = []
+            var samples: [Double] = [], samples32: [Double] = []
             for _ in 0..<runs {
+                let session32 = try DecoderSession(model: model32, context: positions.count + 8)
+                let start32 = DispatchTime.now().uptimeNanoseconds
+                try session32.prefill(embeddings: embeddings, positions: positions)
+                samples32.append(Double(DispatchTime.now().uptimeNanoseconds - start32) / 1e9)
                 let session = try DecoderSession(model: model, context: positions.count + 8)
                 let start = DispatchTime.now().uptimeNanoseconds
                 try session.prefill(embeddings: embeddings, positions: positions)
@@ -122,14 +128,15 @@ struct QwenBench: AsyncParsableCommand {
             }
             let seconds = samples.sorted()[samples.count / 2]
             let label = String(format: "%3.0f %%", ratio * 100)
-            print(String(format: "  prefill %@ of %d visual tokens (%d rows): swift %7.2f s", label, visual, positions.count, seconds))
+            let seconds32 = samples32.sorted()[samples32.count / 2]
+            print(String(format: "  prefill %@ of %d visual tokens (%d rows): swift BF16 %7.2f s, F32 %7.2f s", label, visual, positions.count, seconds, seconds32))
             if let torch = peerRun(["prefill", "--tokens", "\(positions.count)", "--layers", "\(c.layers)"]) {
-                print(String(format: "  prefill %@: pytorch %7.2f s  (pytorch / swift %.2f ×, peer peak RSS %.0f MB)",
-                             label, torch.seconds, torch.seconds / seconds, torch.peakMB))
+                print(String(format: "  prefill %@: pytorch F32 %7.2f s  (pytorch / swift BF16 %.2f ×, pytorch / swift F32 %.2f ×, peer peak RSS %.0f MB)",
+                             label, torch.seconds, torch.seconds / seconds, torch.seconds / seconds32, torch.peakMB))
             }
         }
         if let prefillDecode {
-            print(String(format: "  decode after the full prompt: swift %.2f s/token (BF16 weights widened on the fly)", prefillDecode))
+            print(String(format: "  decode after the full prompt: swift %.2f s/token (BF16 weights read as they are)", prefillDecode))
         }
         print(String(format: "swift peak RSS %.0f MB", peakRSSMegabytes()))
     }

@@ -37,6 +37,10 @@ void decode_attention(const float *query, long heads, long kv_heads, long head_d
 /// SwiGLU's gate: gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^-gate[i]) · up[i] for i < count.
 void decode_silu_multiply(float *gate, const float *up, long count);
 
+/// destination[i] = the F32 value of BF16 source[i] for i < count (widening a matrix before a
+/// many-row product), on the team.
+void decode_widen_bf16(const uint16_t *source, float *destination, long count);
+
 /// Floats of scratch `decode_attention` needs.
 long decode_attention_scratch(long heads, long head_dim, long length);
 
