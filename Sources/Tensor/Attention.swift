@@ -181,9 +181,9 @@ private func fusedAttention(query: UnsafePointer<Float>, queryStride: Int, key: 
     }
 }
 
-/// Whether full attention may take the fused kernel (ENC_FUSED_ATTENTION=0 forces the BLAS path,
+/// Whether full attention may take the fused kernel (HIPRUNE_FUSED_ATTENTION=0 forces the BLAS path,
 /// for benchmarks that compare the two).
-let fusedAttentionEnabled = ProcessInfo.processInfo.environment["ENC_FUSED_ATTENTION"] != "0"
+let fusedAttentionEnabled = ProcessInfo.processInfo.environment["HIPRUNE_FUSED_ATTENTION"] != "0"
 
 /// OpenBLAS's thread count as the process started (read once, so that concurrent attention calls
 /// always restore the same value). A Swift global is initialised on first use: callers read it
