@@ -236,20 +236,6 @@ static void team_run(team_body body, void *context, long units, int quantum, int
 
 static inline float finish(float *y, float sum, int accumulate) { return accumulate ? *y + sum : sum; }
 
-static void f32_rows_portable(const float *w, long rows, long cols, long stride, const float *x, float *y,
-                              int accumulate) {
-    for (long r = 0; r < rows; r++) {
-        const float *row = w + r * stride;
-        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long c = 0;
-        for (; c + 8 <= cols; c += 8)
-            for (int k = 0; k < 8; k++) lanes[k] += row[c + k] * x[c + k];
-        float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        for (; c < cols; c++) sum += row[c] * x[c];
-        y[r] = finish(y + r, sum, accumulate);
-    }
-}
-
 static inline float bf16_value(uint16_t bits) {
     uint32_t wide = (uint32_t)bits << 16;
     float value;
@@ -257,19 +243,24 @@ static inline float bf16_value(uint16_t bits) {
     return value;
 }
 
-static void bf16_rows_portable(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
-                               int accumulate) {
-    for (long r = 0; r < rows; r++) {
-        const uint16_t *row = w + r * stride;
-        float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        long c = 0;
-        for (; c + 8 <= cols; c += 8)
-            for (int k = 0; k < 8; k++) lanes[k] += bf16_value(row[c + k]) * x[c + k];
-        float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
-        for (; c < cols; c++) sum += bf16_value(row[c]) * x[c];
-        y[r] = finish(y + r, sum, accumulate);
+#define VALUE_float(v) (v)
+#define VALUE_uint16_t(v) bf16_value(v)
+#define ROWS_PORTABLE(NAME, T)                                                                             \
+    static void NAME(const T *w, long rows, long cols, long stride, const float *x, float *y, int accumulate) { \
+        for (long r = 0; r < rows; r++) {                                                                  \
+            const T *row = w + r * stride;                                                                 \
+            float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                                     \
+            long c = 0;                                                                                    \
+            for (; c + 8 <= cols; c += 8)                                                                  \
+                for (int k = 0; k < 8; k++) lanes[k] += VALUE_##T(row[c + k]) * x[c + k];                  \
+            float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7])); \
+            for (; c < cols; c++) sum += VALUE_##T(row[c]) * x[c];                                         \
+            y[r] = finish(y + r, sum, accumulate);                                                         \
+        }                                                                                                  \
     }
-}
+
+ROWS_PORTABLE(f32_rows_portable, float)
+ROWS_PORTABLE(bf16_rows_portable, uint16_t)
 
 #if HAVE_X86
 static inline AVX2 float hsum(__m256 v) {
@@ -284,8 +275,6 @@ static inline AVX2 __m256 load_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
 }
 
-#define VALUE_float(v) (v)
-#define VALUE_uint16_t(v) bf16_value(v)
 #define ROWS_AVX2(NAME, T, LOAD)                                                                          \
     static AVX2 void NAME(const T *w, long rows, long cols, long stride, const float *x, float *y,        \
                           int accumulate) {                                                               \
