@@ -154,17 +154,8 @@ struct EncodeBench: AsyncParsableCommand {
         var perSlice: [Double] = [], perImage: [Double] = []
         var slices = 0, batches = 0
         for _ in 0..<runs {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: llamaMtmd)
-            process.arguments = ["-m", llamaModel, "--mmproj", mmproj, "--image", path, "-p", "Describe the image.",
-                                 "-n", "1", "-t", "\(threads)", "--temp", "0"]
-            let log = Pipe()
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = log
-            try process.run()
-            let data = log.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { return nil }
+            guard let data = Peer.run(llamaMtmd, ["-m", llamaModel, "--mmproj", mmproj, "--image", path, "-p", "Describe the image.",
+                                                  "-n", "1", "-t", "\(threads)", "--temp", "0"], capture: .standardError) else { return nil }
             let timing = Self.llamaEncodeTimes(String(decoding: data, as: UTF8.self))
             guard timing.slices > 0 else { return nil }
             slices = timing.slices
@@ -297,22 +288,12 @@ struct EncodeBench: AsyncParsableCommand {
 
     /// Median seconds per frame of the PyTorch peer, or nil when it cannot run.
     func torchPeer(attentions: Bool) -> Double? {
-        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: peer) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [peer, "--hidden", "\(hidden)", "--layers", "\(layers)", "--heads", "\(heads)",
-                             "--intermediate", "\(intermediate)", "--image", "\(image)", "--patch", "\(patch)",
-                             "--scale", "\(scale)", "--text-hidden", "\(textHidden)", "--threads", "\(threads)",
-                             "--runs", "\(runs)"] + (attentions ? ["--attentions"] : [])
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let median = json["median"] as? Double else { return nil }
+        guard FileManager.default.fileExists(atPath: peer),
+              let data = Peer.run(python, [peer, "--hidden", "\(hidden)", "--layers", "\(layers)", "--heads", "\(heads)",
+                                           "--intermediate", "\(intermediate)", "--image", "\(image)", "--patch", "\(patch)",
+                                           "--scale", "\(scale)", "--text-hidden", "\(textHidden)", "--threads", "\(threads)",
+                                           "--runs", "\(runs)"] + (attentions ? ["--attentions"] : [])),
+              let json = Peer.lastJSONObject(data), let median = json["median"] as? Double else { return nil }
         return median
     }
 }

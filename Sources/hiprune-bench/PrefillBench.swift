@@ -169,20 +169,10 @@ struct PrefillBench: AsyncParsableCommand {
     /// No prompt lengths: decode only. Prompts are timed on an empty context; decode after `depth`
     /// tokens, as ours decodes after its prompt.
     private func llamaCppPeer(gguf: String?, prompts: [Int], depth: Int) -> (prefill: [Int: Double], decode: Double?)? {
-        guard let llamaBench, let gguf, FileManager.default.isExecutableFile(atPath: llamaBench),
-              FileManager.default.fileExists(atPath: gguf) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: llamaBench)
-        process.arguments = ["-m", gguf, "-t", "2", "-r", String(runs), "-o", "json",
-                             "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","), "-n", String(decodeTokens),
-                             "-d", prompts.isEmpty ? String(depth) : "0,\(depth)"]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
+        guard let llamaBench, let gguf, FileManager.default.fileExists(atPath: gguf),
+              let data = Peer.run(llamaBench, ["-m", gguf, "-t", "2", "-r", String(runs), "-o", "json",
+                                               "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","),
+                                               "-n", String(decodeTokens), "-d", prompts.isEmpty ? String(depth) : "0,\(depth)"]),
               let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return nil }
         var prefill: [Int: Double] = [:]
         var decode: Double?
@@ -196,20 +186,9 @@ struct PrefillBench: AsyncParsableCommand {
     }
 
     private func torchPeer() -> [String: Any]? {
-        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: peerScript) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [peerScript, "--runs", String(runs), "--decode-tokens", String(decodeTokens)]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last,
-              let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else { return nil }
-        return object
+        guard FileManager.default.fileExists(atPath: peerScript),
+              let data = Peer.run(python, [peerScript, "--runs", String(runs), "--decode-tokens", String(decodeTokens)]) else { return nil }
+        return Peer.lastJSONObject(data)
     }
 }
 

@@ -87,21 +87,12 @@ struct PruneBench: AsyncParsableCommand {
 
     /// The peer's medians, `{tokens: {method: µs}}`, or nil when it cannot run.
     func numpyPeer() -> [String: [String: Double]]? {
-        guard FileManager.default.isExecutableFile(atPath: python) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [reference, "--bench", "--runs", String(runs), "--width", String(width)]
         // One thread, like the Swift side: a fair per-frame cost, and no fight over shared cores.
         var environment = ProcessInfo.processInfo.environment
         environment["OPENBLAS_NUM_THREADS"] = "1"
         environment["OMP_NUM_THREADS"] = "1"
-        process.environment = environment
-        let output = Pipe()
-        process.standardOutput = output
-        do { try process.run() } catch { return nil }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else { return nil }
+        guard let data = Peer.run(python, [reference, "--bench", "--runs", String(runs), "--width", String(width)],
+                                  environment: environment) else { return nil }
         return try? JSONDecoder().decode([String: [String: Double]].self, from: data)
     }
 }

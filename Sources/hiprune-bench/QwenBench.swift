@@ -73,7 +73,8 @@ struct QwenBench: AsyncParsableCommand {
             }
             let flops = vision.flops(rows: height / 14, cols: width / 14)
             print(String(format: "  %dx%d (merged grid %@): swift %7.2f s/temporal patch  %6.1f GFLOP/s", width, height, grid, seconds, flops / seconds / 1e9))
-            if let torch = peerRun(["vision", "--width", "\(width)", "--height", "\(height)"]) {
+            // The peer builds the 3B vision tower (32 blocks, HiPrune's blocks 16 and 32): no ratio for other depths.
+            if depth == 32, let torch = peerRun(["vision", "--width", "\(width)", "--height", "\(height)"]) {
                 print(String(format: "  %dx%d: pytorch %7.2f s/temporal patch  (pytorch / swift %.2f ×, peer peak RSS %.0f MB)",
                              width, height, torch.seconds, torch.seconds / seconds, torch.peakMB))
             }
@@ -142,20 +143,9 @@ struct QwenBench: AsyncParsableCommand {
     }
 
     func peerRun(_ arguments: [String]) -> (seconds: Double, peakMB: Double)? {
-        guard !noPeer, FileManager.default.isExecutableFile(atPath: python), FileManager.default.fileExists(atPath: peer) else { return nil }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = [peer] + arguments + ["--runs", "\(runs)", "--threads", "\(threads)"]
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = FileHandle.nullDevice
-        do { try process.run() } catch { return nil }
-        let data = output.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0,
-              let line = String(data: data, encoding: .utf8)?.split(separator: "\n").last,
-              let json = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-              let median = json["median"] as? Double else { return nil }
+        guard !noPeer, FileManager.default.fileExists(atPath: peer),
+              let data = Peer.run(python, [peer] + arguments + ["--runs", "\(runs)", "--threads", "\(threads)"]),
+              let json = Peer.lastJSONObject(data), let median = json["median"] as? Double else { return nil }
         return (median, json["peak_rss_mb"] as? Double ?? 0)
     }
 }
