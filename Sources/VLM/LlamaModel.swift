@@ -23,9 +23,7 @@ public final class LlamaModel: DecoderModel {
         let configuration = try LlamaConfiguration(configFile: configPath)
         let store: WeightStore
         do { store = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        // LlamaForCausalLM keeps the decoder under "model.", SmolVLM under "model.text_model.".
-        let prefixes = ["model.text_model.", "model.language_model.", "model.", "language_model.model.", ""]
-        guard let prefix = prefixes.first(where: { store.contains($0 + "embed_tokens.weight") }) else {
+        guard let prefix = DecoderWeights.textPrefix(in: store) else {
             throw .badTensor(file: directory, tensor: "model.embed_tokens.weight", cause: "missing (no decoder embeddings under any known prefix)")
         }
         try self.init(configuration: configuration, source: directory, precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
