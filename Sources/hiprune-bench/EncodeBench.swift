@@ -27,7 +27,7 @@ struct EncodeBench: AsyncParsableCommand {
     var textHidden = 576
 
     @Option(help: "Python for the PyTorch peer (tools/bench_torch_vision.py); skipped if it does not exist.")
-    var python = "/work/venv/py/bin/python"
+    var python = Peer.defaultPython
 
     @Option(help: "The peer script.")
     var peer = "tools/bench_torch_vision.py"
