@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -79,7 +80,11 @@ struct AskCommand: AsyncParsableCommand {
                 progress.update(done: encodedSteps.count)
             }
         } else {
+            var budget = ContextBudget(context: try family.languageModelShape(directory: model).maxPositions,
+                                       expectedSteps: ContextBudget.expectedSteps(input: input, options: options,
+                                                                                  framesPerStep: encoder.framesPerStep))
             try await analysis.prune(VideoFrames(input: input, options: options), stage: &stage) { _, frame, statistics in
+                try budget.add(tokens: statistics.tokensAfter)
                 pruned.append(frame)
                 summary.add(statistics)
                 progress.update(done: pruned.count)
@@ -89,12 +94,12 @@ struct AskCommand: AsyncParsableCommand {
         let frameSeconds = (clock.now - frameStart).seconds
         let stepCount = perQuestion ? encodedSteps.count : pruned.count
         guard stepCount > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
+        sampling.warnIfShort(input: input, sampled: stepCount * encoder.framesPerStep)
         let lastTime = perQuestion ? encodedSteps.last!.time : pruned.last!.time
-        let duration = (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime
+        let duration = InputKind.canReopen(input) ? (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime : lastTime
 
         var answers: [VideoAnswer] = []
         var sharedTokens = 0, sharedMilliseconds = 0.0
-        let stdout = FileHandle.standardOutput
         for (q, text) in questions.enumerated() {
             if perQuestion || q == 0 {
                 if perQuestion {
@@ -116,13 +121,13 @@ struct AskCommand: AsyncParsableCommand {
             if batch.isEmpty { continue }
             let result = try answering.answer(frames: pruned, duration: duration, questions: batch,
                                               generation: generation) { index, piece in
-                if !json { stdout.write(Data(piece.utf8)) }
+                if !json { Console.out(piece) }
             }
             answers += result.answers
             sharedTokens = result.sharedPrefixTokens
             sharedMilliseconds += result.sharedPrefixMilliseconds
-            if !json && batch.count > 1 { stdout.write(Data("\n".utf8)) }
-            if !json { stdout.write(Data("\n".utf8)) }
+            if !json && batch.count > 1 { Console.out("\n") }
+            if !json { Console.out("\n") }
         }
         var grids: [String] = []
         for frame in pruned where !grids.contains(frame.grid.description) { grids.append(frame.grid.description) }
@@ -130,9 +135,9 @@ struct AskCommand: AsyncParsableCommand {
                                answers: answers, sharedPrefixTokens: sharedTokens,
                                sharedPrefixMilliseconds: sharedMilliseconds)
         if json {
-            print(report.json())
+            Console.line(report.json())
         } else {
-            FileHandle.standardError.write(Data((report.text() + "\n").utf8))
+            Console.err(report.text())
         }
     }
 }

@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -11,7 +12,10 @@ import Vision
 ///   metadata: layers ("6,12", 1-based), frame.<i>.grid ("8x8"), frame.<i>.time (seconds)
 /// With --budget or --tokens, also the selection of the chosen --method:
 ///   frame.<i>.kept  I32 [k] (ascending raster indices)   metadata frame.<i>.roles ("anchor,buffer,…")
-/// The file is written at the end through a temporary file and a rename: an error leaves nothing.
+/// Each frame's tensors go to a spool file beside --out as they are made (memory holds only the
+/// header), and the file is assembled at the end through a temporary file and a rename: an error
+/// leaves nothing. SIGINT or SIGTERM (Ctrl-C on `encode -` reading a stream) writes a valid file
+/// of the frames encoded so far, says so on stderr and exits 130 / 143.
 struct EncodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode",
@@ -52,8 +56,15 @@ struct EncodeCommand: AsyncParsableCommand {
     func run() async throws {
         // Fail before the long encode when the result could not be written anyway.
         let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PipelineError.output(path: out, cause: "\(folder) is not a directory")
+        }
         guard FileManager.default.isWritableFile(atPath: folder) else {
-            throw PipelineError.output(path: out, cause: "the folder \(folder) does not exist or is not writable")
+            throw PipelineError.output(path: out, cause: "the directory \(folder) is not writable")
+        }
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw PipelineError.output(path: out, cause: "is a directory")
         }
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
@@ -64,15 +75,22 @@ struct EncodeCommand: AsyncParsableCommand {
         }
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
-        var writer = SafeTensorsWriter()
-        writer.metadata["layers"] = chosen.map(String.init).joined(separator: ",")
+        let spool = try SafeTensorsSpool(destination: out, spoolPath: PartialOutputs.partialPath(for: out))
+        let partial = PartialOutputs.register(spool.spoolPath) {
+            // Ctrl-C: the frames so far become the file (nothing, if none was encoded).
+            guard spool.groups > 0, (try? spool.finish()) != nil else { return }
+            Console.err("\(Console.programName): interrupted: wrote the \(spool.groups) frames encoded so far to \(out)")
+        }
+        defer { PartialOutputs.discard(partial) }
         var frames = 0
         var seconds = 0.0
         let analysis = FrameAnalysis(encoder: encoder)
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         func add(_ step: FrameAnalysis.Step) throws {
             let e = step.encoded, i = step.index
-            writer.add("frame.\(i).features", matrix: e.features)
+            var tensors = [SafeTensorsSpool.Tensor(name: "frame.\(i).features", floats: e.features.storage,
+                                                   shape: [e.features.rows, e.features.cols])]
+            var metadata = ["layers": chosen.map(String.init).joined(separator: ",")]
             var scores: [Float] = []
             scores.reserveCapacity(chosen.count * e.grid.count)
             for layer in chosen {
@@ -81,17 +99,19 @@ struct EncodeCommand: AsyncParsableCommand {
                 }
                 scores += s
             }
-            try writer.add("frame.\(i).scores", floats: scores, shape: [chosen.count, e.grid.count])
+            tensors.append(.init(name: "frame.\(i).scores", floats: scores, shape: [chosen.count, e.grid.count]))
             if var current = stage {
                 let (pruned, _) = try current.prune(e, index: i, time: step.time, encodeMilliseconds: step.encodeMilliseconds)
                 stage = current
-                try writer.add("frame.\(i).kept", int32s: pruned.selection.indices.map { Int32($0) },
-                               shape: [pruned.selection.count])
-                writer.metadata["frame.\(i).roles"] = pruned.selection.roles.map(\.rawValue).joined(separator: ",")
+                tensors.append(.init(name: "frame.\(i).kept", int32s: pruned.selection.indices.map { Int32($0) },
+                                     shape: [pruned.selection.count]))
+                metadata["frame.\(i).roles"] = pruned.selection.roles.map(\.rawValue).joined(separator: ",")
             }
-            writer.metadata["frame.\(i).grid"] = e.grid.description
-            writer.metadata["frame.\(i).time"] = String(step.time)
+            metadata["frame.\(i).grid"] = e.grid.description
+            metadata["frame.\(i).time"] = String(step.time)
             frames += 1
+            metadata["frames"] = String(frames)
+            try spool.append(tensors, metadata: metadata)
             seconds += step.encodeMilliseconds / 1000
             progress.update(done: frames)
         }
@@ -102,9 +122,9 @@ struct EncodeCommand: AsyncParsableCommand {
         }
         progress.finish()
         guard frames > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
-        writer.metadata["frames"] = String(frames)
-        try writer.write(to: out)
+        try spool.finish()
+        sampling.warnIfShort(input: input, sampled: frames)
         let perFrame = String(format: "%.3f", seconds / Double(frames)), total = String(format: "%.2f", seconds)
-        FileHandle.standardError.write(Data("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)\n".utf8))
+        Console.err("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)")
     }
 }
