@@ -48,3 +48,4 @@ static inline AVBufferRef *hv_borrow_buffer(uint8_t *data, size_t size) {
     return av_buffer_create(data, size, hv_free_nothing, NULL, 0);
 }
 static inline int hv_averror_decoder_not_found(void) { return AVERROR_DECODER_NOT_FOUND; }
+static inline int hv_averror_protocol_not_found(void) { return AVERROR_PROTOCOL_NOT_FOUND; }

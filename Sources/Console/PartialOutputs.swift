@@ -38,12 +38,13 @@ public enum PartialOutputs {
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).partial").path
     }
 
-    /// Registers `path` as under construction, first removing what an earlier run left there.
+    /// Registers `path` as under construction, first removing what an earlier run left there
+    /// (unless `removingStale` is false: the caller has just made it, replacing any stale one).
     /// `onInterrupt`, if given, runs on SIGINT/SIGTERM instead of removing the path (it may finish
     /// the output from what it has); it must be safe to call from another thread.
     @discardableResult
-    public static func register(_ path: String, onInterrupt: (@Sendable () -> Void)? = nil) -> Token {
-        remove(path)
+    public static func register(_ path: String, removingStale: Bool = true, onInterrupt: (@Sendable () -> Void)? = nil) -> Token {
+        if removingStale { remove(path) }
         return state.lock.withLock {
             installHandlers()
             state.next += 1

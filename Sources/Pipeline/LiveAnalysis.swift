@@ -257,6 +257,13 @@ public final class LiveAnalysis: Sendable {
                 break
             } catch {
                 cause = "\(error)"
+                // An unknown protocol or a malformed URL fails the same way on every attempt.
+                if case StreamError.invalidRequest = error {
+                    watchdog.cancel()
+                    emit(.gaveUp(attempts: attempt, cause: cause))
+                    summary.gaveUp = cause
+                    break
+                }
             }
             watchdog.cancel()
             droppedBefore += frames.counters.droppedFrames

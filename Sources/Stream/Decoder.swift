@@ -430,6 +430,10 @@ final class Decoder {
         if kind == .file, !regular, code == hv_averror_invaliddata() { return .notAVideo(input: input, reason: reason) }
         guard kind == .file, regular, code == hv_averror_invaliddata() else {
             if code == hv_averror(ENOENT) { return .fileNotFound(input: input) }
+            // No retry can help: the URL names a protocol this FFmpeg lacks, or is malformed.
+            if code == hv_averror_protocol_not_found() || (kind == .network && code == hv_averror(EINVAL)) {
+                return .invalidRequest(input: input, reason: "cannot open (\(reason))")
+            }
             return .openFailed(input: input, reason: reason)
         }
         guard let handle = FileHandle(forReadingAtPath: input) else { return .openFailed(input: input, reason: reason) }

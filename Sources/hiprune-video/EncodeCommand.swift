@@ -76,7 +76,8 @@ struct EncodeCommand: AsyncParsableCommand {
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
         let spool = try SafeTensorsSpool(destination: out, spoolPath: PartialOutputs.partialPath(for: out))
-        let partial = PartialOutputs.register(spool.spoolPath) {
+        // The spool was just made (truncating a stale one of an earlier run).
+        let partial = PartialOutputs.register(spool.spoolPath, removingStale: false) {
             // Ctrl-C: the frames so far become the file (nothing, if none was encoded).
             guard spool.groups > 0, (try? spool.finish()) != nil else { return }
             Console.err("\(Console.programName): interrupted: wrote the \(spool.groups) frames encoded so far to \(out)")

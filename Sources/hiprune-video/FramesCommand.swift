@@ -94,11 +94,14 @@ struct FramesCommand: AsyncParsableCommand {
         let folder: String
         let direct: Bool
         let token: PartialOutputs.Token?
+        /// The target did not exist before this run: a failure removes it again (if still empty).
+        let createdTarget: Bool
 
         init(target: String, direct: Bool) throws {
             self.target = target
             self.direct = direct
             let manager = FileManager.default
+            createdTarget = !manager.fileExists(atPath: target)
             do {
                 try manager.createDirectory(atPath: target, withIntermediateDirectories: true)
                 folder = direct ? target : (target as NSString).appendingPathComponent(".partial")
@@ -111,6 +114,7 @@ struct FramesCommand: AsyncParsableCommand {
 
         func discard() {
             if let token { PartialOutputs.discard(token) }
+            if createdTarget { rmdir(target) }  // only if empty: frames of a stream stay
         }
 
         func commit() throws {

@@ -116,7 +116,10 @@ struct LiveCommand: AsyncParsableCommand {
         }
         // The gave_up event is on stdout for a reader of the events; the cause and the exit status
         // tell a shell too.
-        if let cause = summary.gaveUp { throw PipelineError.invalidOption(flag: url, cause: "gave up: \(cause)") }
+        if let cause = summary.gaveUp {
+            let own = cause.hasPrefix(url + ": ") ? String(cause.dropFirst(url.count + 2)) : cause
+            throw PipelineError.invalidOption(flag: url, cause: "gave up: \(own)")
+        }
     }
 
     static func json(_ event: LiveEvent) -> String {

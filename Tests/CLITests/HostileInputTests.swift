@@ -70,8 +70,8 @@ final class HostileInputTests: XCTestCase {
                 ["ask", input, "What?", "--model", m, "--frames", "2", "--max-tokens", "2"],
             ].map { ($0, input) }
         }
-        // The garbage payload still has a valid container: probe reads that and succeeds.
-        cases.removeAll { $0.0 == ["probe", inputs[8]] }
+        // probe reads headers only: these three have whole ones, and it rightly reports them.
+        cases.removeAll { $0.0.first == "probe" && [inputs[2], inputs[7], inputs[8]].contains($0.0[1]) }
         try assertRefused(cases, outputs: out)
     }
 
@@ -328,5 +328,22 @@ final class HostileInputTests: XCTestCase {
         let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         piped.waitUntilExit()
         XCTAssertEqual(piped.terminationStatus, 0, "a short clip on stdin fits: \(text)")
+    }
+
+    /// `live` on a plain file ends at its end (no replay); on what no retry can fix (an unknown
+    /// protocol, empty stdin) it gives up at once, even without --max-reconnects: the gave_up
+    /// event, one line on stderr, exit 1.
+    func testLiveEndsOrGivesUpInsteadOfLoopingSilently() throws {
+        let file = try CLI.run(["live", Corpus.clip, "--model", Corpus.model, "--fps", "10", "--capacity", "16"], timeout: 60)
+        XCTAssertEqual(file.status, 0, file.stderr)
+        let kinds = CLI.events(file.stdout).compactMap { $0["event"] as? String }
+        XCTAssertEqual(kinds, Array(repeating: "frame", count: 10) + ["summary"], "1 s at 10 fps, once: \(file.stdout)")
+        for (url, cause) in [("foo://bar", "cannot open (Protocol not found)"), ("-", "cannot open")] {
+            let result = try CLI.run(["live", url, "--model", Corpus.model], timeout: 30)
+            XCTAssertEqual(result.status, 1, result.stderr)
+            XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
+            XCTAssertTrue(result.stderr.hasPrefix("hiprune-video: \(url): gave up: ") && result.stderr.contains(cause), result.stderr)
+            XCTAssertEqual(CLI.events(result.stdout).compactMap { $0["event"] as? String }, ["gave_up", "summary"], result.stdout)
+        }
     }
 }
