@@ -1,6 +1,7 @@
 // Decode-step kernels and the thread team that runs them; the contract is in decode_kernels.h.
 #define _GNU_SOURCE
 #include "decode_kernels.h"
+#include "cpu_features.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -28,33 +29,10 @@ static inline void cpu_relax(void) {}
 #endif
 
 // MARK: - Instruction set
+//
+// cpu_features.c decides (HIPRUNE_ISA, tests' hp_isa_set); each kernel branches on the active level.
 
-static atomic_int isa_choice = -1;  // -1 undecided, 0 portable, 1 avx2+fma
-
-static int cpu_has_avx2(void) {
-#if HAVE_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-static int use_avx2(void) {
-    int choice = atomic_load_explicit(&isa_choice, memory_order_relaxed);
-    if (choice < 0) {
-        choice = cpu_has_avx2();
-        atomic_store_explicit(&isa_choice, choice, memory_order_relaxed);
-    }
-    return choice;
-}
-
-int decode_use_avx2(int enabled) {
-    int previous = use_avx2();
-    atomic_store(&isa_choice, enabled && cpu_has_avx2());
-    return previous;
-}
-
-const char *decode_kernel_isa(void) { return use_avx2() ? "avx2+fma" : "portable"; }
+static inline int use_avx2(void) { return hp_isa_active() >= HP_ISA_AVX2; }
 
 // MARK: - Team
 //

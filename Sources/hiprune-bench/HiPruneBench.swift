@@ -7,6 +7,7 @@ import Tensor
     static func main() async {
         BLASRuntime.configure()
         do {
+            try InstructionSet.validateEnvironment()
             var command = try parseAsRoot()
             if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
         } catch {
