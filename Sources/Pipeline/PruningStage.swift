@@ -62,6 +62,8 @@ public struct FrameStatistics: Sendable, Equatable {
     public var temporalDrops: Int
     public var encodeMilliseconds: Double
     public var pruneMilliseconds: Double
+    /// The step reused an earlier step's encoding and selection (`--reuse`): it cost no encoding.
+    public var reused = false
 }
 
 /// Turns encoded frames into pruned frames, one at a time, with the state that spans frames

@@ -19,6 +19,8 @@ public struct StatisticsSummary: Sendable, Equatable {
     public var temporalDrops = 0
     public var encodeMilliseconds = 0.0
     public var pruneMilliseconds = 0.0
+    /// Frames that reused an earlier frame's encoding (`--reuse`).
+    public var reusedFrames = 0
 
     public init() {}
 
@@ -33,6 +35,7 @@ public struct StatisticsSummary: Sendable, Equatable {
         temporalDrops += s.temporalDrops
         encodeMilliseconds += s.encodeMilliseconds
         pruneMilliseconds += s.pruneMilliseconds
+        if s.reused { reusedFrames += 1 }
     }
 
     public var keptFraction: Double { tokensBefore == 0 ? 0 : Double(tokensAfter) / Double(tokensBefore) }
@@ -53,9 +56,9 @@ public struct StatisticsWriter: Sendable {
     public var header: String? {
         switch format {
         case .table:
-            return "frame     time  grid     before  after  anchor  buffer  register  prompt  dedup  encode_ms  prune_ms"
+            return "frame     time  grid     before  after  anchor  buffer  register  prompt  dedup  encode_ms  prune_ms  reused"
         case .csv:
-            return "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms"
+            return "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms,reused"
         case .jsonl:
             return nil
         }
@@ -64,14 +67,15 @@ public struct StatisticsWriter: Sendable {
     public func row(_ s: FrameStatistics) -> String {
         switch format {
         case .table:
-            return String(format: "%5d %8.3f  %-7@ %6d %6d %7d %7d %9d %7d %6d %10.1f %9.3f",
+            return String(format: "%5d %8.3f  %-7@ %6d %6d %7d %7d %9d %7d %6d %10.1f %9.3f  %@",
                           s.index, s.time, s.grid.description as NSString, s.tokensBefore, s.tokensAfter, s.anchors,
                           s.buffers, s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds,
-                          s.pruneMilliseconds)
+                          s.pruneMilliseconds, (s.reused ? "yes" : "no") as NSString)
         case .csv:
-            return String(format: "%d,%.6f,%@,%d,%d,%d,%d,%d,%d,%d,%.3f,%.4f", s.index, s.time,
+            return String(format: "%d,%.6f,%@,%d,%d,%d,%d,%d,%d,%d,%.3f,%.4f,%d", s.index, s.time,
                           s.grid.description as NSString, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers,
-                          s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds)
+                          s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds,
+                          s.reused ? 1 : 0)
         case .jsonl:
             return JSONLine.object(Self.fields(of: s))
         }
@@ -83,7 +87,8 @@ public struct StatisticsWriter: Sendable {
          ("tokens_before", .int(s.tokensBefore)), ("tokens_after", .int(s.tokensAfter)),
          ("anchors", .int(s.anchors)), ("buffers", .int(s.buffers)), ("registers", .int(s.registers)),
          ("prompt", .int(s.promptTokens)), ("temporal_drops", .int(s.temporalDrops)),
-         ("encode_ms", .double(s.encodeMilliseconds)), ("prune_ms", .double(s.pruneMilliseconds))]
+         ("encode_ms", .double(s.encodeMilliseconds)), ("prune_ms", .double(s.pruneMilliseconds)),
+         ("reused", .bool(s.reused))]
     }
 
     /// Prefill FLOPs of one prompt holding every frame's visual tokens (text tokens excluded),
@@ -105,6 +110,7 @@ public struct StatisticsWriter: Sendable {
                 ("buffers", .int(summary.buffers)), ("registers", .int(summary.registers)),
                 ("prompt", .int(summary.promptTokens)), ("temporal_drops", .int(summary.temporalDrops)),
                 ("encode_ms", .double(summary.encodeMilliseconds)), ("prune_ms", .double(summary.pruneMilliseconds)),
+                ("reused_frames", .int(summary.reusedFrames)),
             ]
             if let flops {
                 fields += [("prefill_flops_full", .double(flops.full)), ("prefill_flops_pruned", .double(flops.pruned))]
@@ -116,9 +122,10 @@ public struct StatisticsWriter: Sendable {
                     + String(format: "(kept %.1f %%)", summary.keptFraction * 100),
                 "anchors \(summary.anchors), buffers \(summary.buffers), registers \(summary.registers), "
                     + "prompt \(summary.promptTokens), temporal drops \(summary.temporalDrops)",
-                String(format: "encode %.1f ms (%.1f ms/frame), prune %.3f ms (%.4f ms/frame)",
+                String(format: "encode %.1f ms (%.1f ms/frame), prune %.3f ms (%.4f ms/frame), reused %d frames",
                        summary.encodeMilliseconds, summary.encodeMilliseconds / Double(max(1, summary.frames)),
-                       summary.pruneMilliseconds, summary.pruneMilliseconds / Double(max(1, summary.frames))),
+                       summary.pruneMilliseconds, summary.pruneMilliseconds / Double(max(1, summary.frames)),
+                       summary.reusedFrames),
             ]
             if let flops {
                 let saved = flops.full > 0 ? (1 - flops.pruned / flops.full) * 100 : 0

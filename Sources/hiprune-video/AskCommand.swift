@@ -34,6 +34,7 @@ struct AskCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @OptionGroup var generating: GenerationFlags
 
@@ -66,7 +67,7 @@ struct AskCommand: AsyncParsableCommand {
 
         // HiPrune++ ranks tokens against the question, so each question prunes the encoded frames anew.
         let perQuestion = pruning.method == .hiprunePlusPlus
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []

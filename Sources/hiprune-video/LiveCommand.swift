@@ -41,6 +41,7 @@ struct LiveCommand: AsyncParsableCommand {
     var fps = 1.0
 
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @Option(help: "jsonl or text.")
     var format = "jsonl"
@@ -96,7 +97,7 @@ struct LiveCommand: AsyncParsableCommand {
                                     backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
                                     throttleMilliseconds: throttleMilliseconds)
         settings.openTimeout = openTimeout
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let live = LiveAnalysis(input: url, options: analysis.decodeOptions(DecodeOptions(sampling: .fps(fps)), input: url),
                                 settings: settings, analysis: analysis, answering: answering)
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
@@ -137,7 +138,7 @@ struct LiveCommand: AsyncParsableCommand {
                 ("kept_fraction", .double(s.statistics.keptFraction)), ("answers", .int(s.answers)),
                 ("dropped", .int(s.droppedFrames)), ("reconnects", .int(s.reconnects)),
                 ("max_latency_ms", .double(s.maxLatencyMilliseconds)), ("wall_s", .double(s.wallSeconds)),
-                ("stopped_by_signal", .bool(s.stoppedBySignal)),
+                ("stopped_by_signal", .bool(s.stoppedBySignal)), ("reused_frames", .int(s.statistics.reusedFrames)),
             ])
         }
     }
@@ -145,9 +146,9 @@ struct LiveCommand: AsyncParsableCommand {
     static func text(_ event: LiveEvent) -> String {
         switch event {
         case .frame(let s):
-            return String(format: "frame %d at %.2f s: %d → %d tokens (%d anchors, %d buffers, %d registers), encode %.0f ms",
+            return String(format: "frame %d at %.2f s: %d → %d tokens (%d anchors, %d buffers, %d registers), encode %.0f ms%@",
                           s.index, s.time, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers, s.registers,
-                          s.encodeMilliseconds)
+                          s.encodeMilliseconds, (s.reused ? " (reused)" : "") as NSString)
         case let .answer(start, end, frames, question, answer, latency, _):
             return String(format: "[%.2f–%.2f s, %d frames, %.0f ms] ", start, end, frames, latency) + "\(question) → \(answer)"
         case let .drops(total, new):

@@ -100,6 +100,16 @@ struct PruneOptions: ParsableArguments {
     }
 }
 
+/// How frames are encoded; shared by ask, stats and live.
+struct EncoderOptions: ParsableArguments {
+    @Option(help: "Reuse the last encoded frame's encoding (features, scores, selection) for a frame whose encoder input differs from it by less than T (mean absolute difference of the RGB bytes, 0–255); 0 never reuses.")
+    var reuse: Double = 0
+
+    func validate() throws {
+        if !(reuse >= 0 && reuse <= 255) { throw ValidationError("--reuse \(reuse) is outside [0, 255]") }
+    }
+}
+
 /// How answers are generated; shared by ask, live and chat.
 struct GenerationFlags: ParsableArguments {
     @Option(help: "Most tokens per answer.")

@@ -19,6 +19,7 @@ struct StatsCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @Option(help: "table, jsonl or csv.")
     var format: StatisticsFormat = .table
@@ -33,7 +34,7 @@ struct StatsCommand: AsyncParsableCommand {
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
         let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model))
         var total: Int?

@@ -41,7 +41,7 @@ final class PipelineCLITests: XCTestCase {
         let csv = try CLI.run(["stats", clip, "--model", model, "--frames", "3", "--tokens", "6", "--format", "csv"])
         XCTAssertEqual(csv.status, 0, csv.stderr)
         let rows = csv.stdoutLines.filter { !$0.hasPrefix("#") }
-        XCTAssertEqual(rows.first, "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms")
+        XCTAssertEqual(rows.first, "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms,reused")
         XCTAssertEqual(rows.count, 4)
         for row in rows.dropFirst() { XCTAssertEqual(row.split(separator: ",")[4], "6") }
         let table = try CLI.run(["stats", clip, "--model", model, "--frames", "2", "--method", "uniform"])
@@ -60,6 +60,29 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertEqual(frames[0]["temporal_drops"] as? Int, 0)
         XCTAssertGreaterThan(frames.dropFirst().map { $0["temporal_drops"] as? Int ?? 0 }.reduce(0, +), 0,
                              "consecutive frames of the opening shot are nearly identical")
+    }
+
+    /// media/still-motion.mp4 holds frames 0 and 10 for four more frames each (lossless): at T = 0.5
+    /// exactly those eight rows are reused, each with its own time; `--reuse 0` reuses none.
+    func testStatsReuseCountsTheRepeatedFrames() throws {
+        let clip = CLI.path("media/still-motion.mp4")
+        for (threshold, expected) in [("0.5", [1, 2, 3, 4, 11, 12, 13, 14]), ("0", [])] {
+            let result = try CLI.run(["stats", clip, "--model", model, "--every-frame", "--reuse", threshold, "--format", "jsonl"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let events = CLI.events(result.stdout)
+            let frames = events.filter { $0["summary"] == nil }
+            XCTAssertEqual(frames.count, 15, result.stdout)
+            let reused = frames.enumerated().filter { $0.element["reused"] as? Bool == true }.map(\.offset)
+            XCTAssertEqual(reused, expected, "--reuse \(threshold)")
+            for i in reused { XCTAssertEqual(frames[i]["encode_ms"] as? Double, 0) }
+            let times = frames.compactMap { $0["time"] as? Double }
+            XCTAssertEqual(times.count, 15)
+            XCTAssertEqual(Set(times).count, 15, "every row keeps its own time")
+            XCTAssertEqual(events.last?["reused_frames"] as? Int, expected.count)
+        }
+        let bad = try CLI.run(["stats", clip, "--model", model, "--reuse", "300"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--reuse 300.0 is outside [0, 255]"), bad.stderr)
     }
 
     func testBadFlagsGiveOneClearLine() throws {
