@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "decode_kernels.h"
 #include "cpu_features.h"
+#include "team.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -205,6 +206,10 @@ static void team_run(team_body body, void *context, long units, int quantum, int
         if ((spins & 4095) == 0) sched_yield();  // a worker holding a claim was descheduled
     }
     pthread_mutex_unlock(&team.owner);
+}
+
+void hp_team_run(hp_team_body body, void *context, long units, int quantum, int parallel) {
+    team_run(body, context, units, quantum, parallel);
 }
 
 // MARK: - Row kernels

@@ -70,10 +70,10 @@ public enum ModelFamily: String, Sendable, CaseIterable {
     }
 
     /// The family's frame encoder, loaded from the directory.
-    public func loadEncoder(directory: String) throws -> any FrameEncoder {
+    public func loadEncoder(directory: String, precision: EncoderPrecision = .f32) throws -> any FrameEncoder {
         switch self {
-        case .smolVLM: return try SmolVLMVisionModel.load(directory: directory)
-        case .qwen25VL: return try Qwen25VLVisionModel.load(directory: directory)
+        case .smolVLM: return try SmolVLMVisionModel.load(directory: directory, precision: precision)
+        case .qwen25VL: return try Qwen25VLVisionModel.load(directory: directory, precision: precision)
         }
     }
 

@@ -40,6 +40,9 @@ struct AskBench: AsyncParsableCommand {
     @Option(help: "Reuse threshold (--reuse of ask) applied to the sampled frames; 0 encodes every frame.")
     var reuse = 0.0
 
+    @Option(help: "--encoder-precision of ask: auto, f32 or bf16.")
+    var encoderPrecision = "auto"
+
     struct Stages {
         var decode = 0.0, encode = 0.0, prune = 0.0, prefill = 0.0, generation = 0.0, total = 0.0
         var keptTokens = 0, allTokens = 0, promptTokens = 0, generated = 0, reused = 0
@@ -54,12 +57,16 @@ struct AskBench: AsyncParsableCommand {
         }
         let loadStart = DispatchTime.now()
         let family = try ModelFamily.detect(directory: directory)
-        let encoder = try family.loadEncoder(directory: directory)
+        guard let precision = EncoderPrecision(rawValue: encoderPrecision) else {
+            throw ValidationError("--encoder-precision \(encoderPrecision): expected auto, f32 or bf16")
+        }
+        let encoder = try family.loadEncoder(directory: directory, precision: precision)
         let answering = try family.loadAnswerer(directory: directory)
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - loadStart.uptimeNanoseconds) / 1e9
         let generation = GenerationOptions(maxNewTokens: maxTokens, sampling: SamplingParameters(), stopTokens: [])
 
-        print("\(directory): \(family.displayName) " + String(format: "loaded in %.1f s", loadSeconds))
+        print("\(directory): \(family.displayName) " + String(format: "loaded in %.1f s", loadSeconds)
+              + ", encoder precision \(precision.resolved) (\(precision))")
         print("\(clip), \(frames) frames, \(maxTokens) generated tokens, median of \(runs) run\(runs == 1 ? "" : "s") per budget")
 
         var results: [(Double, Stages)] = []

@@ -58,7 +58,7 @@ struct AskCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let loadStart = clock.now
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         let answering = try family.loadAnswerer(directory: model, precision: generating.weights)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering.stopTokens)

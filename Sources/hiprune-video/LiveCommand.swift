@@ -87,7 +87,7 @@ struct LiveCommand: AsyncParsableCommand {
 
     func run() async throws {
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model, precision: generating.weights)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])

@@ -2,6 +2,7 @@ import ArgumentParser
 import Pipeline
 import Prune
 import Stream
+import Vision
 import VLM
 
 /// Which frames of the input are used; shared by every command that reads video.
@@ -105,6 +106,9 @@ struct EncoderOptions: ParsableArguments {
     @Option(help: "Reuse the last encoded frame's encoding (features, scores, selection) for a frame whose encoder input differs from it by less than T (mean absolute difference of the RGB bytes, 0–255); 0 never reuses.")
     var reuse: Double = 0
 
+    @Option(help: "Encoder weights and products: f32, bf16 (weights held BF16, F32 accumulation; BF16 dot products where the CPU has AVX512-BF16), or auto (bf16 only where the CPU has AVX512-BF16).")
+    var encoderPrecision: EncoderPrecision = .auto
+
     func validate() throws {
         if !(reuse >= 0 && reuse <= 255) { throw ValidationError("--reuse \(reuse) is outside [0, 255]") }
     }
@@ -147,3 +151,5 @@ struct GenerationFlags: ParsableArguments {
 }
 
 extension WeightPrecision: ExpressibleByArgument {}
+
+extension EncoderPrecision: ExpressibleByArgument {}

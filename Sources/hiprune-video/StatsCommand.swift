@@ -29,7 +29,7 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")

@@ -32,19 +32,6 @@ final class Qwen25VLParityTests: XCTestCase {
         return rgb
     }
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        guard a.count == b.count else { return .infinity }
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
-
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        guard a.count == b.count else { return .infinity }
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
-
     func testEncoderMatchesTransformersOnEveryAspectRatio() throws {
         let model = try Qwen25VLVisionModel.load(directory: Self.directory)
         let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")

@@ -11,18 +11,6 @@ final class SmolVLMParityTests: XCTestCase {
 
     func fixture(_ name: String) -> String { Self.fixtures.appendingPathComponent(name).path }
 
-    /// max |a − b| / max |b|.
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
-
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
-
     func checkParity(_ name: String, expectedLayers: Int, expectedGrid: String) throws {
         let model = try SmolVLMVisionModel.load(directory: fixture(name))
         XCTAssertEqual(model.layerCount, expectedLayers)

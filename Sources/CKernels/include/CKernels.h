@@ -6,3 +6,4 @@
 #include "cpu_features.h"
 #include "decode_kernels.h"
 #include "encoder_kernels.h"
+#include "bf16_gemm.h"
