@@ -121,7 +121,7 @@ struct EncodeBench: AsyncParsableCommand {
               + "\(threads) threads, OpenBLAS core \(core), "
               + "OPENBLAS_THREAD_TIMEOUT \(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? "default"), median of \(runs)")
         func row(_ name: String, _ seconds: Double) {
-            print(name.padding(toLength: 34, withPad: " ", startingAt: 0)
+            print(name.padding(toLength: 40, withPad: " ", startingAt: 0)
                   + String(format: "%8.3f s/frame  %7.1f GFLOP/s", seconds, flops / seconds / 1e9))
         }
         row("swift F32, no score capture", plain)
@@ -145,7 +145,8 @@ struct EncodeBench: AsyncParsableCommand {
             }
             row(label, torch)
             if !captures { fastestTorch = min(fastestTorch ?? torch, torch) }
-            print(String(format: "  ÷ swift's fastest %@          %8.2f ×", captures ? "(with scores)" : "", torch / (captures ? swiftBestCaptured : swiftBest)))
+            let ratio = "  ÷ swift's fastest" + (captures ? " (with scores)" : "")
+            print(ratio.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%8.2f ×", torch / (captures ? swiftBestCaptured : swiftBest)))
         }
         if let fastestTorch {
             print(String(format: "pytorch's fastest / swift's fastest (no capture): %.2f ×; swift F32 GEMMs at %.0f %% of cblas_sgemm",
@@ -287,7 +288,7 @@ struct EncodeBench: AsyncParsableCommand {
         var total = 0.0
         for (name, flops, seconds) in cases where name != "attention + scores" {
             total += seconds
-            print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
+            print(name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
                   + String(format: " %8.1f CPU-ms", (cpu[name] ?? 0) * 1e3)
                   + (flops > 0 ? String(format: "  %7.1f GFLOP/s", flops * Double(layers) / seconds / 1e9) : ""))
         }
