@@ -190,8 +190,9 @@ extension Float {
 }
 
 extension WeightMatrix {
-    /// Weight rows widened per panel: ≤ 512 KB of F32, so a panel is still in L2 when the GEMM reads it.
-    static func widenedPanelRows(cols: Int) -> Int { max(16, (1 << 17) / max(1, cols) / 16 * 16) }
+    /// Weight rows widened per panel: about 4 MB of F32 (L3-resident when the GEMM reads it) and at
+    /// least 128 rows — a thinner panel leaves the GEMM too narrow to run at full rate.
+    public static func widenedPanelRows(cols: Int) -> Int { max(128, (1 << 20) / max(1, cols) / 16 * 16) }
 
     /// Whether `multiplyBF16` runs the CPU's BF16 dot products now (the matrix was packed for them and
     /// the kernel path allows them).
