@@ -33,6 +33,14 @@ ff -f lavfi -i testsrc2=size=160x120:rate=25 -t 1 -c:v libvpx-vp9 -b:v 100k -g 1
 ff -f lavfi -i testsrc2=size=320x180:rate=30 -t 1 "${x264[@]}" "$out/aspect-16x9.mp4"
 ff -f lavfi -i testsrc2=size=320x240:rate=30 -t 1 "${x264[@]}" "$out/aspect-4x3.mp4"
 ff -f lavfi -i testsrc2=size=180x320:rate=30 -t 1 "${x264[@]}" "$out/aspect-9x16.mp4"
+# Still segments and motion (--reuse): 5 fps, 1 s of one held frame, 1 s of testsrc2 moving, 1 s of
+# a held mandelbrot frame. Lossless H.264 in 4:4:4, so held frames decode to identical pixels.
+ff -f lavfi -i "testsrc2=size=64x64:rate=1:duration=1,fps=5" \
+   -f lavfi -i "testsrc2=size=64x64:rate=5:duration=2,trim=start=1,setpts=PTS-STARTPTS" \
+   -f lavfi -i "mandelbrot=size=64x64:rate=1,trim=duration=1,fps=5" \
+   -filter_complex "[0][1][2]concat=n=3,format=yuv444p" -c:v libx264 -qp 0 -preset veryslow -g 30 \
+   -movflags +faststart "$out/still-motion.mp4"
+
 # Still images.
 ff -f lavfi -i testsrc2=size=200x150 -frames:v 1 "$out/still.png"
 ff -f lavfi -i testsrc2=size=200x150 -frames:v 1 -q:v 4 "$out/still.jpg"

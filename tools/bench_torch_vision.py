@@ -1,9 +1,13 @@
-"""PyTorch peer for `hiprune-bench encode`: the SmolVLM vision encoder + connector, random weights, eager.
+"""PyTorch peer for `hiprune-bench encode`: the SmolVLM vision encoder + connector, random weights.
 
 Usage: python tools/bench_torch_vision.py [--hidden 768 --layers 12 --heads 12 --intermediate 3072
         --image 512 --patch 16 --scale 4 --text-hidden 576 --threads 2 --runs 5 --warmup 1] [--attentions]
-Prints one line of JSON: {"seconds": [per run], "median": s, "threads": n, "attentions": bool}.
+        [--attn eager|sdpa] [--bf16]
+--attentions needs eager (sdpa returns no attention weights); --bf16 runs under
+torch.autocast("cpu", dtype=torch.bfloat16), PyTorch's BF16 path on CPUs (oneDNN underneath).
+Prints one line of JSON: {"seconds": [per run], "median": s, "threads": n, "attentions": bool, "attn": str, "bf16": bool}.
 """
+import contextlib
 import argparse
 import json
 import statistics
@@ -27,7 +31,11 @@ def main():
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--attentions", action="store_true", help="also return every layer's attention (score capture)")
+    p.add_argument("--attn", choices=["eager", "sdpa"], default="eager", help="attention implementation")
+    p.add_argument("--bf16", action="store_true", help="run under torch.autocast(cpu, bfloat16)")
     a = p.parse_args()
+    if a.attentions and a.attn != "eager":
+        p.error("--attentions needs --attn eager")
     torch.set_num_threads(a.threads)
     torch.manual_seed(0)
     config = SmolVLMConfig(
@@ -36,13 +44,14 @@ def main():
         text_config=dict(model_type="llama", hidden_size=a.text_hidden, intermediate_size=64, num_hidden_layers=1,
                          num_attention_heads=1, num_key_value_heads=1, vocab_size=64),
         scale_factor=a.scale)
-    config.vision_config._attn_implementation = "eager"
+    config.vision_config._attn_implementation = a.attn
     model = SmolVLMModel(config).eval()
     vision, connector = model.vision_model, model.connector
-    vision.config._attn_implementation = "eager"
+    vision.config._attn_implementation = a.attn
     pixels = torch.randn(1, 3, a.image, a.image)
     times = []
-    with torch.inference_mode():
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16) if a.bf16 else contextlib.nullcontext()
+    with torch.inference_mode(), autocast:
         for i in range(a.warmup + a.runs):
             start = time.perf_counter()
             out = vision(pixel_values=pixels, output_attentions=a.attentions)
@@ -53,7 +62,7 @@ def main():
             if i >= a.warmup:
                 times.append(time.perf_counter() - start)
     print(json.dumps({"seconds": times, "median": statistics.median(times), "threads": a.threads,
-                      "attentions": a.attentions}))
+                      "attentions": a.attentions, "attn": a.attn, "bf16": a.bf16}))
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 // Decode-step kernels and the thread team that runs them; the contract is in decode_kernels.h.
 #define _GNU_SOURCE
 #include "decode_kernels.h"
+#include "cpu_features.h"
+#include "team.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -21,6 +23,7 @@
 #include <immintrin.h>
 #define HAVE_X86 1
 #define AVX2 __attribute__((target("avx2,fma")))
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
 static inline void cpu_relax(void) { _mm_pause(); }
 #else
 #define HAVE_X86 0
@@ -28,33 +31,11 @@ static inline void cpu_relax(void) {}
 #endif
 
 // MARK: - Instruction set
+//
+// cpu_features.c decides (HIPRUNE_ISA, tests' hp_isa_set); each kernel branches on the active level.
 
-static atomic_int isa_choice = -1;  // -1 undecided, 0 portable, 1 avx2+fma
-
-static int cpu_has_avx2(void) {
-#if HAVE_X86
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return 0;
-#endif
-}
-
-static int use_avx2(void) {
-    int choice = atomic_load_explicit(&isa_choice, memory_order_relaxed);
-    if (choice < 0) {
-        choice = cpu_has_avx2();
-        atomic_store_explicit(&isa_choice, choice, memory_order_relaxed);
-    }
-    return choice;
-}
-
-int decode_use_avx2(int enabled) {
-    int previous = use_avx2();
-    atomic_store(&isa_choice, enabled && cpu_has_avx2());
-    return previous;
-}
-
-const char *decode_kernel_isa(void) { return use_avx2() ? "avx2+fma" : "portable"; }
+static inline int use_avx2(void) { return hp_isa_active() >= HP_ISA_AVX2; }
+static inline int use_avx512(void) { return hp_isa_active() >= HP_ISA_AVX512; }
 
 // MARK: - Team
 //
@@ -227,6 +208,10 @@ static void team_run(team_body body, void *context, long units, int quantum, int
     pthread_mutex_unlock(&team.owner);
 }
 
+void hp_team_run(hp_team_body body, void *context, long units, int quantum, int parallel) {
+    team_run(body, context, units, quantum, parallel);
+}
+
 // MARK: - Row kernels
 //
 // A row is one sequential stream: four 8-lane accumulators over 32 columns at a time, summed, then
@@ -297,10 +282,46 @@ static inline AVX2 __m256 load_bf16(const uint16_t *p) {
 
 ROWS_AVX2(f32_rows_avx2, float, _mm256_loadu_ps)
 ROWS_AVX2(bf16_rows_avx2, uint16_t, load_bf16)
+
+// AVX-512: four 16-lane accumulators over 64 columns, then 16 at a time, then a masked tail.
+static inline AVX512 __m512 load16_bf16(const uint16_t *p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
+}
+static inline AVX512 __m512 tail16_f32(const float *p, __mmask16 k) { return _mm512_maskz_loadu_ps(k, p); }
+static inline AVX512 __m512 tail16_bf16(const uint16_t *p, __mmask16 k) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(k, p)), 16));
+}
+
+#define ROWS_AVX512(NAME, T, LOAD, TAIL)                                                                  \
+    static AVX512 void NAME(const T *w, long rows, long cols, long stride, const float *x, float *y,      \
+                            int accumulate) {                                                             \
+        for (long r = 0; r < rows; r++) {                                                                 \
+            const T *row = w + r * stride;                                                                \
+            __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;                                   \
+            long c = 0;                                                                                   \
+            for (; c + 64 <= cols; c += 64) {                                                             \
+                a0 = _mm512_fmadd_ps(LOAD(row + c), _mm512_loadu_ps(x + c), a0);                          \
+                a1 = _mm512_fmadd_ps(LOAD(row + c + 16), _mm512_loadu_ps(x + c + 16), a1);                \
+                a2 = _mm512_fmadd_ps(LOAD(row + c + 32), _mm512_loadu_ps(x + c + 32), a2);                \
+                a3 = _mm512_fmadd_ps(LOAD(row + c + 48), _mm512_loadu_ps(x + c + 48), a3);                \
+            }                                                                                             \
+            for (; c + 16 <= cols; c += 16) a0 = _mm512_fmadd_ps(LOAD(row + c), _mm512_loadu_ps(x + c), a0); \
+            if (c < cols) {                                                                               \
+                __mmask16 k = (__mmask16)((1u << (cols - c)) - 1u);                                       \
+                a1 = _mm512_fmadd_ps(TAIL(row + c, k), _mm512_maskz_loadu_ps(k, x + c), a1);              \
+            }                                                                                             \
+            float sum = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3))); \
+            y[r] = finish(y + r, sum, accumulate);                                                        \
+        }                                                                                                 \
+    }
+
+ROWS_AVX512(f32_rows_avx512, float, _mm512_loadu_ps, tail16_f32)
+ROWS_AVX512(bf16_rows_avx512, uint16_t, load16_bf16, tail16_bf16)
 #endif
 
 static void f32_rows(const float *w, long rows, long cols, long stride, const float *x, float *y, int accumulate) {
 #if HAVE_X86
+    if (use_avx512()) { f32_rows_avx512(w, rows, cols, stride, x, y, accumulate); return; }
     if (use_avx2()) { f32_rows_avx2(w, rows, cols, stride, x, y, accumulate); return; }
 #endif
     f32_rows_portable(w, rows, cols, stride, x, y, accumulate);
@@ -309,6 +330,7 @@ static void f32_rows(const float *w, long rows, long cols, long stride, const fl
 static void bf16_rows(const uint16_t *w, long rows, long cols, long stride, const float *x, float *y,
                       int accumulate) {
 #if HAVE_X86
+    if (use_avx512()) { bf16_rows_avx512(w, rows, cols, stride, x, y, accumulate); return; }
     if (use_avx2()) { bf16_rows_avx2(w, rows, cols, stride, x, y, accumulate); return; }
 #endif
     bf16_rows_portable(w, rows, cols, stride, x, y, accumulate);
@@ -394,6 +416,19 @@ static inline AVX2 __m256 exp_avx2(__m256 x) {
     __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fn), _mm256_set1_epi32(127)), 23);
     return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
 }
+
+static inline AVX512 __m512 exp_avx512(__m512 x) {
+    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(EXP_HIGH)), _mm512_set1_ps(EXP_LOW));
+    __m512 fn = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5f)),
+                                     _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+    x = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_HIGH), x);
+    x = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_LOW), x);
+    __m512 y = _mm512_set1_ps(EXP_P[0]);
+    for (int i = 1; i < 6; i++) y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(EXP_P[i]));
+    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
+    __m512i n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fn), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(y, _mm512_castsi512_ps(n));
+}
 #endif
 
 // MARK: - SwiGLU
@@ -415,10 +450,21 @@ static AVX2 void silu_multiply_avx2(float *gate, const float *up, long count) {
         memcpy(gate + i, g, (size_t)(count - i) * sizeof(float));
     }
 }
+
+static AVX512 void silu_multiply_avx512(float *gate, const float *up, long count) {
+    const __m512 one = _mm512_set1_ps(1.0f), zero = _mm512_setzero_ps();
+    for (long i = 0; i < count; i += 16) {
+        __mmask16 k = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
+        __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
+        __m512 e = exp_avx512(_mm512_sub_ps(zero, g));
+        _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(k, up + i)));
+    }
+}
 #endif
 
 void decode_silu_multiply(float *gate, const float *up, long count) {
 #if HAVE_X86
+    if (use_avx512()) { silu_multiply_avx512(gate, up, count); return; }
     if (use_avx2()) { silu_multiply_avx2(gate, up, count); return; }
 #endif
     for (long i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + exp_portable(-gate[i])) * up[i];
@@ -468,6 +514,17 @@ static AVX2 float exp_shifted_avx2(float *s, long n, float m) {
     }
     return sum;
 }
+
+static AVX512 float exp_shifted_avx512(float *s, long n, float m) {
+    __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
+    for (long j = 0; j < n; j += 16) {
+        __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+        __m512 e = _mm512_maskz_mov_ps(k, exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), shift)));
+        _mm512_mask_storeu_ps(s + j, k, e);
+        acc = _mm512_add_ps(acc, e);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
 #endif
 
 /// s[j] = e^(scale · s[j] - m) for j < n where m = max scale · s; returns m, the sum in *total.
@@ -478,6 +535,10 @@ static float softmax_weights(float *s, long n, float scale, float *total) {
         if (s[j] > m) m = s[j];
     }
 #if HAVE_X86
+    if (use_avx512()) {
+        *total = exp_shifted_avx512(s, n, m);
+        return m;
+    }
     if (use_avx2()) {
         *total = exp_shifted_avx2(s, n, m);
         return m;
@@ -532,10 +593,36 @@ static AVX2 void weighted_sum_avx2(const float *p, const float *v, long n, long 
         o[c] = a;
     }
 }
+
+static AVX512 void weighted_sum_avx512(const float *p, const float *v, long n, long d, float *o) {
+    long c = 0;
+    for (; c + 64 <= d; c += 64) {
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (long j = 0; j < n; j++) {
+            __m512 pj = _mm512_set1_ps(p[j]);
+            const float *row = v + j * d + c;
+            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row), a0);
+            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 16), a1);
+            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 32), a2);
+            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 48), a3);
+        }
+        _mm512_storeu_ps(o + c, a0);
+        _mm512_storeu_ps(o + c + 16, a1);
+        _mm512_storeu_ps(o + c + 32, a2);
+        _mm512_storeu_ps(o + c + 48, a3);
+    }
+    for (; c < d; c += 16) {
+        __mmask16 k = d - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - c)) - 1u);
+        __m512 a = _mm512_setzero_ps();
+        for (long j = 0; j < n; j++) a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(k, v + j * d + c), a);
+        _mm512_mask_storeu_ps(o + c, k, a);
+    }
+}
 #endif
 
 static void weighted_sum(const float *p, const float *v, long n, long d, float *o) {
 #if HAVE_X86
+    if (use_avx512()) { weighted_sum_avx512(p, v, n, d, o); return; }
     if (use_avx2()) { weighted_sum_avx2(p, v, n, d, o); return; }
 #endif
     for (long c = 0; c < d; c++) o[c] = 0;
@@ -611,6 +698,20 @@ static AVX2 double sum_avx2(const float *p, long n) {
     for (; i < n; i++) s += p[i];
     return s;
 }
+
+static AVX512 double sum_avx512(const float *p, long n) {
+    __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    long i = 0;
+    for (; i + 64 <= n; i += 64) {
+        a0 = _mm512_add_ps(a0, _mm512_loadu_ps(p + i));
+        a1 = _mm512_add_ps(a1, _mm512_loadu_ps(p + i + 16));
+        a2 = _mm512_add_ps(a2, _mm512_loadu_ps(p + i + 32));
+        a3 = _mm512_add_ps(a3, _mm512_loadu_ps(p + i + 48));
+    }
+    double s = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(a0, a1), _mm512_add_ps(a2, a3)));
+    for (; i < n; i++) s += p[i];
+    return s;
+}
 #endif
 
 enum { SUM_UNIT = 4096 };
@@ -620,7 +721,8 @@ static void sum_body(void *context, long begin, long end) {
     long from = begin * SUM_UNIT, to = end * SUM_UNIT < t->count ? end * SUM_UNIT : t->count;
     double s = 0;
 #if HAVE_X86
-    if (use_avx2()) s = sum_avx2(t->data + from, to - from);
+    if (use_avx512()) s = sum_avx512(t->data + from, to - from);
+    else if (use_avx2()) s = sum_avx2(t->data + from, to - from);
     else
 #endif
         for (long i = from; i < to; i++) s += t->data[i];
@@ -665,12 +767,28 @@ static AVX2 void widen_avx2(const uint16_t *src, float *dst, long n) {
     }
     for (; i < n; i++) dst[i] = bf16_value(src[i]);
 }
+
+static AVX512 void widen_avx512(const uint16_t *src, float *dst, long n) {
+    long i = 0;
+    for (; i + 32 <= n; i += 32) {
+        _mm512_storeu_ps(dst + i, load16_bf16(src + i));
+        _mm512_storeu_ps(dst + i + 16, load16_bf16(src + i + 16));
+    }
+    for (; i < n; i += 16) {
+        __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1u);
+        _mm512_mask_storeu_ps(dst + i, k, tail16_bf16(src + i, k));
+    }
+}
 #endif
 
 static void widen_body(void *context, long begin, long end) {
     widen_task *t = context;
     long from = begin * WIDEN_UNIT, to = end * WIDEN_UNIT < t->count ? end * WIDEN_UNIT : t->count;
 #if HAVE_X86
+    if (use_avx512()) {
+        widen_avx512(t->source + from, t->destination + from, to - from);
+        return;
+    }
     if (use_avx2()) {
         widen_avx2(t->source + from, t->destination + from, to - from);
         return;

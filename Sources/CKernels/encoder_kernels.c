@@ -1,10 +1,11 @@
 // Encoder element-wise kernels (see include/encoder_kernels.h for the contracts).
 //
 // The package builds for baseline x86-64, where Swift's SIMD8<Float> becomes pairs of SSE
-// instructions without FMA. Here the same passes are written twice: for AVX2 + FMA (one 8-lane
-// register, fused multiply-adds), compiled through `target` attributes, and in portable C; the
-// first call checks the CPU once and every kernel branches on that flag.
+// instructions without FMA. Here the same passes are written three times: for AVX-512 (16 lanes,
+// mask-register tails), for AVX2 + FMA (8 lanes), both compiled through `target` attributes, and
+// in portable C; every kernel branches on the level cpu_features.c decides.
 #include "encoder_kernels.h"
+#include "cpu_features.h"
 
 #include <math.h>
 #include <string.h>
@@ -439,17 +440,30 @@ AVX2 static void pv_tile8(const float *const p[ATT_ROWS], const float *v, ptrdif
     _mm256_storeu_ps(o[5] + c0, _mm256_mul_ps(c5v, _mm256_set1_ps(inv[5])));
 }
 
-AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
-                                     ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
-                                     float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
-    const ptrdiff_t padded = round_up(keys, ATT_PANEL);
+/// The scratch of one head: key panels, value panels, the block of S, and a row for discarded output.
+typedef struct {
+    float *panels, *values, *s, *discard;
+    ptrdiff_t padded, s_stride;
+} attention_scratch;
+
+static attention_scratch attention_layout(float *scratch, ptrdiff_t keys, ptrdiff_t d) {
+    attention_scratch a;
+    a.padded = round_up(keys, ATT_PANEL);
     // Rows of S one cache line longer than the keys: with 1024 keys, a 4 KB stride would put all six
     // rows in the same L1 sets.
-    const ptrdiff_t s_stride = padded + 16;
-    float *panels = scratch;                       // padded · d
-    float *values = panels + padded * d;           // keys · d
-    float *s = values + keys * d;                  // ATT_ROWS · s_stride
-    float *discard = s + ATT_ROWS * s_stride;      // d: output of rows past the last query
+    a.s_stride = a.padded + 16;
+    a.panels = scratch;                          // padded · d
+    a.values = a.panels + a.padded * d;          // keys · d
+    a.s = a.values + keys * d;                   // ATT_ROWS · s_stride
+    a.discard = a.s + ATT_ROWS * a.s_stride;     // d: output of rows past the last query
+    return a;
+}
+
+/// Packs keys (× scale) and values into the panels both instruction sets' tiles read.
+AVX2 static void attention_pack(const float *k, const float *v, ptrdiff_t kv_stride, ptrdiff_t keys, ptrdiff_t d,
+                                float scale, const attention_scratch *a) {
+    const ptrdiff_t padded = a->padded;
+    float *panels = a->panels, *values = a->values;
     const __m256 sc = _mm256_set1_ps(scale);
     for (ptrdiff_t p = 0; p < padded / ATT_PANEL; p++) {
         float *panel = panels + p * d * ATT_PANEL;
@@ -479,7 +493,15 @@ AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const f
         for (ptrdiff_t j = 0; j < keys; j++) memcpy(panel + j * w, v + j * kv_stride + c, (size_t)w * sizeof(float));
         c += w;
     }
+}
 
+AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
+                                     ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                                     float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+    const attention_scratch a = attention_layout(scratch, keys, d);
+    attention_pack(k, v, kv_stride, keys, d, scale, &a);
+    const ptrdiff_t padded = a.padded, s_stride = a.s_stride;
+    float *panels = a.panels, *values = a.values, *s = a.s, *discard = a.discard;
     for (ptrdiff_t i0 = 0; i0 < queries; i0 += ATT_ROWS) {
         const ptrdiff_t rows = queries - i0 < ATT_ROWS ? queries - i0 : ATT_ROWS;
         // Rows past the last query repeat row i0; their results are never read.
@@ -508,34 +530,364 @@ AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const f
         for (; c < d; c += 8) pv_tile8(pr, values + c * keys, keys, c, orow, inv);
     }
 }
+
+// MARK: - AVX-512 (F, BW, VL, DQ)
+//
+// The same passes with 16 lanes and mask registers for the tails; the exp polynomial, the GELU
+// form and the summation structure per lane follow the AVX2 path, so the two paths differ only in
+// the order partial sums are added.
+
+#define AVX512 __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+AVX512 static inline __mmask16 mask16(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
+
+AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LOW));
+    x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HIGH));
+    const __m512 magic = _mm512_set1_ps(ROUNDING_MAGIC);
+    __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), magic);
+    __m512 n = _mm512_sub_ps(shifted, magic);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
+    __m512 r2 = _mm512_mul_ps(r, r);
+    __m512 p = _mm512_set1_ps(EXP_P0);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
+    p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
+    __m512i nbits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(magic));
+    __m512i scale = _mm512_slli_epi32(_mm512_add_epi32(nbits, _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(scale));
+}
+
+AVX512 static float max_avx512(const float *p, ptrdiff_t count) {
+    const __m512 lowest = _mm512_set1_ps(-INFINITY);
+    __m512 a = lowest, b = lowest;
+    ptrdiff_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        a = _mm512_max_ps(a, _mm512_loadu_ps(p + i));
+        b = _mm512_max_ps(b, _mm512_loadu_ps(p + i + 16));
+    }
+    if (i + 16 <= count) {
+        a = _mm512_max_ps(a, _mm512_loadu_ps(p + i));
+        i += 16;
+    }
+    if (i < count) b = _mm512_max_ps(b, _mm512_mask_loadu_ps(lowest, mask16(count - i), p + i));
+    return _mm512_reduce_max_ps(_mm512_max_ps(a, b));
+}
+
+AVX512 static float exp_row_avx512(float *row, ptrdiff_t count) {
+    const __m512 m = _mm512_set1_ps(max_avx512(row, count));
+    __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+    ptrdiff_t i = 0;
+    for (; i + 32 <= count; i += 32) {
+        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
+        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i + 16), m));
+        _mm512_storeu_ps(row + i, e0);
+        _mm512_storeu_ps(row + i + 16, e1);
+        a = _mm512_add_ps(a, e0);
+        b = _mm512_add_ps(b, e1);
+    }
+    if (i + 16 <= count) {
+        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
+        _mm512_storeu_ps(row + i, e);
+        a = _mm512_add_ps(a, e);
+        i += 16;
+    }
+    if (i < count) {
+        __mmask16 k = mask16(count - i);
+        __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m)));
+        _mm512_mask_storeu_ps(row + i, k, e);
+        b = _mm512_add_ps(b, e);
+    }
+    return _mm512_reduce_add_ps(_mm512_add_ps(a, b));
+}
+
+AVX512 static void accumulate_avx512(const float *row, float factor, float *acc, ptrdiff_t count) {
+    const __m512 f = _mm512_set1_ps(factor);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) {
+        _mm512_storeu_ps(acc + i, _mm512_fmadd_ps(_mm512_loadu_ps(row + i), f, _mm512_loadu_ps(acc + i)));
+    }
+    if (i < count) {
+        __mmask16 k = mask16(count - i);
+        __m512 v = _mm512_fmadd_ps(_mm512_maskz_loadu_ps(k, row + i), f, _mm512_maskz_loadu_ps(k, acc + i));
+        _mm512_mask_storeu_ps(acc + i, k, v);
+    }
+}
+
+AVX512 static void scale_avx512(float *x, ptrdiff_t count, float factor) {
+    const __m512 f = _mm512_set1_ps(factor);
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, _mm512_mul_ps(_mm512_loadu_ps(x + i), f));
+    if (i < count) {
+        __mmask16 k = mask16(count - i);
+        _mm512_mask_storeu_ps(x + i, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, x + i), f));
+    }
+}
+
+AVX512 static inline __m512 gelu16(__m512 v) {
+    __m512 v2 = _mm512_mul_ps(v, v);
+    __m512 inner = _mm512_fmadd_ps(v2, _mm512_set1_ps(GELU_K), _mm512_set1_ps(1.0f));
+    __m512 z = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(GELU_C)), inner);
+    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(z)));
+}
+
+AVX512 static void gelu_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        ptrdiff_t i = 0;
+        if (bias) {
+            for (; i + 16 <= cols; i += 16) {
+                __m512 v = _mm512_add_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(bias + i));
+                _mm512_storeu_ps(row + i, gelu16(v));
+            }
+        } else {
+            for (; i + 16 <= cols; i += 16) _mm512_storeu_ps(row + i, gelu16(_mm512_loadu_ps(row + i)));
+        }
+        if (i < cols) {
+            __mmask16 k = mask16(cols - i);
+            __m512 v = _mm512_maskz_loadu_ps(k, row + i);
+            if (bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(k, bias + i));
+            _mm512_mask_storeu_ps(row + i, k, gelu16(v));
+        }
+    }
+}
+
+AVX512 static inline __m512 silu16(__m512 v) {
+    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
+}
+
+AVX512 static void silu_avx512(float *x, ptrdiff_t count) {
+    ptrdiff_t i = 0;
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, silu16(_mm512_loadu_ps(x + i)));
+    if (i < count) {
+        __mmask16 k = mask16(count - i);
+        _mm512_mask_storeu_ps(x + i, k, silu16(_mm512_maskz_loadu_ps(k, x + i)));
+    }
+}
+
+AVX512 static void layer_norm_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
+                                     const float *weight, const float *bias, float eps, float *out) {
+    const ptrdiff_t body = cols & ~(ptrdiff_t)15;
+    const __mmask16 tail = mask16(cols - body);
+    const int has_tail = cols > body;
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *src = x + r * cols, *dst = out + r * cols;
+        __m512 total = _mm512_setzero_ps();
+        ptrdiff_t i = 0;
+        if (residual_bias) {
+            for (; i < body; i += 16) {
+                __m512 v = _mm512_add_ps(_mm512_loadu_ps(src + i), _mm512_loadu_ps(residual_bias + i));
+                _mm512_storeu_ps(src + i, v);
+                total = _mm512_add_ps(total, v);
+            }
+            if (has_tail) {
+                __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(tail, src + i), _mm512_maskz_loadu_ps(tail, residual_bias + i));
+                _mm512_mask_storeu_ps(src + i, tail, v);
+                total = _mm512_add_ps(total, v);
+            }
+        } else {
+            for (; i < body; i += 16) total = _mm512_add_ps(total, _mm512_loadu_ps(src + i));
+            if (has_tail) total = _mm512_add_ps(total, _mm512_maskz_loadu_ps(tail, src + i));
+        }
+        const float mean = _mm512_reduce_add_ps(total) / (float)cols;
+        const __m512 m = _mm512_set1_ps(mean);
+        __m512 spread = _mm512_setzero_ps();
+        for (i = 0; i < body; i += 16) {
+            __m512 d = _mm512_sub_ps(_mm512_loadu_ps(src + i), m);
+            spread = _mm512_fmadd_ps(d, d, spread);
+        }
+        if (has_tail) {
+            __m512 d = _mm512_maskz_sub_ps(tail, _mm512_maskz_loadu_ps(tail, src + i), m);
+            spread = _mm512_fmadd_ps(d, d, spread);
+        }
+        const float inv = 1.0f / sqrtf(_mm512_reduce_add_ps(spread) / (float)cols + eps);
+        const __m512 s = _mm512_set1_ps(inv);
+        for (i = 0; i < body; i += 16) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_loadu_ps(src + i), m), s);
+            _mm512_storeu_ps(dst + i, _mm512_fmadd_ps(d, _mm512_loadu_ps(weight + i), _mm512_loadu_ps(bias + i)));
+        }
+        if (has_tail) {
+            __m512 d = _mm512_mul_ps(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, src + i), m), s);
+            __m512 v = _mm512_fmadd_ps(d, _mm512_maskz_loadu_ps(tail, weight + i), _mm512_maskz_loadu_ps(tail, bias + i));
+            _mm512_mask_storeu_ps(dst + i, tail, v);
+        }
+    }
+}
+
+AVX512 static void add_row_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *add) {
+    for (ptrdiff_t r = 0; r < rows; r++) {
+        float *row = x + r * stride;
+        ptrdiff_t i = 0;
+        for (; i + 16 <= cols; i += 16) {
+            _mm512_storeu_ps(row + i, _mm512_add_ps(_mm512_loadu_ps(row + i), _mm512_loadu_ps(add + i)));
+        }
+        if (i < cols) {
+            __mmask16 k = mask16(cols - i);
+            __m512 v = _mm512_add_ps(_mm512_maskz_loadu_ps(k, row + i), _mm512_maskz_loadu_ps(k, add + i));
+            _mm512_mask_storeu_ps(row + i, k, v);
+        }
+    }
+}
+
+/// The 6 × 32 tile of S from two adjacent key panels (twelve accumulators of 16 lanes), or the
+/// 6 × 16 tile of one panel when `second` is NULL.
+AVX512 static void qk_tile512(const float *const q[ATT_ROWS], const float *first, const float *second, ptrdiff_t d,
+                              float *s, ptrdiff_t s_stride) {
+    if (!second) {
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0, c4 = c0, c5 = c0;
+        for (ptrdiff_t t = 0; t < d; t++) {
+            __m512 b = _mm512_loadu_ps(first + t * ATT_PANEL);
+            c0 = _mm512_fmadd_ps(_mm512_set1_ps(q[0][t]), b, c0);
+            c1 = _mm512_fmadd_ps(_mm512_set1_ps(q[1][t]), b, c1);
+            c2 = _mm512_fmadd_ps(_mm512_set1_ps(q[2][t]), b, c2);
+            c3 = _mm512_fmadd_ps(_mm512_set1_ps(q[3][t]), b, c3);
+            c4 = _mm512_fmadd_ps(_mm512_set1_ps(q[4][t]), b, c4);
+            c5 = _mm512_fmadd_ps(_mm512_set1_ps(q[5][t]), b, c5);
+        }
+        _mm512_storeu_ps(s, c0); _mm512_storeu_ps(s + s_stride, c1); _mm512_storeu_ps(s + 2 * s_stride, c2);
+        _mm512_storeu_ps(s + 3 * s_stride, c3); _mm512_storeu_ps(s + 4 * s_stride, c4); _mm512_storeu_ps(s + 5 * s_stride, c5);
+        return;
+    }
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (ptrdiff_t t = 0; t < d; t++) {
+        __m512 b0 = _mm512_loadu_ps(first + t * ATT_PANEL), b1 = _mm512_loadu_ps(second + t * ATT_PANEL);
+        __m512 a = _mm512_set1_ps(q[0][t]);
+        c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
+        a = _mm512_set1_ps(q[1][t]);
+        c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
+        a = _mm512_set1_ps(q[2][t]);
+        c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);
+        a = _mm512_set1_ps(q[3][t]);
+        c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);
+        a = _mm512_set1_ps(q[4][t]);
+        c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);
+        a = _mm512_set1_ps(q[5][t]);
+        c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);
+    }
+    _mm512_storeu_ps(s, c00); _mm512_storeu_ps(s + 16, c01); s += s_stride;
+    _mm512_storeu_ps(s, c10); _mm512_storeu_ps(s + 16, c11); s += s_stride;
+    _mm512_storeu_ps(s, c20); _mm512_storeu_ps(s + 16, c21); s += s_stride;
+    _mm512_storeu_ps(s, c30); _mm512_storeu_ps(s + 16, c31); s += s_stride;
+    _mm512_storeu_ps(s, c40); _mm512_storeu_ps(s + 16, c41); s += s_stride;
+    _mm512_storeu_ps(s, c50); _mm512_storeu_ps(s + 16, c51);
+}
+
+/// out_r[c0 ..< c0 + 32] from two 16-wide value panels (twelve accumulators), or out_r[c0 ..< c0 + 16]
+/// from one when `second` is NULL.
+AVX512 static void pv_tile512(const float *const p[ATT_ROWS], const float *first, const float *second, ptrdiff_t keys,
+                              ptrdiff_t c0, float *const o[ATT_ROWS], const float inv[ATT_ROWS]) {
+    if (!second) {
+        __m512 c[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) c[r] = _mm512_setzero_ps();
+        for (ptrdiff_t j = 0; j < keys; j++) {
+            __m512 b = _mm512_loadu_ps(first + j * 16);
+            for (int r = 0; r < ATT_ROWS; r++) c[r] = _mm512_fmadd_ps(_mm512_set1_ps(p[r][j]), b, c[r]);
+        }
+        for (int r = 0; r < ATT_ROWS; r++) _mm512_storeu_ps(o[r] + c0, _mm512_mul_ps(c[r], _mm512_set1_ps(inv[r])));
+        return;
+    }
+    __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+    __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+    for (ptrdiff_t j = 0; j < keys; j++) {
+        __m512 b0 = _mm512_loadu_ps(first + j * 16), b1 = _mm512_loadu_ps(second + j * 16);
+        __m512 a = _mm512_set1_ps(p[0][j]);
+        c00 = _mm512_fmadd_ps(a, b0, c00); c01 = _mm512_fmadd_ps(a, b1, c01);
+        a = _mm512_set1_ps(p[1][j]);
+        c10 = _mm512_fmadd_ps(a, b0, c10); c11 = _mm512_fmadd_ps(a, b1, c11);
+        a = _mm512_set1_ps(p[2][j]);
+        c20 = _mm512_fmadd_ps(a, b0, c20); c21 = _mm512_fmadd_ps(a, b1, c21);
+        a = _mm512_set1_ps(p[3][j]);
+        c30 = _mm512_fmadd_ps(a, b0, c30); c31 = _mm512_fmadd_ps(a, b1, c31);
+        a = _mm512_set1_ps(p[4][j]);
+        c40 = _mm512_fmadd_ps(a, b0, c40); c41 = _mm512_fmadd_ps(a, b1, c41);
+        a = _mm512_set1_ps(p[5][j]);
+        c50 = _mm512_fmadd_ps(a, b0, c50); c51 = _mm512_fmadd_ps(a, b1, c51);
+    }
+#define PV_STORE512(R, X0, X1)                                                     \
+    {                                                                              \
+        __m512 f = _mm512_set1_ps(inv[R]);                                         \
+        _mm512_storeu_ps(o[R] + c0, _mm512_mul_ps(X0, f));                         \
+        _mm512_storeu_ps(o[R] + c0 + 16, _mm512_mul_ps(X1, f));                    \
+    }
+    PV_STORE512(0, c00, c01) PV_STORE512(1, c10, c11) PV_STORE512(2, c20, c21)
+    PV_STORE512(3, c30, c31) PV_STORE512(4, c40, c41) PV_STORE512(5, c50, c51)
+#undef PV_STORE512
+}
+
+AVX512 static void attention_head_avx512(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
+                                         ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                                         float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+    const attention_scratch a = attention_layout(scratch, keys, d);
+    attention_pack(k, v, kv_stride, keys, d, scale, &a);
+    const ptrdiff_t panel_count = a.padded / ATT_PANEL, s_stride = a.s_stride;
+    for (ptrdiff_t i0 = 0; i0 < queries; i0 += ATT_ROWS) {
+        const ptrdiff_t rows = queries - i0 < ATT_ROWS ? queries - i0 : ATT_ROWS;
+        const float *qr[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * q_stride;
+        ptrdiff_t p = 0;
+        for (; p + 2 <= panel_count; p += 2) {
+            qk_tile512(qr, a.panels + p * d * ATT_PANEL, a.panels + (p + 1) * d * ATT_PANEL, d, a.s + p * ATT_PANEL, s_stride);
+        }
+        if (p < panel_count) qk_tile512(qr, a.panels + p * d * ATT_PANEL, NULL, d, a.s + p * ATT_PANEL, s_stride);
+        float inv[ATT_ROWS];
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            float *row = a.s + r * s_stride;
+            inv[r] = 1.0f / exp_row_avx512(row, keys);
+            if (scores) accumulate_avx512(row, inv[r], scores, keys);
+        }
+        const float *pr[ATT_ROWS];
+        float *orow[ATT_ROWS];
+        for (int r = 0; r < ATT_ROWS; r++) {
+            int live = r < rows;
+            pr[r] = a.s + (live ? r : 0) * s_stride;
+            orow[r] = live ? out + (i0 + r) * out_stride : a.discard;
+            if (!live) inv[r] = 0.0f;
+        }
+        // Value panels are 16 columns wide (the last may be 8): two at a time, then one, then the 8.
+        ptrdiff_t c = 0;
+        for (; c + 32 <= d; c += 32) pv_tile512(pr, a.values + c * keys, a.values + (c + 16) * keys, keys, c, orow, inv);
+        if (c + 16 <= d) {
+            pv_tile512(pr, a.values + c * keys, NULL, keys, c, orow, inv);
+            c += 16;
+        }
+        if (c < d) pv_tile8(pr, a.values + c * keys, keys, c, orow, inv);
+    }
+}
 #endif
 
 // MARK: - Dispatch
+//
+// cpu_features.c names the path (hp_isa_active: one relaxed load per call); tests force each one.
 
-// 0 = not yet known, 1 = AVX2 + FMA, 2 = portable. The check is idempotent, so racing first calls agree.
-static int dispatch_state = 0;
-
-void enc_force_portable(int force) { __atomic_store_n(&dispatch_state, force ? 2 : 0, __ATOMIC_RELAXED); }
-
-int enc_uses_avx2(void) {
 #ifdef ENC_X86
-    int known = __atomic_load_n(&dispatch_state, __ATOMIC_RELAXED);
-    if (known == 0) {
-        __builtin_cpu_init();
-        known = (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) ? 1 : 2;
-        __atomic_store_n(&dispatch_state, known, __ATOMIC_RELAXED);
-    }
-    return known == 1;
+// DISPATCH(name, args): runs name##_avx512(args) or name##_avx2(args) and returns when that path is
+// active; RETURN_DISPATCH returns its value.
+#define DISPATCH(NAME, ...)                                                                    \
+    do {                                                                                       \
+        hp_isa isa_ = hp_isa_active();                                                         \
+        if (isa_ >= HP_ISA_AVX512) { NAME##_avx512(__VA_ARGS__); return; }                    \
+        if (isa_ >= HP_ISA_AVX2) { NAME##_avx2(__VA_ARGS__); return; }                         \
+    } while (0)
+#define RETURN_DISPATCH(NAME, ...)                                                             \
+    do {                                                                                       \
+        hp_isa isa_ = hp_isa_active();                                                         \
+        if (isa_ >= HP_ISA_AVX512) return NAME##_avx512(__VA_ARGS__);                          \
+        if (isa_ >= HP_ISA_AVX2) return NAME##_avx2(__VA_ARGS__);                              \
+    } while (0)
 #else
-    return 0;
+#define DISPATCH(NAME, ...) do {} while (0)
+#define RETURN_DISPATCH(NAME, ...) do {} while (0)
 #endif
-}
 
 float enc_exp_row(float *row, ptrdiff_t count) {
     if (count <= 0) return 0;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) return exp_row_avx2(row, count);
-#endif
+    RETURN_DISPATCH(exp_row, row, count);
     return exp_row_portable(row, count);
 }
 
@@ -546,12 +898,7 @@ void enc_softmax_row(float *row, ptrdiff_t count) {
 
 void enc_accumulate_scaled(const float *row, float factor, float *acc, ptrdiff_t count) {
     if (count <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        accumulate_avx2(row, factor, acc, count);
-        return;
-    }
-#endif
+    DISPATCH(accumulate, row, factor, acc, count);
     accumulate_portable(row, factor, acc, count);
 }
 
@@ -571,46 +918,26 @@ void enc_softmax_block(float *logits, ptrdiff_t rows, ptrdiff_t width, ptrdiff_t
 
 void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
     if (rows <= 0 || cols <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        gelu_avx2(x, rows, cols, stride, bias);
-        return;
-    }
-#endif
+    DISPATCH(gelu, x, rows, cols, stride, bias);
     gelu_portable(x, rows, cols, stride, bias);
 }
 
 void enc_silu(float *x, ptrdiff_t count) {
     if (count <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        silu_avx2(x, count);
-        return;
-    }
-#endif
+    DISPATCH(silu, x, count);
     for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-x[i]));
 }
 
 void enc_layer_norm(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
                     const float *weight, const float *bias, float eps, float *out) {
     if (rows <= 0 || cols <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        layer_norm_avx2(x, rows, cols, residual_bias, weight, bias, eps, out);
-        return;
-    }
-#endif
+    DISPATCH(layer_norm, x, rows, cols, residual_bias, weight, bias, eps, out);
     layer_norm_portable(x, rows, cols, residual_bias, weight, bias, eps, out);
 }
 
 void enc_add_row(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *row) {
     if (rows <= 0 || cols <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        add_row_avx2(x, rows, cols, stride, row);
-        return;
-    }
-#endif
+    DISPATCH(add_row, x, rows, cols, stride, row);
     for (ptrdiff_t r = 0; r < rows; r++) {
         for (ptrdiff_t c = 0; c < cols; c++) x[r * stride + c] += row[c];
     }
@@ -618,16 +945,11 @@ void enc_add_row(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, con
 
 void enc_scale(float *x, ptrdiff_t count, float factor) {
     if (count <= 0) return;
-#ifdef ENC_X86
-    if (enc_uses_avx2()) {
-        scale_avx2(x, count, factor);
-        return;
-    }
-#endif
+    DISPATCH(scale, x, count, factor);
     for (ptrdiff_t i = 0; i < count; i++) x[i] *= factor;
 }
 
-int enc_attention_supported(ptrdiff_t d) { return enc_uses_avx2() && d > 0 && d % 8 == 0; }
+int enc_attention_supported(ptrdiff_t d) { return hp_isa_active() >= HP_ISA_AVX2 && d > 0 && d % 8 == 0; }
 
 ptrdiff_t enc_attention_scratch(ptrdiff_t keys, ptrdiff_t d) {
     ptrdiff_t padded = (keys + 15) / 16 * 16;
@@ -638,7 +960,5 @@ void enc_attention_head(const float *q, ptrdiff_t q_stride, const float *k, cons
                         ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
                         float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
     if (queries <= 0 || keys <= 0 || !enc_attention_supported(d)) return;
-#ifdef ENC_X86
-    attention_head_avx2(q, q_stride, k, v, kv_stride, queries, keys, d, scale, out, out_stride, scores, scratch);
-#endif
+    DISPATCH(attention_head, q, q_stride, k, v, kv_stride, queries, keys, d, scale, out, out_stride, scores, scratch);
 }

@@ -14,10 +14,15 @@ public struct FrameAnalysis: Sendable {
     public let encoder: any FrameEncoder
     /// Extra encoder layers to score beyond what pruning needs (e.g. all, for calibration).
     public var extraScoreLayers: Set<Int>
+    /// `--reuse T`: a step whose encoder input differs from the last encoded step's by less than T
+    /// (mean absolute difference of the RGB bytes, 0–255) reuses that step's encoding and selection
+    /// instead of being encoded. 0 never reuses.
+    public var reuseThreshold: Double
 
-    public init(encoder: any FrameEncoder, extraScoreLayers: Set<Int> = []) {
+    public init(encoder: any FrameEncoder, extraScoreLayers: Set<Int> = [], reuseThreshold: Double = 0) {
         self.encoder = encoder
         self.extraScoreLayers = extraScoreLayers
+        self.reuseThreshold = reuseThreshold
     }
 
     /// Decode options that let the decoder's scaler bring frames to the encoder's input size
@@ -41,7 +46,42 @@ public struct FrameAnalysis: Sendable {
         public var frames: [VideoFrame]
         public var encoded: EncodedFrame
         public var encodeMilliseconds: Double
+        /// The index of the encoded step whose encoding this one reuses (`reuseThreshold`); nil when
+        /// this step was encoded itself.
+        public var reusedFrom: Int?
         public var time: Double { frames.first?.time ?? 0 }
+    }
+
+    /// Mean absolute difference of two steps' RGB bytes (0–255), or nil when they cannot be compared
+    /// (different frame counts or sizes). Stops early once the mean is bound to reach `limit`.
+    public static func meanAbsoluteDifference(_ a: [VideoFrame], _ b: [VideoFrame], limit: Double = .infinity) -> Double? {
+        guard a.count == b.count, !a.isEmpty else { return nil }
+        var total = 0, count = 0
+        for (x, y) in zip(a, b) {
+            guard x.width == y.width, x.height == y.height, x.rgb.count == y.rgb.count else { return nil }
+            count += x.rgb.count
+        }
+        guard count > 0 else { return nil }
+        let stop = limit.isFinite ? Int((limit * Double(count)).rounded(.up)) : Int.max
+        for (x, y) in zip(a, b) {
+            x.rgb.withUnsafeBufferPointer { p in
+                y.rgb.withUnsafeBufferPointer { q in
+                    // Rows of 4 KiB between checks: the early stop costs nothing measurable.
+                    var i = 0
+                    while i < p.count && total < stop {
+                        let end = min(p.count, i + 4096)
+                        var part = 0
+                        while i < end {
+                            part &+= abs(Int(p[i]) - Int(q[i]))
+                            i += 1
+                        }
+                        total += part
+                    }
+                }
+            }
+            if total >= stop { break }
+        }
+        return Double(total) / Double(count)
     }
 
     /// Encodes every step of `frames`, scoring `scoreLayers`, and hands each to `body`.
@@ -53,13 +93,24 @@ public struct FrameAnalysis: Sendable {
         var pending: [VideoFrame] = []
         pending.reserveCapacity(encoder.framesPerStep)
         var stepIndex = 0
+        var lastEncoded: Step?
         func flush() async throws {
             guard !pending.isEmpty else { return }
-            let images = pending.map { RGBImage(width: $0.width, height: $0.height, rgb: $0.rgb) }
-            let start = DispatchTime.now()
-            let encoded = try encoder.encode(images, scoreLayers: layers)
-            let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
-            let step = Step(index: stepIndex, frames: pending, encoded: encoded, encodeMilliseconds: milliseconds)
+            let step: Step
+            // The frames are the encoder's input: the decoder has already scaled them to its size.
+            if reuseThreshold > 0, let last = lastEncoded,
+               let difference = Self.meanAbsoluteDifference(pending, last.frames, limit: reuseThreshold),
+               difference < reuseThreshold {
+                step = Step(index: stepIndex, frames: pending, encoded: last.encoded, encodeMilliseconds: 0,
+                            reusedFrom: last.index)
+            } else {
+                let images = pending.map { RGBImage(width: $0.width, height: $0.height, rgb: $0.rgb) }
+                let start = DispatchTime.now()
+                let encoded = try encoder.encode(images, scoreLayers: layers)
+                let milliseconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+                step = Step(index: stepIndex, frames: pending, encoded: encoded, encodeMilliseconds: milliseconds)
+                if reuseThreshold > 0 { lastEncoded = step }
+            }
             pending.removeAll(keepingCapacity: true)
             stepIndex += 1
             try await body(step)
@@ -112,13 +163,5 @@ public struct ProgressLine: Sendable {
     public func finish() {
         guard enabled else { return }
         Console.err("\r\u{1B}[K", newline: false)
-    }
-}
-
-extension PruningStage {
-    /// Prunes one encoded step of `FrameAnalysis`.
-    public mutating func prune(_ step: FrameAnalysis.Step, promptEmbedding: [Float]? = nil) throws -> (PrunedFrame, FrameStatistics) {
-        try prune(step.encoded, index: step.index, time: step.time, encodeMilliseconds: step.encodeMilliseconds,
-                  promptEmbedding: promptEmbedding)
     }
 }

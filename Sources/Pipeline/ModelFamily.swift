@@ -17,13 +17,13 @@ public struct ModelFamily: Sendable {
     public let modelTypes: [String]
     /// How `ask` samples a file when no flag says.
     public let defaultSampling: FrameSampling
-    let encoder: @Sendable (_ directory: String) throws -> any FrameEncoder
+    let encoder: @Sendable (_ directory: String, _ precision: EncoderPrecision) throws -> any FrameEncoder
     let answerer: @Sendable (_ directory: String, _ precision: WeightPrecision) throws -> any VideoAnswerer
     let decoderShape: @Sendable (_ directory: String) throws -> DecoderShape
     let inspection: @Sendable (_ directory: String, _ weights: WeightStore) throws -> FamilyInspection
 
     public init(name: String, modelTypes: [String], defaultSampling: FrameSampling,
-                encoder: @escaping @Sendable (_ directory: String) throws -> any FrameEncoder,
+                encoder: @escaping @Sendable (_ directory: String, _ precision: EncoderPrecision) throws -> any FrameEncoder,
                 answerer: @escaping @Sendable (_ directory: String, _ precision: WeightPrecision) throws -> any VideoAnswerer,
                 decoderShape: @escaping @Sendable (_ directory: String) throws -> DecoderShape,
                 inspection: @escaping @Sendable (_ directory: String, _ weights: WeightStore) throws -> FamilyInspection) {
@@ -36,8 +36,10 @@ public struct ModelFamily: Sendable {
         self.inspection = inspection
     }
 
-    /// The family's frame encoder, loaded from the directory.
-    public func loadEncoder(directory: String) throws -> any FrameEncoder { try encoder(directory) }
+    /// The family's frame encoder, loaded from the directory with its weights held as `precision` says.
+    public func loadEncoder(directory: String, precision: EncoderPrecision = .f32) throws -> any FrameEncoder {
+        try encoder(directory, precision)
+    }
 
     /// The family's language side, loaded with its weights held as `precision` says.
     public func loadAnswerer(directory: String, precision: WeightPrecision = .stored) throws -> any VideoAnswerer {

@@ -115,6 +115,8 @@ public struct FrameStatistics: Sendable, Equatable {
         }
         return runs.map { $0.count == 1 ? $0.grid.description : "\($0.grid)x\($0.count)" }.joined(separator: "+")
     }
+    /// The step reused an earlier step's encoding and selection (`--reuse`): it cost no encoding.
+    public var reused = false
 }
 
 /// Turns encoded frames into pruned frames, one at a time, with the state that spans frames
@@ -127,6 +129,8 @@ public struct PruningStage: Sendable {
     private let deduplicatorTemplate: TemporalDeduplicator?
     /// One per view position: a crop is compared with the same crop of the previous frame.
     private var deduplicators: [TemporalDeduplicator] = []
+    /// The last step pruned, handed to the steps that reuse its encoding (`--reuse`).
+    private var lastPruned: (index: Int, frame: PrunedFrame, statistics: FrameStatistics)?
 
     /// Validates the settings against the encoder: layers in range, parameters sane.
     public init(settings: PruneSettings, encoder: any FrameEncoder) throws {
@@ -150,7 +154,31 @@ public struct PruningStage: Sendable {
     public var scoreLayers: Set<Int> { [objectLayer, deepLayer] }
 
     /// A new clip starts: forget the previous frame.
-    public mutating func reset() { deduplicators.removeAll() }
+    public mutating func reset() {
+        deduplicators.removeAll()
+        lastPruned = nil
+    }
+
+    /// Prunes one encoded step of `FrameAnalysis`. A step that reuses an earlier step's encoding
+    /// (`--reuse`) reuses that step's selection too, with its own index and time: it costs
+    /// neither encoding nor pruning, and de-duplication does not see it as a repeat of itself.
+    public mutating func prune(_ step: FrameAnalysis.Step, promptEmbedding: [Float]? = nil) throws -> (PrunedFrame, FrameStatistics) {
+        if let source = step.reusedFrom, let last = lastPruned, last.index == source {
+            var frame = last.frame, statistics = last.statistics
+            frame.index = step.index
+            frame.time = step.time
+            statistics.index = step.index
+            statistics.time = step.time
+            statistics.encodeMilliseconds = 0
+            statistics.pruneMilliseconds = 0
+            statistics.reused = true
+            return (frame, statistics)
+        }
+        let (frame, statistics) = try prune(step.encoded, index: step.index, time: step.time,
+                                            encodeMilliseconds: step.encodeMilliseconds, promptEmbedding: promptEmbedding)
+        lastPruned = (step.index, frame, statistics)
+        return (frame, statistics)
+    }
 
     /// Each view's budget. A frame of one view gets the settings' budget as it is; a frame of
     /// several splits N' (resolved on all its tokens) as HIPRUNE.md says for crops: N'/views

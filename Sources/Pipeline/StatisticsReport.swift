@@ -19,6 +19,8 @@ public struct StatisticsSummary: Sendable, Equatable {
     public var temporalDrops = 0
     public var encodeMilliseconds = 0.0
     public var pruneMilliseconds = 0.0
+    /// Frames that reused an earlier frame's encoding (`--reuse`).
+    public var reusedFrames = 0
 
     public init() {}
 
@@ -33,6 +35,7 @@ public struct StatisticsSummary: Sendable, Equatable {
         temporalDrops += s.temporalDrops
         encodeMilliseconds += s.encodeMilliseconds
         pruneMilliseconds += s.pruneMilliseconds
+        if s.reused { reusedFrames += 1 }
     }
 
     public var keptFraction: Double { tokensBefore == 0 ? 0 : Double(tokensAfter) / Double(tokensBefore) }
@@ -44,18 +47,24 @@ public struct StatisticsWriter: Sendable {
     public let format: StatisticsFormat
     /// For the FLOP estimate of the summary; nil leaves it out.
     public let languageModel: DecoderShape?
+    /// Whether frames may reuse an earlier encoding (`--reuse`): only then do rows and the summary
+    /// carry the reuse columns, so runs without it print what they always printed.
+    public let reuse: Bool
 
-    public init(format: StatisticsFormat, languageModel: DecoderShape?) {
+    public init(format: StatisticsFormat, languageModel: DecoderShape?, reuse: Bool = false) {
         self.format = format
         self.languageModel = languageModel
+        self.reuse = reuse
     }
 
     public var header: String? {
         switch format {
         case .table:
             return "frame     time  grid     before  after  anchor  buffer  register  prompt  dedup  encode_ms  prune_ms"
+                + (reuse ? "  reused" : "")
         case .csv:
             return "frame,time,grid,tokens_before,tokens_after,anchors,buffers,registers,prompt,temporal_drops,encode_ms,prune_ms"
+                + (reuse ? ",reused" : "")
         case .jsonl:
             return nil
         }
@@ -67,18 +76,19 @@ public struct StatisticsWriter: Sendable {
             return String(format: "%5d %8.3f  %-7@ %6d %6d %7d %7d %9d %7d %6d %10.1f %9.3f",
                           s.index, s.time, s.gridDescription as NSString, s.tokensBefore, s.tokensAfter, s.anchors,
                           s.buffers, s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds,
-                          s.pruneMilliseconds)
+                          s.pruneMilliseconds) + (reuse ? (s.reused ? "  yes" : "   no") : "")
         case .csv:
             return String(format: "%d,%.6f,%@,%d,%d,%d,%d,%d,%d,%d,%.3f,%.4f", s.index, s.time,
                           s.gridDescription as NSString, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers,
                           s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds)
+                + (reuse ? (s.reused ? ",1" : ",0") : "")
         case .jsonl:
-            return JSONLine.object(Self.fields(of: s))
+            return JSONLine.object(Self.fields(of: s, reuse: reuse))
         }
     }
 
     /// The fields of one frame, shared by `stats --format jsonl` and the frame events of `live`.
-    public static func fields(of s: FrameStatistics) -> [(String, JSONLine.Value)] {
+    public static func fields(of s: FrameStatistics, reuse: Bool = false) -> [(String, JSONLine.Value)] {
         // A frame of several views (AnyRes) adds their count; one-view frames print as they always did.
         let views: [(String, JSONLine.Value)] = s.grids.count > 1 ? [("views", .int(s.grids.count))] : []
         return [("frame", .int(s.index)), ("time", .double(s.time)), ("grid", .string(s.gridDescription))] + views + [
@@ -86,6 +96,7 @@ public struct StatisticsWriter: Sendable {
          ("anchors", .int(s.anchors)), ("buffers", .int(s.buffers)), ("registers", .int(s.registers)),
          ("prompt", .int(s.promptTokens)), ("temporal_drops", .int(s.temporalDrops)),
          ("encode_ms", .double(s.encodeMilliseconds)), ("prune_ms", .double(s.pruneMilliseconds))]
+            + (reuse ? [("reused", .bool(s.reused))] : [])
     }
 
     /// Prefill FLOPs of one prompt holding every frame's visual tokens (text tokens excluded),
@@ -108,6 +119,7 @@ public struct StatisticsWriter: Sendable {
                 ("prompt", .int(summary.promptTokens)), ("temporal_drops", .int(summary.temporalDrops)),
                 ("encode_ms", .double(summary.encodeMilliseconds)), ("prune_ms", .double(summary.pruneMilliseconds)),
             ]
+            if reuse { fields.append(("reused_frames", .int(summary.reusedFrames))) }
             if let flops {
                 fields += [("prefill_flops_full", .double(flops.full)), ("prefill_flops_pruned", .double(flops.pruned))]
             }
@@ -120,7 +132,8 @@ public struct StatisticsWriter: Sendable {
                     + "prompt \(summary.promptTokens), temporal drops \(summary.temporalDrops)",
                 String(format: "encode %.1f ms (%.1f ms/frame), prune %.3f ms (%.4f ms/frame)",
                        summary.encodeMilliseconds, summary.encodeMilliseconds / Double(max(1, summary.frames)),
-                       summary.pruneMilliseconds, summary.pruneMilliseconds / Double(max(1, summary.frames))),
+                       summary.pruneMilliseconds, summary.pruneMilliseconds / Double(max(1, summary.frames)))
+                    + (reuse ? ", reused \(summary.reusedFrames) frames" : ""),
             ]
             if let flops {
                 let saved = flops.full > 0 ? (1 - flops.pruned / flops.full) * 100 : 0

@@ -1,5 +1,5 @@
-// The decode kernels' thread team and instruction set, seen from Swift (tests and benchmarks pin
-// them; models never need to). The kernels themselves live in CKernels/decode_kernels.c.
+// The decode kernels' thread team, seen from Swift (tests and benchmarks pin it; models never need
+// to). The instruction set is InstructionSet's. The kernels themselves live in CKernels/decode_kernels.c.
 import CKernels
 
 public enum DecodeTeam {
@@ -7,22 +7,11 @@ public enum DecodeTeam {
     /// (one per online core, or HIPRUNE_THREADS).
     public static var size: Int { Int(decode_team_size()) }
 
-    /// "avx2+fma" or "portable".
-    public static var instructionSet: String { String(cString: decode_kernel_isa()) }
-
     /// Runs `body` with the team on or off (off: every kernel on the calling thread), then restores
     /// the previous state. Not for concurrent use: the setting is process-wide.
     public static func with<R, E: Error>(team: Bool, _ body: () throws(E) -> R) throws(E) -> R {
         let previous = decode_team_enable(team ? 1 : 0)
         defer { decode_team_enable(previous) }
-        return try body()
-    }
-
-    /// Runs `body` with the AVX2 + FMA kernels (when the CPU has them) or the portable C ones, then
-    /// restores the previous choice. Process-wide, like `with(team:)`.
-    public static func with<R, E: Error>(avx2: Bool, _ body: () throws(E) -> R) throws(E) -> R {
-        let previous = decode_use_avx2(avx2 ? 1 : 0)
-        defer { decode_use_avx2(previous) }
         return try body()
     }
 

@@ -56,16 +56,17 @@ public struct Qwen25VLVisionModel: Sendable {
     }
 
     /// Loads config.json, the video preprocessor settings and the weights of a model directory.
-    public static func load(directory: String) throws(VisionError) -> Qwen25VLVisionModel {
+    public static func load(directory: String, precision: EncoderPrecision = .f32) throws(VisionError) -> Qwen25VLVisionModel {
         let config = try Qwen25VLConfiguration.load(directory: directory)
         let preprocessing = try Qwen25VLPreprocessorConfiguration.load(directory: directory)
         let weights: WeightStore
         do { weights = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        return try Qwen25VLVisionModel(vision: config.visionConfig, preprocessing: preprocessing, weights: weights)
+        return try Qwen25VLVisionModel(vision: config.visionConfig, preprocessing: preprocessing, weights: weights,
+                                       precision: precision)
     }
 
     public init(vision v: Qwen25VLVisionConfiguration, preprocessing: Qwen25VLPreprocessorConfiguration,
-                weights: WeightStore) throws(VisionError) {
+                weights: WeightStore, precision: EncoderPrecision = .f32) throws(VisionError) {
         try v.validate(file: "config.json")
         guard preprocessing.patchSize == v.patchSize, preprocessing.temporalPatchSize == v.temporalPatchSize,
               preprocessing.mergeSize == v.spatialMergeSize else {
@@ -79,7 +80,7 @@ public struct Qwen25VLVisionModel: Sendable {
         do {
             func m(_ name: String) throws(WeightsError) -> WeightMatrix {
                 let matrix = try weights.matrix(name, shape: shapes[name] ?? [])
-                return WeightMatrix(matrix, bf16: weights.entry(name)?.dtype == "BF16")
+                return precision.hold(matrix, storedBF16: weights.entry(name)?.dtype == "BF16")
             }
             func vec(_ name: String) throws(WeightsError) -> [Float] { try weights.vector(name, count: shapes[name]?.first ?? 0) }
             patchWeight = try m("\(e)patch_embed.proj.weight")

@@ -64,18 +64,18 @@ public struct SmolVLMVisionModel: Sendable {
     }
 
     /// Loads config.json, preprocessor_config.json (optional) and the weights of a model directory.
-    public static func load(directory: String) throws(VisionError) -> SmolVLMVisionModel {
+    public static func load(directory: String, precision: EncoderPrecision = .f32) throws(VisionError) -> SmolVLMVisionModel {
         let config = try SmolVLMConfiguration.load(directory: directory)
         let preprocessing = try SmolVLMPreprocessorConfiguration.load(directory: directory)
         let weights: WeightStore
         do { weights = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        return try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing, weights: weights)
+        return try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing, weights: weights, precision: precision)
     }
 
     public init(configuration config: SmolVLMConfiguration, preprocessing: SmolVLMPreprocessorConfiguration?,
-                weights: WeightStore) throws(VisionError) {
+                weights: WeightStore, precision: EncoderPrecision = .f32) throws(VisionError) {
         let prefix = Self.prefix(of: weights)
-        try self.init(configuration: config, preprocessing: preprocessing, prefix: prefix) { (name, shape) throws(WeightsError) in
+        try self.init(configuration: config, preprocessing: preprocessing, prefix: prefix, precision: precision) { (name, shape) throws(WeightsError) in
             try weights.matrix(name, shape: shape)
         }
     }
@@ -83,7 +83,8 @@ public struct SmolVLMVisionModel: Sendable {
     /// Builds the model from any source of tensors (a checkpoint, or random weights in benchmarks):
     /// `tensor(name, shape)` returns [shape[0], product of the rest], or a vector as one row.
     public init(configuration config: SmolVLMConfiguration, preprocessing: SmolVLMPreprocessorConfiguration?,
-                prefix: String = "model.", tensor: (String, [Int]) throws(WeightsError) -> Matrix) throws(VisionError) {
+                prefix: String = "model.", precision: EncoderPrecision = .f32,
+                tensor: (String, [Int]) throws(WeightsError) -> Matrix) throws(VisionError) {
         try config.validate(file: "config.json")
         self.configuration = config
         let v = config.visionConfig
@@ -120,10 +121,10 @@ public struct SmolVLMVisionModel: Sendable {
                 layers.append(Layer(
                     layerNorm1Weight: try vec("\(n)layer_norm1.weight", d), layerNorm1Bias: try vec("\(n)layer_norm1.bias", d),
                     layerNorm2Weight: try vec("\(n)layer_norm2.weight", d), layerNorm2Bias: try vec("\(n)layer_norm2.bias", d),
-                    qkvWeight: WeightMatrix(qkv),
-                    outWeight: WeightMatrix(try m("\(a)out_proj.weight", [d, d])),
-                    fc1Weight: WeightMatrix(try m("\(n)mlp.fc1.weight", [v.intermediateSize, d])),
-                    fc2Weight: WeightMatrix(try m("\(n)mlp.fc2.weight", [d, v.intermediateSize])),
+                    qkvWeight: precision.hold(qkv),
+                    outWeight: precision.hold(try m("\(a)out_proj.weight", [d, d])),
+                    fc1Weight: precision.hold(try m("\(n)mlp.fc1.weight", [v.intermediateSize, d])),
+                    fc2Weight: precision.hold(try m("\(n)mlp.fc2.weight", [d, v.intermediateSize])),
                     qkvBias: qkvBias, outBias: try vec("\(a)out_proj.bias", d),
                     fc1Bias: try vec("\(n)mlp.fc1.bias", v.intermediateSize), fc2Bias: try vec("\(n)mlp.fc2.bias", d)))
             }

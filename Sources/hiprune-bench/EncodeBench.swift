@@ -73,15 +73,18 @@ struct EncodeBench: AsyncParsableCommand {
         config.textConfig.hiddenSize = textHidden
         var preprocessing = SmolVLMPreprocessorConfiguration()
         preprocessing.maxImageSize = ["longest_edge": image]
-        var random = BenchRandom(seed: 1)
-        let model = try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing) { (_, shape) throws(WeightsError) in
-            let rows = shape.count >= 2 ? shape[0] : 1
-            let cols = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : shape[0]
-            let s = 1 / Float(cols).squareRoot()
-            var m = Matrix(rows: rows, cols: cols)
-            for i in m.storage.indices { m.storage[i] = random.next() * s }
-            return m
+        func build(_ precision: EncoderPrecision) throws -> SmolVLMVisionModel {
+            var random = BenchRandom(seed: 1)
+            return try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing, precision: precision) { (_, shape) throws(WeightsError) in
+                let rows = shape.count >= 2 ? shape[0] : 1
+                let cols = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : shape[0]
+                let s = 1 / Float(cols).squareRoot()
+                var m = Matrix(rows: rows, cols: cols)
+                for i in m.storage.indices { m.storage[i] = random.next() * s }
+                return m
+            }
         }
+        let model = try build(.f32)
         let rgb = (0..<(image * image * 3)).map { _ in UInt8.random(in: 0...255) }
         let all = Set(1...layers)
         let flops = model.flopsPerFrame
@@ -101,6 +104,17 @@ struct EncodeBench: AsyncParsableCommand {
             if !plainFirst { plainRuns.append(try seconds { _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: []) }) }
         }
         let plain = plainRuns.sorted()[runs / 2], captured = capturedRuns.sorted()[runs / 2]
+        // The BF16 encoder: weights held BF16; BF16 dot products where the CPU has AVX512-BF16, else
+        // the weights widen a panel at a time for the F32 GEMM.
+        let half = try build(.bf16)
+        let route = EncoderPrecision.nativeBF16 ? "avx512_bf16 dot products" : "BF16 weights widened per panel, F32 GEMM"
+        var halfPlainRuns: [Double] = [], halfCapturedRuns: [Double] = []
+        _ = try half.encode(width: image, height: image, rgb: rgb, scoreLayers: all)
+        for _ in 0..<runs {
+            halfPlainRuns.append(try seconds { _ = try half.encode(width: image, height: image, rgb: rgb, scoreLayers: []) })
+            halfCapturedRuns.append(try seconds { _ = try half.encode(width: image, height: image, rgb: rgb, scoreLayers: all) })
+        }
+        let halfPlain = halfPlainRuns.sorted()[runs / 2], halfCaptured = halfCapturedRuns.sorted()[runs / 2]
         let gemm = try sgemmGFLOPs(m: (image / patch) * (image / patch), n: intermediate, k: hidden)
         let core = openblas_get_corename().map { String(cString: $0) } ?? "?"
 
@@ -109,23 +123,36 @@ struct EncodeBench: AsyncParsableCommand {
               + "\(threads) threads, OpenBLAS core \(core), "
               + "OPENBLAS_THREAD_TIMEOUT \(ProcessInfo.processInfo.environment["OPENBLAS_THREAD_TIMEOUT"] ?? "default"), median of \(runs)")
         func row(_ name: String, _ seconds: Double) {
-            print(name.padding(toLength: 34, withPad: " ", startingAt: 0)
+            print(name.padding(toLength: 40, withPad: " ", startingAt: 0)
                   + String(format: "%8.3f s/frame  %7.1f GFLOP/s", seconds, flops / seconds / 1e9))
         }
-        row("swift, no score capture", plain)
-        row("swift, scores of all \(layers) layers", captured)
+        row("swift F32, no score capture", plain)
+        row("swift F32, scores of all \(layers) layers", captured)
         print(String(format: "score capture overhead            %+7.1f %%", (captured / plain - 1) * 100))
+        print("swift BF16 (--encoder-precision bf16): \(route); auto picks \(EncoderPrecision.auto.resolved) here")
+        row("swift BF16, no score capture", halfPlain)
+        row("swift BF16, scores of all \(layers) layers", halfCaptured)
         print(String(format: "cblas_sgemm %dx%dx%d              %8.1f GFLOP/s (the ceiling for the GEMMs)",
                      (image / patch) * (image / patch), intermediate, hidden, gemm))
-        if let torch = torchPeer(attentions: false) {
-            row("pytorch eager, no attentions", torch)
-            print(String(format: "pytorch / swift                   %8.2f ×", torch / plain))
-        } else {
-            print("pytorch peer skipped (\(python) or \(peer) not usable)")
+        // PyTorch's paths: sdpa (its fastest on CPU, no attention weights) in F32 and under BF16
+        // autocast, and eager with the attentions HiPrune needs.
+        let swiftBest = min(plain, halfPlain), swiftBestCaptured = min(captured, halfCaptured)
+        var fastestTorch: Double?
+        for (label, arguments, captures) in [("pytorch sdpa F32, no attentions", ["--attn", "sdpa"], false),
+                                             ("pytorch sdpa BF16 autocast", ["--attn", "sdpa", "--bf16"], false),
+                                             ("pytorch eager F32, output_attentions", ["--attentions"], true)] {
+            guard let torch = torchPeer(arguments) else {
+                print("\(label): skipped (\(python) or \(peer) not usable)")
+                continue
+            }
+            row(label, torch)
+            if !captures { fastestTorch = min(fastestTorch ?? torch, torch) }
+            let ratio = "  ÷ swift's fastest" + (captures ? " (with scores)" : "")
+            print(ratio.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%8.2f ×", torch / (captures ? swiftBestCaptured : swiftBest)))
         }
-        if let torch = torchPeer(attentions: true) {
-            row("pytorch eager, output_attentions", torch)
-            print(String(format: "pytorch / swift (with scores)     %8.2f ×", torch / captured))
+        if let fastestTorch {
+            print(String(format: "pytorch's fastest / swift's fastest (no capture): %.2f ×; swift F32 GEMMs at %.0f %% of cblas_sgemm",
+                         fastestTorch / swiftBest, flops / plain / 1e9 / gemm * 100))
         }
         guard llamaMtmd != nil || llamaModel != nil || mmproj != nil else { return }
         guard let llama = try llamaPeer() else {
@@ -265,7 +292,7 @@ struct EncodeBench: AsyncParsableCommand {
         var total = 0.0
         for (name, flops, seconds) in cases where name != "attention + scores" {
             total += seconds
-            print(name.padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
+            print(name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
                   + String(format: " %8.1f CPU-ms", (cpu[name] ?? 0) * 1e3)
                   + (flops > 0 ? String(format: "  %7.1f GFLOP/s", flops * Double(layers) / seconds / 1e9) : ""))
         }
@@ -291,12 +318,12 @@ struct EncodeBench: AsyncParsableCommand {
     }
 
     /// Median seconds per frame of the PyTorch peer, or nil when it cannot run.
-    func torchPeer(attentions: Bool) -> Double? {
+    func torchPeer(_ extra: [String]) -> Double? {
         guard FileManager.default.fileExists(atPath: peer),
               let data = Peer.run(python, [peer, "--hidden", "\(hidden)", "--layers", "\(layers)", "--heads", "\(heads)",
                                            "--intermediate", "\(intermediate)", "--image", "\(image)", "--patch", "\(patch)",
                                            "--scale", "\(scale)", "--text-hidden", "\(textHidden)", "--threads", "\(threads)",
-                                           "--runs", "\(runs)"] + (attentions ? ["--attentions"] : [])),
+                                           "--runs", "\(runs)"] + extra),
               let json = Peer.lastJSONObject(data), let median = json["median"] as? Double else { return nil }
         return median
     }

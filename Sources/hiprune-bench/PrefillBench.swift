@@ -117,7 +117,7 @@ struct PrefillBench: AsyncParsableCommand {
         let meanContext = Double(promptIDs.count) + Double(decodeTokens + 1) / 2
         let cacheBytes = Double(2 * c.layers * c.kvHeads * c.headDimension * 4) * meanContext
         print(String(format: "memory bandwidth: %.1f GB/s (streaming sum of %d MB of weight memory on %d threads, median of runs), kernels: ",
-                     bandwidth / 1e9, probeMegabytes, DecodeTeam.size) + DecodeTeam.instructionSet)
+                     bandwidth / 1e9, probeMegabytes, DecodeTeam.size) + InstructionSet.active.description)
         print(String(format: "bytes per token: weights + %.1f MB of KV cache (mean context %.0f)", cacheBytes / 1e6, meanContext))
         print("decode        swift       MB/token   roofline   % of roofline   target")
         for (name, rate, bytes, target) in [("F32 ", decodeRate, 4.0, "≥ 52 t/s"),

@@ -35,6 +35,7 @@ struct AskCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @OptionGroup var generating: GenerationFlags
 
@@ -58,7 +59,7 @@ struct AskCommand: AsyncParsableCommand {
         let clock = ContinuousClock()
         let loadStart = clock.now
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         let answering = try family.loadAnswerer(directory: model, precision: generating.weights)
         var flow = try VideoQuestionFlow(answerer: answering, stage: try PruningStage(settings: pruning.settings, encoder: encoder),
                                          questions: questions)
@@ -66,7 +67,7 @@ struct AskCommand: AsyncParsableCommand {
         try generation.sampling.validate()
         let loadSeconds = (clock.now - loadStart).seconds
 
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []

@@ -28,6 +28,7 @@ struct HiPruneVideo: AsyncParsableCommand {
         BLASRuntime.configure()  // before any BLAS call: may re-exec with OPENBLAS_CORETYPE set
         var command: ParsableCommand
         do {
+            try InstructionSet.validateEnvironment()
             command = try parseAsRoot()
         } catch {
             fail(error, parsing: true)

@@ -42,6 +42,7 @@ struct LiveCommand: AsyncParsableCommand {
     var fps = 1.0
 
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @Option(help: "jsonl or text.")
     var format = "jsonl"
@@ -88,7 +89,7 @@ struct LiveCommand: AsyncParsableCommand {
 
     func run() async throws {
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model, precision: generating.weights)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])
@@ -97,7 +98,7 @@ struct LiveCommand: AsyncParsableCommand {
                                     backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
                                     throttleMilliseconds: throttleMilliseconds)
         settings.openTimeout = openTimeout
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let live = LiveAnalysis(input: url, options: analysis.decodeOptions(DecodeOptions(sampling: .fps(fps)), input: url),
                                 settings: settings, analysis: analysis, answering: answering)
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
@@ -111,7 +112,7 @@ struct LiveCommand: AsyncParsableCommand {
         let text = format == "text"
         let summary = try await live.run(stage: stage) { event in
             // Unbuffered: a reader of the pipe sees each event as it happens.
-            Console.line(text ? Self.text(event) : Self.json(event))
+            Console.line(text ? Self.text(event) : Self.json(event, reuse: encoding.reuse > 0))
         }
         // The gave_up event is on stdout for a reader of the events; the cause and the exit status
         // tell a shell too.
@@ -121,10 +122,12 @@ struct LiveCommand: AsyncParsableCommand {
         }
     }
 
-    static func json(_ event: LiveEvent) -> String {
+    /// One JSON line per event; with `reuse` (--reuse > 0) frames say whether they were reused and
+    /// the summary counts them.
+    static func json(_ event: LiveEvent, reuse: Bool) -> String {
         switch event {
         case .frame(let s):
-            return JSONLine.object([("event", .string("frame"))] + StatisticsWriter.fields(of: s))
+            return JSONLine.object([("event", .string("frame"))] + StatisticsWriter.fields(of: s, reuse: reuse))
         case let .answer(start, end, frames, question, answer, latency, promptTokens):
             return JSONLine.object([("event", .string("answer")), ("window_start", .double(start)),
                                     ("window_end", .double(end)), ("frames", .int(frames)),
@@ -145,16 +148,16 @@ struct LiveCommand: AsyncParsableCommand {
                 ("dropped", .int(s.droppedFrames)), ("reconnects", .int(s.reconnects)),
                 ("max_latency_ms", .double(s.maxLatencyMilliseconds)), ("wall_s", .double(s.wallSeconds)),
                 ("stopped_by_signal", .bool(s.stoppedBySignal)),
-            ])
+            ] + (reuse ? [("reused_frames", .int(s.statistics.reusedFrames))] : []))
         }
     }
 
     static func text(_ event: LiveEvent) -> String {
         switch event {
         case .frame(let s):
-            return String(format: "frame %d at %.2f s: %d → %d tokens (%d anchors, %d buffers, %d registers), encode %.0f ms",
+            return String(format: "frame %d at %.2f s: %d → %d tokens (%d anchors, %d buffers, %d registers), encode %.0f ms%@",
                           s.index, s.time, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers, s.registers,
-                          s.encodeMilliseconds)
+                          s.encodeMilliseconds, (s.reused ? " (reused)" : "") as NSString)
         case let .answer(start, end, frames, question, answer, latency, _):
             return String(format: "[%.2f–%.2f s, %d frames, %.0f ms] ", start, end, frames, latency) + "\(question) → \(answer)"
         case let .drops(total, new):

@@ -3,6 +3,7 @@ import Console
 import Pipeline
 import Prune
 import Stream
+import Vision
 import VLM
 
 /// Which frames of the input are used; shared by every command that reads video.
@@ -108,6 +109,19 @@ struct PruneOptions: ParsableArguments {
     }
 }
 
+/// How frames are encoded; shared by ask, stats and live.
+struct EncoderOptions: ParsableArguments {
+    @Option(help: "Reuse the last encoded frame's encoding (features, scores, selection) for a frame whose encoder input differs from it by less than T (mean absolute difference of the RGB bytes, 0–255); 0 never reuses.")
+    var reuse: Double = 0
+
+    @Option(help: "Encoder weights and products: f32, bf16 (weights held BF16, F32 accumulation; BF16 dot products where the CPU has AVX512-BF16), or auto (bf16 only where the CPU has AVX512-BF16).")
+    var encoderPrecision: EncoderPrecision = .auto
+
+    func validate() throws {
+        if !(reuse >= 0 && reuse <= 255) { throw ValidationError("--reuse \(reuse) is outside [0, 255]") }
+    }
+}
+
 /// How answers are generated; shared by ask, live and chat.
 struct GenerationFlags: ParsableArguments {
     @Option(help: "Most tokens per answer.")
@@ -145,3 +159,5 @@ struct GenerationFlags: ParsableArguments {
 }
 
 extension WeightPrecision: ExpressibleByArgument {}
+
+extension EncoderPrecision: ExpressibleByArgument {}

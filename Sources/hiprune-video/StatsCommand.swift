@@ -20,6 +20,7 @@ struct StatsCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var encoding: EncoderOptions
 
     @Option(help: "table, jsonl or csv.")
     var format: StatisticsFormat = .table
@@ -29,14 +30,15 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
-        let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model))
+        let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model),
+                                      reuse: encoding.reuse > 0)
         var total: Int?
         if case .uniform(let count) = options.sampling { total = count }
         let progress = ProgressLine(total: total)

@@ -5,6 +5,30 @@ import XCTest
 final class LiveCLITests: XCTestCase {
     let model = CLI.path("Tests/Fixtures/smolvlm-vqa")
 
+    /// `--reuse` in live: on media/still-motion.mp4 (frames 1–4 repeat 0, 11–14 repeat 10; a ring of 64
+    /// so nothing is dropped) the frame events mark exactly the repeated frames and the summary counts them.
+    func testReuseMarksRepeatedFramesAndSummaryCountsThem() throws {
+        let clip = CLI.path("media/still-motion.mp4")
+        for (threshold, expected) in [("0.5", [1, 2, 3, 4, 11, 12, 13, 14]), ("0", [])] {
+            let result = try CLI.run(["live", clip, "--model", model, "--fps", "5", "--reuse", threshold,
+                                      "--max-reconnects", "0", "--capacity", "64"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let events = CLI.events(result.stdout)
+            let frames = events.filter { $0["event"] as? String == "frame" }
+            XCTAssertEqual(frames.count, 15, result.stdout)
+            XCTAssertEqual(frames.filter { $0["reused"] as? Bool == true }.compactMap { $0["frame"] as? Int }, expected)
+            let summary = try XCTUnwrap(events.last)
+            XCTAssertEqual(summary["event"] as? String, "summary")
+            // Without --reuse the events are what they always were: no reuse fields at all.
+            if threshold == "0" {
+                XCTAssertTrue(frames.allSatisfy { $0["reused"] == nil }, result.stdout)
+                XCTAssertNil(summary["reused_frames"])
+            } else {
+                XCTAssertEqual(summary["reused_frames"] as? Int, expected.count)
+            }
+        }
+    }
+
     func testFramesAnswersReconnectsAndSummary() throws {
         let port = CLI.freeUDPPort()
         let url = "udp://127.0.0.1:\(port)"

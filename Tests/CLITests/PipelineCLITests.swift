@@ -62,6 +62,35 @@ final class PipelineCLITests: XCTestCase {
                              "consecutive frames of the opening shot are nearly identical")
     }
 
+    /// media/still-motion.mp4 holds frames 0 and 10 for four more frames each (lossless): at T = 0.5
+    /// exactly those eight rows are reused, each with its own time; `--reuse 0` reuses none.
+    func testStatsReuseCountsTheRepeatedFrames() throws {
+        let clip = CLI.path("media/still-motion.mp4")
+        for (threshold, expected) in [("0.5", [1, 2, 3, 4, 11, 12, 13, 14]), ("0", [])] {
+            let result = try CLI.run(["stats", clip, "--model", model, "--every-frame", "--reuse", threshold, "--format", "jsonl"])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let events = CLI.events(result.stdout)
+            let frames = events.filter { $0["summary"] == nil }
+            XCTAssertEqual(frames.count, 15, result.stdout)
+            let reused = frames.enumerated().filter { $0.element["reused"] as? Bool == true }.map(\.offset)
+            XCTAssertEqual(reused, expected, "--reuse \(threshold)")
+            for i in reused { XCTAssertEqual(frames[i]["encode_ms"] as? Double, 0) }
+            let times = frames.compactMap { $0["time"] as? Double }
+            XCTAssertEqual(times.count, 15)
+            XCTAssertEqual(Set(times).count, 15, "every row keeps its own time")
+            // Without --reuse the output is what it always was: no reuse fields at all.
+            if threshold == "0" {
+                XCTAssertTrue(frames.allSatisfy { $0["reused"] == nil }, result.stdout)
+                XCTAssertNil(events.last?["reused_frames"])
+            } else {
+                XCTAssertEqual(events.last?["reused_frames"] as? Int, expected.count)
+            }
+        }
+        let bad = try CLI.run(["stats", clip, "--model", model, "--reuse", "300"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--reuse 300.0 is outside [0, 255]"), bad.stderr)
+    }
+
     func testBadFlagsGiveOneClearLine() throws {
         let cases: [([String], String)] = [
             (["--budget", "1.5"], "outside (0, 1]"),

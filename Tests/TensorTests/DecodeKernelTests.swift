@@ -5,7 +5,8 @@ import TestSupport
 import XCTest
 
 /// The decode-step kernels (single-row products in F32 and BF16, attention of one query row) against
-/// naive loops in Double, on both instruction sets, and the thread team's independence of the split.
+/// naive loops in Double, once per instruction-set path
+/// (test…_avx512, _avx2, _portable), and the thread team's independence of the split.
 final class DecodeKernelTests: XCTestCase {
     var rng = SplitMix(seed: 2024)
 
@@ -14,13 +15,6 @@ final class DecodeKernelTests: XCTestCase {
     /// BF16 of `v` by truncation, as WeightMatrix(bf16: true) stores it.
     func bf16(_ v: Float) -> UInt16 { UInt16(truncatingIfNeeded: v.bitPattern >> 16) }
     func widen(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
-
-    /// Both instruction sets (the AVX2 pass is the portable one again on CPUs without AVX2).
-    func forEachInstructionSet(_ body: (String) -> Void) {
-        for avx2 in [true, false] {
-            DecodeTeam.with(avx2: avx2) { body(DecodeTeam.instructionSet) }
-        }
-    }
 
     /// |y - reference| ≤ 1e-5 · Σ|w·x| (+ a floor for sums that cancel to nothing) for every row.
     func assertProduct(_ y: [Float], reference: [Double], magnitude: [Double], _ message: String, line: UInt = #line) {
@@ -34,39 +28,56 @@ final class DecodeKernelTests: XCTestCase {
 
     let sizes = [1, 3, 7, 17, 576, 1000]
 
-    func testMatvecF32AndBF16AgainstNaive() {
-        forEachInstructionSet { isa in
-            for rows in sizes {
-                for cols in sizes {
-                    // Every other shape with a row stride past the row's end.
-                    let stride = (rows + cols) % 2 == 0 ? cols : cols + 5
-                    let w = randomFloats(rows * stride), x = randomFloats(cols), start = randomFloats(rows)
-                    let halves = w.map(bf16)
-                    for accumulate in [false, true] {
-                        var reference32 = [Double](repeating: 0, count: rows), reference16 = reference32
-                        var magnitude32 = reference32, magnitude16 = reference32
-                        for r in 0..<rows {
-                            var s32 = accumulate ? Double(start[r]) : 0, s16 = s32
-                            var m32 = abs(s32), m16 = abs(s16)
-                            for c in 0..<cols {
-                                let t32 = Double(w[r * stride + c]) * Double(x[c])
-                                let t16 = Double(widen(halves[r * stride + c])) * Double(x[c])
-                                s32 += t32; m32 += abs(t32)
-                                s16 += t16; m16 += abs(t16)
-                            }
-                            reference32[r] = s32; magnitude32[r] = m32
-                            reference16[r] = s16; magnitude16[r] = m16
+    func testMatvecF32AndBF16AgainstNaive_avx512() throws { try onPath(.avx512, matvecF32AndBF16AgainstNaive) }
+    func testMatvecF32AndBF16AgainstNaive_avx2() throws { try onPath(.avx2, matvecF32AndBF16AgainstNaive) }
+    func testMatvecF32AndBF16AgainstNaive_portable() throws { try onPath(.portable, matvecF32AndBF16AgainstNaive) }
+    func matvecF32AndBF16AgainstNaive(_ isa: InstructionSet) throws {
+        for rows in sizes {
+            for cols in sizes {
+                // Every other shape with a row stride past the row's end.
+                let stride = (rows + cols) % 2 == 0 ? cols : cols + 5
+                let w = randomFloats(rows * stride), x = randomFloats(cols), start = randomFloats(rows)
+                let halves = w.map(bf16)
+                for accumulate in [false, true] {
+                    var reference32 = [Double](repeating: 0, count: rows), reference16 = reference32
+                    var magnitude32 = reference32, magnitude16 = reference32
+                    for r in 0..<rows {
+                        var s32 = accumulate ? Double(start[r]) : 0, s16 = s32
+                        var m32 = abs(s32), m16 = abs(s16)
+                        for c in 0..<cols {
+                            let t32 = Double(w[r * stride + c]) * Double(x[c])
+                            let t16 = Double(widen(halves[r * stride + c])) * Double(x[c])
+                            s32 += t32; m32 += abs(t32)
+                            s16 += t16; m16 += abs(t16)
                         }
-                        var y32 = accumulate ? start : [Float](repeating: .nan, count: rows)
-                        var y16 = y32
-                        decode_matvec_f32(w, rows, cols, stride, x, &y32, accumulate ? 1 : 0)
-                        decode_matvec_bf16(halves, rows, cols, stride, x, &y16, accumulate ? 1 : 0)
-                        let label = "\(isa) \(rows)x\(cols) stride \(stride) accumulate \(accumulate)"
-                        assertProduct(y32, reference: reference32, magnitude: magnitude32, "f32 " + label)
-                        assertProduct(y16, reference: reference16, magnitude: magnitude16, "bf16 " + label)
+                        reference32[r] = s32; magnitude32[r] = m32
+                        reference16[r] = s16; magnitude16[r] = m16
                     }
+                    var y32 = accumulate ? start : [Float](repeating: .nan, count: rows)
+                    var y16 = y32
+                    decode_matvec_f32(w, rows, cols, stride, x, &y32, accumulate ? 1 : 0)
+                    decode_matvec_bf16(halves, rows, cols, stride, x, &y16, accumulate ? 1 : 0)
+                    let label = "\(isa) \(rows)x\(cols) stride \(stride) accumulate \(accumulate)"
+                    assertProduct(y32, reference: reference32, magnitude: magnitude32, "f32 " + label)
+                    assertProduct(y16, reference: reference16, magnitude: magnitude16, "bf16 " + label)
                 }
             }
+        }
+    }
+
+    func testWidenBF16_avx512() throws { try onPath(.avx512, widenBF16) }
+    func testWidenBF16_avx2() throws { try onPath(.avx2, widenBF16) }
+    func testWidenBF16_portable() throws { try onPath(.portable, widenBF16) }
+    /// BF16 → F32 is exact: every value, tails of every length, and lengths split over the team.
+    func widenBF16(_ isa: InstructionSet) throws {
+        for count in [1, 7, 15, 16, 17, 33, 1031, 70_001] {
+            var halves = randomFloats(count, scale: 1e4).map(bf16)
+            halves[0] = 0x7F80  // +inf
+            if count > 1 { halves[count - 1] = 0x8001 }  // a negative subnormal
+            var wide = [Float](repeating: .nan, count: count + 1)
+            decode_widen_bf16(halves, &wide, count)
+            XCTAssertEqual(wide[..<count].map(\.bitPattern), halves.map { UInt32($0) << 16 }, "\(isa) widen \(count)")
+            XCTAssertTrue(wide[count].isNaN, "\(isa) widen \(count) wrote past the end")
         }
     }
 
@@ -116,69 +127,71 @@ final class DecodeKernelTests: XCTestCase {
     }
 
     /// SwiGLU's silu(gate) · up against Double, large magnitudes included, on strided rows.
-    func testSiluMultiplyAgainstNaive() {
-        forEachInstructionSet { isa in
-            for width in [1, 7, 17, 1536] {
-                let rows = 3, stride = width + 3
-                var gate = randomFloats(rows * stride, scale: 12)
-                gate[0] = -100
-                gate[rows * stride - 4] = 95
-                let up = randomFloats(rows * stride, scale: 2), before = gate
-                gate.withUnsafeMutableBufferPointer { g in
-                    siluMultiply(gate: g.baseAddress!, up: up, rows: rows, width: width, stride: stride)
-                }
-                var worst = 0.0
-                for r in 0..<rows {
-                    for i in 0..<width {
-                        let g = Double(before[r * stride + i]), u = Double(up[r * stride + i])
-                        let expected = g / (1 + Foundation.exp(-g)) * u
-                        worst = max(worst, abs(Double(gate[r * stride + i]) - expected) / max(1, abs(expected)))
-                    }
-                    for i in width..<stride { XCTAssertEqual(gate[r * stride + i], before[r * stride + i], "\(isa) past the row") }
-                }
-                XCTAssertLessThanOrEqual(worst, 1e-6, "\(isa) width \(width)")
+    func testSiluMultiplyAgainstNaive_avx512() throws { try onPath(.avx512, siluMultiplyAgainstNaive) }
+    func testSiluMultiplyAgainstNaive_avx2() throws { try onPath(.avx2, siluMultiplyAgainstNaive) }
+    func testSiluMultiplyAgainstNaive_portable() throws { try onPath(.portable, siluMultiplyAgainstNaive) }
+    func siluMultiplyAgainstNaive(_ isa: InstructionSet) throws {
+        for width in [1, 7, 17, 1536] {
+            let rows = 3, stride = width + 3
+            var gate = randomFloats(rows * stride, scale: 12)
+            gate[0] = -100
+            gate[rows * stride - 4] = 95
+            let up = randomFloats(rows * stride, scale: 2), before = gate
+            gate.withUnsafeMutableBufferPointer { g in
+                siluMultiply(gate: g.baseAddress!, up: up, rows: rows, width: width, stride: stride)
             }
+            var worst = 0.0
+            for r in 0..<rows {
+                for i in 0..<width {
+                    let g = Double(before[r * stride + i]), u = Double(up[r * stride + i])
+                    let expected = g / (1 + Foundation.exp(-g)) * u
+                    worst = max(worst, abs(Double(gate[r * stride + i]) - expected) / max(1, abs(expected)))
+                }
+                for i in width..<stride { XCTAssertEqual(gate[r * stride + i], before[r * stride + i], "\(isa) past the row") }
+            }
+            XCTAssertLessThanOrEqual(worst, 1e-6, "\(isa) width \(width)")
         }
     }
 
     /// One query row against softmax(q·Kᵀ/√d)·V in Double, cache laid out [kvHeads][capacity][d].
-    func testDecodeAttentionAgainstNaive() {
-        forEachInstructionSet { isa in
-            for (heads, kvHeads) in [(3, 3), (9, 3)] {
-                for d in [64, 20] {
-                    for length in [1, 5, 300] {
-                        let capacity = length + 3
-                        let q = randomFloats(heads * d, scale: 2)
-                        let keys = randomFloats(kvHeads * capacity * d, scale: 2)
-                        let values = randomFloats(kvHeads * capacity * d)
-                        // An earlier firstSlot: the slots after it are not visible.
-                        for firstSlot in Set([length - 1, max(0, length - 3)]).sorted() {
-                            let visible = min(length, firstSlot + 1)
-                            var expected = [Double](repeating: 0, count: heads * d)
-                            for h in 0..<heads {
-                                let kv = h / (heads / kvHeads)
-                                var logits = (0..<visible).map { j in
-                                    (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(keys[(kv * capacity + j) * d + $1]) }
-                                        / Double(d).squareRoot()
-                                }
-                                let m = logits.max()!
-                                logits = logits.map { Foundation.exp($0 - m) }
-                                let total = logits.reduce(0, +)
-                                for j in 0..<visible {
-                                    for t in 0..<d { expected[h * d + t] += logits[j] / total * Double(values[(kv * capacity + j) * d + t]) }
-                                }
+    func testDecodeAttentionAgainstNaive_avx512() throws { try onPath(.avx512, decodeAttentionAgainstNaive) }
+    func testDecodeAttentionAgainstNaive_avx2() throws { try onPath(.avx2, decodeAttentionAgainstNaive) }
+    func testDecodeAttentionAgainstNaive_portable() throws { try onPath(.portable, decodeAttentionAgainstNaive) }
+    func decodeAttentionAgainstNaive(_ isa: InstructionSet) throws {
+        for (heads, kvHeads) in [(3, 3), (9, 3)] {
+            for d in [64, 20] {
+                for length in [1, 5, 300] {
+                    let capacity = length + 3
+                    let q = randomFloats(heads * d, scale: 2)
+                    let keys = randomFloats(kvHeads * capacity * d, scale: 2)
+                    let values = randomFloats(kvHeads * capacity * d)
+                    // An earlier firstSlot: the slots after it are not visible.
+                    for firstSlot in Set([length - 1, max(0, length - 3)]).sorted() {
+                        let visible = min(length, firstSlot + 1)
+                        var expected = [Double](repeating: 0, count: heads * d)
+                        for h in 0..<heads {
+                            let kv = h / (heads / kvHeads)
+                            var logits = (0..<visible).map { j in
+                                (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(keys[(kv * capacity + j) * d + $1]) }
+                                    / Double(d).squareRoot()
                             }
-                            var output = [Float](repeating: .nan, count: heads * d)
-                            var scratch: [Float] = []
-                            output.withUnsafeMutableBufferPointer { po in
-                                cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys,
-                                                values: values, kvHeads: kvHeads, headDimension: d, capacity: capacity,
-                                                length: length, firstSlot: firstSlot, output: po.baseAddress!,
-                                                outputStride: heads * d, scratch: &scratch)
+                            let m = logits.max()!
+                            logits = logits.map { Foundation.exp($0 - m) }
+                            let total = logits.reduce(0, +)
+                            for j in 0..<visible {
+                                for t in 0..<d { expected[h * d + t] += logits[j] / total * Double(values[(kv * capacity + j) * d + t]) }
                             }
-                            let worst = zip(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
-                            XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) heads \(heads)/\(kvHeads) d \(d) length \(length) first \(firstSlot)")
                         }
+                        var output = [Float](repeating: .nan, count: heads * d)
+                        var scratch: [Float] = []
+                        output.withUnsafeMutableBufferPointer { po in
+                            cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys,
+                                            values: values, kvHeads: kvHeads, headDimension: d, capacity: capacity,
+                                            length: length, firstSlot: firstSlot, output: po.baseAddress!,
+                                            outputStride: heads * d, scratch: &scratch)
+                        }
+                        let worst = zip(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+                        XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) heads \(heads)/\(kvHeads) d \(d) length \(length) first \(firstSlot)")
                     }
                 }
             }

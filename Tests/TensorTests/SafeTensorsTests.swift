@@ -95,17 +95,9 @@ final class SafeTensorsTests: XCTestCase {
 
 final class BLASRuntimeTests: XCTestCase {
     func testCoreTypeDecision() {
-        let avx512: Set<String> = ["sse4_2", "avx2", "fma", "avx512f", "avx512bw"]
-        let avx2: Set<String> = ["sse4_2", "avx2", "fma"]
-        XCTAssertEqual(BLASRuntime.coreTypeOverride(cpuFlags: avx512, environment: [:]), "SkylakeX")
-        XCTAssertNil(BLASRuntime.coreTypeOverride(cpuFlags: avx2, environment: [:]))
-        XCTAssertNil(BLASRuntime.coreTypeOverride(cpuFlags: avx512, environment: ["OPENBLAS_CORETYPE": "Haswell"]))
-        XCTAssertNil(BLASRuntime.coreTypeOverride(cpuFlags: [], environment: [:]))
-    }
-
-    func testParsesCPUInfoFlags() {
-        let info = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\nbugs\t\t: none\n"
-        XCTAssertEqual(BLASRuntime.cpuFlags(cpuinfo: info), ["fpu", "sse2", "avx2", "fma"])
-        XCTAssertEqual(BLASRuntime.cpuFlags(cpuinfo: ""), [])
+        XCTAssertEqual(BLASRuntime.coreTypeOverride(path: .avx512, environment: [:]), "SkylakeX")
+        XCTAssertNil(BLASRuntime.coreTypeOverride(path: .avx2, environment: [:]))
+        XCTAssertNil(BLASRuntime.coreTypeOverride(path: .avx512, environment: ["OPENBLAS_CORETYPE": "Haswell"]))
+        XCTAssertNil(BLASRuntime.coreTypeOverride(path: .portable, environment: [:]))
     }
 }

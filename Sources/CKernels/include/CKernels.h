@@ -1,7 +1,9 @@
 #pragma once
 // Hand-written CPU kernels for the loops OpenBLAS does not cover well: single-row products of the
 // decode step and the element-wise passes of the encoder. Each kernel picks its instruction set at
-// run time (AVX2 + FMA where the CPU has them, portable C otherwise), so the package still builds
+// run time through cpu_features.h (AVX-512, AVX2 + FMA, or portable C), so the package still builds
 // for the baseline x86-64 target and runs anywhere.
+#include "cpu_features.h"
 #include "decode_kernels.h"
 #include "encoder_kernels.h"
+#include "bf16_gemm.h"

@@ -2,7 +2,8 @@
 // Decode-step kernels (single-token matrix-vector products and attention of one query row).
 //
 // A decode step reads every weight once, so these kernels are bound by memory bandwidth: they
-// stream rows with AVX2 + FMA (chosen at run time; portable C otherwise) and split the work over a
+// stream rows with AVX-512 or AVX2 + FMA (chosen at run time by cpu_features.h; portable C
+// otherwise) and split the work over a
 // persistent team of threads (one per online core, or HIPRUNE_THREADS) that the calling thread joins.
 // Work is handed out in shrinking claims from an atomic cursor, so a worker that wakes late (or is
 // descheduled) never stalls the caller: the caller just claims more. Every output element is
@@ -60,12 +61,6 @@ int decode_team_size(void);
 
 /// Turns the team on (1) or off (0: every kernel runs on the calling thread); returns the previous state.
 int decode_team_enable(int enabled);
-
-/// Uses the AVX2 + FMA kernels (1, when the CPU has them) or the portable C ones (0); returns the previous choice.
-int decode_use_avx2(int enabled);
-
-/// "avx2+fma" or "portable": the kernels in use.
-const char *decode_kernel_isa(void);
 
 /// Units (rows of a product, blocks of attention) of the last team task that the workers, not the
 /// caller, computed; for tests and benchmarks.

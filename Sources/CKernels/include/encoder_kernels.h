@@ -1,20 +1,13 @@
 #pragma once
 // Encoder element-wise kernels: softmax rows (with HiPrune score accumulation), GELU (tanh form)
 // with its bias, layer norm with the residual's bias folded in. Single-threaded; callers split rows
-// over threads. Every kernel runs AVX2 + FMA code when the CPU has both (checked once at run time)
-// and portable C otherwise; both use the same exp polynomial (Cephes, ≈ 1 ulp).
+// over threads. Every kernel runs the path cpu_features.h's hp_isa_active() names (AVX-512,
+// AVX2 + FMA, or portable C); both use the same exp polynomial (Cephes, ≈ 1 ulp).
 #include <stddef.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
-
-/// Non-zero when the AVX2 + FMA paths run on this CPU.
-int enc_uses_avx2(void);
-
-/// With force ≠ 0, every kernel takes its portable path from now on (tests compare both paths);
-/// with 0, the CPU decides again.
-void enc_force_portable(int force);
 
 /// row[j] = e^(row[j] - max(row)) for j < count (count ≥ 1); returns the sum of the new values.
 float enc_exp_row(float *row, ptrdiff_t count);

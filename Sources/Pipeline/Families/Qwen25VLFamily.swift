@@ -9,7 +9,7 @@ extension ModelFamily {
     /// `ask` samples at its processor's 2 fps.
     public static let qwen25VL = ModelFamily(
         name: "Qwen2.5-VL", modelTypes: ["qwen2_5_vl"], defaultSampling: .fps(2),
-        encoder: { directory in try Qwen25VLVisionModel.load(directory: directory) },
+        encoder: { directory, precision in try Qwen25VLVisionModel.load(directory: directory, precision: precision) },
         answerer: { directory, precision in try Qwen2VideoAnswering(directory: directory, precision: precision) },
         decoderShape: { directory in
             try Qwen2Configuration(configFile: (directory as NSString).appendingPathComponent("config.json")).decoderShape

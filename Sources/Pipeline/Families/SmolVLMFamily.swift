@@ -9,7 +9,7 @@ extension ModelFamily {
     /// the clip.
     public static let smolVLM = ModelFamily(
         name: "SmolVLM2", modelTypes: ["smolvlm", "idefics3"], defaultSampling: .uniform(count: 8),
-        encoder: { directory in try SmolVLMVisionModel.load(directory: directory) },
+        encoder: { directory, precision in try SmolVLMVisionModel.load(directory: directory, precision: precision) },
         answerer: { directory, precision in try VideoQuestionAnswering.load(directory: directory, precision: precision) },
         decoderShape: { directory in
             try LlamaConfiguration(configFile: (directory as NSString).appendingPathComponent("config.json")).decoderShape

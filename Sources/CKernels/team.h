@@ -1,0 +1,6 @@
+#pragma once
+// The decode team (decode_kernels.c) for the other kernel files: runs body(context, begin, end) over
+// units 0 ..< units, claimed in multiples of `quantum` (1, 2, 4 or 8), on every core when `parallel`
+// (on the calling thread alone otherwise, or when the team is busy or off). Not public API.
+typedef void (*hp_team_body)(void *context, long begin, long end);
+void hp_team_run(hp_team_body body, void *context, long units, int quantum, int parallel);
