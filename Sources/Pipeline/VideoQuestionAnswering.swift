@@ -55,7 +55,7 @@ public struct VideoQuestionAnswering: Sendable {
     public func prompt(frames: [PrunedFrame], duration: Double, question: String) throws -> (ids: [Int], embeddings: Matrix) {
         let prompt = SmolVLMVideoPrompt(frames: frames.map { .init(time: $0.time, imageTokens: $0.selection.count) },
                                         duration: duration)
-        let ids = language.tokenizer.encode(prompt.text(question: question))
+        let ids = language.tokenizer.encode(try prompt.text(question: question))
         let positions = ids.indices.filter { ids[$0] == imageTokenID }
         let kept = frames.reduce(0) { $0 + $1.features.rows }
         guard positions.count == kept else {
