@@ -112,6 +112,37 @@ ENGINE_PROBE = """{%- set ns = namespace(n=0, roles=[]) -%}
 {% if add_generation_prompt %}{{ eos_token | default('?') }}<assistant>{% endif %}
 """
 
+# Small templates, each rendered for the "turns" conversation with the generation prompt on: jinja2's
+# whitespace rules and Python value semantics one at a time.
+SNIPPETS = [
+    # trim_blocks / lstrip_blocks / `-` / `+` / comments / the template's trailing newline
+    "{% if true %}\n    a\n    {% endif %}\nb",
+    "x  \n {{- 'y' -}} \n z",
+    "  {%+ if true +%}\nq{% endif %}",
+    "a\n  {# note #}\nb\n",
+    "{{ 'a' }}\n{{ 'b' }}\n\n",
+    "{% for m in messages %}\n  {{ m.role }}\n{% endfor %}\n",
+    "{%- for m in messages -%}\n  [{{ m.role }}]\n{%- endfor %}\n end",
+    "a {#- c -#} b {#+ c +#}\n c",
+    "\t{% if true %}x{% endif %}  {% if true %}y{% endif %}",
+    # values: repr, arithmetic, strings, slicing, dicts, loops, scoping, defaults, json
+    "{{ [1, 'a', none, true, 2.5, 1e20, -0.0, \"it's\"] }}|{{ {'k': [1, {'j': none}]} }}",
+    "{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }} {{ 3 * 'ab' }} {{ 1 + 2.5 }} {{ 10 / 4 * 2 }}",
+    "{{ messages[2].content.strip().split(' ') | tojson }}{{ messages[2]['content'].split() }}{{ 'a,b,,c'.split(',', 2) }}",
+    "{{ 'abcdef'[1:5:2] }}{{ [1,2,3][-1] }}{{ 'x' in 'axb' }}{{ 2 not in [1] }}{{ messages[::-1] | map(attribute='role') | join('>') }}",
+    "{{ {'k': 'v'}.get('k') }}{{ {'k': 'v'}.get('z', 'd') }}{{ {'k': 'v'}.get('z') }}{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}",
+    "{% for i in range(6) %}{% if i == 4 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{{ loop.revindex }}{% endfor %}",
+    "{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{{ x }}{% endfor %}{{ x }}{% set ns = namespace(x=1) %}{% for i in [1, 2] %}{% set ns.x = ns.x * 10 %}{% endfor %}{{ ns.x }}",
+    "{{ missing | default('d') }}{{ '' | default('e', true) }}{{ missing is defined }}{{ none is none }}{{ 3 is number }}{{ 'a' is string }}{{ {} is mapping }}{{ [] is iterable }}{{ 4 is divisibleby 2 }}",
+    "{{ {'a': [1, {'b': 'ü \\\" \\n'}], 'c': 1.5} | tojson(indent=2) }}|{{ messages[0] | tojson }}|{{ {'z': 1, 'a': 2} | tojson(sort_keys=true) }}",
+    "{{ 'hello WORLD' | title }} {{ 'hello WORLD' | capitalize }} {{ 'Hi' | upper }}{{ 'Hi' | lower }} {{ '  pad  ' | trim }}| {{ 'aXbXc' | replace('X', '-') }} {{ 'abc' | length }} {{ '42' | int + 1 }} {{ 4.7 | int }} {{ [3, 1, 2] | sort | first }}{{ [3, 1, 2] | last }}",
+    "{{ messages | selectattr('role', 'equalto', 'user') | list | length }}{{ messages | rejectattr('role', 'eq', 'user') | map(attribute='role') | join(',') }}{{ [1, 2, 3, 4] | select('odd') | list }}{{ [0, 1, ''] | reject | list }}",
+    "{{ 'yes' if messages | length > 3 else 'no' }}{{ ('a' ~ 1 ~ none ~ true) }}{{ 'a' < 'b' }}{{ 2 >= 2.0 }}{{ not messages }}{{ messages and 'ok' }}{{ none or 'fallback' }}",
+    "{% set block %}{{ messages[0].role | upper }}!{% endset %}{{ block }}{{ block | length }}{% if messages[1].content.startswith(('Wh', 'X')) and messages[1].content.endswith('?') %}Q{% endif %}",
+    "{% for m in messages if m.role != 'system' %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.first %}F{% elif loop.last %}L{% else %}M{% endif %}{% else %}none{% endfor %}{% for x in [] %}{% else %}empty{% endfor %}",
+    "{{ messages[1:] | length }} {{ messages[-1]['content'][-5:] }} {{ messages[0].content | trim if false else 'skip' }}{{ messages[5] is defined }}",
+]
+
 TEMPLATES = {
     "smollm2": SMOLLM2,
     "smolvlm2": SMOLVLM2,
@@ -189,10 +220,16 @@ def main():
                 except Exception as e:  # the template refuses the conversation: our engine must refuse too
                     case["error"] = f"{type(e).__name__}: {e}"
                 cases.append(case)
+    snippets = []
+    for template in SNIPPETS:
+        rendered, _ = render_jinja_template(conversations=[CONVERSATIONS["turns"]], chat_template=template,
+                                            add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+        snippets.append({"template": template, "expected": rendered[0]})
     out = root / "Tests/Fixtures/chat-templates/cases.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"transformers": transformers.__version__, "bos_token": "<s>", "eos_token": "</s>",
-               "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases}
+               "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases,
+               "snippets": snippets}
     out.write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
     errors = sum("error" in c for c in cases)
     print(f"wrote {out} ({out.stat().st_size} bytes, {len(cases)} cases, {errors} refused)")

@@ -250,8 +250,12 @@ struct JinjaRuntime {
             default: break
             }
         case "*":
-            if case let .string(s) = a, let n = b.integer { return .string(String(repeating: s, count: max(0, n))) }
-            if case let .array(x) = a, let n = b.integer { return .array(Array(repeatElement(x, count: max(0, n)).joined())) }
+            // Sequence repetition, either way round (3 * 'ab' as 'ab' * 3).
+            for (sequence, count) in [(a, b), (b, a)] {
+                guard let n = count.integer else { continue }
+                if case let .string(s) = sequence { return .string(String(repeating: s, count: max(0, n))) }
+                if case let .array(x) = sequence { return .array(Array(repeatElement(x, count: max(0, n)).joined())) }
+            }
         default: break
         }
         if case .undefined = a { throw fail("an undefined value used with '\(op)'") }

@@ -25,8 +25,13 @@ final class ChatTemplateTests: XCTestCase {
         }
         var bos_token: String
         var eos_token: String
+        struct Snippet: Decodable {
+            var template: String
+            var expected: String
+        }
         var templates: [String: String]
         var cases: [Case]
+        var snippets: [Snippet]
     }
 
     private func reference() throws -> (Reference, [String: [ChatMessage]]) {
@@ -100,35 +105,18 @@ final class ChatTemplateTests: XCTestCase {
         XCTAssertEqual(try prompt.text(question: "Why?"), "<|im_start|>User: " + prompt.videoText + "Why?<end_of_utterance>\nAssistant:")
     }
 
-    // MARK: whitespace control and semantics beyond the fixtures
-
-    func testWhitespaceControlFollowsJinja2AsTransformersConfiguresIt() throws {
-        func render(_ text: String) throws -> String {
-            try ChatTemplate(text: text, source: "t").render(messages: [])
+    /// Small templates rendered by transformers: jinja2's whitespace rules (trim_blocks,
+    /// lstrip_blocks, `-`, `+`, comments, trailing newline) and Python value semantics (repr,
+    /// floor division, slicing, methods, filters, tests, loop scoping, namespace, tojson).
+    func testSnippetsRenderAsTransformersDoes() throws {
+        let (reference, conversations) = try reference()
+        let messages = try XCTUnwrap(conversations["turns"])
+        XCTAssertGreaterThanOrEqual(reference.snippets.count, 20)
+        for snippet in reference.snippets {
+            let template = try ChatTemplate(text: snippet.template, source: "snippet")
+            XCTAssertEqual(try template.render(messages: messages, addGenerationPrompt: true, bosToken: reference.bos_token,
+                                               eosToken: reference.eos_token), snippet.expected, snippet.template)
         }
-        // trim_blocks drops the newline after a block tag; lstrip_blocks the indentation before one.
-        XCTAssertEqual(try render("{% if true %}\n    a\n    {% endif %}\nb"), "    a\nb")
-        // `-` strips every whitespace on its side; `+` keeps what lstrip/trim would drop.
-        XCTAssertEqual(try render("x  \n {{- 'y' -}} \n z"), "xyz")
-        XCTAssertEqual(try render("  {%+ if true +%}\nq{% endif %}"), "  \nq")
-        // Comments follow the same rules; one trailing newline of the template is dropped.
-        XCTAssertEqual(try render("a\n  {# note #}\nb\n"), "a\nb")
-        XCTAssertEqual(try render("{{ 'a' }}\n{{ 'b' }}"), "a\nb")
-    }
-
-    func testPythonSemanticsOfValues() throws {
-        func render(_ text: String) throws -> String {
-            try ChatTemplate(text: text, source: "t").render(messages: [ChatMessage(role: "user", content: " Hi, you ")])
-        }
-        XCTAssertEqual(try render("{{ [1, 'a', none, true, 2.5] }}"), "[1, 'a', None, True, 2.5]")
-        XCTAssertEqual(try render("{{ 7 // 2 }} {{ -7 // 2 }} {{ -7 % 3 }} {{ 7 / 2 }} {{ 2 ** 10 }}"), "3 -4 2 3.5 1024")
-        XCTAssertEqual(try render("{{ messages[0].content.strip().split(', ') | tojson }}"), "[\"Hi\", \"you\"]")
-        XCTAssertEqual(try render("{{ 'abcdef'[1:5:2] }}{{ [1,2,3][-1] }}{{ 'x' in 'axb' }}{{ 2 not in [1] }}"), "bd3TrueTrue")
-        XCTAssertEqual(try render("{{ {'k': 'v'}.get('k') }}{{ {'k': 'v'}.get('z', 'd') }}{% for k, v in {'a': 1}.items() %}{{ k }}={{ v }}{% endfor %}"), "vda=1")
-        XCTAssertEqual(try render("{% for i in range(5) %}{% if i == 3 %}{% break %}{% endif %}{% if i == 1 %}{% continue %}{% endif %}{{ i }}{% endfor %}"), "02")
-        XCTAssertEqual(try render("{% set x = 1 %}{% for i in [1] %}{% set x = 2 %}{% endfor %}{{ x }}"), "1")  // loop scope
-        XCTAssertEqual(try render("{{ missing | default('d') }}{{ '' | default('e', true) }}{{ missing is defined }}"), "deFalse")
-        XCTAssertEqual(try render("{{ {'a': [1, {'b': 'ü'}]} | tojson(indent=2) }}"), "{\n  \"a\": [\n    1,\n    {\n      \"b\": \"ü\"\n    }\n  ]\n}")
     }
 
     // MARK: errors: one line naming the template's file
