@@ -140,8 +140,14 @@ SNIPPETS = [
     "{{ 'yes' if messages | length > 3 else 'no' }}{{ ('a' ~ 1 ~ none ~ true) }}{{ 'a' < 'b' }}{{ 2 >= 2.0 }}{{ not messages }}{{ messages and 'ok' }}{{ none or 'fallback' }}",
     "{% set block %}{{ messages[0].role | upper }}!{% endset %}{{ block }}{{ block | length }}{% if messages[1].content.startswith(('Wh', 'X')) and messages[1].content.endswith('?') %}Q{% endif %}",
     "{% for m in messages if m.role != 'system' %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.first %}F{% elif loop.last %}L{% else %}M{% endif %}{% else %}none{% endfor %}{% for x in [] %}{% else %}empty{% endfor %}",
+    "{{ strftime_now('%Y-%m-%d') | length }}{{ strftime_now('%d %b %Y').split(' ') | length }}{{ dict(a=1, b='x') | tojson }}{{ raise_exception is defined }}",
     "{{ messages[1:] | length }} {{ messages[-1]['content'][-5:] }} {{ messages[0].content | trim if false else 'skip' }}{{ messages[5] is defined }}",
 ]
+
+# More shipped templates (text models), to exercise the engine on what the Hub ships: the chat
+# templates huggingface/swift-jinja's Tests/Templates/ChatTemplateTests.swift records (the file as of
+# its v2 import), extracted verbatim into tools/hub_chat_templates.json, keyed by that file's test names.
+HUB_TEMPLATES = json.loads((root / "tools/hub_chat_templates.json").read_text())
 
 TEMPLATES = {
     "smollm2": SMOLLM2,
@@ -154,6 +160,7 @@ TEMPLATES = {
     "llava-next-video-convert-vicuna": LLAVA_NEXT_VIDEO_CONVERT,
     "llava-next-video-processor-test": LLAVA_NEXT_VIDEO_TEST,
     "engine-probe": ENGINE_PROBE,
+    **{f"hub/{name}": text for name, text in HUB_TEMPLATES.items()},
 }
 
 

@@ -138,7 +138,7 @@ struct JinjaRuntime {
         for scope in scopes.reversed() {
             if let v = scope[name] { return v }
         }
-        return .undefined
+        return Self.functions.contains(name) ? .function(name) : .undefined
     }
 
     private func iterate(_ value: JinjaValue) throws(Failure) -> [JinjaValue] {
@@ -185,10 +185,11 @@ struct JinjaRuntime {
                 let receiver = try evaluate(base)
                 if case let .object(o) = receiver, o[method] != nil { throw fail("'\(method)' of a dict is not callable") }
                 return try call(method: method, on: receiver, a, kw)
-            case let .name(n) where lookup(n) == .undefined:
-                return try call(function: n, a, kw)
             default:
-                throw fail("only methods and the globals \(Self.functions.sorted().joined(separator: ", ")) can be called")
+                guard case let .function(name) = try evaluate(callee) else {
+                    throw fail("only methods and the globals \(Self.functions.sorted().joined(separator: ", ")) can be called")
+                }
+                return try call(function: name, a, kw)
             }
         case let .filter(base, name, args, kwargs):
             let value = try evaluate(base)

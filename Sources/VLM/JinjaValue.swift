@@ -16,6 +16,8 @@ public enum JinjaValue: Sendable, Equatable {
     case object(JinjaObject)
     /// `namespace(...)`: the one mutable object templates have (`{% set ns.x = … %}`).
     case namespace(JinjaObject)
+    /// A global function by name (raise_exception, namespace, range, dict, strftime_now).
+    case function(String)
 
     /// Python's truth value.
     public var isTruthy: Bool {
@@ -27,7 +29,7 @@ public enum JinjaValue: Sendable, Equatable {
         case let .string(s): return !s.isEmpty
         case let .array(a): return !a.isEmpty
         case let .object(o): return !o.keys.isEmpty
-        case .namespace: return true
+        case .namespace, .function: return true
         }
     }
 
@@ -43,6 +45,7 @@ public enum JinjaValue: Sendable, Equatable {
         case .array: return "list"
         case .object: return "dict"
         case .namespace: return "namespace"
+        case .function: return "function"
         }
     }
 
@@ -69,6 +72,7 @@ public enum JinjaValue: Sendable, Equatable {
             return "{" + o.keys.map { Self.pythonQuoted($0) + ": " + (o.values[$0] ?? .none).repr }.joined(separator: ", ") + "}"
         case let .namespace(o):
             return "<Namespace " + o.keys.map { "\($0)=" + (o.values[$0] ?? .none).repr }.joined(separator: ", ") + ">"
+        case let .function(name): return "<function \(name)>"
         }
     }
 
@@ -149,6 +153,7 @@ public enum JinjaValue: Sendable, Equatable {
         }
         switch self {
         case .undefined: throw JinjaFailure("tojson of an undefined value")
+        case let .function(name): throw JinjaFailure("tojson of the function \(name)")
         case .none: return "null"
         case let .bool(b): return b ? "true" : "false"
         case let .int(i): return String(i)
