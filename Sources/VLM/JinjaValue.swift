@@ -161,7 +161,7 @@ public enum JinjaValue: Sendable, Equatable {
             if d.isNaN { return "NaN" }
             if d.isInfinite { return d > 0 ? "Infinity" : "-Infinity" }
             return Self.pythonFloat(d)
-        case let .string(s): return Self.jsonQuoted(s)
+        case let .string(s): return jsonStringLiteral(s)
         case let .array(a):
             if a.isEmpty { return "[]" }
             var parts: [String] = []
@@ -172,28 +172,10 @@ public enum JinjaValue: Sendable, Equatable {
             let keys = sortKeys ? o.keys.sorted { Array($0.unicodeScalars).lexicographicallyPrecedes(Array($1.unicodeScalars), by: { $0.value < $1.value }) } : o.keys
             var parts: [String] = []
             for k in keys {
-                parts.append(Self.jsonQuoted(k) + ": " + (try (o.values[k] ?? .none).json(indent: indent, sortKeys: sortKeys, level: level + 1)))
+                parts.append(jsonStringLiteral(k) + ": " + (try (o.values[k] ?? .none).json(indent: indent, sortKeys: sortKeys, level: level + 1)))
             }
             return "{" + newline(level + 1) + parts.joined(separator: itemSeparator + newline(level + 1)) + newline(level) + "}"
         }
-    }
-
-    static func jsonQuoted(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "\u{08}": out += "\\b"
-            case "\u{0C}": out += "\\f"
-            default:
-                if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
-            }
-        }
-        return out + "\""
     }
 }
 
@@ -224,4 +206,26 @@ public struct JinjaObject: Sendable, Equatable {
 struct JinjaFailure: Error {
     var message: String
     init(_ message: String) { self.message = message }
+}
+
+/// A JSON string literal as Python's json.dumps(ensure_ascii=False) writes it: short escapes for the
+/// quote, backslash, newline, return, tab, backspace and form feed, \u00XX for other control
+/// characters, everything else as is. The one JSON string writer (chat templates' tojson, the
+/// statistics report).
+public func jsonStringLiteral(_ s: String) -> String {
+    var out = "\""
+    for scalar in s.unicodeScalars {
+        switch scalar {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case "\n": out += "\\n"
+        case "\r": out += "\\r"
+        case "\t": out += "\\t"
+        case "\u{08}": out += "\\b"
+        case "\u{0C}": out += "\\f"
+        default:
+            if scalar.value < 0x20 { out += String(format: "\\u%04x", scalar.value) } else { out.unicodeScalars.append(scalar) }
+        }
+    }
+    return out + "\""
 }
