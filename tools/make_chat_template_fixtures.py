@@ -141,6 +141,7 @@ SNIPPETS = [
     "{% set block %}{{ messages[0].role | upper }}!{% endset %}{{ block }}{{ block | length }}{% if messages[1].content.startswith(('Wh', 'X')) and messages[1].content.endswith('?') %}Q{% endif %}",
     "{% for m in messages if m.role != 'system' %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.first %}F{% elif loop.last %}L{% else %}M{% endif %}{% else %}none{% endfor %}{% for x in [] %}{% else %}empty{% endfor %}",
     "{{ strftime_now('%Y-%m-%d') | length }}{{ strftime_now('%d %b %Y').split(' ') | length }}{{ dict(a=1, b='x') | tojson }}{{ raise_exception is defined }}",
+    "{{ 2 ** -1 }} {{ (-2) ** 3 }} {{ 1 ** 99999999999 }} {{ 'ab' * 0 }}{{ [1, 'x'] * 2 }}{{ 2 * [none] }}",
     "{{ messages[1:] | length }} {{ messages[-1]['content'][-5:] }} {{ messages[0].content | trim if false else 'skip' }}{{ messages[5] is defined }}",
 ]
 

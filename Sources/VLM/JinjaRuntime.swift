@@ -254,8 +254,14 @@ struct JinjaRuntime {
             // Sequence repetition, either way round (3 * 'ab' as 'ab' * 3).
             for (sequence, count) in [(a, b), (b, a)] {
                 guard let n = count.integer else { continue }
-                if case let .string(s) = sequence { return .string(String(repeating: s, count: max(0, n))) }
-                if case let .array(x) = sequence { return .array(Array(repeatElement(x, count: max(0, n)).joined())) }
+                if case let .string(s) = sequence {
+                    try checkRepetition(s.unicodeScalars.count, n)
+                    return .string(String(repeating: s, count: max(0, n)))
+                }
+                if case let .array(x) = sequence {
+                    try checkRepetition(x.count, n)
+                    return .array(Array(repeatElement(x, count: max(0, n)).joined()))
+                }
             }
         default: break
         }
@@ -277,7 +283,9 @@ struct JinjaRuntime {
                 return .double(Double(x) / Double(y))
             case "**":
                 if y >= 0 {
-                    var r = 1
+                    if x == 0 || x == 1 { return .int(y == 0 ? 1 : x) }
+                    if x == -1 { return .int(y % 2 == 0 ? 1 : -1) }
+                    var r = 1   // |x| ≥ 2 overflows within 63 steps
                     for _ in 0..<y {
                         let (p, o) = r.multipliedReportingOverflow(by: x)
                         guard !o else { throw fail("integer overflow in '**'") }
@@ -285,6 +293,7 @@ struct JinjaRuntime {
                     }
                     return .int(r)
                 }
+                guard x != 0 else { throw fail("0 cannot be raised to a negative power") }
                 return .double(pow(Double(x), Double(y)))
             default: break
             }
@@ -308,6 +317,13 @@ struct JinjaRuntime {
             }
         }
         throw fail("unsupported operand types for \(op): '\(a.typeName)' and '\(b.typeName)'")
+    }
+
+    /// Repetition ('ab' * n) is refused past 16 Mi items: a template cannot make the renderer allocate without bound.
+    private func checkRepetition(_ length: Int, _ count: Int) throws(Failure) {
+        guard count <= 0 || length == 0 || count <= (1 << 24) / length else {
+            throw fail("repetition of \(length) items \(count) times exceeds 16 Mi items")
+        }
     }
 
     private func contains(_ container: JinjaValue, _ element: JinjaValue) throws(Failure) -> Bool {

@@ -152,6 +152,17 @@ final class ChatTemplateTests: XCTestCase {
         }
     }
 
+    func testRuntimeErrorsNameTheFileAndLineAndBoundAllocation() throws {
+        let template = try ChatTemplate(text: "ok\n{{ 'ab' * 100000000 }}", source: "big.jinja")
+        XCTAssertThrowsError(try template.render(messages: [])) { error in
+            XCTAssertEqual("\(error)", "big.jinja: chat template line 2: repetition of 2 items 100000000 times exceeds 16 Mi items")
+        }
+        let undefined = try ChatTemplate(text: "{% if x %}{% endif %}\n{{ messages[3].role }}", source: "u.json")
+        XCTAssertThrowsError(try undefined.render(messages: [])) { error in
+            XCTAssertEqual("\(error)", "u.json: chat template line 2: 'role' of an undefined value")
+        }
+    }
+
     // MARK: where templates come from
 
     func testLoaderOrderAndFileNames() throws {
