@@ -142,14 +142,20 @@ SNIPPETS = [
     "{% for m in messages if m.role != 'system' %}{{ loop.index0 }}{{ m.role[0] }}{% if loop.first %}F{% elif loop.last %}L{% else %}M{% endif %}{% else %}none{% endfor %}{% for x in [] %}{% else %}empty{% endfor %}",
     "{{ strftime_now('%Y-%m-%d') | length }}{{ strftime_now('%d %b %Y').split(' ') | length }}{{ dict(a=1, b='x') | tojson }}{{ raise_exception is defined }}",
     "{{ 2 ** -1 }} {{ (-2) ** 3 }} {{ 1 ** 99999999999 }} {{ 'ab' * 0 }}{{ [1, 'x'] * 2 }}{{ 2 * [none] }}",
+    "{% macro tag(name, body='-', close=true) %}<{{ name }}>{{ body }}{% if close %}</{{ name }}>{% endif %}{% endmacro %}{% for m in messages %}{{ tag(m.role, body=m.content[:3]) }}{% endfor %}{{ tag('x') }}{{ tag('y', 'z', false) }}",
     "{{ messages[1:] | length }} {{ messages[-1]['content'][-5:] }} {{ messages[0].content | trim if false else 'skip' }}{{ messages[5] is defined }}",
 ]
 
 # More shipped templates (text models), to exercise the engine on what the Hub ships: the chat
-# templates huggingface/swift-jinja's Tests/Templates/ChatTemplateTests.swift records (the file as of
-# its v2 import), extracted verbatim into tools/hub_chat_templates.json, keyed by that file's test names.
+# templates huggingface/swift-jinja's Tests/Templates/ChatTemplateTests.swift and ChatTemplates.swift
+# record (the files as of its v2 import: Llama 3.1/3.2, Qwen2.5/3/3-Coder, Granite 3.3, SmolLM3,
+# Mistral, Gemma, Phi-4 …), extracted verbatim into tools/hub_chat_templates.json, keyed by their
+# test or constant names.
 HUB_TEMPLATES = json.loads((root / "tools/hub_chat_templates.json").read_text())
 
+# Passed to every rendering (as apply_chat_template's extra kwargs): Llama 3.x templates print
+# today's date unless given one.
+VARIABLES = {"date_string": "26 Jul 2024"}
 TEMPLATES = {
     "smollm2": SMOLLM2,
     "smolvlm2": SMOLVLM2,
@@ -223,7 +229,7 @@ def main():
                 try:
                     rendered, _ = render_jinja_template(
                         conversations=[messages], chat_template=template, add_generation_prompt=generation,
-                        bos_token="<s>", eos_token="</s>")
+                        bos_token="<s>", eos_token="</s>", **VARIABLES)
                     case["expected"] = rendered[0]
                 except Exception as e:  # the template refuses the conversation: our engine must refuse too
                     case["error"] = f"{type(e).__name__}: {e}"
@@ -231,12 +237,12 @@ def main():
     snippets = []
     for template in SNIPPETS:
         rendered, _ = render_jinja_template(conversations=[CONVERSATIONS["turns"]], chat_template=template,
-                                            add_generation_prompt=True, bos_token="<s>", eos_token="</s>")
+                                            add_generation_prompt=True, bos_token="<s>", eos_token="</s>", **VARIABLES)
         snippets.append({"template": template, "expected": rendered[0]})
     out = root / "Tests/Fixtures/chat-templates/cases.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"transformers": transformers.__version__, "bos_token": "<s>", "eos_token": "</s>",
-               "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases,
+               "variables": VARIABLES, "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases,
                "snippets": snippets}
     out.write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
     errors = sum("error" in c for c in cases)

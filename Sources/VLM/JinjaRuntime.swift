@@ -12,6 +12,8 @@ struct JinjaRuntime {
     private var scopes: [[String: JinjaValue]]
     private var output = ""
     private var line = 0
+    /// `{% macro %}` definitions by name (a macro's name evaluates to `.function(name)`).
+    private var macros: [String: (parameters: [(String, JinjaExpr?)], body: [JinjaNode])] = [:]
 
     enum Flow { case normal, breakLoop, continueLoop }
 
@@ -78,6 +80,10 @@ struct JinjaRuntime {
                 _ = try run(body)
                 scopes[scopes.count - 1][name] = .string(output)
                 output = saved
+            case let .macro(name, parameters, body, l):
+                line = l
+                macros[name] = (parameters, body)
+                scopes[scopes.count - 1][name] = .function(name)
             case let .breakLoop(l):
                 line = l
                 return .breakLoop
@@ -187,8 +193,9 @@ struct JinjaRuntime {
                 return try call(method: method, on: receiver, a, kw)
             default:
                 guard case let .function(name) = try evaluate(callee) else {
-                    throw fail("only methods and the globals \(Self.functions.sorted().joined(separator: ", ")) can be called")
+                    throw fail("only methods, macros and the globals \(Self.functions.sorted().joined(separator: ", ")) can be called")
                 }
+                if let macro = macros[name] { return try call(macro: name, macro.parameters, macro.body, a, kw) }
                 return try call(function: name, a, kw)
             }
         case let .filter(base, name, args, kwargs):
@@ -335,7 +342,7 @@ struct JinjaRuntime {
         case let .object(o), let .namespace(o):
             guard case let .string(k) = element else { return false }
             return o[k] != nil
-        case .undefined: throw fail("'in' on an undefined value")
+        case .undefined: return false   // jinja2's Undefined iterates as empty
         default: throw fail("argument of type '\(container.typeName)' is not iterable")
         }
     }
@@ -394,6 +401,30 @@ struct JinjaRuntime {
     }
 
     // MARK: globals and methods
+
+    /// A macro renders its body with its arguments over the template's top-level names (not the
+    /// caller's loop variables), as jinja2 macros do; defaults are evaluated at the call.
+    private mutating func call(macro name: String, _ parameters: [(String, JinjaExpr?)], _ body: [JinjaNode],
+                               _ a: [JinjaValue], _ kw: [String: JinjaValue]) throws(Failure) -> JinjaValue {
+        guard a.count <= parameters.count else { throw fail("macro '\(name)' takes \(parameters.count) arguments, not \(a.count)") }
+        if let unknown = kw.keys.sorted().first(where: { k in !parameters.contains { $0.0 == k } }) {
+            throw fail("macro '\(name)' has no parameter '\(unknown)'")
+        }
+        let savedScopes = scopes, savedOutput = output, savedLine = line
+        scopes = [scopes[0], [:]]
+        for (k, (parameter, defaultValue)) in parameters.enumerated() {
+            let value: JinjaValue
+            if k < a.count { value = a[k] } else if let v = kw[parameter] { value = v } else if let defaultValue { value = try evaluate(defaultValue) } else { value = .undefined }
+            scopes[1][parameter] = value
+        }
+        output = ""
+        _ = try run(body)
+        let rendered = output
+        scopes = savedScopes
+        output = savedOutput
+        line = savedLine
+        return .string(rendered)
+    }
 
     private func call(function name: String, _ a: [JinjaValue], _ kw: [String: JinjaValue]) throws(Failure) -> JinjaValue {
         switch name {
@@ -508,6 +539,7 @@ struct JinjaRuntime {
         case "upper": return .string(value.text.uppercased())
         case "title": return .string(Self.title(value.text))
         case "string": return .string(value.text)
+        case "safe": return value   // marks HTML-safe; rendering does not escape here
         case "length", "count":
             switch value {
             case let .string(s): return .int(s.count)

@@ -36,6 +36,7 @@ indirect enum JinjaNode: Sendable {
     case set(targets: [String], JinjaExpr, line: Int)
     case setAttribute(name: String, attribute: String, JinjaExpr, line: Int)
     case setBlock(name: String, body: [JinjaNode])
+    case macro(name: String, parameters: [(String, JinjaExpr?)], body: [JinjaNode], line: Int)
     case breakLoop(line: Int)
     case continueLoop(line: Int)
 }
@@ -260,7 +261,7 @@ enum JinjaLexer {
 enum JinjaVocabulary {
     static let filters: Set<String> = [
         "abs", "capitalize", "count", "d", "default", "first", "float", "indent", "int", "items", "join", "last",
-        "length", "list", "lower", "map", "reject", "rejectattr", "replace", "reverse", "round", "select",
+        "length", "list", "lower", "map", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
         "selectattr", "string", "sum", "title", "tojson", "trim", "unique", "upper", "dictsort", "sort",
     ]
     static let tests: Set<String> = [
@@ -369,6 +370,18 @@ struct JinjaParser {
             let value = try e.expression()
             try e.expectEnd()
             return .set(targets: targets, value, line: line)
+        case "macro":
+            let name = try e.name()
+            try e.expect(.op("("))
+            var parameters: [(String, JinjaExpr?)] = []
+            while !e.consume(.op(")")) {
+                if !parameters.isEmpty { try e.expect(.op(",")); if e.consume(.op(")")) { break } }
+                let parameter = try e.name()
+                parameters.append((parameter, e.consume(.op("=")) ? try e.expression() : nil))
+            }
+            try e.expectEnd()
+            let (body, _) = try block(until: ["endmacro"], opener: ("macro", line))
+            return .macro(name: name, parameters: parameters, body: body, line: line)
         case "generation":
             // transformers' AssistantTracker: marks the assistant's tokens; renders its body as is.
             try e.expectEnd()

@@ -25,6 +25,8 @@ final class ChatTemplateTests: XCTestCase {
         }
         var bos_token: String
         var eos_token: String
+        /// Extra names passed to every rendering (date_string).
+        var variables: [String: String]
         struct Snippet: Decodable {
             var template: String
             var expected: String
@@ -70,7 +72,8 @@ final class ChatTemplateTests: XCTestCase {
             let messages = try XCTUnwrap(conversations[c.conversation])
             let render = { () throws(VLMError) -> String in
                 try template.render(messages: messages, addGenerationPrompt: c.add_generation_prompt,
-                                    bosToken: reference.bos_token, eosToken: reference.eos_token)
+                                    bosToken: reference.bos_token, eosToken: reference.eos_token,
+                                    variables: reference.variables.mapValues { .string($0) })
             }
             if let expected = c.expected {
                 XCTAssertEqual(try render(), expected, label)
@@ -115,7 +118,8 @@ final class ChatTemplateTests: XCTestCase {
         for snippet in reference.snippets {
             let template = try ChatTemplate(text: snippet.template, source: "snippet")
             XCTAssertEqual(try template.render(messages: messages, addGenerationPrompt: true, bosToken: reference.bos_token,
-                                               eosToken: reference.eos_token), snippet.expected, snippet.template)
+                                               eosToken: reference.eos_token, variables: reference.variables.mapValues { .string($0) }),
+                           snippet.expected, snippet.template)
         }
     }
 
@@ -127,8 +131,8 @@ final class ChatTemplateTests: XCTestCase {
             guard case let .chatTemplate(e)? = error as? VLMError else { return XCTFail("\(error)") }
             XCTAssertEqual(e.kind, .unsupported)
         }
-        XCTAssertThrowsError(try ChatTemplate(text: "{% macro m() %}x{% endmacro %}", source: "t.json")) { error in
-            XCTAssertEqual("\(error)", "t.json: chat template line 1: unsupported Jinja statement {% macro %}")
+        XCTAssertThrowsError(try ChatTemplate(text: "{% include 'other.jinja' %}", source: "t.json")) { error in
+            XCTAssertEqual("\(error)", "t.json: chat template line 1: unsupported Jinja statement {% include %}")
         }
     }
 
