@@ -56,7 +56,7 @@ public struct VideoQuestionAnswering: Sendable {
         let views = try frames.map { try $0.singleView(family: "SmolVLM2") }
         let prompt = SmolVLMVideoPrompt(frames: zip(frames, views).map { .init(time: $0.time, imageTokens: $1.selection.count) },
                                         duration: duration)
-        let ids = language.tokenizer.encode(prompt.text(question: question))
+        let ids = language.tokenizer.encode(try prompt.text(question: question))
         let positions = ids.indices.filter { ids[$0] == imageTokenID }
         let kept = views.reduce(0) { $0 + $1.features.rows }
         guard positions.count == kept else {

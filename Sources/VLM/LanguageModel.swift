@@ -32,8 +32,9 @@ public struct LanguageModel: Sendable {
         }
         stopTokens = StopTokens.read(directory: isDirectory.boolValue ? path : nil,
                                      configured: model.configuration.eosTokenIDs, tokenizer: tokenizer)
-        do {
-            template = try ChatTemplate(template: tokenizer.chatTemplate, source: path)
+        do throws(VLMError) {
+            guard tokenizer.chatTemplate != nil else { throw VLMError.missingField(file: path, field: "chat_template") }
+            template = try ChatTemplate(tokenizer: tokenizer)
             templateProblem = nil
         } catch {
             template = nil
@@ -44,6 +45,9 @@ public struct LanguageModel: Sendable {
     /// The token ids of a chat prompt in the model's own template.
     public func chatPrompt(_ messages: [ChatMessage]) throws(VLMError) -> [Int] {
         guard let template else { throw templateProblem ?? .missingField(file: source, field: "chat_template") }
-        return tokenizer.encode(template.render(messages))
+        let name: (Int?) -> String? = { id in id.flatMap { self.tokenizer.vocabulary[safe: $0] } }
+        let messages = template.requiresTypedContent ? messages.map(\.withTypedContent) : messages
+        return tokenizer.encode(try template.render(messages: messages, addGenerationPrompt: true,
+                                                    bosToken: name(tokenizer.bosID), eosToken: name(tokenizer.eosID)))
     }
 }

@@ -1,5 +1,6 @@
-// The Qwen2.5-VL video prompt, as its chat template and processor build it, with each temporal
-// patch's run of <|video_pad|> shortened to the tokens HiPrune kept:
+// The Qwen2.5-VL video prompt, as its chat template (rendered by ChatTemplate) and processor build
+// it, with each temporal patch's run of <|video_pad|> shortened to the tokens HiPrune kept; with
+// the checkpoint's template:
 //
 //     <|im_start|>system\nYou are a helpful assistant.<|im_end|>\n
 //     <|im_start|>user\n<|vision_start|><|video_pad|>…<|video_pad|><|vision_end|>QUESTION<|im_end|>\n
@@ -17,7 +18,7 @@ import Foundation
 import Tensor
 
 public struct Qwen2VideoPrompt: Sendable, Equatable {
-    public static let systemPrompt = "You are a helpful assistant."
+    public static let videoPad = "<|video_pad|>"
 
     /// One temporal patch: its merged grid's sides and the kept merged-token indices (raster, ascending).
     public struct TemporalPatch: Sendable, Equatable {
@@ -43,14 +44,24 @@ public struct Qwen2VideoPrompt: Sendable, Equatable {
     public var fullLength: Int
 
     /// Builds the prompt. `secondsPerTemporalPatch` is second_per_grid_t (temporal patch size / sampled fps).
+    /// The text around the video is the tokenizer's chat template rendered for one user turn
+    /// [video, question] (with a system turn first when `systemPrompt` is given; without one the
+    /// template adds its own); its single <|video_pad|> is then expanded as the processor does.
     public init(tokenizer: Tokenizer, configuration c: Qwen2Configuration, question: String,
                 patches: [TemporalPatch], secondsPerTemporalPatch: Double,
-                systemPrompt: String = Qwen2VideoPrompt.systemPrompt) throws(VLMError) {
-        func special(_ name: String) throws(VLMError) -> Int {
-            guard let id = tokenizer.id(of: name) else { throw .missingField(file: "tokenizer.json", field: "added token \(name)") }
-            return id
+                systemPrompt: String? = nil) throws(VLMError) {
+        let template = try ChatTemplate(tokenizer: tokenizer)
+        var messages: [ChatMessage] = []
+        if let systemPrompt { messages.append(ChatMessage(role: "system", content: systemPrompt)) }
+        messages.append(ChatMessage(role: "user", parts: [.video, .text(question)]))
+        let chat = try template.render(messages: messages, addGenerationPrompt: true)
+        let pieces = chat.components(separatedBy: Self.videoPad)
+        guard pieces.count == 2 else {
+            throw .malformed(file: template.source, cause: "the rendered video prompt holds \(pieces.count - 1) \(Self.videoPad), not one")
         }
-        let imStart = try special("<|im_start|>"), imEnd = try special("<|im_end|>")
+        guard tokenizer.id(of: Self.videoPad) == c.videoTokenID else {
+            throw .malformed(file: "tokenizer.json", cause: "\(Self.videoPad) is not the configuration's video_token_id \(c.videoTokenID)")
+        }
         guard let first = patches.first else { throw .invalidArgument(name: "video", cause: "no temporal patches") }
         for (i, p) in patches.enumerated() {
             guard p.rows == first.rows, p.cols == first.cols, p.rows > 0, p.cols > 0 else {
@@ -74,8 +85,7 @@ public struct Qwen2VideoPrompt: Sendable, Equatable {
                 fullLength += 1
             }
         }
-        text([imStart] + tokenizer.encode("system\n" + systemPrompt) + [imEnd] + tokenizer.encode("\n"))
-        text([imStart] + tokenizer.encode("user\n") + [c.visionStartTokenID])
+        text(tokenizer.encode(pieces[0]))
         let start = counter
         let interval = Float(c.tokensPerSecond) * Float(secondsPerTemporalPatch)
         for (tp, patch) in patches.enumerated() {
@@ -93,8 +103,7 @@ public struct Qwen2VideoPrompt: Sendable, Equatable {
             }
         }
         counter = start + max(first.rows, first.cols)
-        text([c.visionEndTokenID] + tokenizer.encode(question) + [imEnd] + tokenizer.encode("\n"))
-        text([imStart] + tokenizer.encode("assistant\n"))
+        text(tokenizer.encode(pieces[1]))
         self.ids = ids
         self.positions = positions
         self.videoRows = videoRows

@@ -3,8 +3,8 @@ import Foundation
 /// The SmolVLM2 video prompt exactly as transformers' `SmolVLMProcessor` builds it, with each
 /// frame's run of image tokens shortened to the tokens HiPrune kept.
 ///
-/// Reference (processing_smolvlm.py): the video chat template renders a user turn whose content
-/// is the video then the question,
+/// Reference (processing_smolvlm.py): the processor's video chat template (`videoChatTemplate`,
+/// rendered by ChatTemplate) gives a user turn whose content is the video then the question,
 ///
 ///     <|im_start|>User: <video>QUESTION<end_of_utterance>\nAssistant:
 ///
@@ -57,9 +57,22 @@ public struct SmolVLMVideoPrompt: Sendable, Equatable {
         return text + "\n\n"
     }
 
-    /// The whole prompt for one question, ending where the assistant's answer starts.
-    public func text(question: String) -> String {
-        "<|im_start|>User: " + videoText + question + Self.endOfUtterance + "\nAssistant:"
+    /// The chat template SmolVLMProcessor renders whenever the conversation holds a video
+    /// (transformers' processing_smolvlm.py DEFAULT_CHAT_TEMPLATE, used in place of the
+    /// checkpoint's own, which has no video branch), verbatim.
+    public static let videoChatTemplate = "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}{% if message['content'] is string %}{{': ' + message['content']}}{% else %}{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}{% elif line['type'] == 'image' %}{{ '<image>' }}{% elif line['type'] == 'video' %}{{ '<video>' }}{% endif %}{% endfor %}{% endif %}<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+
+    /// The whole prompt for one question, ending where the assistant's answer starts: the video
+    /// chat template rendered for one user turn [video, question], then `<video>` expanded, as the
+    /// processor does.
+    public func text(question: String) throws(VLMError) -> String {
+        let template = try ChatTemplate(text: Self.videoChatTemplate, source: "SmolVLMProcessor video chat template")
+        let chat = try template.render(messages: [ChatMessage(role: "user", parts: [.video, .text(question)])],
+                                       addGenerationPrompt: true)
+        guard let video = chat.range(of: "<video>") else {
+            throw .malformed(file: template.source, cause: "the rendered prompt has no <video>")
+        }
+        return chat.replacingCharacters(in: video, with: videoText)
     }
 
     /// Python's `str(timedelta(seconds=int(s)))` for s < 1 day: `H:MM:SS`.

@@ -91,8 +91,10 @@ public struct Tokenizer: Sendable {
     /// Ids of begin/end of sequence when the files name them.
     public var bosID: Int?
     public var eosID: Int?
-    /// The chat template text shipped with the tokenizer (tokenizer_config.json or GGUF), if any.
+    /// The chat template text shipped with the tokenizer (see ChatTemplate.locate, or the GGUF's), if any.
     public var chatTemplate: String?
+    /// The file that template came from (errors name it).
+    public var chatTemplateFile: String?
 
     // (left id, right id) → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]

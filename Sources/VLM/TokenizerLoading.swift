@@ -3,23 +3,20 @@
 import Foundation
 
 extension Tokenizer {
-    /// Reads `directory`/tokenizer.json, and tokenizer_config.json / chat_template.json / chat_template.jinja when present.
+    /// Reads `directory`/tokenizer.json, the bos/eos names of tokenizer_config.json, and the chat
+    /// template text where ChatTemplate.locate finds it.
     public init(directory: String) throws(VLMError) {
         let path = (directory as NSString).appendingPathComponent("tokenizer.json")
         try self.init(tokenizerJSON: path)
         let configPath = (directory as NSString).appendingPathComponent("tokenizer_config.json")
         if let config = try? readJSONObject(configPath) {
-            if let template = config["chat_template"] as? String { chatTemplate = template }
             if let name = Self.tokenName(config["bos_token"]), let id = id(of: name) { bosID = id }
             if let name = Self.tokenName(config["eos_token"]), let id = id(of: name) { eosID = id }
         }
-        // Processors (SmolVLM) keep the template in a file of its own.
-        let templateJSON = (directory as NSString).appendingPathComponent("chat_template.json")
-        if let object = try? readJSONObject(templateJSON), let template = object["chat_template"] as? String {
-            chatTemplate = template
+        if let template = try ChatTemplate.locate(directory: directory) {
+            chatTemplate = template.text
+            chatTemplateFile = template.file
         }
-        let jinja = (directory as NSString).appendingPathComponent("chat_template.jinja")
-        if let text = try? String(contentsOfFile: jinja, encoding: .utf8) { chatTemplate = text }
     }
 
     private static func tokenName(_ value: Any?) -> String? {
@@ -125,6 +122,7 @@ extension Tokenizer {
         bosID = gguf.int("tokenizer.ggml.bos_token_id")
         eosID = gguf.int("tokenizer.ggml.eos_token_id")
         chatTemplate = gguf.string("tokenizer.chat_template")
+        chatTemplateFile = ChatTemplate.ggufSource(file)
     }
 }
 

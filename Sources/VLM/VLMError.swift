@@ -22,6 +22,8 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
     case tokenOutOfRange(id: Int, vocabulary: Int)
     /// An argument outside its domain (temperature, top-p, embedding shape …).
     case invalidArgument(name: String, cause: String)
+    /// A chat template that cannot be loaded or rendered (names the template's file).
+    case chatTemplate(ChatTemplateError)
 
     public var description: String {
         switch self {
@@ -35,6 +37,7 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
             return "prompt of \(tokens) tokens does not fit the context of \(context) tokens"
         case let .tokenOutOfRange(id, vocabulary): return "token id \(id) is outside the vocabulary of \(vocabulary)"
         case let .invalidArgument(name, cause): return "\(name): \(cause)"
+        case let .chatTemplate(error): return error.description
         }
     }
 }

@@ -11,7 +11,8 @@ final class DemoModelTests: XCTestCase {
 
     func testDemoTextModelMatchesTransformers() throws {
         let language = try LanguageModel(path: Self.directory)
-        XCTAssertEqual(language.template, .smolVLM)
+        // SmolVLM's template renders content parts only: a text question goes in as one text part.
+        XCTAssertEqual(language.template?.requiresTypedContent, true)
         let eou = try XCTUnwrap(language.tokenizer.id(of: "<end_of_utterance>"))
         XCTAssertTrue(language.stopTokens.contains(eou))
         XCTAssertFalse(language.model.configuration.tieWordEmbeddings)

@@ -25,7 +25,10 @@ final class SmolLM2Tests: XCTestCase {
 
     func testChatTemplateIsSmolLM2s() throws {
         let language = try model()
-        XCTAssertEqual(language.template, .chatML(defaultSystem: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"))
+        XCTAssertEqual(try XCTUnwrap(language.template).text, ChatTemplateTests.smolLM2)
+        XCTAssertEqual(try language.template?.render(messages: [ChatMessage(role: "user", content: "Hi")]),
+                       "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n"
+                       + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n")
         XCTAssertTrue(language.stopTokens.contains(2))  // <|im_end|>
     }
 

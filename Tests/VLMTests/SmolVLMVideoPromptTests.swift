@@ -27,7 +27,7 @@ final class SmolVLMVideoPromptTests: XCTestCase {
         for (n, c) in cases.enumerated() {
             let prompt = SmolVLMVideoPrompt(frames: c.times.map { .init(time: $0, imageTokens: c.image_tokens) },
                                             duration: c.duration)
-            let text = prompt.text(question: c.question)
+            let text = try prompt.text(question: c.question)
             XCTAssertEqual(text, c.text, "case \(n): prompt text")
             let ids = tokenizer.encode(text)
             XCTAssertEqual(ids, c.ids, "case \(n): token ids")
@@ -50,7 +50,7 @@ final class SmolVLMVideoPromptTests: XCTestCase {
     func testFramesKeepTheirOwnKeptCounts() throws {
         let prompt = SmolVLMVideoPrompt(frames: [.init(time: 0, imageTokens: 3), .init(time: 75.9, imageTokens: 0)],
                                         duration: 80)
-        let text = prompt.text(question: "Q")
+        let text = try prompt.text(question: "Q")
         XCTAssertTrue(text.contains("two frames from a 0:01:20 [H:MM:SS] video."))
         XCTAssertTrue(text.contains("\nFrame from 01:15:<fake_token_around_image><global-img><fake_token_around_image>"))
         XCTAssertEqual(text.components(separatedBy: "<image>").count - 1, 3)
