@@ -11,7 +11,7 @@ both PreTrainedTokenizerBase.apply_chat_template and ProcessorMixin.apply_chat_t
 ImmutableSandboxedEnvironment with trim_blocks, lstrip_blocks, loopcontrols, AssistantTracker,
 raise_exception, strftime_now and the JSON tojson), with bos/eos passed as the tokenizer does.
 
-Run: /work/venv/bin/python tools/make_chat_template_fixtures.py
+Run: python3 tools/make_chat_template_fixtures.py (with transformers installed)
 (with .cache/models/SmolLM2-135M-Instruct*.gguf present — scripts/fetch-smollm2.sh — the SmolLM2
 template is read from the GGUF's tokenizer.chat_template and checked against the literal below).
 """

@@ -2,10 +2,11 @@
 the text model and the vision projector (mmproj), both F32 so that llama.cpp's encoder does the same
 arithmetic as ours. They go outside the repository (hundreds of MB; never committed).
 
-Usage: python3 tools/make_mmproj.py --model DIR --out DIR --llama-cpp DIR
+Usage: python3 tools/make_mmproj.py --model DIR --out DIR --llama-cpp DIR [--mmproj-type f32|f16]
   --model: a directory made by tools/make_bench_model.py; --out: where the GGUFs go (outside the
   checkout); --llama-cpp: a llama.cpp source tree (e.g. the llama-cpp-python sdist's vendor/llama.cpp)
-Writes OUT/<name>-f32.gguf and OUT/<name>-mmproj-f32.gguf (<name> = the model directory's basename).
+Writes OUT/<name>-f32.gguf and OUT/<name>-mmproj-f32.gguf (<name> = the model directory's basename);
+--mmproj-type f16 writes OUT/<name>-mmproj-f16.gguf instead (the F16 projector llama.cpp usually runs).
 
 llama.cpp's convert_hf_to_gguf.py does the conversion; two things about a random-weight directory made by
 tools/make_bench_model.py need help, and nothing else is changed:
@@ -56,6 +57,8 @@ def main():
     p.add_argument("--out", required=True)
     p.add_argument("--llama-cpp", required=True)
     p.add_argument("--part", choices=["text", "mmproj", "both"], default="both")
+    p.add_argument("--mmproj-type", choices=["f32", "f16"], default="f32",
+                   help="the projector's weights: f32 (our arithmetic) or f16 (llama.cpp's usual mmproj)")
     a = p.parse_args()
     out = os.path.abspath(a.out)
     if out == ROOT or out.startswith(ROOT + os.sep):
@@ -71,16 +74,17 @@ def main():
     if a.part == "both":
         for part in ["mmproj", "text"]:
             code = os.spawnv(os.P_WAIT, sys.executable, [sys.executable, __file__, "--model", model, "--out", out,
-                                                          "--llama-cpp", a.llama_cpp, "--part", part])
+                                                          "--llama-cpp", a.llama_cpp, "--part", part,
+                                                          "--mmproj-type", a.mmproj_type])
             if code != 0:
                 sys.exit(f"make_mmproj.py: converting the {part} part failed ({code})")
-        for suffix in ["f32", "mmproj-f32"]:
+        for suffix in ["f32", f"mmproj-{a.mmproj_type}"]:
             path = os.path.join(out, f"{name}-{suffix}.gguf")
             print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB")
         return
     if a.part == "mmproj":
-        convert(a.llama_cpp, [model, "--outtype", "f32", "--mmproj", "--outfile",
-                              os.path.join(out, f"{name}-mmproj-f32.gguf")], patch_vocab=False)
+        convert(a.llama_cpp, [model, "--outtype", a.mmproj_type, "--mmproj", "--outfile",
+                              os.path.join(out, f"{name}-mmproj-{a.mmproj_type}.gguf")], patch_vocab=False)
         return
     with tempfile.TemporaryDirectory() as stage:
         for entry in os.listdir(model):

@@ -33,9 +33,9 @@ enum CLI {
         var stderrLines: [String] { stderr.split(separator: "\n").map(String.init) }
     }
 
-    /// Runs to completion (killed after `timeout` seconds), output captured.
-    static func run(_ arguments: [String], timeout: Double = 120) throws -> Result {
-        let process = try start(arguments)
+    /// Runs to completion (killed after `timeout` seconds), output captured; `environment` adds to ours.
+    static func run(_ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
+        let process = try start(arguments, environment: environment)
         let deadline = Date().addingTimeInterval(timeout)
         while process.process.isRunning && Date() < deadline { usleep(20_000) }
         if process.process.isRunning { process.process.terminate() }
@@ -79,10 +79,13 @@ enum CLI {
         }
     }
 
-    static func start(_ arguments: [String], stdin: FileHandle? = nil) throws -> Running {
+    static func start(_ arguments: [String], stdin: FileHandle? = nil, environment: [String: String] = [:]) throws -> Running {
         let process = Process()
         process.executableURL = try binary()
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.currentDirectoryURL = repository
         let out = Pipe(), err = Pipe()
         process.standardOutput = out

@@ -91,6 +91,20 @@ final class PipelineCLITests: XCTestCase {
         XCTAssertTrue(bad.stderr.contains("--reuse 300.0 is outside [0, 255]"), bad.stderr)
     }
 
+    /// HIPRUNE_ISA lowers the kernels' path; a value that names none is refused before anything runs.
+    func testInstructionSetOverride() throws {
+        let bad = try CLI.run(["stats", clip, "--model", model, "--frames", "1"], environment: ["HIPRUNE_ISA": "sse9"])
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertEqual(bad.stderrLines, ["hiprune-video: HIPRUNE_ISA=sse9: expected portable, avx2 or avx512"])
+        XCTAssertEqual(bad.stdout, "")
+        for level in ["portable", "avx2", "avx512"] {
+            let run = try CLI.run(["stats", clip, "--model", model, "--frames", "2", "--tokens", "5", "--format", "jsonl"],
+                                  environment: ["HIPRUNE_ISA": level])
+            XCTAssertEqual(run.status, 0, "\(level): \(run.stderr)")
+            XCTAssertEqual(CLI.events(run.stdout).last?["tokens_after"] as? Int, 10, level)
+        }
+    }
+
     func testBadFlagsGiveOneClearLine() throws {
         let cases: [([String], String)] = [
             (["--budget", "1.5"], "outside (0, 1]"),
