@@ -357,16 +357,10 @@ final class HostileInputTests: XCTestCase {
     func testStatsReadsAPipe() throws {
         let root = try Corpus.directory("pipe")
         defer { try? FileManager.default.removeItem(at: root) }
-        let ts = root.appendingPathComponent("clip.ts").path
-        let ffmpeg = Process()
-        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        ffmpeg.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
-                            "-t", "3", "-c:v", "mpeg2video", "-f", "mpegts", ts]
-        try ffmpeg.run()
-        ffmpeg.waitUntilExit()
-        for (clip, frames) in [(CLI.path("media/aspect-16x9.mp4"), 1), (ts, 3)] {
+        let ts = try Corpus.transportStream(seconds: 3, in: root)
+        for (bytes, frames) in [(try Data(contentsOf: URL(fileURLWithPath: CLI.path("media/aspect-16x9.mp4"))), 1), (ts, 3)] {
             let pipe = Pipe()
-            let bytes = try Data(contentsOf: URL(fileURLWithPath: clip))
+            let clip = frames == 1 ? "aspect-16x9.mp4" : "MPEG-TS"
             Thread { try? pipe.fileHandleForWriting.write(contentsOf: bytes); try? pipe.fileHandleForWriting.close() }.start()
             let running = try CLI.start(["stats", "-", "--model", Corpus.model, "--format", "jsonl"], stdin: pipe.fileHandleForReading)
             let result = running.finish()
