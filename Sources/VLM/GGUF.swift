@@ -143,8 +143,10 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         var names: [String] = []
         for (name, dims, type, offset) in infos {
             guard tensors[name] == nil else { throw .badTensor(file: path, tensor: name, cause: "appears twice") }
-            // Each dimension is below 2^40, but four of them can overflow: checked, not trapped.
-            guard let count = SizeLimits.product(dims), count <= data.count * 2 else {
+            // Each dimension is below 2^40, but four of them can overflow: checked, not trapped. No
+            // ggml type packs more than 8 values in a byte (IQ1_S: 1.56 bits), so a count beyond
+            // that is more than the file holds.
+            guard let count = SizeLimits.product(dims), count <= data.count * 8 else {
                 throw .badTensor(file: path, tensor: name, cause: "shape \(dims) holds more values than the file of \(data.count) bytes")
             }
             var byteCount = 0

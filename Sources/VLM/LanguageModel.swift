@@ -23,6 +23,10 @@ public struct LanguageModel: Sendable {
             tokenizer = try Tokenizer(directory: path)
             model = try LlamaModel(directory: path, precision: precision)
         } else {
+            // A device or a fifo (/dev/zero) is neither: say so rather than what mapping it says.
+            guard (try? FileManager.default.attributesOfItem(atPath: path)[.type] as? FileAttributeType) == .typeRegular else {
+                throw .unreadable(file: path, cause: "not a regular file (a .gguf file or a model directory is expected)")
+            }
             let gguf = try GGUFFile(path: path)
             tokenizer = try Tokenizer(gguf: gguf)
             model = try LlamaModel(gguf: gguf, precision: precision)

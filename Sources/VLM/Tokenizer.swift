@@ -9,6 +9,7 @@
 // Built from tokenizer.json (+ tokenizer_config.json for the chat template and special tokens)
 // or from GGUF metadata (tokenizer.ggml.*).
 import Foundation
+import Tensor
 
 /// A token of the `added_tokens` list: matched on text before BPE.
 public struct AddedToken: Sendable, Equatable {
@@ -119,6 +120,15 @@ public struct Tokenizer: Sendable {
             let content = String(String.UnicodeScalarView(normalizers.apply(Array(token.content.unicodeScalars)[...])))
             return AddedToken(id: token.id, content: content, special: token.special, lstrip: token.lstrip,
                               rstrip: token.rstrip, normalized: true)
+        }
+        // Ids index a table: each is checked against the vocabulary bound before it is allocated
+        // (a hostile id of 6666666658 asked for 6.6 G strings; Int.max overflowed the size).
+        let limit = SizeKind.vocabulary.bounds.upperBound
+        for (text, id) in vocabulary where id >= limit {
+            throw .malformed(file: source, cause: "id \(id) of token '\(text)' is not below \(limit)")
+        }
+        for token in addedTokens where token.id >= limit {
+            throw .malformed(file: source, cause: "id \(token.id) of added token '\(token.content)' is not below \(limit)")
         }
         let size = max(vocabulary.values.max() ?? -1, addedTokens.map(\.id).max() ?? -1) + 1
         var texts = [String](repeating: "", count: size)

@@ -77,7 +77,12 @@ struct FramesCommand: AsyncParsableCommand {
                 for try await frame in VideoFrames(input: input, options: options) { try report(frame) }
             }
             // As ffmpeg: no frame at all is a failure (exit 1), not an empty success.
-            guard count > 0 else { throw StreamError.noFrames(input: input) }
+            guard count > 0 else {
+                if sampling.start != nil || sampling.end != nil {
+                    throw StreamError.invalidRequest(input: input, reason: "no frame between --start and --end")
+                }
+                throw StreamError.noFrames(input: input)
+            }
         } catch {
             staging?.discard()
             throw error

@@ -92,6 +92,19 @@ enum HostileCorpus {
 
     // MARK: video inputs
 
+    /// `seconds` of a 64x48, 10 fps MPEG-2 test pattern as MPEG-TS (made by the ffmpeg CLI).
+    static func transportStream(seconds: Int, in folder: URL) throws -> Data {
+        let path = folder.appendingPathComponent("clip-\(seconds)s.ts").path
+        let ffmpeg = Process()
+        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        ffmpeg.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
+                            "-t", String(seconds), "-c:v", "mpeg2video", "-f", "mpegts", path]
+        try ffmpeg.run()
+        ffmpeg.waitUntilExit()
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        return try Data(contentsOf: URL(fileURLWithPath: path))
+    }
+
     /// A PNG whose header declares `width` × `height` with one tiny IDAT.
     static func png(width: UInt32, height: UInt32) -> Data {
         func chunk(_ type: String, _ body: [UInt8]) -> [UInt8] {

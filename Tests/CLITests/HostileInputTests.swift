@@ -231,6 +231,11 @@ final class HostileInputTests: XCTestCase {
         let encode = try CLI.run(["encode", Corpus.model, Corpus.clip, "--out", file + "/e.safetensors", "--frames", "2"])
         XCTAssertEqual(encode.status, 1)
         XCTAssertEqual(encode.stderrLines, ["hiprune-video: \(file)/e.safetensors: \(file) is not a directory"])
+        // A device as a model, a range past the end.
+        XCTAssertEqual(try CLI.run(["chat", "--model", "/dev/zero", "Hi"]).stderrLines,
+                       ["hiprune-video: /dev/zero: cannot read: not a regular file (a .gguf file or a model directory is expected)"])
+        XCTAssertEqual(try CLI.run(["frames", Corpus.clip, "--start", "1e308"]).stderrLines,
+                       ["hiprune-video: \(Corpus.clip): no frame between --start and --end"])
         // A truncated safetensors file names the same tensor every run.
         let model = try Corpus.model(in: root, named: "truncated") { $0.prefix($0.count - 1000) }
         let first = try CLI.run(["inspect", model]).stderr
@@ -344,6 +349,23 @@ final class HostileInputTests: XCTestCase {
             XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
             XCTAssertTrue(result.stderr.hasPrefix("hiprune-video: \(url): gave up: ") && result.stderr.contains(cause), result.stderr)
             XCTAssertEqual(CLI.events(result.stdout).compactMap { $0["event"] as? String }, ["gave_up", "summary"], result.stdout)
+        }
+    }
+
+    /// `stats -` reads a pipe (an MP4 whose index comes first, and MPEG-TS) without probing it
+    /// first: the probe used to eat the bytes the decoder needed.
+    func testStatsReadsAPipe() throws {
+        let root = try Corpus.directory("pipe")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let ts = try Corpus.transportStream(seconds: 3, in: root)
+        for (bytes, frames) in [(try Data(contentsOf: URL(fileURLWithPath: CLI.path("media/aspect-16x9.mp4"))), 1), (ts, 3)] {
+            let pipe = Pipe()
+            let clip = frames == 1 ? "aspect-16x9.mp4" : "MPEG-TS"
+            Thread { try? pipe.fileHandleForWriting.write(contentsOf: bytes); try? pipe.fileHandleForWriting.close() }.start()
+            let running = try CLI.start(["stats", "-", "--model", Corpus.model, "--format", "jsonl"], stdin: pipe.fileHandleForReading)
+            let result = running.finish()
+            XCTAssertEqual(result.status, 0, "\(clip): \(result.stderr)")
+            XCTAssertEqual(CLI.events(result.stdout).filter { $0["frame"] != nil }.count, frames, "\(clip): one row a second: \(result.stdout)")
         }
     }
 }

@@ -17,15 +17,7 @@ final class InterruptTests: XCTestCase {
     override func setUpWithError() throws {
         signal(SIGPIPE, SIG_IGN)  // the feeder may outlive its reader
         root = try HostileCorpus.directory("interrupt")
-        let path = root.appendingPathComponent("clip.ts").path
-        let ffmpeg = Process()
-        ffmpeg.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        ffmpeg.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-f", "lavfi", "-i", "testsrc=size=64x48:rate=10",
-                            "-t", "30", "-c:v", "mpeg2video", "-f", "mpegts", path]
-        try ffmpeg.run()
-        ffmpeg.waitUntilExit()
-        clip = try Data(contentsOf: URL(fileURLWithPath: path))
-        try FileManager.default.removeItem(atPath: path)
+        clip = try HostileCorpus.transportStream(seconds: 30, in: root)
     }
 
     override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
