@@ -1,0 +1,252 @@
+"""Builds the LLaVA fixtures: tiny random-weight LLaVA-1.5 models and their reference outputs, by transformers.
+
+Run with the project venv:  /work/venv/bin/python tools/make_llava_fixtures.py
+Writes Tests/Fixtures/llava-tiny/ (LlavaForConditionalGeneration, saved by save_pretrained: the
+`language_model.model.*` / `vision_tower.*` / `multi_modal_projector.*` layout) holding
+  config.json, model.safetensors, preprocessor_config.json (CLIP processor, 48-px crops),
+  tokenizer.json + tokenizer_config.json (the byte-level fixture tokenizer, which has <image>),
+  reference.safetensors:
+    input.rgb              I32 [48, 48, 3]   frame 0, already at the model's size
+    pixel_values           F32 [3, 48, 48]   after rescale + normalise
+    hidden.<l>             F32 [577, 32]     CLIP hidden_states[l]: l = 0 after pre_layrnorm, l = 2 (the feature layer), 3 (the last)
+    patch_scores.<l>       F32 [576]         mean over heads and all 577 queries of layer l's softmax, CLS column dropped
+    features               F32 [576, 32]     projector output of hidden_states[vision_feature_layer], CLS dropped
+    resize.rgb             I32 [60, 80, 3]   a 80x60 frame; resize.pixel_values F32 [3, 48, 48] as the CLIP processor
+                           makes them (shortest edge 48, bicubic, centre crop 48; see clip_preprocess)
+  reference.json:
+    kept: {"192": [...], "128": [...], "64": [...]}  HiPrune's published arithmetic (tools/prune_reference.py) on
+          frame 0's CLIP scores (object layer 1, deep layer 2 = the feature layer of a 3-layer tower; 24x24 grid)
+    frames [{time, rgb, kept}], question, text, ids, tokens (20 greedy tokens, no stop), first_logits:
+          transformers' language model fed the kept features at the <image> positions of the video prompt.
+
+The CLIP tower keeps the 24 x 24 grid of ViT-L/14-336 at a small size: 48-px images in 2-px patches.
+"""
+import json
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+from transformers import LlavaConfig, LlavaForConditionalGeneration, PreTrainedTokenizerFast
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from prune_reference import hiprune_reference  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
+TOKENIZER = os.path.join(FIXTURES, "tokenizer")
+CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
+CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+
+
+def randomise(model, generator):
+    """Weights large enough that attention is far from uniform (HiPrune's selection must not hinge
+    on float32 noise)."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() >= 2 and "position_embedding" not in name and "embed_tokens" not in name:
+                fan_in = p[0].numel()
+                gain = 3.0 if ("q_proj" in name or "k_proj" in name) and "vision" in name else 1.0
+                p.copy_(torch.randn(p.shape, generator=generator) * gain / fan_in ** 0.5)
+            elif "norm" in name and name.endswith("weight"):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=generator))
+            elif p.dim() >= 2:
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
+            else:
+                p.copy_(0.3 * torch.randn(p.shape, generator=generator))
+
+
+def frame(height, width, t=0.0):
+    """A deterministic RGB frame: gradients, a bright square and a hash texture."""
+    y, x = np.mgrid[0:height, 0:width]
+    r = (x * 255) // max(width - 1, 1)
+    g = (y * 255) // max(height - 1, 1)
+    b = (x * 131 + y * 71 + (x * y) % 97 + int(t * 50)) % 256
+    rgb = np.stack([r, g, b], axis=-1).astype(np.uint8)
+    top = int(height // 4 + t * 4)
+    rgb[top: top + height // 4, width // 2: 3 * width // 4] = [250, 240, 30]
+    return rgb
+
+
+def pixel_values(rgb):
+    # transformers' fused rescale + normalise: (x - mean / rf) / (std / rf), all float32.
+    x = torch.from_numpy(rgb).permute(2, 0, 1).to(torch.float32)
+    m = torch.tensor(CLIP_MEAN) * 255.0
+    s = torch.tensor(CLIP_STD) * 255.0
+    return (x - m[:, None, None]) / s[:, None, None]
+
+
+def clip_preprocess(rgb, side):
+    """The CLIP image processor of transformers 5 (its torchvision backend, the default; neither PIL nor
+    torchvision is installed here, so its steps are written out): uint8 image → resize of the shortest
+    edge to `side` (the other edge int(side · long / short)) with antialiased bicubic on the uint8
+    image → centre crop side x side → rescale + normalise."""
+    h, w = rgb.shape[:2]
+    if h <= w:
+        size = (side, int(side * w / h))
+    else:
+        size = (int(side * h / w), side)
+    # torchvision's resize of a uint8 tensor is this call: PyTorch's uint8 kernel, which rounds the
+    # horizontal pass to uint8 before the vertical one.
+    x = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()[None]
+    x = torch.nn.functional.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+    x = x[0].to(torch.float32)
+    top, left = (size[0] - side) // 2, (size[1] - side) // 2
+    x = x[:, top: top + side, left: left + side]
+    m = torch.tensor(CLIP_MEAN) * 255.0
+    s = torch.tensor(CLIP_STD) * 255.0
+    return (x - m[:, None, None]) / s[:, None, None]
+
+
+def preprocessor_config(side):
+    return {"crop_size": {"height": side, "width": side}, "do_center_crop": True, "do_convert_rgb": True,
+            "do_normalize": True, "do_rescale": True, "do_resize": True, "image_mean": CLIP_MEAN,
+            "image_processor_type": "CLIPImageProcessor", "image_std": CLIP_STD, "processor_class": "LlavaProcessor",
+            "resample": 3, "rescale_factor": 1 / 255, "size": {"shortest_edge": side}}
+
+
+def clip_forward(tower, pixels):
+    tower.config._attn_implementation = "eager"
+    out = tower(pixel_values=pixels[None], output_hidden_states=True, output_attentions=True)
+    return out.hidden_states, out.attentions
+
+
+def video_text(frames, question):
+    """The LLaVA-1.5 video prompt (VLM/LlavaVideoPrompt.swift): the checkpoint template's
+    `USER: <image>\\n… ASSISTANT:` with one timed image per frame."""
+    text = "USER: "
+    for f in frames:
+        t = f["time"]
+        text += f"Frame at {int(t // 60):02d}:{t % 60:04.1f}: " + "<image>" * len(f["kept"]) + "\n"
+    return text + question + " ASSISTANT:"
+
+
+def greedy(model, lm_head, embed, embeddings, steps):
+    generated = []
+    with torch.no_grad():
+        first = lm_head(model(inputs_embeds=embeddings).last_hidden_state[0, -1])
+        for _ in range(steps):  # full recompute each step: no cache in the reference
+            logits = lm_head(model(inputs_embeds=embeddings).last_hidden_state[0, -1])
+            token = int(torch.argmax(logits))
+            generated.append(token)
+            embeddings = torch.cat([embeddings, embed(torch.tensor([[token]]))], 1)
+    return generated, first
+
+
+def build_llava():
+    out = os.path.join(FIXTURES, "llava-tiny")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(TOKENIZER, "tokenizer.json"))
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    side, patch = 48, 2
+    config = LlavaConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                           num_attention_heads=2, image_size=side, patch_size=patch, projection_dim=16,
+                           hidden_act="quick_gelu", layer_norm_eps=1e-5),
+        text_config=dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                         max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
+                         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+        image_token_id=image_id, image_seq_length=(side // patch) ** 2, vision_feature_layer=-2,
+        vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    generator = torch.Generator().manual_seed(11)
+    model = LlavaForConditionalGeneration(config).eval()
+    randomise(model, generator)
+    inner = model.model
+    layers = config.vision_config.num_hidden_layers
+    feature_layer = layers + config.vision_feature_layer + 1  # hidden_states index, 1-based layer
+
+    rgb = frame(side, side)
+    pixels = pixel_values(rgb)
+    with torch.no_grad():
+        hidden, attentions = clip_forward(inner.vision_tower, pixels)
+        features = inner.multi_modal_projector(hidden[feature_layer][:, 1:])[0]
+    tensors = {"input.rgb": torch.from_numpy(rgb.astype(np.int32)), "pixel_values": pixels, "features": features}
+    assert len(hidden) == layers + 1
+    for l in sorted({0, feature_layer, layers}):  # the embeddings, the feature layer and the last
+        tensors[f"hidden.{l}"] = hidden[l][0]
+    scores = {}
+    for l, a in enumerate(attentions, start=1):
+        scores[l] = a[0].mean(dim=(0, 1))[1:]  # heads, then queries (CLS included) → per key; CLS column dropped
+        tensors[f"patch_scores.{l}"] = scores[l]
+
+    # The CLIP processor (PIL, bicubic) on a frame of another size.
+    wide = frame(60, 80)
+    resized = clip_preprocess(wide, side)
+    tensors["resize.rgb"] = torch.from_numpy(wide.astype(np.int32))
+    tensors["resize.pixel_values"] = resized
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "reference.safetensors"),
+              metadata={"grid": f"{side // patch}x{side // patch}", "feature_layer": str(feature_layer)})
+
+    # HiPrune's published selection on this CLIP grid at the paper's budgets.
+    object_layer, deep_layer = 1, feature_layer
+    s_obj, s_deep = scores[object_layer].numpy(), scores[deep_layer].numpy()
+    kept = {}
+    for budget in (192, 128, 64):
+        k, _ = hiprune_reference(s_obj, s_deep, side // patch, budget, 0.1)
+        kept[str(budget)] = k.tolist()
+        # Near-ties at a cut-off would make the comparison hinge on float32 noise.
+        anchors = round(budget * 0.1 / 5)
+        ordered = np.sort(s_obj)[::-1]
+        n, width = s_deep.shape[0], side // patch
+        anchor_ids = np.argsort(-s_obj, kind="stable")[:anchors]
+        objects = np.zeros(n, dtype=bool)
+        objects[np.clip(np.concatenate([anchor_ids + d for d in (0, -1, 1, -width, width)]), 0, n - 1)] = True
+        registers = np.zeros(n, dtype=bool)
+        registers[k] = True
+        registers &= ~objects
+        last_in, first_out = s_deep[registers].min(), s_deep[~registers & ~objects].max()
+        print(f"budget {budget}: anchor cut gap {ordered[anchors - 1] - ordered[anchors]:.3g}, "
+              f"register cut gap {last_in - first_out:.3g} (scores ~{s_deep.mean():.3g})")
+
+    # The whole pruned VLM: two frames, kept tokens from HiPrune at 64 and 48, fed to the language model.
+    video = [{"time": 0.0, "rgb": rgb, "kept": kept["64"]}]
+    rgb1 = frame(side, side, t=1.5)
+    with torch.no_grad():
+        h1, a1 = clip_forward(inner.vision_tower, pixel_values(rgb1))
+        s1 = {l: a[0].mean(dim=(0, 1))[1:].numpy() for l, a in enumerate(a1, start=1)}
+        k1, _ = hiprune_reference(s1[object_layer], s1[deep_layer], side // patch, 48, 0.1)
+    video.append({"time": 1.5, "rgb": rgb1, "kept": k1.tolist()})
+    question = "What is happening here?"
+    text = video_text(video, question)
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        kept_features = []
+        for f in video:
+            hs, _ = clip_forward(inner.vision_tower, pixel_values(f["rgb"]))
+            kept_features.append(inner.multi_modal_projector(hs[feature_layer][:, 1:])[0][f["kept"]])
+        kept_features = torch.cat(kept_features)
+        embed = inner.language_model.get_input_embeddings()
+        embeddings = embed(torch.tensor([ids]))
+        positions = [i for i, t in enumerate(ids) if t == image_id]
+        assert len(positions) == kept_features.shape[0]
+        embeddings[0, positions] = kept_features
+    tokens, first_logits = greedy(inner.language_model, model.lm_head, embed, embeddings, 20)
+    reference = {
+        "kept": kept, "object_layer": object_layer, "deep_layer": deep_layer, "question": question, "text": text,
+        "ids": ids, "tokens": tokens, "first_logits": first_logits.tolist(),
+        "frames": [{"time": f["time"], "width": side, "height": side, "rgb": f["rgb"].reshape(-1).tolist(),
+                    "kept": f["kept"]} for f in video],
+    }
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(reference, f)
+
+    model.save_pretrained(out)
+    for extra in ("generation_config.json",):
+        path = os.path.join(out, extra)
+        if os.path.exists(path):
+            os.remove(path)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKENIZER, name), os.path.join(out, name))
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(preprocessor_config(side), f, indent=2)
+    total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"llava-tiny: {sorted(os.listdir(out))}, {total / 1024:.0f} KiB; tokens {tokens}")
+
+
+if __name__ == "__main__":
+    build_llava()
