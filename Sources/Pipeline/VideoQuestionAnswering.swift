@@ -111,14 +111,6 @@ extension VideoQuestionAnswering {
     /// HiPrune++'s prompt vector: the mean of the question's token embeddings (the language
     /// model's input space, where the connector's features live).
     public func promptEmbedding(question: String) throws -> [Float] {
-        let ids = language.tokenizer.encode(question)
-        guard !ids.isEmpty else { throw PipelineError.invalidOption(flag: "question", cause: "is empty") }
-        let rows = try language.model.embed(ids)
-        var mean = [Float](repeating: 0, count: rows.cols)
-        for r in 0..<rows.rows {
-            for c in 0..<rows.cols { mean[c] += rows[r, c] }
-        }
-        let scale = 1 / Float(rows.rows)
-        return mean.map { $0 * scale }
+        try language.model.meanEmbedding(of: language.tokenizer.encode(question))
     }
 }

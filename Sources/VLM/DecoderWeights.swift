@@ -212,6 +212,18 @@ public final class DecoderWeights: Sendable {
 
 extension DecoderModel {
     public func embed(_ ids: [Int]) throws(VLMError) -> Matrix { try decoder.embed(ids) }
+
+    /// The mean of the token embeddings of `ids` (HiPrune++'s prompt vector: the question in the
+    /// language model's input space, where the connector's features live).
+    public func meanEmbedding(of ids: [Int]) throws(VLMError) -> [Float] {
+        guard !ids.isEmpty else { throw .invalidArgument(name: "question", cause: "is empty") }
+        let rows = try decoder.embed(ids)
+        var mean = [Float](repeating: 0, count: rows.cols)
+        for r in 0..<rows.rows {
+            for c in 0..<rows.cols { mean[c] += rows[r, c] }
+        }
+        return mean.map { $0 / Float(rows.rows) }
+    }
     public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
         try decoder.embed(ids, injecting: features, at: rows)
     }

@@ -23,13 +23,18 @@ public final class LlamaModel: DecoderModel {
         let configuration = try LlamaConfiguration(configFile: configPath)
         let store: WeightStore
         do { store = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        // LlamaForCausalLM keeps the decoder under "model.", SmolVLM under "model.text_model.".
+        // LlamaForCausalLM keeps the decoder under "model.", SmolVLM under "model.text_model.", LLaVA
+        // under "model.language_model." (transformers 5) or "language_model.model." (llava-hf).
         let prefixes = ["model.text_model.", "model.language_model.", "model.", "language_model.model.", ""]
         guard let prefix = prefixes.first(where: { store.contains($0 + "embed_tokens.weight") }) else {
             throw .badTensor(file: directory, tensor: "model.embed_tokens.weight", cause: "missing (no decoder embeddings under any known prefix)")
         }
+        // lm_head sits at the top (transformers 5), beside the decoder's module (llava-hf's
+        // `language_model.lm_head`), or under the prefix.
+        let beside = prefix.hasSuffix(".model.") ? String(prefix.dropLast("model.".count)) + "lm_head.weight" : nil
+        let head = ["lm_head.weight", beside, prefix + "lm_head.weight"].compactMap { $0 }.first(where: store.contains) ?? "lm_head.weight"
         try self.init(configuration: configuration, source: directory, precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
-            let full = name == "lm_head.weight" ? (store.contains("lm_head.weight") ? name : prefix + name) : prefix + name
+            let full = name == "lm_head.weight" ? head : prefix + name
             do throws(WeightsError) {
                 return LoadedTensor(matrix: try store.matrix(full, shape: shape), storedAsBF16: store.entry(full)?.dtype == "BF16")
             } catch {

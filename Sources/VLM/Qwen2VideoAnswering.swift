@@ -106,13 +106,6 @@ public struct Qwen2VideoAnswering: Sendable {
 
     /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
     public func promptEmbedding(question: String) throws(VLMError) -> [Float] {
-        let ids = tokenizer.encode(question)
-        guard !ids.isEmpty else { throw .invalidArgument(name: "question", cause: "is empty") }
-        let rows = try model.embed(ids)
-        var mean = [Float](repeating: 0, count: rows.cols)
-        for r in 0..<rows.rows {
-            for c in 0..<rows.cols { mean[c] += rows[r, c] }
-        }
-        return mean.map { $0 / Float(rows.rows) }
+        try model.meanEmbedding(of: tokenizer.encode(question))
     }
 }
