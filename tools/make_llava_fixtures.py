@@ -22,6 +22,7 @@ Writes Tests/Fixtures/llava-tiny/ (LlavaForConditionalGeneration, saved by save_
 The CLIP tower keeps the 24 x 24 grid of ViT-L/14-336 at a small size: 48-px images in 2-px patches.
 """
 import json
+import math
 import os
 import shutil
 import sys
@@ -29,7 +30,9 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from transformers import LlavaConfig, LlavaForConditionalGeneration, PreTrainedTokenizerFast
+from transformers import (LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration,
+                          PreTrainedTokenizerFast)
+from transformers.image_processing_utils import select_best_resolution
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prune_reference import hiprune_reference  # noqa: E402
@@ -113,14 +116,15 @@ def clip_forward(tower, pixels):
     return out.hidden_states, out.attentions
 
 
-def video_text(frames, question):
-    """The LLaVA-1.5 video prompt (VLM/LlavaVideoPrompt.swift): the checkpoint template's
-    `USER: <image>\\n… ASSISTANT:` with one timed image per frame."""
-    text = "USER: "
+def video_text(frames, question, mistral=False):
+    """The LLaVA video prompt (VLM/LlavaVideoPrompt.swift): the checkpoint template's
+    `USER: <image>\\n… ASSISTANT:` (vicuna) or `[INST] <image>\\n… [/INST]` (mistral) with one timed
+    image per frame; `tokens` is the frame's placeholder count."""
+    text = "[INST] " if mistral else "USER: "
     for f in frames:
         t = f["time"]
-        text += f"Frame at {int(t // 60):02d}:{t % 60:04.1f}: " + "<image>" * len(f["kept"]) + "\n"
-    return text + question + " ASSISTANT:"
+        text += f"Frame at {int(t // 60):02d}:{t % 60:04.1f}: " + "<image>" * f["tokens"] + "\n"
+    return text + question + (" [/INST]" if mistral else " ASSISTANT:")
 
 
 def greedy(model, lm_head, embed, embeddings, steps):
@@ -211,6 +215,8 @@ def build_llava():
         s1 = {l: a[0].mean(dim=(0, 1))[1:].numpy() for l, a in enumerate(a1, start=1)}
         k1, _ = hiprune_reference(s1[object_layer], s1[deep_layer], side // patch, 48, 0.1)
     video.append({"time": 1.5, "rgb": rgb1, "kept": k1.tolist()})
+    for f in video:
+        f["tokens"] = len(f["kept"])
     question = "What is happening here?"
     text = video_text(video, question)
     ids = tokenizer(text)["input_ids"]
@@ -248,5 +254,176 @@ def build_llava():
     print(f"llava-tiny: {sorted(os.listdir(out))}, {total / 1024:.0f} KiB; tokens {tokens}")
 
 
+def resize_uint8(rgb, height, width):
+    """torchvision's resize of a uint8 image (bicubic, antialiased): PyTorch's uint8 kernel."""
+    x = torch.from_numpy(rgb).permute(2, 0, 1).contiguous()[None]
+    x = torch.nn.functional.interpolate(x, size=(height, width), mode="bicubic", antialias=True, align_corners=False)
+    return x[0].permute(1, 2, 0).numpy()
+
+
+def anyres(rgb, pinpoints, side, grid):
+    """LLaVA-NeXT's processor (transformers 5, torchvision backend; steps written out as neither PIL nor
+    torchvision is installed here) and the geometry of its packing.
+    Returns pixel values [1 + crops, 3, side, side] (base first, crops in raster order) and the views
+    as Swift yields them: base, then every crop with a part inside the unpadded feature map, each
+    with its local row and column range on its own grid x grid patch grid."""
+    h, w = rgb.shape[:2]
+    best_h, best_w = select_best_resolution((h, w), pinpoints)
+    # get_patch_output_size, then the zero padding of _pad_for_patching
+    if best_w / w < best_h / h:
+        new_w, new_h = best_w, min(math.ceil(h * best_w / w), best_h)
+    else:
+        new_h, new_w = best_h, min(math.ceil(w * best_h / h), best_w)
+    canvas = np.zeros((best_h, best_w, 3), dtype=np.uint8)
+    top, left = (best_h - new_h) // 2, (best_w - new_w) // 2
+    canvas[top: top + new_h, left: left + new_w] = resize_uint8(rgb, new_h, new_w)
+    images = [resize_uint8(rgb, side, side)]
+    gh, gw = best_h // side, best_w // side
+    for r in range(gh):
+        for c in range(gw):
+            images.append(canvas[r * side:(r + 1) * side, c * side:(c + 1) * side])
+    pixels = torch.stack([pixel_values(np.ascontiguousarray(i)) for i in images])
+    # unpad_image on the (gh·grid) x (gw·grid) map
+    ch, cw = gh * grid, gw * grid
+    rows, cols = (0, ch), (0, cw)
+    if w / h > cw / ch:
+        new = int(round(h * (cw / w), 7))
+        pad = (ch - new) // 2
+        rows = (pad, ch - pad)
+    else:
+        new = int(round(w * (ch / h), 7))
+        pad = (cw - new) // 2
+        cols = (pad, cw - pad)
+    views = [{"place": "base", "rows": (0, grid), "cols": (0, grid)}]
+    for r in range(gh):
+        for c in range(gw):
+            lr = (max(rows[0], r * grid) - r * grid, min(rows[1], (r + 1) * grid) - r * grid)
+            lc = (max(cols[0], c * grid) - c * grid, min(cols[1], (c + 1) * grid) - c * grid)
+            if lr[1] > lr[0] and lc[1] > lc[0]:
+                views.append({"place": [r, c], "rows": lr, "cols": lc})
+    return pixels, (h, w), views, gw
+
+
+def pack(view_features, views, kept, newline, grid_cols):
+    """Packs pruned views as Swift does: the base's kept rows, then the unpadded crop map row by row,
+    each row's kept tokens (crops left to right) followed by the newline when the row kept any.
+    view_features[v]: [local rows · local cols, hidden] in raster order; kept[v]: ascending indices."""
+    out = [view_features[0][kept[0]]]
+    crops = {tuple(v["place"]): i for i, v in enumerate(views) if v["place"] != "base"}
+    crop_rows = sorted({p[0] for p in crops})
+    for r in crop_rows:
+        in_row = [crops[(r, c)] for c in range(grid_cols) if (r, c) in crops]
+        local_rows = views[in_row[0]]["rows"][1] - views[in_row[0]]["rows"][0]
+        for lr in range(local_rows):
+            row = []
+            for v in in_row:
+                width = views[v]["cols"][1] - views[v]["cols"][0]
+                ks = [k for k in kept[v] if lr * width <= k < (lr + 1) * width]
+                if ks:
+                    row.append(view_features[v][ks])
+            if row:
+                out += row + [newline[None]]
+    return torch.cat(out)
+
+
+def build_llava_next():
+    """LLaVA-NeXT with a Mistral decoder (tied embeddings), saved under transformers 5's module names
+    (model.vision_tower.*, model.language_model.*, model.image_newline): 32-px crops in 4-px patches
+    (8 x 8 per view), pinpoints 1x2, 2x1, 2x2 crops. reference.safetensors: for three frames
+    (wide, tall, near square) input.<i>, pixels.<i> (each view's pixel values) and packed.<i>
+    (transformers' pack_image_features, newlines included); reference.json: each frame's size and views, and a pruned question on the wide frame
+    (kept indices per view, prompt ids, 20 greedy tokens, first logits)."""
+    out = os.path.join(FIXTURES, "llava-next-tiny")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(TOKENIZER, "tokenizer.json"))
+    image_id = tokenizer.convert_tokens_to_ids("<image>")
+    side, patch = 32, 4
+    grid = side // patch
+    pinpoints = [[32, 64], [64, 32], [64, 64]]
+    config = LlavaNextConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=side, patch_size=patch, projection_dim=16,
+                           hidden_act="quick_gelu", layer_norm_eps=1e-5),
+        text_config=dict(model_type="mistral", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer), head_dim=8,
+                         max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=1000000.0, sliding_window=None,
+                         tie_word_embeddings=True, bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+        image_token_id=image_id, image_grid_pinpoints=pinpoints, vision_feature_layer=-1,
+        vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=True)
+    generator = torch.Generator().manual_seed(12)
+    model = LlavaNextForConditionalGeneration(config).eval()
+    randomise(model, generator)
+    with torch.no_grad():  # tied: small embeddings, or the head's logits favour repeating the last token
+        model.model.language_model.embed_tokens.weight.mul_(0.1)
+    inner = model.model
+    inner.vision_tower.config._attn_implementation = "eager"
+    tensors, frames = {}, []
+    for i, (h, w) in enumerate([(30, 50), (50, 30), (40, 45)]):
+        rgb = frame(h, w, t=i)
+        pixels, size, views, grid_cols = anyres(rgb, pinpoints, side, grid)
+        with torch.no_grad():
+            packed = inner.get_image_features(pixel_values=pixels, image_sizes=torch.tensor([size])).pooler_output[0]
+            per_view = inner.multi_modal_projector(inner.vision_tower(pixel_values=pixels, output_hidden_states=True)
+                                                   .hidden_states[-1][:, 1:])
+        view_features = []
+        for v in views:
+            f = per_view[0] if v["place"] == "base" else per_view[1 + v["place"][0] * grid_cols + v["place"][1]]
+            f = f.reshape(grid, grid, -1)[v["rows"][0]:v["rows"][1], v["cols"][0]:v["cols"][1]]
+            view_features.append(f.reshape(-1, f.shape[-1]))
+        everything = [list(range(f.shape[0])) for f in view_features]
+        mine = pack(view_features, views, everything, inner.image_newline.detach(), grid_cols)
+        assert torch.equal(mine, packed), "the packing rule differs from transformers' pack_image_features"
+        tensors[f"input.{i}"] = torch.from_numpy(rgb.astype(np.int32))
+        tensors[f"packed.{i}"] = packed
+        # The processor's pixel values of each view (base, then crops with a view): Swift's resize
+        # differs by a level here and there (torch's uint8 kernel has fixed-point weights), which
+        # moves features by ~1 %; the feature parity is checked from these.
+        tensors[f"pixels.{i}"] = torch.stack([pixels[0] if v["place"] == "base" else pixels[1 + v["place"][0] * grid_cols + v["place"][1]]
+                                              for v in views])
+        frames.append({"width": w, "height": h, "views": views})
+        print(f"frame {w}x{h}: views {[(v['place'], v['rows'], v['cols']) for v in views]}, packed {tuple(packed.shape)}")
+        if i == 0:
+            question_frame = (rgb, view_features, views, grid_cols)
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "reference.safetensors"))
+
+    # A pruned question on the wide frame: every view keeps a third of its tokens (a fixed random draw).
+    rgb, view_features, views, grid_cols = question_frame
+    rng = np.random.default_rng(5)
+    kept = [sorted(rng.choice(f.shape[0], size=max(1, f.shape[0] // 3), replace=False).tolist()) for f in view_features]
+    packed = pack(view_features, views, kept, inner.image_newline.detach(), grid_cols)
+    question = "Describe the picture."
+    text = video_text([{"time": 2.0, "tokens": packed.shape[0]}], question, mistral=True)
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        embed = inner.language_model.get_input_embeddings()
+        embeddings = embed(torch.tensor([ids]))
+        positions = [i for i, t in enumerate(ids) if t == image_id]
+        assert len(positions) == packed.shape[0]
+        embeddings[0, positions] = packed
+    tokens, first_logits = greedy(inner.language_model, model.lm_head, embed, embeddings, 20)
+    reference = {"frames": frames, "question": {"frame": 0, "time": 2.0, "kept": kept, "question": question, "text": text,
+                                                "ids": ids, "tokens": tokens, "first_logits": first_logits.tolist()}}
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(reference, f)
+
+    # transformers 5's module names, as the model holds them (save_pretrained would write llava-hf's);
+    # the tied lm_head is not stored.
+    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    save_file(state, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
+    config.save_pretrained(out)
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(TOKENIZER, name), os.path.join(out, name))
+    pre = preprocessor_config(side)
+    pre.update({"image_processor_type": "LlavaNextImageProcessor", "processor_class": "LlavaNextProcessor",
+                "image_grid_pinpoints": pinpoints, "do_pad": True})
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(pre, f, indent=2)
+    total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"llava-next-tiny: {sorted(os.listdir(out))}, {total / 1024:.0f} KiB; tokens {tokens}")
+
+
 if __name__ == "__main__":
     build_llava()
+    build_llava_next()

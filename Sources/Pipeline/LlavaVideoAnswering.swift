@@ -12,10 +12,14 @@ import VLM
 public struct LlavaVideoAnswering: Sendable {
     public let language: LanguageModel
     public let layout: LlavaVideoPrompt.Layout
+    public let chat: LlavaVideoPrompt.Chat
     /// The id of the placeholder token (`<image>`, or `<video>` for LLaVA-NeXT-Video).
     public let placeholderID: Int
+    /// LLaVA-NeXT's image_newline (text hidden), closing each packed row of crops.
+    public let imageNewline: [Float]?
 
-    public init(language: LanguageModel, layout: LlavaVideoPrompt.Layout, placeholderID: Int) throws {
+    public init(language: LanguageModel, layout: LlavaVideoPrompt.Layout, chat: LlavaVideoPrompt.Chat = .vicuna,
+                placeholderID: Int, imageNewline: [Float]? = nil) throws {
         let name = layout == .video ? LlavaVideoPrompt.videoToken : LlavaVideoPrompt.imageToken
         guard let id = language.tokenizer.id(of: name) else {
             throw PipelineError.unreadableConfiguration(file: language.source + "/tokenizer.json", cause: "no \(name) token")
@@ -27,16 +31,26 @@ public struct LlavaVideoAnswering: Sendable {
         }
         self.language = language
         self.layout = layout
+        self.chat = chat
         self.placeholderID = id
+        self.imageNewline = imageNewline
     }
 
     /// Loads the language side of a LLaVA / LLaVA-NeXT / LLaVA-NeXT-Video model directory.
     public static func load(directory: String, precision: WeightPrecision = .stored) throws -> LlavaVideoAnswering {
         let configuration = try LlavaConfiguration.load(directory: directory)
         let video = configuration.modelType == "llava_next_video"
-        return try LlavaVideoAnswering(language: try LanguageModel(path: directory, precision: precision),
-                                       layout: video ? .video : .timedImages,
-                                       placeholderID: video ? configuration.videoTokenId ?? -1 : configuration.imageTokenId)
+        let language = try LanguageModel(path: directory, precision: precision)
+        var newline: [Float]? = nil
+        if configuration.modelType == "llava_next" {
+            let weights = try WeightStore(directory: directory)
+            let name = ["image_newline", "model.image_newline"].first(where: weights.contains) ?? "image_newline"
+            newline = try weights.matrix(name, shape: [configuration.textHiddenSize]).storage
+        }
+        return try LlavaVideoAnswering(language: language, layout: video ? .video : .timedImages,
+                                       chat: configuration.textModelType == "mistral" ? .mistral : .vicuna,
+                                       placeholderID: video ? configuration.videoTokenId ?? -1 : configuration.imageTokenId,
+                                       imageNewline: newline)
     }
 
     /// One frame as the prompt takes it: its time and its packed kept features, one row per placeholder.
@@ -51,7 +65,7 @@ public struct LlavaVideoAnswering: Sendable {
 
     /// The decoder's input for one question: ids and embeddings with the features at the placeholders.
     public func prompt(frames: [Frame], question: String) throws -> DecoderPrompt {
-        let prompt = LlavaVideoPrompt(layout: layout, frames: frames.map { .init(time: $0.time, tokens: $0.features.rows) })
+        let prompt = LlavaVideoPrompt(layout: layout, chat: chat, frames: frames.map { .init(time: $0.time, tokens: $0.features.rows) })
         let ids = language.tokenizer.encode(prompt.text(question: question))
         let rows = ids.indices.filter { ids[$0] == placeholderID }
         let width = language.model.configuration.hiddenSize

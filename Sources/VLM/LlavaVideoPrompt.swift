@@ -9,6 +9,8 @@ import Foundation
 ///
 ///     USER: Frame at 00:00.0: <image>…<image>\nFrame at 00:01.5: <image>…<image>\nQUESTION ASSISTANT:
 ///
+/// LLaVA-NeXT on Mistral (llava-v1.6-mistral) wraps the same turn as `[INST] … [/INST]`.
+///
 /// LLaVA-NeXT-Video's template puts the whole video in one `<video>` run (every frame's pooled
 /// tokens in order, no text between them, as its processor expands it):
 ///
@@ -35,14 +37,19 @@ public struct LlavaVideoPrompt: Sendable, Equatable {
         }
     }
 
+    /// The turn's wrapping: vicuna's `USER: … ASSISTANT:` or Mistral's `[INST] … [/INST]`.
+    public enum Chat: Sendable, Equatable { case vicuna, mistral }
+
     public static let imageToken = "<image>"
     public static let videoToken = "<video>"
 
     public var layout: Layout
+    public var chat: Chat
     public var frames: [Frame]
 
-    public init(layout: Layout, frames: [Frame]) {
+    public init(layout: Layout, chat: Chat = .vicuna, frames: [Frame]) {
         self.layout = layout
+        self.chat = chat
         self.frames = frames
     }
 
@@ -50,7 +57,7 @@ public struct LlavaVideoPrompt: Sendable, Equatable {
 
     /// The whole prompt for one question, ending where the assistant's answer starts.
     public func text(question: String) -> String {
-        var text = "USER: "
+        var text = chat == .mistral ? "[INST] " : "USER: "
         switch layout {
         case .timedImages:
             for frame in frames {
@@ -62,6 +69,6 @@ public struct LlavaVideoPrompt: Sendable, Equatable {
         case .video:
             text += String(repeating: Self.videoToken, count: frames.reduce(0) { $0 + $1.tokens }) + "\n"
         }
-        return text + question + " ASSISTANT:"
+        return text + question + (chat == .mistral ? " [/INST]" : " ASSISTANT:")
     }
 }

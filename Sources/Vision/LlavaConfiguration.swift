@@ -11,6 +11,8 @@ public struct LlavaConfiguration: Sendable, Equatable {
     public var visionConfig = CLIPVisionConfiguration()
     /// text_config.hidden_size: the width the projector maps into.
     public var textHiddenSize = 4096
+    /// text_config.model_type: the decoder (and its chat format), llama (vicuna) or mistral.
+    public var textModelType = "llama"
     public var imageTokenId = 32000
     /// llava_next_video's <video> token.
     public var videoTokenId: Int?
@@ -84,8 +86,9 @@ public struct LlavaConfiguration: Sendable, Equatable {
             visionConfig.imageSize = 336
             visionConfig.patchSize = 14
         }
-        if let text = root["text_config"] as? [String: Any], let hidden = text["hidden_size"] as? NSNumber {
-            textHiddenSize = hidden.intValue
+        if let text = root["text_config"] as? [String: Any] {
+            textHiddenSize = (text["hidden_size"] as? NSNumber)?.intValue ?? textHiddenSize
+            textModelType = text["model_type"] as? String ?? textModelType
         }
         // transformers 5 names them *_token_id, older files *_token_index.
         let image = try int("image_token_id"), legacyImage = try int("image_token_index")
