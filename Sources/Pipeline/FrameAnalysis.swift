@@ -78,9 +78,7 @@ public struct FrameAnalysis: Sendable {
         var local = stage
         defer { stage = local }
         try await encode(frames, scoreLayers: local.scoreLayers) { step in
-            let (pruned, statistics) = try local.prune(step.encoded, index: step.index, time: step.time,
-                                                       encodeMilliseconds: step.encodeMilliseconds,
-                                                       promptEmbedding: promptEmbedding)
+            let (pruned, statistics) = try local.prune(step, promptEmbedding: promptEmbedding)
             try await body(step, pruned, statistics)
         }
     }
@@ -112,5 +110,13 @@ public struct ProgressLine: Sendable {
     public func finish() {
         guard enabled else { return }
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+}
+
+extension PruningStage {
+    /// Prunes one encoded step of `FrameAnalysis`.
+    public mutating func prune(_ step: FrameAnalysis.Step, promptEmbedding: [Float]? = nil) throws -> (PrunedFrame, FrameStatistics) {
+        try prune(step.encoded, index: step.index, time: step.time, encodeMilliseconds: step.encodeMilliseconds,
+                  promptEmbedding: promptEmbedding)
     }
 }

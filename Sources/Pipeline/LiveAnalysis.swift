@@ -180,9 +180,11 @@ public final class LiveAnalysis: Sendable {
     /// Ends the run (from a signal handler, say): the source closes now, the summary follows.
     public func stop() { control.stop() }
 
-    public func run(stage initial: PruningStage, promptEmbedding: [Float]?,
-                    emit: (LiveEvent) -> Void) async throws -> LiveSummary {
+    /// Runs until stopped or given up. With an answerer, questions go through the same
+    /// `VideoQuestionFlow` as `ask` (HiPrune++ prunes each frame once for the one question).
+    public func run(stage initial: PruningStage, emit: (LiveEvent) -> Void) async throws -> LiveSummary {
         var stage = initial
+        var flow = try answering.map { try VideoQuestionFlow(answerer: $0, stage: initial, questions: settings.questions) }
         var summary = LiveSummary()
         let started = DispatchTime.now()
         var window: [(frame: PrunedFrame, arrived: DispatchTime)] = []
@@ -203,7 +205,8 @@ public final class LiveAnalysis: Sendable {
             }
             var cause = "the stream ended"
             do {
-                try await analysis.prune(frames, stage: &stage, promptEmbedding: promptEmbedding) { _, pruned, statistics in
+                try await analysis.encode(frames, scoreLayers: stage.scoreLayers) { step in
+                    let (pruned, statistics) = try flow != nil ? flow!.prune(step) : stage.prune(step)
                     control.frameArrived()
                     attempt = 0
                     summary.statistics.add(statistics)
@@ -218,8 +221,8 @@ public final class LiveAnalysis: Sendable {
                     framesSinceAnswer += 1
                     if settings.throttleMilliseconds > 0 { usleep(UInt32(settings.throttleMilliseconds) * 1000) }
                     let due = Double(DispatchTime.now().uptimeNanoseconds - lastAnswer.uptimeNanoseconds) / 1e9 >= settings.every
-                    if due, framesSinceAnswer > 0, let answering, !settings.questions.isEmpty {
-                        try answer(window: window, with: answering, summary: &summary, emit: emit)
+                    if due, framesSinceAnswer > 0, flow != nil, !settings.questions.isEmpty {
+                        try answer(window: window, with: &flow!, summary: &summary, emit: emit)
                         lastAnswer = DispatchTime.now()
                         framesSinceAnswer = 0
                     }
@@ -247,6 +250,7 @@ public final class LiveAnalysis: Sendable {
             // A new connection is a new clip: its clock and its frames start afresh.
             window.removeAll()
             stage.reset()
+            flow?.reset()
             let until = DispatchTime.now().uptimeNanoseconds + UInt64(delay * 1e9)
             while !control.isStopped && DispatchTime.now().uptimeNanoseconds < until {
                 try? await Task.sleep(nanoseconds: 50_000_000)
@@ -269,13 +273,12 @@ public final class LiveAnalysis: Sendable {
         if window.count > settings.windowLimit { window.removeFirst(window.count - settings.windowLimit) }
     }
 
-    private func answer(window: [(frame: PrunedFrame, arrived: DispatchTime)], with answering: any VideoAnswerer,
+    private func answer(window: [(frame: PrunedFrame, arrived: DispatchTime)], with flow: inout VideoQuestionFlow,
                         summary: inout LiveSummary, emit: (LiveEvent) -> Void) throws {
         guard let first = window.first, let last = window.last else { return }
         let frames = window.map(\.frame)
         let duration = max(0, last.frame.time - first.frame.time)
-        let result = try answering.answer(frames: frames, duration: duration, questions: settings.questions,
-                                          generation: settings.generation) { _, _ in }
+        let result = try flow.answer(.pruned(frames), duration: duration, generation: settings.generation) { _, _ in }
         let latency = Double(DispatchTime.now().uptimeNanoseconds - last.arrived.uptimeNanoseconds) / 1e6
         for a in result.answers {
             emit(.answer(windowStart: first.frame.time, windowEnd: last.frame.time, frames: frames.count,

@@ -1,4 +1,5 @@
 import Prune
+import Vision
 
 /// How `visualize` paints a frame: each kept token's cell tinted by its role, pruned cells darkened.
 ///
@@ -48,31 +49,36 @@ public enum Overlay {
     ///   - rgb: packed RGB24, row stride `width · 3`.
     /// - Throws: `PipelineError.invalidOption` when the bytes do not make the picture or the grid
     ///   does not fit in it (a cell must be at least one pixel).
+    ///   - region: where the grid lies (a crop's rectangle; nil: the whole frame). Pixels outside
+    ///     it are left as they are; a region reaching past the frame (padding) is clipped.
     public static func draw(rgb: [UInt8], width: Int, height: Int, selection: Selection,
-                            style: OverlayStyle = OverlayStyle()) throws(PipelineError) -> [UInt8] {
+                            style: OverlayStyle = OverlayStyle(), region: PixelRect? = nil) throws(PipelineError) -> [UInt8] {
         let grid = selection.grid
         guard width > 0, height > 0, rgb.count == width * height * 3 else {
             throw .invalidOption(flag: "frame", cause: "\(rgb.count) bytes do not make a \(width)x\(height) RGB24 picture")
         }
-        guard grid.rows > 0, grid.cols > 0, grid.rows <= height, grid.cols <= width else {
-            throw .invalidOption(flag: "frame", cause: "a \(grid) token grid does not fit a \(width)x\(height) picture")
+        let area = region ?? PixelRect(x: 0, y: 0, width: width, height: height)
+        guard grid.rows > 0, grid.cols > 0, grid.rows <= area.height, grid.cols <= area.width else {
+            throw .invalidOption(flag: "frame", cause: "a \(grid) token grid does not fit a \(area.width)x\(area.height) picture")
         }
+        let xs = max(0, area.x)..<min(width, area.x + area.width), ys = max(0, area.y)..<min(height, area.y + area.height)
+        guard !xs.isEmpty, !ys.isEmpty else { return rgb }
         var roleByToken = [TokenRole?](repeating: nil, count: grid.count)
         for (index, role) in zip(selection.indices, selection.roles) { roleByToken[index] = role }
 
-        // Column of every pixel x, and whether x starts a cell; the same for rows.
-        let cellOfX = (0..<width).map { $0 * grid.cols / width }
-        let cellOfY = (0..<height).map { $0 * grid.rows / height }
-        let startsCellX = (0..<width).map { $0 > 0 && cellOfX[$0] != cellOfX[$0 - 1] }
+        // Column of every pixel x of the region, and whether x starts a cell; the same for rows.
+        let cellOfX = (0..<width).map { x in (x - area.x) * grid.cols / area.width }
+        let cellOfY = (0..<height).map { y in (y - area.y) * grid.rows / area.height }
+        let startsCellX = (0..<width).map { $0 > area.x && cellOfX[$0] != cellOfX[$0 - 1] }
         let tint = style.tintWeight, keep = 256 - style.tintWeight, dim = style.prunedWeight
         let line = style.lineWeight
 
         var out = rgb
         out.withUnsafeMutableBufferPointer { pixels in
-            for y in 0..<height {
+            for y in ys {
                 let row = cellOfY[y]
-                let lineRow = line > 0 && y > 0 && cellOfY[y - 1] != row
-                for x in 0..<width {
+                let lineRow = line > 0 && y > area.y && cellOfY[y - 1] != row
+                for x in xs {
                     let p = (y * width + x) * 3
                     var r = Int(pixels[p]), g = Int(pixels[p + 1]), b = Int(pixels[p + 2])
                     if let role = roleByToken[grid.index(row: row, col: cellOfX[x])] {
@@ -97,5 +103,35 @@ public enum Overlay {
             }
         }
         return out
+    }
+}
+
+extension Overlay {
+    /// A frame's views drawn each over its own rectangle. A frame of one view is the frame with its
+    /// grid over the whole picture (`draw`). An AnyRes frame is two panels side by side, each the
+    /// frame's size: on the left the base view over the whole frame, on the right every crop over
+    /// the pixels it covers. Returns the picture and its width (its height is the frame's).
+    public static func draw(rgb: [UInt8], width: Int, height: Int, views: [(place: ViewPlace, selection: Selection)],
+                            style: OverlayStyle = OverlayStyle()) throws(PipelineError) -> (rgb: [UInt8], width: Int) {
+        guard views.count > 1 || views.first.map({ $0.place != .frame }) == true else {
+            guard let view = views.first else { return (rgb, width) }
+            return (try draw(rgb: rgb, width: width, height: height, selection: view.selection, style: style), width)
+        }
+        var base = rgb, crops = rgb
+        for view in views {
+            switch view.place {
+            case .frame, .base:
+                base = try draw(rgb: base, width: width, height: height, selection: view.selection, style: style)
+            case .crop(_, _, let rect):
+                crops = try draw(rgb: crops, width: width, height: height, selection: view.selection, style: style, region: rect)
+            }
+        }
+        var out = [UInt8](repeating: 0, count: width * 2 * height * 3)
+        let stride = width * 3
+        for y in 0..<height {
+            out.replaceSubrange((y * 2 * stride)..<(y * 2 * stride + stride), with: base[(y * stride)..<((y + 1) * stride)])
+            out.replaceSubrange((y * 2 * stride + stride)..<((y + 1) * 2 * stride), with: crops[(y * stride)..<((y + 1) * stride)])
+        }
+        return (out, width * 2)
     }
 }

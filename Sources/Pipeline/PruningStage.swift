@@ -33,25 +33,64 @@ public struct PruneSettings: Sendable, Hashable {
     }
 }
 
+/// One view of a frame after pruning: the kept tokens of its grid.
+public struct PrunedView: Sendable {
+    public var place: ViewPlace
+    /// Which tokens were kept, their roles, and (through the grid) their original positions.
+    public var selection: Selection
+    /// [kept, featureWidth]: the kept rows of the connector's output, in `selection.indices` order.
+    public var features: Matrix
+
+    public init(place: ViewPlace, selection: Selection, features: Matrix) {
+        self.place = place
+        self.selection = selection
+        self.features = features
+    }
+
+    public var grid: TokenGrid { selection.grid }
+}
+
 /// One frame (or temporal patch) after pruning: what reaches the language model.
 public struct PrunedFrame: Sendable {
     /// 0-based among the encoded steps of the clip.
     public var index: Int
     /// Seconds of the step's first frame.
     public var time: Double
-    /// Which tokens were kept, their roles, and (through the grid) their original positions.
-    public var selection: Selection
-    /// [kept, featureWidth]: the kept rows of the connector's output, in `selection.indices` order.
-    public var features: Matrix
+    /// One per view the encoder produced, in its order.
+    public var views: [PrunedView]
 
-    public var grid: TokenGrid { selection.grid }
+    public init(index: Int, time: Double, views: [PrunedView]) {
+        self.index = index
+        self.time = time
+        self.views = views
+    }
+
+    /// A frame of one view covering the whole frame.
+    public init(index: Int, time: Double, selection: Selection, features: Matrix) {
+        self.init(index: index, time: time, views: [PrunedView(place: .frame, selection: selection, features: features)])
+    }
+
+    /// Kept tokens over every view.
+    public var keptCount: Int { views.reduce(0) { $0 + $1.selection.count } }
+
+    /// The one view of a single-view family; families whose encoder makes one view per step
+    /// (SmolVLM2, Qwen2.5-VL) read their frames through this.
+    public func singleView(family: String) throws -> PrunedView {
+        guard views.count == 1, let view = views.first else {
+            throw PipelineError.invalidOption(flag: "model",
+                                              cause: "\(family) takes one view per frame; frame \(index) has \(views.count)")
+        }
+        return view
+    }
 }
 
-/// What one frame cost and kept; a row of `stats` and an event of `live`.
+/// What one frame cost and kept; a row of `stats` and an event of `live`. Counts are totals over
+/// the frame's views.
 public struct FrameStatistics: Sendable, Equatable {
     public var index: Int
     public var time: Double
-    public var grid: TokenGrid
+    /// One grid per view, in the encoder's order.
+    public var grids: [TokenGrid]
     public var tokensBefore: Int
     public var tokensAfter: Int
     public var anchors: Int
@@ -62,16 +101,32 @@ public struct FrameStatistics: Sendable, Equatable {
     public var temporalDrops: Int
     public var encodeMilliseconds: Double
     public var pruneMilliseconds: Double
+
+    /// "8x8" for one view; for several, runs of equal grids as "GRIDxN" joined by "+"
+    /// (a LLaVA-NeXT frame of a base image and four crops: "24x24x5").
+    public var gridDescription: String { Self.describe(grids) }
+
+    /// The description `gridDescription` gives of a frame's view grids.
+    public static func describe(_ grids: [TokenGrid]) -> String {
+        guard grids.count > 1 else { return grids.first?.description ?? "0x0" }
+        var runs: [(grid: TokenGrid, count: Int)] = []
+        for grid in grids {
+            if let last = runs.last, last.grid == grid { runs[runs.count - 1].count += 1 } else { runs.append((grid, 1)) }
+        }
+        return runs.map { $0.count == 1 ? $0.grid.description : "\($0.grid)x\($0.count)" }.joined(separator: "+")
+    }
 }
 
 /// Turns encoded frames into pruned frames, one at a time, with the state that spans frames
-/// (temporal de-duplication remembers one previous frame: bounded memory).
+/// (temporal de-duplication remembers one previous frame per view: bounded memory).
 public struct PruningStage: Sendable {
     public let settings: PruneSettings
     public let objectLayer: Int
     public let deepLayer: Int
     private let pruner: Pruner
-    private var deduplicator: TemporalDeduplicator?
+    private let deduplicatorTemplate: TemporalDeduplicator?
+    /// One per view position: a crop is compared with the same crop of the previous frame.
+    private var deduplicators: [TemporalDeduplicator] = []
 
     /// Validates the settings against the encoder: layers in range, parameters sane.
     public init(settings: PruneSettings, encoder: any FrameEncoder) throws {
@@ -86,43 +141,80 @@ public struct PruningStage: Sendable {
         pruner = Pruner(method: settings.method, hiPrune: try HiPrune(alpha: settings.alpha, mode: settings.mode),
                         beta: settings.beta, seed: settings.seed)
         if settings.method == .hiprunePlusPlus { _ = try HiPrunePlusPlus(hiPrune: pruner.hiPrune, beta: settings.beta) }
-        deduplicator = try settings.dedupThreshold.map { threshold throws(PruneError) in try TemporalDeduplicator(threshold: threshold) }
+        deduplicatorTemplate = try settings.dedupThreshold.map { threshold throws(PruneError) in
+            try TemporalDeduplicator(threshold: threshold)
+        }
     }
 
     /// The encoder layers whose scores this stage reads.
     public var scoreLayers: Set<Int> { [objectLayer, deepLayer] }
 
     /// A new clip starts: forget the previous frame.
-    public mutating func reset() { deduplicator?.reset() }
+    public mutating func reset() { deduplicators.removeAll() }
 
-    /// Prunes one encoded frame.
+    /// Each view's budget. A frame of one view gets the settings' budget as it is; a frame of
+    /// several splits N' (resolved on all its tokens) as HIPRUNE.md says for crops: N'/views
+    /// each, the remainder one token at a time to the earliest views. A view smaller than its
+    /// share keeps all it has and the rest is split the same way over the others, so the views'
+    /// budgets always add up to N'.
+    static func viewBudgets(_ budget: Budget, grids: [TokenGrid]) throws -> [Budget] {
+        guard grids.count > 1 else { return grids.map { _ in budget } }
+        let total = try budget.resolve(tokenCount: grids.reduce(0) { $0 + $1.count })
+        // The highest level L that every view can be filled to (a view holds min(tokens, L))
+        // within N'; what is left then goes one token each to the earliest views still below capacity.
+        func filled(to level: Int) -> Int { grids.reduce(0) { $0 + min($1.count, level) } }
+        var low = 0, high = grids.map(\.count).max() ?? 0
+        while low < high {
+            let mid = (low + high + 1) / 2
+            if filled(to: mid) <= total { low = mid } else { high = mid - 1 }
+        }
+        var counts = grids.map { min($0.count, low) }
+        var remaining = total - filled(to: low)
+        for v in grids.indices where remaining > 0 && counts[v] < grids[v].count {
+            counts[v] += 1
+            remaining -= 1
+        }
+        return counts.map { .count($0) }
+    }
+
+    /// Prunes one encoded frame, each view on its own grid.
     /// - Parameter promptEmbedding: mean text embedding of the question, required by `hiprune++`.
     public mutating func prune(_ frame: EncodedFrame, index: Int, time: Double, encodeMilliseconds: Double,
                                promptEmbedding: [Float]? = nil) throws -> (PrunedFrame, FrameStatistics) {
         let start = DispatchTime.now()
-        guard let objectScores = frame.scores[objectLayer], let deepScores = frame.scores[deepLayer] else {
-            throw PipelineError.invalidOption(flag: "--object-layer",
-                                              cause: "the encoder returned no scores for layers \(objectLayer) and \(deepLayer)")
-        }
         if settings.method == .hiprunePlusPlus && promptEmbedding == nil {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question to compare the tokens with")
         }
-        let candidates = try deduplicator?.candidates(features: frame.features.storage, width: frame.features.cols,
-                                                      grid: frame.grid)
-        let tokens = FrameTokens(grid: frame.grid, objectScores: objectScores, deepScores: deepScores,
-                                 features: settings.method.needsPrompt ? frame.features.storage : [],
-                                 featureWidth: frame.features.cols)
-        let selection = try pruner.select(tokens, budget: settings.budget, promptEmbedding: promptEmbedding,
-                                          candidates: candidates, frameNumber: index)
-        let kept = frame.features.gathering(rows: selection.indices)
+        let budgets = try Self.viewBudgets(settings.budget, grids: frame.views.map(\.grid))
+        var views: [PrunedView] = []
+        views.reserveCapacity(frame.views.count)
+        var temporalDrops = 0
+        for (v, view) in frame.views.enumerated() {
+            guard let objectScores = view.scores[objectLayer], let deepScores = view.scores[deepLayer] else {
+                throw PipelineError.invalidOption(flag: "--object-layer",
+                                                  cause: "the encoder returned no scores for layers \(objectLayer) and \(deepLayer)")
+            }
+            if let template = deduplicatorTemplate, deduplicators.count <= v { deduplicators.append(template) }
+            let candidates = v < deduplicators.count
+                ? try deduplicators[v].candidates(features: view.features.storage, width: view.features.cols, grid: view.grid)
+                : nil
+            temporalDrops += candidates.map { mask in mask.reduce(0) { $0 + ($1 ? 0 : 1) } } ?? 0
+            let tokens = FrameTokens(grid: view.grid, objectScores: objectScores, deepScores: deepScores,
+                                     features: settings.method.needsPrompt ? view.features.storage : [],
+                                     featureWidth: view.features.cols)
+            // The random baseline's seed mixes the frame number; a second view must not repeat the first's draw.
+            let selection = try pruner.select(tokens, budget: budgets[v], promptEmbedding: promptEmbedding,
+                                              candidates: candidates, frameNumber: index &+ v &* 1_000_003)
+            views.append(PrunedView(place: view.place, selection: selection, features: view.features.gathering(rows: selection.indices)))
+        }
         let pruneMilliseconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
+        func total(_ role: TokenRole) -> Int { views.reduce(0) { $0 + $1.selection.count(of: role) } }
         let statistics = FrameStatistics(
-            index: index, time: time, grid: frame.grid, tokensBefore: frame.grid.count, tokensAfter: selection.count,
-            anchors: selection.count(of: .anchor), buffers: selection.count(of: .buffer),
-            registers: selection.count(of: .register), promptTokens: selection.count(of: .prompt),
-            temporalDrops: candidates.map { mask in mask.reduce(0) { $0 + ($1 ? 0 : 1) } } ?? 0,
+            index: index, time: time, grids: frame.views.map(\.grid), tokensBefore: frame.tokenCount,
+            tokensAfter: views.reduce(0) { $0 + $1.selection.count }, anchors: total(.anchor), buffers: total(.buffer),
+            registers: total(.register), promptTokens: total(.prompt), temporalDrops: temporalDrops,
             encodeMilliseconds: encodeMilliseconds, pruneMilliseconds: pruneMilliseconds)
-        return (PrunedFrame(index: index, time: time, selection: selection, features: kept), statistics)
+        return (PrunedFrame(index: index, time: time, views: views), statistics)
     }
 }
 

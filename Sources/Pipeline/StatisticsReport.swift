@@ -65,12 +65,12 @@ public struct StatisticsWriter: Sendable {
         switch format {
         case .table:
             return String(format: "%5d %8.3f  %-7@ %6d %6d %7d %7d %9d %7d %6d %10.1f %9.3f",
-                          s.index, s.time, s.grid.description as NSString, s.tokensBefore, s.tokensAfter, s.anchors,
+                          s.index, s.time, s.gridDescription as NSString, s.tokensBefore, s.tokensAfter, s.anchors,
                           s.buffers, s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds,
                           s.pruneMilliseconds)
         case .csv:
             return String(format: "%d,%.6f,%@,%d,%d,%d,%d,%d,%d,%d,%.3f,%.4f", s.index, s.time,
-                          s.grid.description as NSString, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers,
+                          s.gridDescription as NSString, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers,
                           s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds)
         case .jsonl:
             return JSONLine.object(Self.fields(of: s))
@@ -79,7 +79,9 @@ public struct StatisticsWriter: Sendable {
 
     /// The fields of one frame, shared by `stats --format jsonl` and the frame events of `live`.
     public static func fields(of s: FrameStatistics) -> [(String, JSONLine.Value)] {
-        [("frame", .int(s.index)), ("time", .double(s.time)), ("grid", .string(s.grid.description)),
+        // A frame of several views (AnyRes) adds their count; one-view frames print as they always did.
+        let views: [(String, JSONLine.Value)] = s.grids.count > 1 ? [("views", .int(s.grids.count))] : []
+        return [("frame", .int(s.index)), ("time", .double(s.time)), ("grid", .string(s.gridDescription))] + views + [
          ("tokens_before", .int(s.tokensBefore)), ("tokens_after", .int(s.tokensAfter)),
          ("anchors", .int(s.anchors)), ("buffers", .int(s.buffers)), ("registers", .int(s.registers)),
          ("prompt", .int(s.promptTokens)), ("temporal_drops", .int(s.temporalDrops)),
@@ -169,5 +171,21 @@ public enum JSONLine {
             }
         }
         return out + "\""
+    }
+}
+
+extension DecoderShape {
+    /// FLOPs (2 per multiply-add) of prefilling `tokens` tokens: the projections and the gated MLP
+    /// for every token, causal attention (query i reads i + 1 keys), and the logits of the last token.
+    public func prefillFLOPs(tokens: Int) -> Double {
+        let n = Double(tokens), d = Double(hiddenSize)
+        let qo = 2 * d * Double(heads * headDimension)
+        let kv = 2 * d * Double(kvHeads * headDimension)
+        let mlp = 3 * d * Double(intermediateSize)
+        let projections = 2 * n * (qo + kv + mlp)
+        let attentionPairs = n * (n + 1) / 2
+        let attention = 2 * 2 * attentionPairs * Double(heads * headDimension)
+        let logits = tokens > 0 ? 2 * d * Double(vocabularySize) : 0
+        return Double(layers) * (projections + attention) + logits
     }
 }

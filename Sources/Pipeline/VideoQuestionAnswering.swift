@@ -53,25 +53,26 @@ public struct VideoQuestionAnswering: Sendable {
 
     /// The prompt's token ids and input embeddings for one question.
     public func prompt(frames: [PrunedFrame], duration: Double, question: String) throws -> (ids: [Int], embeddings: Matrix) {
-        let prompt = SmolVLMVideoPrompt(frames: frames.map { .init(time: $0.time, imageTokens: $0.selection.count) },
+        let views = try frames.map { try $0.singleView(family: "SmolVLM2") }
+        let prompt = SmolVLMVideoPrompt(frames: zip(frames, views).map { .init(time: $0.time, imageTokens: $1.selection.count) },
                                         duration: duration)
         let ids = language.tokenizer.encode(prompt.text(question: question))
         let positions = ids.indices.filter { ids[$0] == imageTokenID }
-        let kept = frames.reduce(0) { $0 + $1.features.rows }
+        let kept = views.reduce(0) { $0 + $1.features.rows }
         guard positions.count == kept else {
             throw PipelineError.invalidOption(flag: "question",
                                               cause: "the prompt has \(positions.count) image tokens for \(kept) kept tokens (does the question contain \(SmolVLMVideoPrompt.imageToken)?)")
         }
         var features = Matrix(rows: kept, cols: language.model.configuration.hiddenSize)
         var row = 0
-        for frame in frames {
-            guard frame.features.cols == features.cols else {
+        for view in views {
+            guard view.features.cols == features.cols else {
                 throw PipelineError.invalidOption(flag: "model",
-                                                  cause: "frame features are \(frame.features.cols) wide, the language model's embeddings \(features.cols)")
+                                                  cause: "frame features are \(view.features.cols) wide, the language model's embeddings \(features.cols)")
             }
-            features.storage.replaceSubrange((row * features.cols)..<((row + frame.features.rows) * features.cols),
-                                             with: frame.features.storage)
-            row += frame.features.rows
+            features.storage.replaceSubrange((row * features.cols)..<((row + view.features.rows) * features.cols),
+                                             with: view.features.storage)
+            row += view.features.rows
         }
         return (ids, try language.model.embed(ids, injecting: features, at: positions))
     }
@@ -108,8 +109,7 @@ func milliseconds(since start: DispatchTime) -> Double {
 }
 
 extension VideoQuestionAnswering {
-    /// HiPrune++'s prompt vector: the mean of the question's token embeddings (the language
-    /// model's input space, where the connector's features live).
+    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
     public func promptEmbedding(question: String) throws -> [Float] {
         try language.model.meanEmbedding(of: language.tokenizer.encode(question))
     }

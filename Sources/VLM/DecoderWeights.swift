@@ -213,22 +213,36 @@ public final class DecoderWeights: Sendable {
 extension DecoderModel {
     public func embed(_ ids: [Int]) throws(VLMError) -> Matrix { try decoder.embed(ids) }
 
-    /// The mean of the token embeddings of `ids` (HiPrune++'s prompt vector: the question in the
-    /// language model's input space, where the connector's features live).
+    public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
+        try decoder.embed(ids, injecting: features, at: rows)
+    }
+
+    /// HiPrune++'s prompt vector: the mean of the token embeddings of `ids` (the language model's
+    /// input space, where the connector's features live).
     public func meanEmbedding(of ids: [Int]) throws(VLMError) -> [Float] {
         guard !ids.isEmpty else { throw .invalidArgument(name: "question", cause: "is empty") }
-        let rows = try decoder.embed(ids)
+        let rows = try embed(ids)
         var mean = [Float](repeating: 0, count: rows.cols)
         for r in 0..<rows.rows {
             for c in 0..<rows.cols { mean[c] += rows[r, c] }
         }
         return mean.map { $0 / Float(rows.rows) }
     }
-    public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
-        try decoder.embed(ids, injecting: features, at: rows)
-    }
 }
 
 extension DecoderWeights: DecoderModel {
     public var decoder: DecoderWeights { self }
+}
+
+extension DecoderWeights {
+    /// Where checkpoints keep their decoder, tried in this order: SmolVLM / Idefics3
+    /// ("model.text_model."), transformers ≥ 5 vision-language exports ("model.language_model."),
+    /// causal LMs and Qwen2.5-VL hub checkpoints ("model."), LLaVA hub checkpoints
+    /// ("language_model.model."), bare exports ("").
+    public static let textPrefixes = ["model.text_model.", "model.language_model.", "model.", "language_model.model.", ""]
+
+    /// The prefix under which `store` holds the decoder's embeddings, if any.
+    public static func textPrefix(in store: WeightStore) -> String? {
+        textPrefixes.first { store.contains($0 + "embed_tokens.weight") }
+    }
 }

@@ -23,16 +23,11 @@ public final class LlamaModel: DecoderModel {
         let configuration = try LlamaConfiguration(configFile: configPath)
         let store: WeightStore
         do { store = try WeightStore(directory: directory) } catch { throw .weights(error) }
-        // LlamaForCausalLM keeps the decoder under "model.", SmolVLM under "model.text_model.", LLaVA
-        // under "model.language_model." (transformers 5) or "language_model.model." (llava-hf).
-        let prefixes = ["model.text_model.", "model.language_model.", "model.", "language_model.model.", ""]
-        guard let prefix = prefixes.first(where: { store.contains($0 + "embed_tokens.weight") }) else {
+        // LLaVA's decoder sits under "model.language_model." (transformers 5) or "language_model.model." (llava-hf).
+        guard let prefix = DecoderWeights.textPrefix(in: store) else {
             throw .badTensor(file: directory, tensor: "model.embed_tokens.weight", cause: "missing (no decoder embeddings under any known prefix)")
         }
-        // lm_head sits at the top (transformers 5), beside the decoder's module (llava-hf's
-        // `language_model.lm_head`), or under the prefix.
-        let beside = prefix.hasSuffix(".model.") ? String(prefix.dropLast("model.".count)) + "lm_head.weight" : nil
-        let head = ["lm_head.weight", beside, prefix + "lm_head.weight"].compactMap { $0 }.first(where: store.contains) ?? "lm_head.weight"
+        let head = Self.headName(in: store, prefix: prefix)
         try self.init(configuration: configuration, source: directory, precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
             let full = name == "lm_head.weight" ? head : prefix + name
             do throws(WeightsError) {
@@ -41,6 +36,13 @@ public final class LlamaModel: DecoderModel {
                 throw .weights(error)
             }
         }
+    }
+
+    /// Where lm_head sits: at the top (transformers 5), beside the decoder's module (llava-hf's
+    /// `language_model.lm_head` next to `language_model.model.`), or under the prefix.
+    public static func headName(in store: WeightStore, prefix: String) -> String {
+        let beside = prefix.hasSuffix(".model.") ? String(prefix.dropLast("model.".count)) + "lm_head.weight" : nil
+        return ["lm_head.weight", beside, prefix + "lm_head.weight"].compactMap { $0 }.first(where: store.contains) ?? "lm_head.weight"
     }
 
     /// Loads the decoder of a llama-architecture GGUF; quantized tensors are dequantized here.

@@ -33,9 +33,7 @@ public final class Qwen2Model: DecoderModel {
 
     public convenience init(configuration c: Qwen2Configuration, weights store: WeightStore,
                             precision: WeightPrecision = .stored) throws(VLMError) {
-        // Hub checkpoints: "model.layers…"; transformers 5 exports may write "model.language_model.layers…".
-        let prefixes = ["model.language_model.", "model.", "language_model.model.", ""]
-        guard let prefix = prefixes.first(where: { store.contains($0 + "embed_tokens.weight") }) else {
+        guard let prefix = DecoderWeights.textPrefix(in: store) else {
             throw .badTensor(file: store.directory, tensor: "model.embed_tokens.weight", cause: "missing (no decoder embeddings under any known prefix)")
         }
         let tied = c.tieWordEmbeddings || !store.contains("lm_head.weight")

@@ -23,12 +23,8 @@ public struct AnyResLayout: Sendable, Equatable {
         public var row: Int, col: Int
         /// Patch rows and columns of this crop inside the unpadded map (local to the crop's grid).
         public var rows: Range<Int>, cols: Range<Int>
-        /// The crop's unpadded part in the frame's own pixels: x, y, width, height.
-        public var rect: (x: Int, y: Int, width: Int, height: Int)
-
-        public static func == (a: Crop, b: Crop) -> Bool {
-            a.row == b.row && a.col == b.col && a.rows == b.rows && a.cols == b.cols && a.rect == b.rect
-        }
+        /// The crop's unpadded part in the frame's own pixels (clamped to the frame).
+        public var rect: PixelRect
     }
 
     public var imageWidth: Int, imageHeight: Int
@@ -122,17 +118,10 @@ public struct AnyResLayout: Sendable, Equatable {
                 let x1 = frameX(Double(c * side) + Double(cols.upperBound) * patch)
                 let y0 = frameY(Double(r * side) + Double(rows.lowerBound) * patch)
                 let y1 = frameY(Double(r * side) + Double(rows.upperBound) * patch)
-                crops.append(Crop(row: r, col: c, rows: rows, cols: cols, rect: (x0, y0, x1 - x0, y1 - y0)))
+                crops.append(Crop(row: r, col: c, rows: rows, cols: cols, rect: PixelRect(x: x0, y: y0, width: x1 - x0, height: y1 - y0)))
             }
         }
         self.crops = crops
-    }
-
-    public static func == (a: Self, b: Self) -> Bool {
-        a.imageWidth == b.imageWidth && a.imageHeight == b.imageHeight && a.bestWidth == b.bestWidth && a.bestHeight == b.bestHeight
-            && a.resizedWidth == b.resizedWidth && a.resizedHeight == b.resizedHeight && a.padLeft == b.padLeft
-            && a.padTop == b.padTop && a.side == b.side && a.grid == b.grid && a.unpaddedRows == b.unpaddedRows
-            && a.unpaddedCols == b.unpaddedCols && a.crops == b.crops
     }
 }
 

@@ -19,7 +19,8 @@ public struct RGBImage: Sendable, Equatable {
 ///
 /// A *step* is what the encoder consumes at once: one frame for SmolVLM, a temporal patch of
 /// `framesPerStep` frames for Qwen2.5-VL (an incomplete last step repeats its last frame).
-/// Every step yields one `EncodedFrame` on the step's own grid.
+/// Every step yields one `EncodedFrame`: one view on the step's own grid, or (AnyRes) a base
+/// view and its crops, each on its own grid.
 public protocol FrameEncoder: Sendable {
     /// Family name as `config.json`'s `model_type` spells it.
     var family: String { get }
@@ -75,6 +76,6 @@ extension SmolVLMVisionModel: FrameEncoder {
         guard let frame = frames.first else {
             throw .invalidConfiguration(file: "frames", field: "count", cause: "no frame to encode")
         }
-        return try encode(width: frame.width, height: frame.height, rgb: frame.rgb, scoreLayers: scoreLayers)
+        return EncodedFrame(views: [try encode(width: frame.width, height: frame.height, rgb: frame.rgb, scoreLayers: scoreLayers)])
     }
 }

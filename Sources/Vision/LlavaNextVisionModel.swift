@@ -97,3 +97,26 @@ public struct LlavaNextVisionModel: Sendable {
         return views
     }
 }
+
+extension LlavaNextVisionModel: FrameEncoder {
+    public var family: String { configuration.modelType }
+    public var layerCount: Int { llava.layerCount }
+    public var defaultObjectLayer: Int { llava.defaultObjectLayer }
+    public var defaultDeepLayer: Int { llava.defaultDeepLayer }
+    public var framesPerStep: Int { 1 }
+    public var featureWidth: Int { llava.featureWidth }
+    /// A 16:9 frame: the base and the 2 × 2 crops of 672 × 672 (five tower passes).
+    public var flopsPerStep: Double { 5 * llava.flopsPerStep }
+
+    /// The base view (`.base`) then every crop's unpadded part (`.crop`, its rectangle in the frame).
+    public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
+        guard let frame = frames.first else {
+            throw .invalidConfiguration(file: "frames", field: "count", cause: "no frame to encode")
+        }
+        let views = try encodeViews(width: frame.width, height: frame.height, rgb: frame.rgb, scoreLayers: scoreLayers)
+        return EncodedFrame(views: views.map { v in
+            EncodedView(grid: v.grid, features: v.features, scores: v.scores,
+                        place: v.crop.map { .crop(row: $0.row, col: $0.col, rect: $0.rect) } ?? .base)
+        })
+    }
+}

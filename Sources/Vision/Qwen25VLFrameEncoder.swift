@@ -17,6 +17,6 @@ extension Qwen25VLVisionModel: FrameEncoder {
 
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
         guard !frames.isEmpty else { throw .invalidConfiguration(file: "frames", field: "count", cause: "no frame to encode") }
-        return try encode(frames: frames.map { (width: $0.width, height: $0.height, rgb: $0.rgb) }, scoreLayers: scoreLayers)
+        return EncodedFrame(views: [try encode(frames: frames.map { (width: $0.width, height: $0.height, rgb: $0.rgb) }, scoreLayers: scoreLayers)])
     }
 }

@@ -292,16 +292,16 @@ public struct Qwen25VLVisionModel: Sendable {
 
     /// Encodes one temporal patch of packed RGB24 frames (1...2; a single frame is repeated):
     /// preprocess, encoder, merger, scores pooled onto the merged grid.
-    public func encode(frames: [(width: Int, height: Int, rgb: [UInt8])], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
+    public func encode(frames: [(width: Int, height: Int, rgb: [UInt8])], scoreLayers: Set<Int>) throws(VisionError) -> EncodedView {
         let (patches, rows, cols) = try preprocessor.temporalPatch(frames: frames)
         let output = try forward(patches: patches, rows: rows, cols: cols, scoreLayers: scoreLayers)
-        return EncodedFrame(grid: output.grid, features: output.features, scores: output.scores)
+        return EncodedView(grid: output.grid, features: output.features, scores: output.scores)
     }
 
     /// Encodes a clip: frames paired two by two into temporal patches (an odd count repeats the last).
-    public func encode(clip frames: [(width: Int, height: Int, rgb: [UInt8])], scoreLayers: Set<Int>) throws(VisionError) -> [EncodedFrame] {
+    public func encode(clip frames: [(width: Int, height: Int, rgb: [UInt8])], scoreLayers: Set<Int>) throws(VisionError) -> [EncodedView] {
         let t = vision.temporalPatchSize
-        return try stride(from: 0, to: frames.count, by: t).map { (start: Int) throws(VisionError) -> EncodedFrame in
+        return try stride(from: 0, to: frames.count, by: t).map { (start: Int) throws(VisionError) -> EncodedView in
             try encode(frames: Array(frames[start..<min(start + t, frames.count)]), scoreLayers: scoreLayers)
         }
     }

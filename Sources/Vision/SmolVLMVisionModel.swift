@@ -160,7 +160,7 @@ public struct SmolVLMVisionModel: Sendable {
     }
 
     /// Encodes packed RGB24: preprocess, encoder, connector, scores pooled onto the token grid.
-    public func encode(width: Int, height: Int, rgb: [UInt8], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
+    public func encode(width: Int, height: Int, rgb: [UInt8], scoreLayers: Set<Int>) throws(VisionError) -> EncodedView {
         for layer in scoreLayers where !(1...layerCount).contains(layer) {
             throw .invalidConfiguration(file: "--layers", field: "\(layer)", cause: "the encoder has layers 1...\(layerCount)")
         }
@@ -171,7 +171,7 @@ public struct SmolVLMVisionModel: Sendable {
         let features = try connect(output.lastHiddenState, side: shuffle.side)
         var pooled: [Int: [Float]] = [:]
         for (layer, s) in output.patchScores { pooled[layer] = try shuffle.pool(s) }
-        return EncodedFrame(grid: shuffle.grid, features: features, scores: pooled)
+        return EncodedView(grid: shuffle.grid, features: features, scores: pooled)
     }
 
     /// Parameters of the vision side (encoder + connector).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import COpenBLAS
 import Foundation
+import Pipeline
 import Tensor
 import Vision
 import VLM
@@ -69,7 +70,7 @@ struct QwenBench: AsyncParsableCommand {
             var grid = "?"
             let seconds = try median {
                 let encoded = try vision.encode(frames, scoreLayers: layers)
-                grid = encoded.grid.description
+                grid = FrameStatistics.describe(encoded.views.map(\.grid))
             }
             let flops = vision.flops(rows: height / 14, cols: width / 14)
             print(String(format: "  %dx%d (merged grid %@): swift %7.2f s/temporal patch  %6.1f GFLOP/s", width, height, grid, seconds, flops / seconds / 1e9))

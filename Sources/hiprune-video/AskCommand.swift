@@ -23,7 +23,7 @@ struct AskCommand: AsyncParsableCommand {
     @Argument(help: "The question.")
     var question: String?
 
-    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     @Option(name: .customLong("question"), help: "Another question about the same video (repeatable).")
@@ -59,13 +59,12 @@ struct AskCommand: AsyncParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let answering = try family.loadAnswerer(directory: model, precision: generating.weights)
-        var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
+        var flow = try VideoQuestionFlow(answerer: answering, stage: try PruningStage(settings: pruning.settings, encoder: encoder),
+                                         questions: questions)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering.stopTokens)
         try generation.sampling.validate()
         let loadSeconds = (clock.now - loadStart).seconds
 
-        // HiPrune++ ranks tokens against the question, so each question prunes the encoded frames anew.
-        let perQuestion = pruning.method == .hiprunePlusPlus
         let analysis = FrameAnalysis(encoder: encoder)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
         let frameStart = clock.now
@@ -73,62 +72,46 @@ struct AskCommand: AsyncParsableCommand {
         var pruned: [PrunedFrame] = []
         var summary = StatisticsSummary()
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
-        if perQuestion {
-            try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: stage.scoreLayers) { step in
+        try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: flow.stage.scoreLayers) { step in
+            if flow.keepsEncodedFrames {
                 encodedSteps.append(step)
-                progress.update(done: encodedSteps.count)
-            }
-        } else {
-            try await analysis.prune(VideoFrames(input: input, options: options), stage: &stage) { _, frame, statistics in
+            } else {
+                let (frame, statistics) = try flow.prune(step)
                 pruned.append(frame)
                 summary.add(statistics)
-                progress.update(done: pruned.count)
             }
+            progress.update(done: encodedSteps.count + pruned.count)
         }
         progress.finish()
         let frameSeconds = (clock.now - frameStart).seconds
-        let stepCount = perQuestion ? encodedSteps.count : pruned.count
-        guard stepCount > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
-        let lastTime = perQuestion ? encodedSteps.last!.time : pruned.last!.time
+        let clip: VideoQuestionFlow.Clip = flow.keepsEncodedFrames ? .encoded(encodedSteps) : .pruned(pruned)
+        guard let lastTime = encodedSteps.last?.time ?? pruned.last?.time else {
+            throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled")
+        }
         let duration = (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime
 
-        var answers: [VideoAnswer] = []
-        var sharedTokens = 0, sharedMilliseconds = 0.0
         let stdout = FileHandle.standardOutput
-        for (q, text) in questions.enumerated() {
-            if perQuestion || q == 0 {
-                if perQuestion {
-                    let embedding = try answering.promptEmbedding(question: text)
-                    stage.reset()
-                    summary = StatisticsSummary()
-                    pruned = try encodedSteps.map { step in
-                        let (frame, statistics) = try stage.prune(step.encoded, index: step.index, time: step.time,
-                                                                  encodeMilliseconds: step.encodeMilliseconds,
-                                                                  promptEmbedding: embedding)
-                        summary.add(statistics)
-                        return frame
-                    }
-                }
-            }
-            // Without HiPrune++ every question shares the frames: answer them all in one call so the
-            // common prefix is prefilled once.
-            let batch = perQuestion ? [text] : (q == 0 ? questions : [])
-            if batch.isEmpty { continue }
-            let result = try answering.answer(frames: pruned, duration: duration, questions: batch,
-                                              generation: generation) { index, piece in
-                if !json { stdout.write(Data(piece.utf8)) }
-            }
-            answers += result.answers
-            sharedTokens = result.sharedPrefixTokens
-            sharedMilliseconds += result.sharedPrefixMilliseconds
-            if !json && batch.count > 1 { stdout.write(Data("\n".utf8)) }
-            if !json { stdout.write(Data("\n".utf8)) }
+        var current = 0
+        let result = try flow.answer(clip, duration: duration, generation: generation) { q, piece in
+            guard !json else { return }
+            if q != current { stdout.write(Data("\n".utf8)); current = q }
+            stdout.write(Data(piece.utf8))
+        }
+        if !json { stdout.write(Data("\n".utf8)) }
+        if !result.statistics.isEmpty {
+            // HiPrune++ pruned anew for each question: report the frames the last answer saw.
+            summary = StatisticsSummary()
+            result.statistics.forEach { summary.add($0) }
+            summary.encodeMilliseconds = encodedSteps.reduce(0) { $0 + $1.encodeMilliseconds }
         }
         var grids: [String] = []
-        for frame in pruned where !grids.contains(frame.grid.description) { grids.append(frame.grid.description) }
+        for frame in result.frames {
+            let grid = FrameStatistics.describe(frame.views.map(\.grid))
+            if !grids.contains(grid) { grids.append(grid) }
+        }
         let report = AskReport(loadSeconds: loadSeconds, frameSeconds: frameSeconds, summary: summary, grids: grids,
-                               answers: answers, sharedPrefixTokens: sharedTokens,
-                               sharedPrefixMilliseconds: sharedMilliseconds)
+                               answers: result.answers, sharedPrefixTokens: result.sharedPrefixTokens,
+                               sharedPrefixMilliseconds: result.sharedPrefixMilliseconds)
         if json {
             print(report.json())
         } else {

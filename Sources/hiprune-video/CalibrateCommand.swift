@@ -33,7 +33,8 @@ struct CalibrateCommand: AsyncParsableCommand {
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         try await analysis.encode(VideoFrames(input: input, options: options),
                                                          scoreLayers: allLayers) { step in
-            frames.append(ObjectLayerCalibration.Frame(grid: step.encoded.grid, scores: step.encoded.scores))
+            // Each view is a grid of its own: an AnyRes frame adds its base image and every crop.
+            frames += step.encoded.views.map { ObjectLayerCalibration.Frame(grid: $0.grid, scores: $0.scores) }
             progress.update(done: frames.count)
         }
         progress.finish()

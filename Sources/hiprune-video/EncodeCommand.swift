@@ -11,13 +11,17 @@ import Vision
 ///   metadata: layers ("6,12", 1-based), frame.<i>.grid ("8x8"), frame.<i>.time (seconds)
 /// With --budget or --tokens, also the selection of the chosen --method:
 ///   frame.<i>.kept  I32 [k] (ascending raster indices)   metadata frame.<i>.roles ("anchor,buffer,…")
+/// A frame of several views (AnyRes: a base image and its crops) writes each view under
+/// frame.<i>.view.<v>.{features,scores,kept} with metadata frame.<i>.views (the count),
+/// frame.<i>.view.<v>.grid, .place ("base", "crop R,C WxH+X+Y") and .roles; one-view frames keep
+/// the names above.
 /// The file is written at the end through a temporary file and a rename: an error leaves nothing.
 struct EncodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode",
         abstract: "Encode sampled frames: features after the connector and per-layer attention scores, as safetensors.")
 
-    @Argument(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Argument(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     @Argument(help: "A video file, '-' for stdin, or a URL FFmpeg can read.")
@@ -72,24 +76,32 @@ struct EncodeCommand: AsyncParsableCommand {
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         func add(_ step: FrameAnalysis.Step) throws {
             let e = step.encoded, i = step.index
-            writer.add("frame.\(i).features", matrix: e.features)
-            var scores: [Float] = []
-            scores.reserveCapacity(chosen.count * e.grid.count)
-            for layer in chosen {
-                guard let s = e.scores[layer] else {
-                    throw PipelineError.invalidOption(flag: "--layers", cause: "the encoder returned no scores for layer \(layer)")
+            let pruned = try stage.map { current in
+                var current = current
+                defer { stage = current }
+                return try current.prune(step).0
+            }
+            let multiView = e.views.count > 1
+            if multiView { writer.metadata["frame.\(i).views"] = String(e.views.count) }
+            for (v, view) in e.views.enumerated() {
+                let key = multiView ? "frame.\(i).view.\(v)" : "frame.\(i)"
+                writer.add("\(key).features", matrix: view.features)
+                var scores: [Float] = []
+                scores.reserveCapacity(chosen.count * view.grid.count)
+                for layer in chosen {
+                    guard let s = view.scores[layer] else {
+                        throw PipelineError.invalidOption(flag: "--layers", cause: "the encoder returned no scores for layer \(layer)")
+                    }
+                    scores += s
                 }
-                scores += s
+                try writer.add("\(key).scores", floats: scores, shape: [chosen.count, view.grid.count])
+                if let selection = pruned?.views[v].selection {
+                    try writer.add("\(key).kept", int32s: selection.indices.map { Int32($0) }, shape: [selection.count])
+                    writer.metadata["\(key).roles"] = selection.roles.map(\.rawValue).joined(separator: ",")
+                }
+                writer.metadata["\(key).grid"] = view.grid.description
+                if multiView { writer.metadata["\(key).place"] = view.place.description }
             }
-            try writer.add("frame.\(i).scores", floats: scores, shape: [chosen.count, e.grid.count])
-            if var current = stage {
-                let (pruned, _) = try current.prune(e, index: i, time: step.time, encodeMilliseconds: step.encodeMilliseconds)
-                stage = current
-                try writer.add("frame.\(i).kept", int32s: pruned.selection.indices.map { Int32($0) },
-                               shape: [pruned.selection.count])
-                writer.metadata["frame.\(i).roles"] = pruned.selection.roles.map(\.rawValue).joined(separator: ",")
-            }
-            writer.metadata["frame.\(i).grid"] = e.grid.description
             writer.metadata["frame.\(i).time"] = String(step.time)
             frames += 1
             seconds += step.encodeMilliseconds / 1000

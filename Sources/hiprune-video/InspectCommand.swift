@@ -8,7 +8,7 @@ struct InspectCommand: ParsableCommand {
         commandName: "inspect",
         abstract: "Describe a model directory: family, shapes, parameter count, dtypes, and what is missing.")
 
-    @Argument(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM, Qwen2.5-VL).")
+    @Argument(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     func run() throws {
@@ -17,7 +17,7 @@ struct InspectCommand: ParsableCommand {
         func millions(_ n: Int) -> String { String(format: "%.2f M", Double(n) / 1e6) }
         func line(_ label: String, _ text: String) { print(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
         line("model", report.directory)
-        line("family", family.displayName)
+        line("family", family.name)
         for fact in report.facts { line(fact.label, fact.text) }
         let parts = ["vision", "connector", "text", "lm_head", "other"].compactMap { part in
             report.parameters[part].map { "\(part) \(millions($0))" }

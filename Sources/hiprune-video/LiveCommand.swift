@@ -25,7 +25,7 @@ struct LiveCommand: AsyncParsableCommand {
     @Argument(help: "A live URL FFmpeg reads (udp://, tcp://, rtsp://, srt://, http://) or '-' for stdin.")
     var url: String
 
-    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     @Option(name: .customLong("question"), help: "A standing question (repeatable); none: statistics only.")
@@ -90,7 +90,6 @@ struct LiveCommand: AsyncParsableCommand {
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model, precision: generating.weights)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])
-        let embedding = try pruning.method == .hiprunePlusPlus ? answering?.promptEmbedding(question: questions[0]) : nil
         var settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
                                     capacity: capacity, stallTimeout: stallTimeout, backoffInitial: backoff,
                                     backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
@@ -108,7 +107,7 @@ struct LiveCommand: AsyncParsableCommand {
         }
         defer { signals.forEach { $0.cancel() } }
         let text = format == "text"
-        _ = try await live.run(stage: stage, promptEmbedding: embedding) { event in
+        _ = try await live.run(stage: stage) { event in
             // Unbuffered: a reader of the pipe sees each event as it happens.
             FileHandle.standardOutput.write(Data(((text ? Self.text(event) : Self.json(event)) + "\n").utf8))
         }

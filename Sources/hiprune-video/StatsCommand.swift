@@ -14,7 +14,7 @@ struct StatsCommand: AsyncParsableCommand {
     @Argument(help: "A video file, '-' for stdin, or a live URL.")
     var input: String
 
-    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     @OptionGroup var sampling: SamplingOptions

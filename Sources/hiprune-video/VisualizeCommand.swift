@@ -19,7 +19,7 @@ struct VisualizeCommand: AsyncParsableCommand {
     @Argument(help: "A video file or '-' for stdin.")
     var input: String
 
-    @Option(help: "A Hugging Face model directory (SmolVLM2 / SmolVLM).")
+    @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
     @Option(name: [.short, .customLong("output")],
@@ -97,8 +97,8 @@ struct VisualizeCommand: AsyncParsableCommand {
             step, pruned, _ in
             for frame in step.frames {
                 let drawn = try Overlay.draw(rgb: frame.rgb, width: frame.width, height: frame.height,
-                                             selection: pruned.selection, style: style)
-                try sink.add(rgb: drawn, width: frame.width, height: frame.height)
+                                             views: pruned.views.map { ($0.place, $0.selection) }, style: style)
+                try sink.add(rgb: drawn.rgb, width: drawn.width, height: frame.height)
                 progress.update(done: sink.count)
             }
         }

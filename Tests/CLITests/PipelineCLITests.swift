@@ -216,7 +216,7 @@ final class InspectCLITests: XCTestCase {
     func testInspectDescribesBothFamilies() throws {
         let smol = try CLI.run(["inspect", CLI.path("Tests/Fixtures/smolvlm-b")])
         XCTAssertEqual(smol.status, 0, smol.stderr)
-        XCTAssertTrue(smol.stdoutLines.contains { $0.hasPrefix("family") && $0.hasSuffix("SmolVLM") }, smol.stdout)
+        XCTAssertTrue(smol.stdoutLines.contains { $0.hasPrefix("family") && $0.hasSuffix("SmolVLM2") }, smol.stdout)
         XCTAssertTrue(smol.stdoutLines.contains("tensors    all expected tensors present with their shapes"), smol.stdout)
         let qwen = try CLI.run(["inspect", CLI.path("Tests/Fixtures/qwen25vl-tiny")])
         XCTAssertEqual(qwen.status, 0, qwen.stderr)

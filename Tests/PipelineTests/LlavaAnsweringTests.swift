@@ -37,7 +37,7 @@ final class LlavaAnsweringTests: XCTestCase {
     func frames(_ reference: Reference) throws -> [LlavaVideoAnswering.Frame] {
         let vision = try LlavaVisionModel.load(directory: Self.directory)
         return try reference.frames.map { f in
-            let encoded = try vision.encode(width: f.width, height: f.height, rgb: f.rgb.map { UInt8($0) }, scoreLayers: [])
+            let encoded = try vision.encode(width: f.width, height: f.height, rgb: f.rgb.map { UInt8($0) }, scoreLayers: []).views[0]
             var kept = Matrix(rows: f.kept.count, cols: encoded.features.cols)
             for (r, index) in f.kept.enumerated() {
                 kept.storage.replaceSubrange((r * kept.cols)..<((r + 1) * kept.cols), with: encoded.features.row(index))

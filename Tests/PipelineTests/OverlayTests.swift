@@ -1,5 +1,6 @@
 import XCTest
 import Pipeline
+import Vision
 @testable import Prune
 
 /// The overlay's blends, pixel by pixel, on synthetic frames (exact integer arithmetic).
@@ -73,5 +74,30 @@ final class OverlayTests: XCTestCase {
                                               selection: selection([nil, nil, nil, nil]))) {
             XCTAssertTrue("\($0)".contains("does not fit"), "\($0)")
         }
+    }
+
+    func testAnyResFramesDrawTheBaseAndEachCropOverItsOwnRectangle() throws {
+        let source = picture((100, 50, 200))
+        // One 1×1 crop over the right half, reaching past the frame's bottom (padding is clipped).
+        let crop = Selection(grid: TokenGrid(rows: 1, cols: 1), roleByToken: [.anchor])
+        let views: [(place: ViewPlace, selection: Selection)] = [
+            (.base, selection([nil, nil, nil, nil])),
+            (.crop(row: 0, col: 0, rect: PixelRect(x: 2, y: 0, width: 2, height: 8)), crop),
+        ]
+        let drawn = try Overlay.draw(rgb: source, width: 4, height: 4, views: views)
+        XCTAssertEqual(drawn.width, 8)
+        XCTAssertEqual(drawn.rgb.count, 8 * 4 * 3)
+        for y in 0..<4 {
+            for x in 0..<4 {
+                // Left panel: the base view over the whole frame, every token pruned.
+                XCTAssertEqual(pixel(drawn.rgb, x: x, y: y, width: 8), [31, 16, 63])
+                // Right panel: the crop's pixels tinted as an anchor, the rest untouched.
+                XCTAssertEqual(pixel(drawn.rgb, x: 4 + x, y: y, width: 8), x >= 2 ? [168, 124, 113] : [100, 50, 200])
+            }
+        }
+        // One whole-frame view is the plain overlay.
+        let single = try Overlay.draw(rgb: source, width: 4, height: 4, views: [(.frame, selection([.anchor, nil, nil, nil]))])
+        XCTAssertEqual(single.width, 4)
+        XCTAssertEqual(single.rgb, try Overlay.draw(rgb: source, width: 4, height: 4, selection: selection([.anchor, nil, nil, nil])))
     }
 }

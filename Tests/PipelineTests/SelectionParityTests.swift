@@ -42,12 +42,15 @@ final class SelectionParityTests: XCTestCase {
             let settings = PruneSettings(method: .hiprune, budget: .count(test.budget), alpha: test.alpha, mode: mode,
                                          objectLayer: test.object_layer, deepLayer: test.deep_layer)
             var stage = try PruningStage(settings: settings, encoder: encoder)
+            XCTAssertEqual(encoded.count, test.frames.count)
             for (i, (frame, expected)) in zip(encoded, test.frames).enumerated() {
-                XCTAssertEqual(frame.grid.description, reference.grid)
+                XCTAssertEqual(frame.views.count, 1)
+                XCTAssertEqual(frame.views[0].grid.description, reference.grid)
                 let (pruned, statistics) = try stage.prune(frame, index: i, time: Double(i), encodeMilliseconds: 0)
                 let label = "\(test.mode) budget \(test.budget) alpha \(test.alpha) layers \(test.object_layer)/\(test.deep_layer) frame \(i)"
-                XCTAssertEqual(pruned.selection.indices, expected.indices, label)
-                XCTAssertEqual(pruned.selection.roles.map(\.rawValue), expected.roles, label)
+                let selection = try pruned.singleView(family: "test").selection
+                XCTAssertEqual(selection.indices, expected.indices, label)
+                XCTAssertEqual(selection.roles.map(\.rawValue), expected.roles, label)
                 XCTAssertEqual(statistics.tokensAfter, expected.indices.count, label)
                 XCTAssertEqual(statistics.temporalDrops, 0, label)
             }

@@ -32,8 +32,7 @@ final class VideoQuestionAnsweringTests: XCTestCase {
     func prunedFrames(_ reference: Reference) throws -> [PrunedFrame] {
         let encoder = try SmolVLMVisionModel.load(directory: Self.directory)
         return try reference.frames.enumerated().map { i, frame in
-            let encoded = try encoder.encode([RGBImage(width: frame.width, height: frame.height, rgb: frame.rgb)],
-                                             scoreLayers: [])
+            let encoded = try encoder.encode(width: frame.width, height: frame.height, rgb: frame.rgb, scoreLayers: [])
             var roles = [TokenRole?](repeating: nil, count: encoded.grid.count)
             for k in frame.kept { roles[k] = .kept }
             let selection = Selection(grid: encoded.grid, roleByToken: roles)
@@ -94,7 +93,7 @@ final class VideoQuestionAnsweringTests: XCTestCase {
         let reference = try loadReference()
         let answering = try VideoQuestionAnswering.load(directory: Self.directory)
         var frames = try prunedFrames(reference)
-        frames[0].features = frames[0].features.rows(0..<1)
+        frames[0].views[0].features = frames[0].views[0].features.rows(0..<1)
         XCTAssertThrowsError(try answering.prompt(frames: frames, duration: 1, question: "q")) { error in
             XCTAssertTrue("\(error)".contains("image tokens"), "\(error)")
         }

@@ -62,7 +62,7 @@ final class LlavaParityTests: XCTestCase {
         let ref = try reference()
         XCTAssertEqual(ref.metadata["feature_layer"], "2")
         let rgb = try ref.int32s("input.rgb").map { UInt8($0) }
-        let frame = try model.encode([RGBImage(width: 48, height: 48, rgb: rgb)], scoreLayers: [1, 2])
+        let frame = try XCTUnwrap(model.encode([RGBImage(width: 48, height: 48, rgb: rgb)], scoreLayers: [1, 2]).views.first)
         XCTAssertEqual(frame.grid, TokenGrid(rows: 24, cols: 24))
         XCTAssertEqual(frame.grid.description, ref.metadata["grid"])
         XCTAssertEqual(frame.features.rows, 576)
@@ -87,7 +87,7 @@ final class LlavaParityTests: XCTestCase {
         let expected = try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Self.directory + "/reference.json")))
         let model = try LlavaVisionModel.load(directory: Self.directory)
         let rgb = try reference().int32s("input.rgb").map { UInt8($0) }
-        let frame = try model.encode(width: 48, height: 48, rgb: rgb, scoreLayers: [expected.object_layer, expected.deep_layer])
+        let frame = try XCTUnwrap(model.encode(width: 48, height: 48, rgb: rgb, scoreLayers: [expected.object_layer, expected.deep_layer]).views.first)
         let object = try XCTUnwrap(frame.scores[expected.object_layer]), deep = try XCTUnwrap(frame.scores[expected.deep_layer])
         XCTAssertEqual(Set(expected.kept.keys), ["192", "128", "64"])
         for (budget, kept) in expected.kept {

@@ -94,7 +94,9 @@ final class Qwen25VLParityTests: XCTestCase {
     func testScoresOfEveryBlockAreAttentionShares() throws {
         let model = try Qwen25VLVisionModel.load(directory: Self.directory)
         let frame = Self.frame(width: 112, height: 84, index: 0)
-        let encoded = try model.encode([RGBImage(width: 112, height: 84, rgb: frame)], scoreLayers: [1, 2, 3, 4])
+        let step = try model.encode([RGBImage(width: 112, height: 84, rgb: frame)], scoreLayers: [1, 2, 3, 4])
+        XCTAssertEqual(step.views.count, 1)
+        let encoded = try XCTUnwrap(step.views.first)
         XCTAssertEqual(encoded.grid, TokenGrid(rows: 3, cols: 4))
         // Every query's softmax sums to 1, so patch scores sum to 1 and merged (mean of 4) to 1/4 —
         // for windowed blocks too, whose windows each hold their own share.

@@ -101,3 +101,27 @@ public struct LlavaVideoAnswering: Sendable {
 
     public var stopTokens: Set<Int> { language.stopTokens }
 }
+
+extension LlavaVideoAnswering: VideoAnswerer {
+    /// A pruned frame's placeholder rows: the one view's kept features (LLaVA-1.5, LLaVA-NeXT-Video),
+    /// or AnyRes's packing of the base and crop views with image_newline (LLaVA-NeXT).
+    public func packed(_ frame: PrunedFrame) throws -> Frame {
+        if frame.views.count == 1, let view = frame.views.first, view.place == .frame {
+            return Frame(time: frame.time, features: view.features)
+        }
+        guard let imageNewline else {
+            throw PipelineError.invalidOption(flag: "model", cause: "frame \(frame.index) has \(frame.views.count) views; this model has no image_newline to pack them")
+        }
+        let views = frame.views.map { v -> AnyResPacking.View in
+            var crop: (row: Int, col: Int)? = nil
+            if case let .crop(row, col, _) = v.place { crop = (row, col) }
+            return AnyResPacking.View(crop: crop, grid: v.selection.grid, kept: v.selection.indices, features: v.features)
+        }
+        return Frame(time: frame.time, features: try AnyResPacking.pack(views, newline: imageNewline))
+    }
+
+    public func answer(frames: [PrunedFrame], duration: Double, questions: [String], generation: GenerationOptions,
+                       onText: (Int, String) -> Void) throws -> VideoAnswers {
+        try answer(frames: frames.map(packed), questions: questions, generation: generation, onText: onText)
+    }
+}
