@@ -30,8 +30,9 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import save_file
+from tokenizers import AddedToken, Tokenizer
 from transformers import (LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration,
-                          PreTrainedTokenizerFast)
+                          LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerFast)
 from transformers.image_processing_utils import select_best_resolution
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -46,7 +47,8 @@ CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
 def randomise(model, generator):
     """Weights large enough that attention is far from uniform (HiPrune's selection must not hinge
-    on float32 noise)."""
+    on float32 noise), rounded to BF16: the checkpoints are saved in BF16 (half the bytes) and the
+    float32 reference runs on exactly the values saved."""
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() >= 2 and "position_embedding" not in name and "embed_tokens" not in name:
@@ -59,6 +61,7 @@ def randomise(model, generator):
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.5)
             else:
                 p.copy_(0.3 * torch.randn(p.shape, generator=generator))
+            p.copy_(p.to(torch.bfloat16).to(torch.float32))
 
 
 def frame(height, width, t=0.0):
@@ -241,7 +244,7 @@ def build_llava():
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(reference, f)
 
-    model.save_pretrained(out)
+    model.to(torch.bfloat16).save_pretrained(out)
     for extra in ("generation_config.json",):
         path = os.path.join(out, extra)
         if os.path.exists(path):
@@ -357,6 +360,8 @@ def build_llava_next():
     randomise(model, generator)
     with torch.no_grad():  # tied: small embeddings, or the head's logits favour repeating the last token
         model.model.language_model.embed_tokens.weight.mul_(0.1)
+        w = model.model.language_model.embed_tokens.weight
+        w.copy_(w.to(torch.bfloat16).to(torch.float32))
     inner = model.model
     inner.vision_tower.config._attn_implementation = "eager"
     tensors, frames = {}, []
@@ -410,7 +415,7 @@ def build_llava_next():
 
     # transformers 5's module names, as the model holds them (save_pretrained would write llava-hf's);
     # the tied lm_head is not stored.
-    state = {k: v.detach().clone().contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
+    state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(out)
     for name in ("tokenizer.json", "tokenizer_config.json"):
@@ -424,6 +429,93 @@ def build_llava_next():
     print(f"llava-next-tiny: {sorted(os.listdir(out))}, {total / 1024:.0f} KiB; tokens {tokens}")
 
 
+def build_llava_next_video():
+    """LLaVA-NeXT-Video: the 24 x 24 CLIP grid of llava-tiny's shapes, 2 x 2 average pooling to 12 x 12
+    before the projector, a Llama decoder; saved by save_pretrained with llava-hf's layout renamed to
+    `vision_tower.vision_model.*` (as llava-hf checkpoints ship it). The fixture tokenizer gains a
+    <video> token. reference.safetensors: input.<i>, pooled.<i> (projector output of the pooled
+    features, [144, 32]) and scores.<i>.<l> (patch scores, CLS column dropped, mean over each 2 x 2
+    block); reference.json: kept (HiPrune's published arithmetic at 48 of 144 per frame), the
+    prompt and 20 greedy tokens."""
+    out = os.path.join(FIXTURES, "llava-next-video-tiny")
+    shutil.rmtree(out, ignore_errors=True)
+    os.makedirs(out)
+    raw = Tokenizer.from_file(os.path.join(TOKENIZER, "tokenizer.json"))
+    raw.add_special_tokens([AddedToken("<video>", special=True, normalized=False)])
+    raw.save(os.path.join(out, "tokenizer.json"))
+    shutil.copy(os.path.join(TOKENIZER, "tokenizer_config.json"), os.path.join(out, "tokenizer_config.json"))
+    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(out, "tokenizer.json"))
+    video_id = tokenizer.convert_tokens_to_ids("<video>")
+    side, patch, stride = 48, 2, 2
+    grid, pooled = side // patch, side // patch // stride
+    config = LlavaNextVideoConfig(
+        vision_config=dict(model_type="clip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+                           num_attention_heads=2, image_size=side, patch_size=patch, projection_dim=16,
+                           hidden_act="quick_gelu", layer_norm_eps=1e-5),
+        text_config=dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
+                         max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
+                         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), video_token_id=video_id,
+        spatial_pool_mode="average", spatial_pool_stride=stride, vision_feature_layer=-2,
+        vision_feature_select_strategy="default", projector_hidden_act="gelu")
+    generator = torch.Generator().manual_seed(13)
+    model = LlavaNextVideoForConditionalGeneration(config).eval()
+    randomise(model, generator)
+    inner = model.model
+    feature_layer = 2
+    tensors, video = {}, []
+    for i, t in enumerate([0.0, 2.5]):
+        rgb = frame(side, side, t=t)
+        with torch.no_grad():
+            pixels = pixel_values(rgb)
+            features = inner.get_video_features(pixel_values_videos=pixels[None, None]).pooler_output[0]
+            _, attentions = clip_forward(inner.vision_tower, pixels)
+        scores = {}
+        for l, a in enumerate(attentions, start=1):
+            s = a[0].mean(dim=(0, 1))[1:].reshape(pooled, stride, pooled, stride).mean(dim=(1, 3)).reshape(-1)
+            scores[l] = s.numpy()
+            tensors[f"scores.{i}.{l}"] = s
+        tensors[f"input.{i}"] = torch.from_numpy(rgb.astype(np.int32))
+        tensors[f"pooled.{i}"] = features
+        kept, _ = hiprune_reference(scores[1], scores[feature_layer], pooled, 48, 1.0)
+        video.append({"time": t, "rgb": rgb, "kept": kept.tolist(), "features": features})
+    save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "reference.safetensors"))
+    question = "What moves?"
+    total = sum(len(f["kept"]) for f in video)
+    text = "USER: " + "<video>" * total + "\n" + question + " ASSISTANT:"
+    ids = tokenizer(text)["input_ids"]
+    with torch.no_grad():
+        embed = inner.language_model.get_input_embeddings()
+        embeddings = embed(torch.tensor([ids]))
+        positions = [i for i, t in enumerate(ids) if t == video_id]
+        assert len(positions) == total
+        embeddings[0, positions] = torch.cat([f["features"][f["kept"]] for f in video])
+    tokens, first_logits = greedy(inner.language_model, model.lm_head, embed, embeddings, 20)
+    reference = {"object_layer": 1, "deep_layer": feature_layer, "question": question, "text": text, "ids": ids,
+                 "tokens": tokens, "first_logits": first_logits.tolist(),
+                 "frames": [{"time": f["time"], "width": side, "height": side, "kept": f["kept"]} for f in video]}
+    with open(os.path.join(out, "reference.json"), "w") as f:
+        json.dump(reference, f)
+    model.to(torch.bfloat16).save_pretrained(out)
+    # llava-hf's checkpoints name the tower vision_tower.vision_model.*; transformers 5 writes vision_tower.*.
+    path = os.path.join(out, "model.safetensors")
+    from safetensors.torch import load_file
+    state = load_file(path)
+    state = {(k.replace("vision_tower.", "vision_tower.vision_model.", 1) if k.startswith("vision_tower.") else k): v
+             for k, v in state.items()}
+    save_file(state, path, metadata={"format": "pt"})
+    generation = os.path.join(out, "generation_config.json")
+    if os.path.exists(generation):
+        os.remove(generation)
+    with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
+        json.dump(preprocessor_config(side), f, indent=2)
+    size = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
+    print(f"llava-next-video-tiny: {sorted(os.listdir(out))}, {size / 1024:.0f} KiB; tokens {tokens}")
+
+
 if __name__ == "__main__":
     build_llava()
     build_llava_next()
+    build_llava_next_video()

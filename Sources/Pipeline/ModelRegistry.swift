@@ -6,6 +6,7 @@ public enum ModelRegistry {
         .qwen25VL,
         .llava,
         .llavaNext,
+        .llavaNextVideo,
     ]
 
     /// The family claiming `modelType`, if any.

@@ -155,9 +155,10 @@ public struct CLIPPreprocessorConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    /// Reads `directory/preprocessor_config.json`; nil when the file does not exist.
-    public static func load(directory: String) throws(VisionError) -> CLIPPreprocessorConfiguration? {
-        let file = (directory as NSString).appendingPathComponent("preprocessor_config.json")
+    /// Reads `directory/<name>` (preprocessor_config.json, or a video processor's
+    /// video_preprocessor_config.json); nil when the file does not exist.
+    public static func load(directory: String, name: String = "preprocessor_config.json") throws(VisionError) -> CLIPPreprocessorConfiguration? {
+        let file = (directory as NSString).appendingPathComponent(name)
         guard FileManager.default.fileExists(atPath: file) else { return nil }
         guard let data = FileManager.default.contents(atPath: file) else { throw .missingFile(file) }
         guard let root = (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] else {

@@ -45,10 +45,14 @@ public struct LlavaVisionModel: Sendable {
         return list
     }
 
-    /// Loads config.json, preprocessor_config.json (optional) and the weights of a model directory.
-    public static func load(directory: String) throws(VisionError) -> LlavaVisionModel {
+    /// Loads config.json, the first of `preprocessors` that exists (none: the tower's size, CLIP's
+    /// defaults) and the weights of a model directory.
+    public static func load(directory: String, preprocessors: [String] = ["preprocessor_config.json"]) throws(VisionError) -> LlavaVisionModel {
         let config = try LlavaConfiguration.load(directory: directory)
-        let preprocessing = try CLIPPreprocessorConfiguration.load(directory: directory)
+        var preprocessing: CLIPPreprocessorConfiguration? = nil
+        for name in preprocessors where preprocessing == nil {
+            preprocessing = try CLIPPreprocessorConfiguration.load(directory: directory, name: name)
+        }
         let weights: WeightStore
         do { weights = try WeightStore(directory: directory) } catch { throw .weights(error) }
         return try LlavaVisionModel(configuration: config, preprocessing: preprocessing, weights: weights)

@@ -23,6 +23,15 @@ extension ModelFamily {
         answerer: { directory, precision in try LlavaVideoAnswering.load(directory: directory, precision: precision) },
         decoderShape: { directory in try llavaDecoder(directory).decoderShape },
         inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) })
+
+    /// LLaVA-NeXT-Video (`llava_next_video`): each frame through the CLIP tower, pooled 2 × 2 (24 × 24
+    /// → 12 × 12) before the projector, one `<video>` run for all frames; `ask` takes 8 frames.
+    public static let llavaNextVideo = ModelFamily(
+        name: "LLaVA-NeXT-Video", modelTypes: ["llava_next_video"], defaultSampling: .uniform(count: 8),
+        encoder: { directory in try LlavaNextVideoVisionModel.load(directory: directory) },
+        answerer: { directory, precision in try LlavaVideoAnswering.load(directory: directory, precision: precision) },
+        decoderShape: { directory in try llavaDecoder(directory).decoderShape },
+        inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) })
 }
 
 private func llavaDecoder(_ directory: String) throws -> LlamaConfiguration {
@@ -40,11 +49,10 @@ private func llavaInspection(directory: String, weights: WeightStore) throws -> 
     let head = LlamaModel.headName(in: weights, prefix: textPrefix)
     var frames = "\(v.imageSize)x\(v.imageSize) (shortest edge, centre crop) → \(grid)x\(grid) tokens of \(c.textHiddenSize)"
     var expected = LlavaVisionModel.expectedTensors(c, towerPrefix: tower, projectorPrefix: projector)
-    var newline: String? = nil
     switch c.modelType {
     case "llava_next":
-        newline = ["image_newline", "model.image_newline"].first(where: weights.contains) ?? "image_newline"
-        expected.append((newline!, [c.textHiddenSize]))
+        let newline = ["image_newline", "model.image_newline"].first(where: weights.contains) ?? "image_newline"
+        expected.append((newline, [c.textHiddenSize]))
         frames = "AnyRes: base \(v.imageSize)x\(v.imageSize) + crops of \(v.imageSize) on the best of "
             + c.imageGridPinpoints.map { "\($0[1])x\($0[0])" }.joined(separator: ", ") + ", each view \(grid)x\(grid) tokens "
             + "(crops un-padded), image_newline after each row"
@@ -55,7 +63,6 @@ private func llavaInspection(directory: String, weights: WeightStore) throws -> 
     default:
         break
     }
-    let newlineName = newline
     let strategy = c.visionFeatureSelectStrategy == "default" ? "CLS dropped" : "CLS kept"
     return FamilyInspection(
         facts: [
@@ -70,7 +77,7 @@ private func llavaInspection(directory: String, weights: WeightStore) throws -> 
             .map { ($0.name == "lm_head.weight" ? head : textPrefix + $0.name, $0.shape) },
         part: { name in
             if name.hasPrefix(tower) { return "vision" }
-            if name.hasPrefix(projector) || name == newlineName { return "connector" }
+            if name.hasPrefix(projector) || name.hasSuffix("image_newline") { return "connector" }
             if name == head { return "lm_head" }
             return name.hasPrefix(textPrefix) ? "text" : "other"
         })
