@@ -1,9 +1,6 @@
 // swift-tools-version: 6.0
 import PackageDescription
 
-// Hot numeric loops reach storage through unsafe buffer pointers; exclusivity stays checked
-// everywhere (it caught an overlapping KV-cache access that release builds would have hidden).
-let optimized: [SwiftSetting] = []
 
 let package = Package(
     name: "hiprune-video",
@@ -27,11 +24,11 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "CKernels"),
-        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"], swiftSettings: optimized),
+        .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Stream", dependencies: ["CFFmpeg"]),
-        .target(name: "Prune", swiftSettings: optimized),
-        .target(name: "Vision", dependencies: ["Tensor", "Prune"], swiftSettings: optimized),
-        .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"], swiftSettings: optimized),
+        .target(name: "Prune"),
+        .target(name: "Vision", dependencies: ["Tensor", "Prune"]),
+        .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"]),
         .target(name: "Pipeline", dependencies: ["Stream", "Tensor", "Vision", "Prune", "VLM"]),
         .executableTarget(
             name: "hiprune-video",
@@ -43,12 +40,14 @@ let package = Package(
             dependencies: ["Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "StreamTests", dependencies: ["Stream"]),
-        .testTarget(name: "TensorTests", dependencies: ["Tensor"]),
-        .testTarget(name: "PruneTests", dependencies: ["Prune"]),
-        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "Prune"]),
-        .testTarget(name: "VLMTests", dependencies: ["VLM", "Vision", "Tensor", "Prune"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stream", "Vision", "VLM", "Prune", "Tensor"]),
-        .testTarget(name: "CLITests", dependencies: ["Pipeline", "Tensor"]),
+        // Paths, comparisons and synthetic frames shared by every test target, defined once.
+        .target(name: "TestSupport", dependencies: ["Prune"], path: "Tests/TestSupport"),
+        .testTarget(name: "StreamTests", dependencies: ["Stream", "TestSupport"]),
+        .testTarget(name: "TensorTests", dependencies: ["Tensor", "TestSupport"]),
+        .testTarget(name: "PruneTests", dependencies: ["Prune", "TestSupport"]),
+        .testTarget(name: "VisionTests", dependencies: ["Vision", "Tensor", "Prune", "TestSupport"]),
+        .testTarget(name: "VLMTests", dependencies: ["VLM", "Vision", "Tensor", "Prune", "TestSupport"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Stream", "Vision", "VLM", "Prune", "Tensor", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["Pipeline", "Tensor", "TestSupport"]),
     ]
 )

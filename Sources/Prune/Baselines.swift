@@ -82,17 +82,29 @@ public enum Baseline {
 
 /// SplitMix64 (Steele, Lea, Flood 2014): tiny, fast, and fixed by its constants, so seeded
 /// selections are identical on every platform and Swift version.
+/// Defined once: selections, the sampler and the random weights of benchmarks all draw from it.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    @usableFromInline var state: UInt64
 
     public init(seed: UInt64) { state = seed }
 
-    public mutating func next() -> UInt64 {
+    /// Inlinable across modules: benchmark models fill hundreds of millions of weights with it.
+    @inlinable public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
         return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1) from the top 24 bits (exact in Float).
+    @inlinable public mutating func nextUnit() -> Float { Float(next() >> 40) / Float(1 << 24) }
+
+    /// Roughly unit variance: a centred sum of four uniforms.
+    @inlinable public mutating func normalish() -> Float {
+        var s: Float = 0
+        for _ in 0..<4 { s += nextUnit() }
+        return (s - 2) * 1.7320508
     }
 
     /// Unbiased integer in 0..<bound (bound > 0), by Lemire's multiply-and-reject.

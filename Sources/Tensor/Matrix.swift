@@ -18,7 +18,7 @@
 //       scores[j] = mean over heads and queries of softmax(QKᵀ/√d)[i, j], summed while each softmax
 //       row is hot; causal: query i sees keys 0...keyOffset + i (keyOffset = tokens already cached)
 //   im2col(pixels:channels:height:width:patch:) and patchEmbedding(...): conv with kernel = stride = patch
-//   exp8 / Float8: vectorised e^x used by softmax, GELU and SiLU
+//   softmax, GELU, SiLU, layer norm: C kernels (CKernels) with AVX2 and portable paths by CPU flags
 //
 // Weights (SafeTensors.swift): SafeTensorsFile(path:) (mmap, bounds-checked), WeightStore(directory:)
 // (model.safetensors or the shards of model.safetensors.index.json; matrix(name, shape:), vector(name,

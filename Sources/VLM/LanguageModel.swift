@@ -19,14 +19,9 @@ public struct LanguageModel: Sendable {
             throw .unreadable(file: path, cause: "no such file or directory")
         }
         source = path
-        var stops: Set<Int> = []
         if isDirectory.boolValue {
             tokenizer = try Tokenizer(directory: path)
             model = try LlamaModel(directory: path, precision: precision)
-            let generation = (path as NSString).appendingPathComponent("generation_config.json")
-            if let config = try? readJSONObject(generation) {
-                if let ids = config["eos_token_id"] as? [Int] { stops.formUnion(ids) } else if let id = config["eos_token_id"] as? Int { stops.insert(id) }
-            }
         } else {
             let gguf = try GGUFFile(path: path)
             tokenizer = try Tokenizer(gguf: gguf)
@@ -35,12 +30,8 @@ public struct LanguageModel: Sendable {
         guard tokenizer.count <= model.configuration.vocabularySize else {
             throw .malformed(file: path, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(model.configuration.vocabularySize)")
         }
-        stops.formUnion(model.configuration.eosTokenIDs)
-        if let eos = tokenizer.eosID { stops.insert(eos) }
-        for name in ["<end_of_utterance>", "<|im_end|>", "<|endoftext|>"] {
-            if let id = tokenizer.id(of: name) { stops.insert(id) }
-        }
-        stopTokens = stops
+        stopTokens = StopTokens.read(directory: isDirectory.boolValue ? path : nil,
+                                     configured: model.configuration.eosTokenIDs, tokenizer: tokenizer)
         do {
             template = try ChatTemplate(template: tokenizer.chatTemplate, source: path)
             templateProblem = nil

@@ -3,6 +3,7 @@
 // at the top) or a GGUF (token_embd, blk.N.attn_q …, output_norm, output), where llama.cpp's
 // conversion permuted the rows of Q and K (see `unpermuteRotaryRows`).
 import Foundation
+import Prune
 import Tensor
 
 public final class LlamaModel: DecoderModel {
@@ -108,7 +109,7 @@ extension LlamaModel {
     /// A model of the given shape with random weights (uniform, ±0.05; norms 1), for benchmarks.
     public convenience init(randomWeights configuration: LlamaConfiguration, seed: UInt64,
                             precision: WeightPrecision = .float32) throws(VLMError) {
-        var state = seed
+        var random = SplitMix64(seed: seed)
         try self.init(configuration: configuration, source: "random weights", precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
             let rows = shape.count == 2 ? shape[0] : 1, cols = shape.last ?? 0
             var m = Matrix(rows: rows, cols: cols)
@@ -117,15 +118,7 @@ extension LlamaModel {
                 return LoadedTensor(matrix: m, storedAsBF16: false)
             }
             m.storage.withUnsafeMutableBufferPointer { p in
-                for i in 0..<p.count {
-                    // SplitMix64 step, inlined: this fills ~135 M values.
-                    state &+= 0x9E37_79B9_7F4A_7C15
-                    var z = state
-                    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                    z ^= z >> 31
-                    p[i] = (Float(z >> 40) / Float(1 << 24) - 0.5) * 0.1
-                }
+                for i in 0..<p.count { p[i] = (random.nextUnit() - 0.5) * 0.1 }
             }
             return LoadedTensor(matrix: m, storedAsBF16: false)
         }

@@ -10,6 +10,7 @@
 // DecoderWeights holds it (q/k/v biases; BF16 checkpoints stay BF16 by default) and DecoderSession
 // runs it, as it runs Llama.
 import Foundation
+import Prune
 import Tensor
 
 public final class Qwen2Model: DecoderModel {
@@ -62,14 +63,8 @@ public final class Qwen2Model: DecoderModel {
     /// Random weights at the given shapes (benchmarks): every layer shares one layer's weights, so
     /// memory is one layer plus the embeddings whatever the depth.
     public convenience init(randomShapes c: Qwen2Configuration, seed: UInt64 = 1, precision: WeightPrecision = .stored) {
-        var state = seed
-        func next() -> Float {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Float((z ^ (z >> 31)) >> 40) / Float(1 << 24) - 0.5
-        }
+        var generator = SplitMix64(seed: seed)
+        func next() -> Float { generator.nextUnit() - 0.5 }
         func random(_ rows: Int, _ cols: Int, _ scale: Float) -> WeightMatrix {
             var m = Matrix(rows: rows, cols: cols)
             for i in 0..<m.storage.count { m.storage[i] = next() * scale }

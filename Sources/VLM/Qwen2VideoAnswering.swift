@@ -47,14 +47,7 @@ public struct Qwen2VideoAnswering: Sendable {
         guard tokenizer.count <= model.configuration.vocabularySize else {
             throw .malformed(file: directory, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(model.configuration.vocabularySize)")
         }
-        var stops = Set(model.configuration.eosTokenIDs)
-        if let config = try? readJSONObject((directory as NSString).appendingPathComponent("generation_config.json")) {
-            if let ids = config["eos_token_id"] as? [Int] { stops.formUnion(ids) } else if let id = config["eos_token_id"] as? Int { stops.insert(id) }
-        }
-        for name in ["<|im_end|>", "<|endoftext|>"] {
-            if let id = tokenizer.id(of: name) { stops.insert(id) }
-        }
-        stopTokens = stops
+        stopTokens = StopTokens.read(directory: directory, configured: model.configuration.eosTokenIDs, tokenizer: tokenizer)
     }
 
     /// second_per_grid_t from the patches' times: the spacing of consecutive patches (temporal

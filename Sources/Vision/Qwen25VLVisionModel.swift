@@ -110,7 +110,7 @@ public struct Qwen25VLVisionModel: Sendable {
     public init(randomShapes v: Qwen25VLVisionConfiguration, seed: UInt64 = 1) {
         vision = v
         preprocessor = Qwen25VLPreprocessor(configuration: Qwen25VLPreprocessorConfiguration())
-        var g = SplitMix(seed: seed)
+        var g = SplitMix64(seed: seed)
         let d = v.hiddenSize, i = v.intermediateSize, merged = d * 4
         func m(_ r: Int, _ c: Int) -> WeightMatrix { WeightMatrix(g.matrix(r, c, scale: 1 / Float(c).squareRoot())) }
         func ones(_ n: Int) -> [Float] { [Float](repeating: 1, count: n) }
@@ -322,23 +322,8 @@ public struct Qwen25VLVisionModel: Sendable {
     }
 }
 
-/// A small deterministic generator for random benchmark weights.
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    /// Roughly unit variance (sum of uniforms).
-    mutating func normalish() -> Float {
-        var s: Float = 0
-        for _ in 0..<4 { s += Float(next() >> 40) / Float(1 << 24) }
-        return (s - 2) * 1.7320508
-    }
+extension SplitMix64 {
+    /// A random matrix for benchmark weights: entries of roughly unit variance times `scale`.
     mutating func matrix(_ rows: Int, _ cols: Int, scale: Float) -> Matrix {
         var m = Matrix(rows: rows, cols: cols)
         for i in 0..<m.storage.count { m.storage[i] = normalish() * scale }

@@ -1,10 +1,10 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// Runs the built `hiprune-video` (next to the test bundle) as a user would.
 enum CLI {
-    static let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
+    static let repository = URL(fileURLWithPath: Fixtures.repository)
 
     static func path(_ relative: String) -> String { repository.appendingPathComponent(relative).path }
 

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 import Pipeline
 import Prune
@@ -24,8 +25,7 @@ final class SelectionParityTests: XCTestCase {
         var cases: [Case]
     }
 
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
+    static let fixtures = URL(fileURLWithPath: Fixtures.root)
 
     func testKeptIndicesAndRolesMatchTransformersAttentions() throws {
         let data = try Data(contentsOf: Self.fixtures.appendingPathComponent("selection/reference.json"))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Pipeline
 @testable import Prune
@@ -20,8 +21,7 @@ final class VideoQuestionAnsweringTests: XCTestCase {
         var frames: [Frame]
     }
 
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/smolvlm-vqa").path
+    static let directory = Fixtures.path("smolvlm-vqa")
 
     func loadReference() throws -> Reference {
         let data = try Data(contentsOf: URL(fileURLWithPath: Self.directory + "/reference.json"))

@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Prune
 
@@ -14,8 +15,7 @@ final class ReferenceParityTests: XCTestCase {
     }
 
     static func fixture() throws -> Fixture {
-        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-            .appendingPathComponent("../Fixtures/prune/reference.json").standardized
+        let url = URL(fileURLWithPath: Fixtures.path("prune", "reference.json"))
         return try JSONDecoder().decode(Fixture.self, from: Data(contentsOf: url))
     }
 

@@ -1,11 +1,11 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Stream
 
 /// Pull-based files keep memory flat however slow the consumer, and free FFmpeg on cancel.
 final class MemoryTests: XCTestCase {
-    static let clip = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("media/bigbuckbunny.mp4").path
+    static let clip = Fixtures.repositoryPath("media/bigbuckbunny.mp4")
 
     /// Resident set size of this process in bytes (second field of /proc/self/statm, in pages).
     static func residentBytes() throws -> Int {

@@ -1,11 +1,12 @@
 import Foundation
+import TestSupport
 import XCTest
 @testable import Stream
 
 /// Frame counts and timestamps against ffprobe's ground truth (tools/make-stream-fixtures.py).
 final class SamplingFixtureTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let fixtures = root.appendingPathComponent("Tests/Fixtures/stream")
+    static let root = URL(fileURLWithPath: Fixtures.repository)
+    static let fixtures = URL(fileURLWithPath: Fixtures.path("stream"))
 
     struct Mode: Decodable {
         var name: String; var sampling: String; var value: Double?; var start: Double?; var end: Double?

@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
 
 /// The decode-step kernels (single-row products in F32 and BF16, attention of one query row) against

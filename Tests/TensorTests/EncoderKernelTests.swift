@@ -1,6 +1,7 @@
 import CKernels
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
 
 /// The encoder's C kernels against naive loops in Double, on odd sizes (tails of 1...7 lanes), through

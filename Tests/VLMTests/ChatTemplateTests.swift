@@ -1,5 +1,6 @@
 import XCTest
 @testable import VLM
+import TestSupport
 
 final class ChatTemplateTests: XCTestCase {
     /// SmolLM2-Instruct's template text, as its tokenizer_config.json / GGUF ship it.

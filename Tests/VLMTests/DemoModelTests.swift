@@ -2,6 +2,7 @@ import Foundation
 import Tensor
 import XCTest
 @testable import VLM
+import TestSupport
 
 /// The embedded demo model (models/demo-smolvlm2): its text side loads from the SmolVLM layout
 /// (`model.text_model.*`, `lm_head.*`, text_config) and matches transformers.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import TestSupport
 
 final class GGUFTests: XCTestCase {
     func testMetadataOfEveryType() throws {

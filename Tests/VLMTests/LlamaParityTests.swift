@@ -2,6 +2,7 @@ import Foundation
 import Tensor
 import XCTest
 @testable import VLM
+import TestSupport
 
 /// Logits and greedy tokens against transformers (tools/make_lm_fixtures.py).
 final class LlamaParityTests: XCTestCase {

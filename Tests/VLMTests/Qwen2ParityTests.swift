@@ -3,6 +3,7 @@ import Prune
 import Tensor
 import Vision
 import VLM
+import TestSupport
 import XCTest
 
 /// The Qwen2 decoder under M-RoPE, the pruned video prompt and the whole pruned VLM against
@@ -12,36 +13,13 @@ final class Qwen2ParityTests: XCTestCase {
     static let cases: [(name: String, width: Int, height: Int, frames: Int)] =
         [("wide", 196, 112, 4), ("classic", 112, 84, 3), ("tall", 112, 196, 2)]
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        guard a.count == b.count else { return .infinity }
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
-
     func positions(_ flat: [Int32]) -> [MRoPEPosition] {
         let n = flat.count / 3
         return (0..<n).map { MRoPEPosition(t: Int(flat[$0]), h: Int(flat[n + $0]), w: Int(flat[2 * n + $0])) }
     }
 
-    /// The fixture script's frame (same integer arithmetic as VisionTests' copy).
-    static func frame(width: Int, height: Int, index: Int) -> [UInt8] {
-        var rgb = [UInt8](repeating: 0, count: width * height * 3)
-        let top = height / 4 + 3 * index, left = width / 2 - 2 * index
-        for y in 0..<height {
-            for x in 0..<width {
-                let o = (y * width + x) * 3
-                if y >= top && y < top + height / 4 && x >= left && x < left + width / 4 {
-                    rgb[o] = 250; rgb[o + 1] = 240; rgb[o + 2] = 30
-                } else {
-                    rgb[o] = UInt8((x * 255) / max(width - 1, 1))
-                    rgb[o + 1] = UInt8((y * 255) / max(height - 1, 1))
-                    rgb[o + 2] = UInt8((x * 131 + y * 71 + (x * y) % 97 + 37 * index) % 256)
-                }
-            }
-        }
-        return rgb
-    }
+    /// The fixture script's frame.
+    static func frame(width: Int, height: Int, index: Int) -> [UInt8] { syntheticFrame(width: width, height: height, index: index) }
 
     func testLogitsUnderMRoPEMatchTransformers() throws {
         let model = try Qwen2Model(directory: Self.directory)

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import TestSupport
 
 /// Parity with `tokenizers` on a tokenizer built exactly like Qwen2.5-VL's (tools/make_qwen_tokenizer.py).
 final class QwenTokenizerTests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import TestSupport
 
 /// The real SmolLM2-135M-Instruct (Q4_1 GGUF from scripts/fetch-smollm2.sh); skipped without it.
 final class SmolLM2Tests: XCTestCase {

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import TestSupport
 
 /// The video prompt against the text and ids transformers' SmolVLMProcessor builds
 /// (tools/make_prompt_fixtures.py).

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import TestSupport
 
 final class TokenizerTests: XCTestCase {
     private func cases(_ file: String) throws -> [[String: Any]] {

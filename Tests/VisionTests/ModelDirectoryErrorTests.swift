@@ -1,6 +1,7 @@
 import Foundation
 import Tensor
 import Vision
+import TestSupport
 import XCTest
 
 /// Broken model directories, made at test time from fixture a, each give their typed error.
@@ -8,7 +9,7 @@ final class ModelDirectoryErrorTests: XCTestCase {
     var directory = ""
 
     override func setUpWithError() throws {
-        let source = SmolVLMParityTests.fixtures.appendingPathComponent("smolvlm-a")
+        let source = URL(fileURLWithPath: Fixtures.path("smolvlm-a"))
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("hiprune-vision-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         for file in ["config.json", "preprocessor_config.json", "model.safetensors"] {

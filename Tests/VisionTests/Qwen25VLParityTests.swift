@@ -2,48 +2,19 @@ import Foundation
 import Prune
 import Tensor
 import Vision
+import TestSupport
 import XCTest
 
 /// Qwen2.5-VL vision side against transformers, on tools/make_qwen_fixtures.py's tiny model and frames
 /// of three aspect ratios (non-square merged grids; windows cut short at the edges).
 final class Qwen25VLParityTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/qwen25vl-tiny").path
+    static let directory = Fixtures.path("qwen25vl-tiny")
     /// name: (width, height, frames), as the fixture script.
     static let cases: [(name: String, width: Int, height: Int, frames: Int)] =
         [("wide", 196, 112, 4), ("classic", 112, 84, 3), ("tall", 112, 196, 2)]
 
     /// The fixture script's `frame`, bit for bit.
-    static func frame(width: Int, height: Int, index: Int) -> [UInt8] {
-        var rgb = [UInt8](repeating: 0, count: width * height * 3)
-        let top = height / 4 + 3 * index, left = width / 2 - 2 * index
-        for y in 0..<height {
-            for x in 0..<width {
-                let o = (y * width + x) * 3
-                if y >= top && y < top + height / 4 && x >= left && x < left + width / 4 {
-                    rgb[o] = 250; rgb[o + 1] = 240; rgb[o + 2] = 30
-                } else {
-                    rgb[o] = UInt8((x * 255) / max(width - 1, 1))
-                    rgb[o + 1] = UInt8((y * 255) / max(height - 1, 1))
-                    rgb[o + 2] = UInt8((x * 131 + y * 71 + (x * y) % 97 + 37 * index) % 256)
-                }
-            }
-        }
-        return rgb
-    }
-
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        guard a.count == b.count else { return .infinity }
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
-
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        guard a.count == b.count else { return .infinity }
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
+    static func frame(width: Int, height: Int, index: Int) -> [UInt8] { syntheticFrame(width: width, height: height, index: index) }
 
     func testEncoderMatchesTransformersOnEveryAspectRatio() throws {
         let model = try Qwen25VLVisionModel.load(directory: Self.directory)

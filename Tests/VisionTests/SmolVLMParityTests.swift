@@ -2,26 +2,12 @@ import Foundation
 import Prune
 import Tensor
 import Vision
+import TestSupport
 import XCTest
 
 /// Parity with transformers on the tiny random-weight fixtures made by tools/make_vision_fixtures.py.
 final class SmolVLMParityTests: XCTestCase {
-    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures")
-
-    func fixture(_ name: String) -> String { Self.fixtures.appendingPathComponent(name).path }
-
-    /// max |a − b| / max |b|.
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
-
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
+    func fixture(_ name: String) -> String { Fixtures.path(name) }
 
     func checkParity(_ name: String, expectedLayers: Int, expectedGrid: String) throws {
         let model = try SmolVLMVisionModel.load(directory: fixture(name))
