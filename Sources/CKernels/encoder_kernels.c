@@ -245,17 +245,19 @@ AVX2 static void gelu_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t s
     }
 }
 
-AVX2 static inline __m256 silu8(__m256 v) {
-    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+// v · sigmoid(β·v): SiLU (β = 1; −1·v is exactly −v) and QuickGELU (β = 1.702).
+AVX2 static inline __m256 sigmoid_gate8(__m256 v, __m256 negative_beta) {
+    __m256 e = exp8(_mm256_mul_ps(v, negative_beta));
     return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-AVX2 static void silu_avx2(float *x, ptrdiff_t count) {
+AVX2 static void sigmoid_gate_avx2(float *x, ptrdiff_t count, float beta) {
+    const __m256 nb = _mm256_set1_ps(-beta);
     ptrdiff_t i = 0;
-    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, silu8(_mm256_loadu_ps(x + i)));
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, sigmoid_gate8(_mm256_loadu_ps(x + i), nb));
     if (i < count) {
         __m256i mask = mask_of(count - i);
-        _mm256_maskstore_ps(x + i, mask, silu8(_mm256_maskload_ps(x + i, mask)));
+        _mm256_maskstore_ps(x + i, mask, sigmoid_gate8(_mm256_maskload_ps(x + i, mask), nb));
     }
 }
 
@@ -580,16 +582,18 @@ void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stri
     gelu_portable(x, rows, cols, stride, bias);
 }
 
-void enc_silu(float *x, ptrdiff_t count) {
+void enc_sigmoid_gate(float *x, ptrdiff_t count, float beta) {
     if (count <= 0) return;
 #ifdef ENC_X86
     if (enc_uses_avx2()) {
-        silu_avx2(x, count);
+        sigmoid_gate_avx2(x, count, beta);
         return;
     }
 #endif
-    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-beta * x[i]));
 }
+
+void enc_silu(float *x, ptrdiff_t count) { enc_sigmoid_gate(x, count, 1.0f); }
 
 void enc_layer_norm(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
                     const float *weight, const float *bias, float eps, float *out) {

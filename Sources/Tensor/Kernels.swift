@@ -202,13 +202,11 @@ public func geluErf(_ x: inout Matrix) {
     }
 }
 
-/// QuickGELU ("quick_gelu", CLIP): x · sigmoid(1.702 · x), with exp8 (one exponential per element).
+/// QuickGELU ("quick_gelu", CLIP): x · sigmoid(1.702 · x).
 public func quickGelu(_ x: inout Matrix) {
     x.storage.withUnsafeMutableBufferPointer { p in
         guard let base = p.baseAddress else { return }
-        inHalves(base, p.count) { p, count in
-            mapInPlace(p, count) { v in v / (1 + exp8(v * -1.702)) }
-        }
+        inHalves(base, p.count) { p, count in enc_sigmoid_gate(p, count, 1.702) }
     }
 }
 

@@ -4,14 +4,14 @@ import Prune
 import Tensor
 import Vision
 import VLM
+import TestSupport
 import XCTest
 
 /// The whole pruned LLaVA-1.5 pipeline against transformers (tools/make_llava_fixtures.py): frames
 /// through the CLIP tower and projector, HiPrune's kept tokens at the `<image>` rows of the video
 /// prompt, 20 greedy tokens.
 final class LlavaAnsweringTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/llava-tiny").path
+    static let directory = Fixtures.path("llava-tiny")
 
     struct Reference: Decodable {
         struct Frame: Decodable {

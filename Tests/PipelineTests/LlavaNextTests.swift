@@ -4,14 +4,14 @@ import Prune
 import Tensor
 import Vision
 import VLM
+import TestSupport
 import XCTest
 
 /// LLaVA-NeXT (AnyRes) against transformers on tools/make_llava_fixtures.py's llava-next-tiny: a
 /// Mistral decoder with tied embeddings under transformers 5's module names, 32-px crops in 4-px
 /// patches, pinpoints 1×2, 2×1 and 2×2 crops.
 final class LlavaNextTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/llava-next-tiny").path
+    static let directory = Fixtures.path("llava-next-tiny")
 
     struct Reference: Decodable {
         struct View: Decodable {
@@ -53,11 +53,6 @@ final class LlavaNextTests: XCTestCase {
         try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Self.directory + "/reference.json")))
     }
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
 
     /// Frame i's views from the reference's pixel values (transformers' processor), so that features
     /// compare at 1e-4; our own preprocessing is compared with those pixels apart.

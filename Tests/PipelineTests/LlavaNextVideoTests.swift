@@ -4,6 +4,7 @@ import Prune
 import Tensor
 import Vision
 import VLM
+import TestSupport
 import XCTest
 
 /// LLaVA-NeXT-Video against transformers on tools/make_llava_fixtures.py's llava-next-video-tiny
@@ -11,8 +12,7 @@ import XCTest
 /// projector, scores pooled by mean, HiPrune's published selection on the pooled grid, and the
 /// `<video>` prompt's greedy answer.
 final class LlavaNextVideoTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/llava-next-video-tiny").path
+    static let directory = Fixtures.path("llava-next-video-tiny")
 
     struct Reference: Decodable {
         struct Frame: Decodable {
@@ -35,11 +35,6 @@ final class LlavaNextVideoTests: XCTestCase {
         try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Self.directory + "/reference.json")))
     }
 
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
 
     /// Each reference frame encoded here: its one view.
     func views() throws -> [EncodedView] {

@@ -2,26 +2,16 @@ import Foundation
 import Prune
 import Tensor
 import Vision
+import TestSupport
 import XCTest
 
 /// Parity of the CLIP tower and LLaVA-1.5's vision side with transformers, on the tiny random-weight
 /// fixture made by tools/make_llava_fixtures.py (a 3-layer CLIP on 48-px images in 2-px patches:
 /// the 24 × 24 grid of ViT-L/14-336).
 final class LlavaParityTests: XCTestCase {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Fixtures/llava-tiny").path
+    static let directory = Fixtures.path("llava-tiny")
 
-    /// max |a − b| / max |b|.
-    func relativeError(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        let scale = max(b.reduce(0) { max($0, abs($1)) }, 1e-12)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) } / scale
-    }
 
-    func maxAbsDiff(_ a: [Float], _ b: [Float]) -> Float {
-        XCTAssertEqual(a.count, b.count)
-        return zip(a, b).reduce(0) { max($0, abs($1.0 - $1.1)) }
-    }
 
     func reference() throws -> SafeTensorsFile { try SafeTensorsFile(path: Self.directory + "/reference.safetensors") }
 
