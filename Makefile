@@ -25,6 +25,10 @@ models:
 test: deps models
 	$(SWIFT) test $(TEST_FLAGS)
 
+# Every benchmark hiprune-bench has; peers (PyTorch via $$HIPRUNE_PYTHON or python3 on PATH,
+# llama.cpp when given) run beside ours when present and are skipped, saying so, when not.
+BENCHES = decode prune prefill encode qwen
+
 bench: build
 	$(SWIFT) build -c release --product hiprune-bench
-	.build/release/hiprune-bench all
+	@for b in $(BENCHES); do echo "== hiprune-bench $$b"; .build/release/hiprune-bench $$b || exit 1; done

@@ -24,15 +24,16 @@ let package = Package(
             providers: [.apt(["libopenblas-dev"])]
         ),
         .target(name: "CKernels"),
+        .target(name: "Console"),
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
-        .target(name: "Stream", dependencies: ["CFFmpeg"]),
+        .target(name: "Stream", dependencies: ["CFFmpeg", "Console"]),
         .target(name: "Prune"),
         .target(name: "Vision", dependencies: ["Tensor", "Prune"]),
         .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"]),
-        .target(name: "Pipeline", dependencies: ["Stream", "Tensor", "Vision", "Prune", "VLM"]),
+        .target(name: "Pipeline", dependencies: ["Console", "Stream", "Tensor", "Vision", "Prune", "VLM"]),
         .executableTarget(
             name: "hiprune-video",
-            dependencies: ["Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
+            dependencies: ["Console", "Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

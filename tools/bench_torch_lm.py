@@ -1,7 +1,7 @@
 """PyTorch peer of `hiprune-bench prefill`: a random-weight LlamaForCausalLM at SmolLM2-135M's
 shapes (the SmolVLM2-256M text model), float32, 2 threads. Prints one JSON object:
 {"prefill": {"612": seconds, ...}, "decode_tokens_per_second": x, "threads": 2}
-Run: /work/venv/py/bin/python tools/bench_torch_lm.py [--runs N] [--decode-tokens N]
+Run: python3 tools/bench_torch_lm.py [--runs N] [--decode-tokens N]
 """
 import argparse
 import json

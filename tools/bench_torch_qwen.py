@@ -6,7 +6,7 @@
   prefill: seconds of a prefill of --tokens rows (inputs_embeds + 3-D positions) through --layers
            Qwen2.5-VL decoder layers sharing one layer's weights, final norm, lm_head of the last row.
 Prints one JSON line: {"median": seconds, "peak_rss_mb": ...}.
-Run: /work/venv/py/bin/python tools/bench_torch_qwen.py vision --width 448 --height 252
+Run: python3 tools/bench_torch_qwen.py vision --width 448 --height 252
 """
 import argparse
 import copy

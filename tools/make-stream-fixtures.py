@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Ground truth for the Stream tests, made ONCE from ffprobe (and numpy / transformers for
-frame sampling) into Tests/Fixtures/stream/*.json. Run: /work/venv/py/bin/python tools/make-stream-fixtures.py
+frame sampling) into Tests/Fixtures/stream/*.json. Run: python3 tools/make-stream-fixtures.py
 
 Per clip: the stream facts, then the expected (sourceFrameNumber, time) of every sampled
 frame in each sampling mode. Times are pts * time_base of ffprobe's frames (best-effort

@@ -6,7 +6,7 @@ Vision: SigLIP 768 wide, 12 layers, 12 heads, MLP 3072, 512 px, patch 16; pixel 
 vocabulary 49280, rope_theta 100000). Weights in BF16 (as the real checkpoint ships), with the
 repository's fixture tokenizer (its <image> id set as image_token_id).
 
-Run: /work/venv/py/bin/python tools/make_bench_model.py /tmp/smolvlm2-256m-random
+Run: python3 tools/make_bench_model.py /tmp/smolvlm2-256m-random
 """
 import json
 import os

@@ -11,7 +11,7 @@ Tests/Fixtures/lm-gguf/unsupported.gguf: one Q5_K tensor (must be rejected by na
 models/demo-smolvlm2: tiny random SmolVLMForConditionalGeneration + processor files;
   Tests/Fixtures/lm-smolvlm-text/expected.json: its text-only logits and greedy tokens.
 
-Run after tools/make_tokenizer.py: /work/venv/py/bin/python tools/make_lm_fixtures.py
+Run after tools/make_tokenizer.py: python3 tools/make_lm_fixtures.py
 """
 import json
 import os

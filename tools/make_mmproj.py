@@ -2,9 +2,9 @@
 the text model and the vision projector (mmproj), both F32 so that llama.cpp's encoder does the same
 arithmetic as ours. They go outside the repository (hundreds of MB; never committed).
 
-Usage: /work/venv/py/bin/python tools/make_mmproj.py [--model DIR] [--out DIR] [--llama-cpp DIR]
-  defaults: /work/bench-models/smolvlm2-256m-random, /work/bench-models,
-            /work/peers/llama_cpp_python-0.3.36/vendor/llama.cpp
+Usage: python3 tools/make_mmproj.py --model DIR --out DIR --llama-cpp DIR
+  --model: a directory made by tools/make_bench_model.py; --out: where the GGUFs go (outside the
+  checkout); --llama-cpp: a llama.cpp source tree (e.g. the llama-cpp-python sdist's vendor/llama.cpp)
 Writes OUT/<name>-f32.gguf and OUT/<name>-mmproj-f32.gguf (<name> = the model directory's basename).
 
 llama.cpp's convert_hf_to_gguf.py does the conversion; two things about a random-weight directory made by
@@ -52,9 +52,9 @@ def convert(llama_cpp, arguments, patch_vocab):
 
 def main():
     p = argparse.ArgumentParser()
-    p.add_argument("--model", default="/work/bench-models/smolvlm2-256m-random")
-    p.add_argument("--out", default="/work/bench-models")
-    p.add_argument("--llama-cpp", default="/work/peers/llama_cpp_python-0.3.36/vendor/llama.cpp")
+    p.add_argument("--model", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--llama-cpp", required=True)
     p.add_argument("--part", choices=["text", "mmproj", "both"], default="both")
     a = p.parse_args()
     out = os.path.abspath(a.out)

@@ -9,7 +9,7 @@ two methods that build the text are called on a stand-in holding the attributes 
 `replace_video_token` (intro, per-frame timestamps and image runs, outro) and the default video
 chat template (rendered by the tokenizer's own Jinja engine).
 
-Run: /work/venv/py/bin/python tools/make_prompt_fixtures.py   (needs `pip install num2words`)
+Run: python3 tools/make_prompt_fixtures.py   (needs `pip install num2words`)
 """
 import json
 import pathlib

@@ -1,7 +1,7 @@
 """Builds the Qwen2.5-VL fixtures: a tiny random-weight Qwen2_5_VLForConditionalGeneration and its
 reference outputs on frames of several aspect ratios (non-square merged grids).
 
-Run with the project venv:  /work/venv/py/bin/python tools/make_qwen_fixtures.py
+Run with the project venv:  python3 tools/make_qwen_fixtures.py
 Writes Tests/Fixtures/qwen25vl-tiny/:
   config.json, generation_config.json, model.safetensors, preprocessor_config.json,
   tokenizer.json, tokenizer_config.json, chat_template.json: the tokenizer is
@@ -36,7 +36,7 @@ The processors need torchvision + pillow, which the venv lacks; install the whee
 a side directory and put it on PYTHONPATH (its C ops do not load against this torch; resize does not
 need them, see the shim below):
   pip install --no-deps --target /tmp/qwen-pydeps torchvision==0.28.0 pillow
-  PYTHONPATH=/tmp/qwen-pydeps /work/venv/py/bin/python tools/make_qwen_fixtures.py
+  PYTHONPATH=/tmp/qwen-pydeps python3 tools/make_qwen_fixtures.py
 """
 import torch
 

@@ -16,7 +16,7 @@
    - prompt: a video chat prompt as Qwen2_5_VLProcessor builds it (apply_chat_template + the
      processor's <|video_pad|> expansion), with the video's grid and second_per_grid_t.
 
-Run: /work/venv/py/bin/python tools/make_qwen_tokenizer.py
+Run: python3 tools/make_qwen_tokenizer.py
 (the processor part needs torchvision + pillow: PYTHONPATH=/tmp/qwen-pydeps)
 """
 import json

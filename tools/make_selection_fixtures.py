@@ -12,7 +12,7 @@ Writes Tests/Fixtures/selection/reference.json:
   frames: [{width, height, rgb}], cases: [{mode, budget, alpha, object_layer, deep_layer,
   frames: [{indices, roles}]}], and the minimum score gap (how far from a tie the decisions are).
 
-Run: /work/venv/py/bin/python tools/make_selection_fixtures.py
+Run: python3 tools/make_selection_fixtures.py
 """
 import json
 import os

@@ -9,7 +9,7 @@
 3. Tests/Fixtures/tokenizer/smollm2-expected.json: the same corpus through the REAL SmolLM2
    tokenizer that transformers builds from the GGUF (scripts/fetch-smollm2.sh), when present.
 
-Run: /work/venv/py/bin/python tools/make_tokenizer.py
+Run: python3 tools/make_tokenizer.py
 """
 import json
 import os

@@ -1,6 +1,6 @@
 """Builds the SmolVLM vision fixtures: tiny random-weight SmolVLM models and their reference outputs.
 
-Run with the project venv:  /work/venv/py/bin/python tools/make_vision_fixtures.py
+Run with the project venv:  python3 tools/make_vision_fixtures.py
 Writes Tests/Fixtures/smolvlm-a/ and Tests/Fixtures/smolvlm-b/, each holding
   config.json, model.safetensors (or shards + model.safetensors.index.json), preprocessor_config.json
   reference.safetensors:

@@ -9,7 +9,7 @@ the model's text side uses), preprocessor_config.json, and reference.json:
 The prompt text follows the reference processor's format (verified separately against the
 processor by tools/make_prompt_fixtures.py), with each frame's image run as long as its kept list.
 
-Run: /work/venv/py/bin/python tools/make_vqa_fixtures.py
+Run: python3 tools/make_vqa_fixtures.py
 """
 import json
 import os

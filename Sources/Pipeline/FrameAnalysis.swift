@@ -1,3 +1,4 @@
+import Console
 import Foundation
 import Prune
 import Stream
@@ -24,7 +25,8 @@ public struct FrameAnalysis: Sendable {
     public func decodeOptions(_ options: DecodeOptions, input: String) -> DecodeOptions {
         guard options.size == nil else { return options }
         var sized = options
-        let source = InputKind.isLive(input) ? nil : try? VideoSourceInfo.probe(input)
+        // Only a regular file can be opened twice: probing a pipe would eat the bytes the decoder needs.
+        let source = InputKind.canReopen(input) ? try? VideoSourceInfo.probe(input) : nil
         if let size = encoder.inputSize(sourceWidth: source?.width ?? 0, sourceHeight: source?.height ?? 0),
            size.width > 0, size.height > 0 {
             sized.size = FrameSize(width: size.width, height: size.height)
@@ -104,12 +106,12 @@ public struct ProgressLine: Sendable {
             line = "\(done) \(label)"
         }
         line = "\r" + line + "\u{1B}[K"
-        FileHandle.standardError.write(Data(line.utf8))
+        Console.err(line, newline: false)
     }
 
     public func finish() {
         guard enabled else { return }
-        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+        Console.err("\r\u{1B}[K", newline: false)
     }
 }
 

@@ -1,3 +1,4 @@
+import Console
 import Foundation
 import Prune
 import Stream
@@ -12,7 +13,8 @@ import VLM
 //   frames wait in the source's ring and the oldest are dropped, so the answer's latency is
 //   bounded by one encode plus one answer, never by a queue.
 // Work: each frame is encoded and pruned once; every answer reuses the window's pruned frames.
-// Ending: when the stream ends, fails or stalls (no frame for `stallTimeout`), the source is
+// Ending: a file or stdin ends the run at its end (no replay). When a network stream ends, fails
+//   or stalls (nothing received — no frame and no byte — for `stallTimeout`), the source is
 //   closed and reopened (a new connection gets `openTimeout` for its first frame) after a backoff that doubles from `backoffInitial` up to `backoffMax`;
 //   `maxReconnects` bounds the attempts in a row (nil: no bound). `stop()` (SIGINT/SIGTERM)
 //   closes the source at once; `run` then returns with the summary event.
@@ -105,6 +107,8 @@ public struct LiveSummary: Sendable {
     public var maxLatencyMilliseconds = 0.0
     public var wallSeconds = 0.0
     public var stoppedBySignal = false
+    /// Why the run gave up on its input (the caller exits non-zero with it), nil otherwise.
+    public var gaveUp: String?
 }
 
 /// A flag and the source to close, shared with signal handlers and the stall watchdog.
@@ -115,6 +119,11 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
     private var source: LiveFrames?
     private var lastFrame = DispatchTime.now()
     private var sawFrame = false
+    /// Bytes read when the watchdog last looked, and when that count last grew.
+    private var lastBytes: Int64 = 0
+    private var lastActivity = DispatchTime.now()
+    private var attached = DispatchTime.now()
+    private var reportedWaiting = false
 
     var isStopped: Bool { lock.withLock { stopped } }
 
@@ -132,6 +141,10 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
             stalled = false
             sawFrame = false
             lastFrame = DispatchTime.now()
+            lastBytes = 0
+            lastActivity = lastFrame
+            attached = lastFrame
+            reportedWaiting = false
         }
         if isStopped { source.stop() }
     }
@@ -143,15 +156,31 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
         }
     }
 
-    /// Closes the source when no frame came for `timeout` seconds (`openTimeout` before the first
-    /// frame of a connection: opening probes the stream); true if it did.
-    func checkStall(timeout: Double, openTimeout: Double) -> Bool {
+    /// Closes the source when it was silent for `timeout` seconds (`openTimeout` before the first
+    /// frame of a connection: opening probes the stream); true if it did. Silent means no frame
+    /// and no byte: packets that do not decode yet (a stream joined between keyframes, 10 s apart
+    /// at libx264's default -g 250) keep the connection alive, and say so once on stderr.
+    func checkStall(timeout: Double, openTimeout: Double, input: String) -> Bool {
+        let bytes = lock.withLock { self.source }?.bytesRead ?? 0
+        var waiting = false
         let source = lock.withLock { () -> LiveFrames? in
-            let idle = Double(DispatchTime.now().uptimeNanoseconds - lastFrame.uptimeNanoseconds) / 1e9
+            let now = DispatchTime.now()
+            if bytes > lastBytes {
+                lastBytes = bytes
+                lastActivity = now
+                let since = Double(now.uptimeNanoseconds - attached.uptimeNanoseconds) / 1e9
+                if !sawFrame && !reportedWaiting && since > 3 {
+                    reportedWaiting = true
+                    waiting = true
+                }
+            }
+            let recent = max(lastFrame.uptimeNanoseconds, lastActivity.uptimeNanoseconds)
+            let idle = Double(now.uptimeNanoseconds - recent) / 1e9
             guard idle > (sawFrame ? timeout : openTimeout), !stalled else { return nil }
             stalled = true
             return self.source
         }
+        if waiting { Console.err("\(Console.programName): \(input): packets arrive but none decodes yet: waiting for a keyframe") }
         source?.stop()
         return source != nil
     }
@@ -196,11 +225,11 @@ public final class LiveAnalysis: Sendable {
         while !control.isStopped {
             let frames = LiveFrames(input: input, options: options, capacity: settings.capacity)
             control.attach(frames)
-            let control = self.control, timeout = settings.stallTimeout, openTimeout = settings.openTimeout
+            let control = self.control, timeout = settings.stallTimeout, openTimeout = settings.openTimeout, input = self.input
             let watchdog = Task.detached {
                 while !Task.isCancelled {
                     try? await Task.sleep(nanoseconds: 100_000_000)
-                    if control.checkStall(timeout: timeout, openTimeout: openTimeout) { return }
+                    if control.checkStall(timeout: timeout, openTimeout: openTimeout, input: input) { return }
                 }
             }
             var cause = "the stream ended"
@@ -231,17 +260,34 @@ public final class LiveAnalysis: Sendable {
                 break
             } catch {
                 cause = "\(error)"
+                // An unknown protocol or a malformed URL fails the same way on every attempt.
+                if case StreamError.invalidRequest = error {
+                    watchdog.cancel()
+                    emit(.gaveUp(attempts: attempt, cause: cause))
+                    summary.gaveUp = cause
+                    break
+                }
             }
             watchdog.cancel()
             droppedBefore += frames.counters.droppedFrames
             if control.isStopped { break }
             if control.didStall {
-                cause = control.connected ? "no frame for \(settings.stallTimeout) s"
-                    : "no frame within \(settings.openTimeout) s of opening"
+                cause = control.connected ? "nothing received for \(settings.stallTimeout) s"
+                    : "nothing received within \(settings.openTimeout) s of opening"
+            }
+            // A file or stdin has an end: reopening it would replay it forever. Its end ends the
+            // run; a failure on it gives up at once.
+            if InputKind(input) != .network {
+                if cause != "the stream ended" {
+                    emit(.gaveUp(attempts: 0, cause: cause))
+                    summary.gaveUp = cause
+                }
+                break
             }
             attempt += 1
             if let limit = settings.maxReconnects, attempt > limit {
                 emit(.gaveUp(attempts: attempt - 1, cause: cause))
+                summary.gaveUp = cause
                 break
             }
             let delay = settings.backoff(attempt: attempt)

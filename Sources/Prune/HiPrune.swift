@@ -1,4 +1,4 @@
-/// HiPrune (arXiv 2508.00553), as /work/shared/docs/HIPRUNE.md states it: anchors by the object
+/// HiPrune (arXiv 2508.00553), as docs/HIPRUNE.md states it: anchors by the object
 /// layer's score, their grid neighbours as buffers, registers by the deep layer's score.
 ///
 /// Exactly `min(N', candidates)` tokens are kept, every anchor is kept, ties go to the lower

@@ -68,12 +68,14 @@ final class Decoder {
         self.threads = threads
         let kind = InputKind(input)
         if kind == .file {
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: input, isDirectory: &isDirectory), !isDirectory.boolValue else {
-                throw .fileNotFound(input: input)
+            // Only a regular file's size means anything: a fifo or a device (/dev/urandom) says 0.
+            var facts = stat()
+            guard stat(input, &facts) == 0 else {
+                throw errno == ENOENT ? .fileNotFound(input: input) : .openFailed(input: input, reason: String(cString: strerror(errno)))
             }
-            let size = (try? FileManager.default.attributesOfItem(atPath: input)[.size] as? Int) ?? nil
-            if size == 0 { throw .emptyFile(input: input) }
+            let type = facts.st_mode & S_IFMT
+            if type == S_IFDIR { throw .openFailed(input: input, reason: "is a directory") }
+            if type == S_IFREG && facts.st_size == 0 { throw .emptyFile(input: input) }
         }
 
         guard let context = avformat_alloc_context() else { throw .openFailed(input: input, reason: "out of memory") }
@@ -93,6 +95,7 @@ final class Decoder {
         av_dict_free(&options)
         guard openStatus >= 0, let opened else {
             // avformat_open_input frees the context on failure.
+            if let interrupt { hv_interrupt_detach(interrupt) }
             if let interrupt, hv_interrupt_is_set(interrupt) != 0 {
                 throw .openFailed(input: input, reason: "cancelled")
             }
@@ -102,6 +105,7 @@ final class Decoder {
         // Until every stored property is set a throw skips `deinit`, so the demuxer is closed here.
         func closing(_ error: StreamError) -> StreamError {
             var demuxer: UnsafeMutablePointer<AVFormatContext>? = opened
+            if let interrupt { hv_interrupt_detach(interrupt) }
             avformat_close_input(&demuxer)
             return error
         }
@@ -156,6 +160,7 @@ final class Decoder {
         av_frame_free(&frame)
         av_packet_free(&packet)
         avcodec_free_context(&codec)
+        if let interrupt { hv_interrupt_detach(interrupt) }
         avformat_close_input(&format)
     }
 
@@ -419,8 +424,16 @@ final class Decoder {
     /// anything FFmpeg cannot recognise is not a video.
     private static func openError(input: String, code: Int32, kind: InputKind) -> StreamError {
         let reason = ffmpegErrorText(code)
-        guard kind == .file, code == hv_averror_invaliddata() else {
+        var facts = stat()
+        let regular = stat(input, &facts) == 0 && facts.st_mode & S_IFMT == S_IFREG
+        // A fifo or a device (/dev/urandom) cannot be read again to tell damage from noise.
+        if kind == .file, !regular, code == hv_averror_invaliddata() { return .notAVideo(input: input, reason: reason) }
+        guard kind == .file, regular, code == hv_averror_invaliddata() else {
             if code == hv_averror(ENOENT) { return .fileNotFound(input: input) }
+            // No retry can help: the URL names a protocol this FFmpeg lacks, or is malformed.
+            if code == hv_averror_protocol_not_found() || (kind == .network && code == hv_averror(EINVAL)) {
+                return .invalidRequest(input: input, reason: "cannot open (\(reason))")
+            }
             return .openFailed(input: input, reason: reason)
         }
         guard let handle = FileHandle(forReadingAtPath: input) else { return .openFailed(input: input, reason: reason) }

@@ -94,15 +94,20 @@ final class FrameProducer {
     /// Uniform sampling needs the number of frames in range before the first one is chosen:
     /// files are counted by a demux-only pass; other inputs must state it in their header.
     private static func countCandidates(input: String, options: DecodeOptions) throws(StreamError) -> Int {
-        if InputKind(input) == .file {
+        let kind = InputKind(input)
+        // A pipe cannot be opened once to count and again to decode: its bytes are read once. (A
+        // path that is missing or a directory goes on to the decoder's own message.)
+        var status = stat()
+        let pipeLike = kind == .file && stat(input, &status) == 0 && [S_IFIFO, S_IFCHR, S_IFSOCK].contains(status.st_mode & S_IFMT)
+        if kind == .file && !pipeLike || kind == .stdin && InputKind.canReopen(input) {
             let counter = try Decoder(input: input, decode: false)
             return try counter.countPackets(keyframesOnly: options.keyframesOnly, start: options.start, end: options.end)
         }
-        guard !InputKind.isLive(input), !options.keyframesOnly, options.start == nil, options.end == nil,
-              let total = try Decoder(input: input, decode: false).info.frameCount else {
-            throw .invalidRequest(input: input, reason: "uniform sampling needs the frame count, which this input does not state")
+        if kind == .network, !InputKind.isLive(input), !options.keyframesOnly, options.start == nil, options.end == nil,
+           let total = try Decoder(input: input, decode: false).info.frameCount {
+            return total
         }
-        return total
+        throw .invalidRequest(input: input, reason: "uniform sampling (--frames) needs the frame count, which a pipe or a stream cannot give before it is read; use --fps or --every-frame")
     }
 
     /// The next sampled frame; nil at the end of the input, on cancellation or once the range is over.

@@ -30,6 +30,9 @@ extension FrameSampling {
     /// end skipping, i.e. `np.unique(np.linspace(0, total - 1, count, dtype=int))`.
     public static func uniformIndices(count: Int, total: Int) -> [Int] {
         guard total > 0, count > 0 else { return [] }
+        // linspace's steps are then below 1, so every index is hit: the same result without a
+        // loop (or a reservation) as long as a hostile --frames 10^12.
+        if count >= total { return Array(0..<total) }
         return linspaceIndices(from: 0, to: total - 1, count: count)
     }
 

@@ -41,6 +41,10 @@ public final class LiveFrames: AsyncSequence, Sendable {
     /// Stops reading now; the sequence then ends.
     public func stop() { ring.stop() }
 
+    /// Bytes the demuxer has read from the connection so far: it grows while packets arrive, even
+    /// before any of them decodes to a frame (a stream joined between keyframes).
+    public var bytesRead: Int64 { hv_interrupt_bytes(ring.interrupt) }
+
     /// True while the reader thread still holds FFmpeg objects.
     public var isReading: Bool { ring.isReading }
 
@@ -86,7 +90,7 @@ final class LiveRing: @unchecked Sendable {
         self.capacity = capacity
         self.counters = counters
         interrupt = .allocate(capacity: 1)
-        interrupt.initialize(to: hv_interrupt(stop: 0))
+        interrupt.initialize(to: hv_interrupt(stop: 0, ctx: nil, bytes: 0))
     }
 
     deinit { interrupt.deallocate() }

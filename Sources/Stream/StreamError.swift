@@ -12,6 +12,8 @@ public enum StreamError: Error, Equatable, CustomStringConvertible {
     case openFailed(input: String, reason: String)
     /// The requested sampling cannot be done on this input.
     case invalidRequest(input: String, reason: String)
+    /// The input was read to its end and no frame could be decoded from it.
+    case noFrames(input: String)
     /// Writing an image failed.
     case writeFailed(path: String, reason: String)
 
@@ -25,7 +27,8 @@ public enum StreamError: Error, Equatable, CustomStringConvertible {
         case .corrupt(let input, let reason): return "\(input): corrupt or truncated data (\(reason))"
         case .openFailed(let input, let reason): return "\(input): cannot open (\(reason))"
         case .invalidRequest(let input, let reason): return "\(input): \(reason)"
-        case .writeFailed(let path, let reason): return "\(path): cannot write image (\(reason))"
+        case .noFrames(let input): return "\(input): no frame could be decoded"
+        case .writeFailed(let path, let reason): return "\(path): cannot write (\(reason))"
         }
     }
 }

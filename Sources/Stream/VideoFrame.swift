@@ -179,6 +179,18 @@ public enum InputKind: Sendable, Equatable {
         return ["udp", "rtp", "rtsp", "srt", "tcp", "rtmp", "rtmps"].contains(input[..<colon].lowercased())
     }
 
+    /// Whether the input can be opened twice, reading the same bytes each time: a regular file
+    /// (or stdin redirected from one). A pipe, a fifo or a device must be read once: probing it
+    /// first would eat the bytes the decoder needs.
+    public static func canReopen(_ input: String) -> Bool {
+        var status = stat()
+        switch InputKind(input) {
+        case .file: return stat(input, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
+        case .stdin: return input == "-" && fstat(0, &status) == 0 && (status.st_mode & S_IFMT) == S_IFREG
+        case .network: return false
+        }
+    }
+
     /// The name FFmpeg opens: `-` means stdin.
     /// When stdin is a regular file (`< clip.mp4`), FFmpeg opens it as a file so it can seek (an
     /// MP4 whose index follows its data needs that); a pipe stays `pipe:0`.

@@ -1,12 +1,14 @@
 import CFFmpeg
+import Console
 import Foundation
 
 /// Writes RGB24 pictures as a video file through FFmpeg: H.264 (libx264) where this FFmpeg has
 /// it, else MPEG-4 part 2; yuv420p, so both sides are made even (an odd side is stretched by
 /// one pixel). The container comes from the file name (`.mp4`, `.mkv`, `.mov`, …).
 ///
-/// Nothing half-written: frames go to a hidden temporary file beside `path`, renamed to `path`
-/// by `finish()`; a writer dropped before `finish()` (an error anywhere) deletes it.
+/// Nothing half-written: frames go to a hidden partial file beside `path` (PartialOutputs: the
+/// same name on every run, removed on SIGINT/SIGTERM), renamed to `path` by `finish()`; a writer
+/// dropped before `finish()` (an error anywhere) deletes it.
 /// One writer is used from one task at a time.
 public final class VideoWriter {
     public let path: String
@@ -21,6 +23,7 @@ public final class VideoWriter {
     public private(set) var frameCount = 0
 
     private let temporaryPath: String
+    private var partial: PartialOutputs.Token?
     private var format: UnsafeMutablePointer<AVFormatContext>?
     private var codec: UnsafeMutablePointer<AVCodecContext>?
     private var frame: UnsafeMutablePointer<AVFrame>?
@@ -43,9 +46,7 @@ public final class VideoWriter {
         self.height = height
         encodedWidth = (width + 1) / 2 * 2
         encodedHeight = (height + 1) / 2 * 2
-        let url = URL(fileURLWithPath: path)
-        temporaryPath = url.deletingLastPathComponent()
-            .appendingPathComponent(".\(url.lastPathComponent).partial-\(getpid())-\(UInt32.random(in: 0...UInt32.max))").path
+        temporaryPath = PartialOutputs.partialPath(for: path)
 
         // Everything allocated so far is freed by the failing path's `cleanUp` call.
         var format: UnsafeMutablePointer<AVFormatContext>?
@@ -98,12 +99,16 @@ public final class VideoWriter {
             frame.pointee.height = Int32(encodedHeight)
             status = av_frame_get_buffer(frame, 0)
         }
-        if status >= 0 { status = avio_open(&format.pointee.pb, temporaryPath, AVIO_FLAG_WRITE) }
+        if status >= 0 {
+            partial = PartialOutputs.register(temporaryPath)
+            status = avio_open(&format.pointee.pb, temporaryPath, AVIO_FLAG_WRITE)
+        }
         if status >= 0 {
             status = avformat_write_header(format, nil)
             if status < 0 { unlink(temporaryPath) }
         }
         guard status >= 0 else {
+            if let partial { PartialOutputs.discard(partial) }
             throw .writeFailed(path: path, reason: ffmpegErrorText(status))
         }
     }
@@ -146,6 +151,7 @@ public final class VideoWriter {
         guard rename(temporaryPath, path) == 0 else {
             throw .writeFailed(path: path, reason: String(cString: strerror(errno)))
         }
+        if let partial { PartialOutputs.done(partial) }
         finished = true
     }
 
@@ -181,6 +187,6 @@ public final class VideoWriter {
         sws_freeContext(scaler)
         let open = format?.pointee.pb != nil
         Self.cleanUp(format: format, codec: codec, frame: frame, packet: packet)
-        if !finished && open { unlink(temporaryPath) }
+        if !finished, let partial { PartialOutputs.discard(partial) } else if !finished && open { unlink(temporaryPath) }
     }
 }

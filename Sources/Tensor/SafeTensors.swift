@@ -64,42 +64,20 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
             guard headerLength <= UInt64(size - 8) else {
                 throw WeightsError.malformed(file: path, cause: "header length \(headerLength) beyond the file size \(size)")
             }
+            guard headerLength <= UInt64(SafeTensorsHeader.maximumLength) else {
+                throw WeightsError.malformed(file: path, cause: "header of \(headerLength) bytes is larger than \(SafeTensorsHeader.maximumLength)")
+            }
             let dataStart = 8 + Int(headerLength)
-            let header = Data(bytes: base + 8, count: Int(headerLength))
-            guard let json = try? JSONSerialization.jsonObject(with: header) as? [String: Any] else {
-                throw WeightsError.malformed(file: path, cause: "header is not a JSON object")
+            let parsed: SafeTensorsHeader
+            do {
+                parsed = try SafeTensorsHeader.parse(UnsafeRawBufferPointer(start: base + 8, count: Int(headerLength)),
+                                                     dataSize: size - dataStart)
+            } catch {
+                throw WeightsError.malformed(file: path, cause: error.cause)
             }
             var entries: [String: Entry] = [:]
-            var metadata: [String: String] = [:]
-            let dataSize = size - dataStart
-            for (name, value) in json {
-                if name == "__metadata__" {
-                    for (k, v) in (value as? [String: Any]) ?? [:] { metadata[k] = v as? String ?? "\(v)" }
-                    continue
-                }
-                guard let object = value as? [String: Any], let dtype = object["dtype"] as? String,
-                      let shape = (object["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                      let offsets = (object["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                      offsets.count == 2, shape.allSatisfy({ $0 >= 0 }) else {
-                    throw WeightsError.malformed(file: path, cause: "entry '\(name)' lacks dtype, shape or data_offsets")
-                }
-                guard offsets[0] >= 0, offsets[0] <= offsets[1], offsets[1] <= dataSize else {
-                    throw WeightsError.malformed(file: path, cause: "tensor '\(name)' data \(offsets) beyond the file (\(dataSize) data bytes): truncated?")
-                }
-                if let width = Self.byteWidth(dtype) {
-                    // Overflow-checked: a hostile shape must give an error, not a trap.
-                    var bytes = width
-                    for dim in shape {
-                        let (product, overflow) = bytes.multipliedReportingOverflow(by: dim)
-                        guard !overflow else { throw WeightsError.malformed(file: path, cause: "tensor '\(name)' shape \(shape) is too large") }
-                        bytes = product
-                    }
-                    guard offsets[1] - offsets[0] == bytes else {
-                        throw WeightsError.malformed(file: path, cause: "tensor '\(name)' has \(offsets[1] - offsets[0]) bytes for shape \(shape) \(dtype)")
-                    }
-                }
-                entries[name] = Entry(dtype: dtype, shape: shape, range: offsets[0]..<offsets[1])
-            }
+            for t in parsed.tensors { entries[t.name] = Entry(dtype: t.dtype, shape: t.shape, range: t.begin..<t.end) }
+            let metadata = parsed.metadata
             self.entries = entries
             self.metadata = metadata
             self.base = base
@@ -116,18 +94,30 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
 
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), mappedSize) }
 
-    static func byteWidth(_ dtype: String) -> Int? {
-        switch dtype {
-        case "F32", "I32", "U32": return 4
-        case "F16", "BF16", "I16", "U16": return 2
-        case "F64", "I64", "U64": return 8
-        case "I8", "U8", "BOOL": return 1
-        default: return nil
+    /// A tensor's values as Float32 (F32, F16, BF16). A NaN or an infinity is refused, naming the
+    /// tensor: weights like that answer nothing (every logit NaN) without a word otherwise.
+    public func floats(_ name: String) throws(WeightsError) -> [Float] {
+        let values = try convertedFloats(name)
+        if let i = Self.firstNonFinite(values) {
+            throw .malformed(file: path, cause: "tensor '\(name)' holds \(values[i]) at element \(i)")
         }
+        return values
     }
 
-    /// A tensor's values as Float32 (F32, F16, BF16).
-    public func floats(_ name: String) throws(WeightsError) -> [Float] {
+    /// The index of the first NaN or infinity; one branch-free pass (the exponent bits all set)
+    /// over the values, a second only when there is one.
+    static func firstNonFinite(_ values: [Float]) -> Int? {
+        let any = values.withUnsafeBufferPointer { buffer -> Bool in
+            buffer.withMemoryRebound(to: UInt32.self) { bits in
+                var found: UInt32 = 0
+                for b in bits { found |= (b & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
+                return found != 0
+            }
+        }
+        return any ? values.firstIndex { !$0.isFinite } : nil
+    }
+
+    private func convertedFloats(_ name: String) throws(WeightsError) -> [Float] {
         guard let entry = entries[name] else { throw .missingTensor(name: name, file: path) }
         let p = base + dataStart + entry.range.lowerBound
         switch entry.dtype {
@@ -259,13 +249,14 @@ public struct SafeTensorsWriter: Sendable {
         tensors.append((name, "I32", shape, int32s.withUnsafeBytes { Array($0) }))
     }
 
-    /// The file's bytes.
-    public func serialized() throws(WeightsError) -> Data {
+    /// The length prefix and JSON header of tensors laid out back to back in the given order.
+    static func header(_ tensors: [(name: String, dtype: String, shape: [Int], byteCount: Int)],
+                       metadata: [String: String]) throws(WeightsError) -> Data {
         var header: [String: Any] = [:]
         var offset = 0
         for t in tensors {
-            header[t.name] = ["dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.bytes.count]] as [String: Any]
-            offset += t.bytes.count
+            header[t.name] = ["dtype": t.dtype, "shape": t.shape, "data_offsets": [offset, offset + t.byteCount]] as [String: Any]
+            offset += t.byteCount
         }
         if !metadata.isEmpty { header["__metadata__"] = metadata }
         guard var json = try? JSONSerialization.data(withJSONObject: header, options: [.sortedKeys]) else {
@@ -273,10 +264,15 @@ public struct SafeTensorsWriter: Sendable {
         }
         while json.count % 8 != 0 { json.append(0x20) }  // data aligned to 8 bytes, as the reference writer does
         var out = Data()
-        out.reserveCapacity(8 + json.count + offset)
         var length = UInt64(json.count).littleEndian
         withUnsafeBytes(of: &length) { out.append(contentsOf: $0) }
         out.append(json)
+        return out
+    }
+
+    /// The file's bytes.
+    public func serialized() throws(WeightsError) -> Data {
+        var out = try Self.header(tensors.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata)
         for t in tensors { out.append(contentsOf: t.bytes) }
         return out
     }
@@ -296,6 +292,128 @@ public struct SafeTensorsWriter: Sendable {
             let cause = String(cString: strerror(errno))
             try? FileManager.default.removeItem(at: temp)
             throw .unwritable(file: path, cause: cause)
+        }
+    }
+}
+
+/// A safetensors file built as its tensors arrive, for outputs of unbounded length (`encode -` on
+/// a stream): the data goes to a spool file at once, memory holds only the header, and `finish`
+/// writes header + data to a temporary file renamed to the destination. Tensors arrive in groups
+/// (`append`) that are all in the file or none: `finish` may run from another thread (a signal
+/// handler's queue) between two groups and writes a valid file of the groups so far.
+public final class SafeTensorsSpool: @unchecked Sendable {  // every field is guarded by lock
+    public struct Tensor: Sendable {
+        public var name: String, dtype: String, shape: [Int], bytes: [UInt8]
+        public init(name: String, floats: [Float], shape: [Int]) {
+            (self.name, dtype, self.shape, bytes) = (name, "F32", shape, floats.withUnsafeBytes { Array($0) })
+        }
+        public init(name: String, int32s: [Int32], shape: [Int]) {
+            (self.name, dtype, self.shape, bytes) = (name, "I32", shape, int32s.withUnsafeBytes { Array($0) })
+        }
+    }
+
+    public let destination: String
+    /// Where the data waits; the caller may register it for removal on failure.
+    public let spoolPath: String
+    private let lock = NSLock()
+    private let fd: Int32
+    private var entries: [(name: String, dtype: String, shape: [Int], byteCount: Int)] = []
+    private var names: Set<String> = []
+    private var metadata: [String: String] = [:]
+    private var finished = false
+    private var appended = 0
+    /// Groups appended so far.
+    public var groups: Int { lock.withLock { appended } }
+
+    public init(destination: String, spoolPath: String) throws(WeightsError) {
+        self.destination = destination
+        self.spoolPath = spoolPath
+        fd = open(spoolPath, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw .unwritable(file: destination, cause: "\(spoolPath): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit {
+        close(fd)
+        if !finished { unlink(spoolPath) }
+    }
+
+    /// Adds the tensors and metadata of one group, all or nothing.
+    public func append(_ tensors: [Tensor], metadata more: [String: String]) throws(WeightsError) {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            guard !finished else { throw .unwritable(file: destination, cause: "the file is already finished") }
+            for t in tensors {
+                guard !names.contains(t.name), let count = SizeLimits.product(t.shape),
+                      count * (t.dtype == "F32" || t.dtype == "I32" ? 4 : 1) == t.bytes.count else {
+                    throw .malformed(file: destination, cause: "tensor '\(t.name)' is repeated or does not match its shape \(t.shape)")
+                }
+            }
+            let start = lseek(fd, 0, SEEK_END)
+            for t in tensors {
+                let failure = t.bytes.withUnsafeBytes { raw -> Int32? in
+                    var p = raw.baseAddress!, left = raw.count
+                    while left > 0 {
+                        let n = write(fd, p, left)
+                        if n < 0 { if errno == EINTR { continue }; return errno }
+                        p += n
+                        left -= n
+                    }
+                    return nil
+                }
+                if let failure {
+                    _ = ftruncate(fd, start)  // the group is all or nothing
+                    throw .unwritable(file: destination, cause: String(cString: strerror(failure)))
+                }
+            }
+            for t in tensors {
+                entries.append((t.name, t.dtype, t.shape, t.bytes.count))
+                names.insert(t.name)
+            }
+            for (k, v) in more { metadata[k] = v }
+            appended += 1
+        }
+    }
+
+    /// Writes the file of every group appended so far and removes the spool.
+    public func finish() throws(WeightsError) {
+        lock.lock()
+        defer { lock.unlock() }
+        do {
+            guard !finished else { return }
+            let header = try SafeTensorsWriter.header(entries, metadata: metadata)
+            let temporary = spoolPath + ".tmp"
+            let out = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard out >= 0 else { throw .unwritable(file: destination, cause: String(cString: strerror(errno))) }
+            var failure: Int32?
+            func put(_ p: UnsafeRawPointer, _ count: Int) {
+                var p = p, left = count
+                while left > 0, failure == nil {
+                    let n = write(out, p, left)
+                    if n < 0 { if errno != EINTR { failure = errno }; continue }
+                    p += n
+                    left -= n
+                }
+            }
+            header.withUnsafeBytes { put($0.baseAddress!, $0.count) }
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            var offset: off_t = 0
+            while failure == nil {
+                let n = buffer.withUnsafeMutableBytes { pread(fd, $0.baseAddress!, $0.count, offset) }
+                if n < 0 { if errno != EINTR { failure = errno }; continue }
+                if n == 0 { break }
+                buffer.withUnsafeBytes { put($0.baseAddress!, n) }
+                offset += off_t(n)
+            }
+            if failure == nil && fsync(out) != 0 { failure = errno }
+            close(out)
+            if failure == nil && rename(temporary, destination) != 0 { failure = errno }
+            if let failure {
+                unlink(temporary)
+                throw .unwritable(file: destination, cause: String(cString: strerror(failure)))
+            }
+            finished = true
+            unlink(spoolPath)
         }
     }
 }

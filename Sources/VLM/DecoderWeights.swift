@@ -36,6 +36,20 @@ public struct DecoderShape: Sendable, Equatable {
     }
 }
 
+extension DecoderShape {
+    /// The sizes to check against SizeLimits, named as config.json (or a GGUF's llama.* keys) names them.
+    func sizedFields(gguf: Bool = false) -> [(field: String, value: Int, kind: SizeKind)] {
+        let names = gguf
+            ? ["llama.block_count", "llama.embedding_length", "llama.feed_forward_length", "llama.attention.head_count",
+               "llama.attention.head_count_kv", "llama.attention.key_length", "llama.vocab_size", "llama.context_length"]
+            : ["num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads",
+               "num_key_value_heads", "head_dim", "vocab_size", "max_position_embeddings"]
+        return zip(names, [(layers, SizeKind.layers), (hiddenSize, .width), (intermediateSize, .width), (heads, .heads),
+                           (kvHeads, .heads), (headDimension, .width), (vocabularySize, .vocabulary), (maxPositions, .context)])
+            .map { ($0, $1.0, $1.1) }
+    }
+}
+
 /// How a decoder's weight matrices are held in memory.
 public enum WeightPrecision: String, Sendable, CaseIterable {
     /// BF16 tensors stay BF16 (exact); everything else becomes F32.

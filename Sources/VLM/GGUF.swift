@@ -143,7 +143,10 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         var names: [String] = []
         for (name, dims, type, offset) in infos {
             guard tensors[name] == nil else { throw .badTensor(file: path, tensor: name, cause: "appears twice") }
-            let count = dims.reduce(1, *)
+            // Each dimension is below 2^40, but four of them can overflow: checked, not trapped.
+            guard let count = SizeLimits.product(dims), count <= data.count * 2 else {
+                throw .badTensor(file: path, tensor: name, cause: "shape \(dims) holds more values than the file of \(data.count) bytes")
+            }
             var byteCount = 0
             if let layout = GGMLType(rawValue: type)?.blockLayout {
                 guard dims[0] % layout.values == 0 else {
@@ -256,7 +259,9 @@ private struct ByteReader {
         case 9:
             guard depth < 4 else { throw .malformed(file: file, cause: "arrays nested deeper than 4 at byte \(offset)") }
             let elementType = try u32()
-            let n = try count(try u64(), minimumBytesEach: 1, what: "array length")
+            // Reserved below, so the count is bounded by what its elements need in the file.
+            let each = [0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 8: 8, 9: 12, 10: 8, 11: 8, 12: 8][Int(elementType)] ?? 1
+            let n = try count(try u64(), minimumBytesEach: each, what: "array length")
             var items: [GGUFValue] = []
             items.reserveCapacity(n)
             for _ in 0..<n { items.append(try value(type: elementType, depth: depth + 1)) }

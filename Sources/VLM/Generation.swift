@@ -56,7 +56,8 @@ extension DecoderSession {
         let vocabulary = decoder.shape.vocabularySize
         sampler.observe(history, vocabulary: vocabulary)
         var tokens: [Int] = []
-        tokens.reserveCapacity(options.maxNewTokens)
+        // What the cache can still hold bounds the answer: a --max-tokens of 10^12 reserves nothing absurd.
+        tokens.reserveCapacity(min(options.maxNewTokens, cache.capacity - cache.count + 1))
         var reason = GenerationResult.StopReason.maxTokens
         var work = logits
         let start = DispatchTime.now()

@@ -3,6 +3,7 @@
 // [count, d] matrix for the attention products. A value type: copying a cache that holds a shared
 // prefix (a system prompt, the frames of a video) and continuing from the copy leaves the original
 // intact (copy on write).
+import Foundation
 import Tensor
 
 public struct KVCache: Sendable {
@@ -21,6 +22,11 @@ public struct KVCache: Sendable {
     public init(shape c: DecoderShape, capacity: Int) throws(VLMError) {
         guard capacity > 0, capacity <= c.maxPositions else {
             throw .invalidArgument(name: "context", cause: "\(capacity) tokens; the model supports 1 ... \(c.maxPositions)")
+        }
+        // Keys and values together must fit in memory; checked before the allocation.
+        let physical = Int(clamping: ProcessInfo.processInfo.physicalMemory)
+        guard let count = SizeLimits.product([c.layers, c.kvHeads, capacity, c.headDimension]), count <= physical / 8 else {
+            throw .invalidArgument(name: "context", cause: "a KV cache of \(capacity) tokens × \(c.layers) layers × \(c.kvHeads) heads × \(c.headDimension) does not fit in \(physical >> 20) MB of memory")
         }
         layers = c.layers
         kvHeads = c.kvHeads

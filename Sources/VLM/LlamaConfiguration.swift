@@ -140,10 +140,11 @@ public struct LlamaConfiguration: Sendable, Equatable {
         case let other: throw .unsupported(file: gguf.path, feature: "llama.rope.scaling.type '\(other)'")
         }
         if gguf.tensors["rope_freqs.weight"] != nil { ropeScaling = .frequencyFactors(try gguf.floats("rope_freqs.weight")) }
-        try validate(file: gguf.path)
+        try validate(file: gguf.path, gguf: true)
     }
 
-    private func validate(file: String) throws(VLMError) {
+    private func validate(file: String, gguf: Bool = false) throws(VLMError) {
+        if let (field, cause) = SizeLimits.violation(decoderShape.sizedFields(gguf: gguf)) { throw .malformed(file: file, cause: "\(field): \(cause)") }
         guard hiddenSize > 0, layers > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0, headDimension > 0,
               headDimension % 2 == 0, intermediateSize > 0, vocabularySize > 0, maxPositions > 0 else {
             throw .malformed(file: file, cause: "inconsistent decoder shape: hidden \(hiddenSize), layers \(layers), heads \(heads)/\(kvHeads), head dim \(headDimension), vocab \(vocabularySize)")

@@ -61,8 +61,11 @@ extension DecoderModel {
         shared = min(shared, prompts.map(\.ids.count).min()! - 1)
         let shape = decoder.shape
         let longest = prompts.map(\.ids.count).max()!
+        // The answer is bounded by the context (--max-tokens may be anything up to Int.max).
+        guard longest < shape.maxPositions else { throw VLMError.contextOverflow(tokens: longest, context: shape.maxPositions) }
+        var generation = generation
+        generation.maxNewTokens = min(generation.maxNewTokens, shape.maxPositions - longest)
         let context = min(shape.maxPositions, longest + generation.maxNewTokens + 1)
-        guard longest < context else { throw VLMError.contextOverflow(tokens: longest, context: shape.maxPositions) }
 
         func prefill(_ session: DecoderSession, _ p: DecoderPrompt, _ range: Range<Int>) throws {
             try session.prefill(embeddings: p.embeddings.rows(range), positions: range.map { position(p, $0) })

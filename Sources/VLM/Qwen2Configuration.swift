@@ -69,6 +69,7 @@ public struct Qwen2Configuration: Sendable, Equatable {
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VLMError) {
             if !ok { throw .malformed(file: file, cause: "\(field): \(cause)") }
         }
+        if let (field, cause) = SizeLimits.violation(decoderShape.sizedFields()) { throw .malformed(file: file, cause: "\(field): \(cause)") }
         try check(vocabularySize > 0, "vocab_size", "must be positive")
         try check(layers > 0, "num_hidden_layers", "must be positive")
         try check(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, "num_key_value_heads",

@@ -89,6 +89,12 @@ public struct Qwen25VLVisionConfiguration: Codable, Sendable, Equatable {
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VisionError) {
             if !ok { throw .invalidConfiguration(file: file, field: "vision_config.\(field)", cause: cause) }
         }
+        if let (field, cause) = SizeLimits.violation([
+            ("depth", depth, .layers), ("hidden_size", hiddenSize, .width), ("intermediate_size", intermediateSize, .width),
+            ("num_heads", numHeads, .heads), ("in_channels", inChannels, .factor), ("patch_size", patchSize, .patch),
+            ("temporal_patch_size", temporalPatchSize, .factor), ("window_size", windowSize, .imageSide),
+            ("out_hidden_size", outHiddenSize, .width), ("tokens_per_second", tokensPerSecond, .factor),
+        ]) { throw .invalidConfiguration(file: file, field: "vision_config.\(field)", cause: cause) }
         try check(depth > 0, "depth", "must be positive")
         try check(hiddenSize > 0 && numHeads > 0 && hiddenSize % numHeads == 0 && headDimension % 4 == 0, "hidden_size",
                   "\(hiddenSize) must split into num_heads \(numHeads) heads of a multiple of 4")
@@ -211,6 +217,12 @@ public struct Qwen25VLPreprocessorConfiguration: Codable, Sendable, Equatable {
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VisionError) {
             if !ok { throw .invalidConfiguration(file: file, field: field, cause: cause) }
         }
+        let side = SizeKind.imageSide.bounds.upperBound
+        if let (field, cause) = SizeLimits.violation([
+            ("patch_size", patchSize, .patch), ("merge_size", mergeSize, .factor), ("temporal_patch_size", temporalPatchSize, .factor),
+            ("min_frames", minFrames, .frames), ("max_frames", maxFrames, .frames),
+        ]) { throw .invalidConfiguration(file: file, field: field, cause: cause) }
+        try check(maxPixels <= side * side, "max_pixels", "\(maxPixels) is more than a \(side)x\(side) picture")
         try check(imageMean.count == 3 && imageStd.count == 3, "image_mean/image_std", "expected 3 values each")
         try check(imageStd.allSatisfy { $0 != 0 }, "image_std", "a standard deviation is 0")
         try check(minPixels > 0 && maxPixels >= minPixels, "min_pixels/max_pixels", "bounds \(minPixels)...\(maxPixels) are empty")

@@ -129,6 +129,13 @@ public struct SmolVLMConfiguration: Codable, Sendable, Equatable {
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VisionError) {
             if !ok { throw .invalidConfiguration(file: file, field: field, cause: cause) }
         }
+        if let (field, cause) = SizeLimits.violation([
+            ("vision_config.num_hidden_layers", v.numHiddenLayers, .layers), ("vision_config.hidden_size", v.hiddenSize, .width),
+            ("vision_config.intermediate_size", v.intermediateSize, .width),
+            ("vision_config.num_attention_heads", v.numAttentionHeads, .heads), ("vision_config.num_channels", v.numChannels, .factor),
+            ("vision_config.image_size", v.imageSize, .imageSide), ("vision_config.patch_size", v.patchSize, .patch),
+            ("scale_factor", scaleFactor, .factor), ("text_config.hidden_size", textConfig.hiddenSize, .width),
+        ]) { throw .invalidConfiguration(file: file, field: field, cause: cause) }
         try check(v.hiddenSize > 0 && v.numAttentionHeads > 0 && v.hiddenSize % v.numAttentionHeads == 0,
                   "vision_config.hidden_size", "\(v.hiddenSize) is not a positive multiple of num_attention_heads \(v.numAttentionHeads)")
         try check(v.patchSize > 0 && v.imageSize > 0 && v.imageSize % v.patchSize == 0,
@@ -208,6 +215,13 @@ public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
         guard config.imageStd.allSatisfy({ $0 != 0 }) else {
             throw .invalidConfiguration(file: file, field: "image_std", cause: "a standard deviation is 0")
         }
+        var sizes: [(field: String, value: Int, kind: SizeKind)] = []
+        for (name, table) in [("size", config.size), ("max_image_size", config.maxImageSize),
+                              ("video_sampling.video_size", config.videoSampling?.videoSize)] {
+            for (key, value) in (table ?? [:]).sorted(by: { $0.key < $1.key }) { sizes.append(("\(name).\(key)", value, .imageSide)) }
+        }
+        if let frames = config.videoSampling?.maxFrames { sizes.append(("video_sampling.max_frames", frames, .frames)) }
+        if let (field, cause) = SizeLimits.violation(sizes) { throw .invalidConfiguration(file: file, field: field, cause: cause) }
         return config
     }
 }

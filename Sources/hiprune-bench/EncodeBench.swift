@@ -27,7 +27,7 @@ struct EncodeBench: AsyncParsableCommand {
     var textHidden = 576
 
     @Option(help: "Python for the PyTorch peer (tools/bench_torch_vision.py); skipped if it does not exist.")
-    var python = "/work/venv/py/bin/python"
+    var python = Peer.defaultPython
 
     @Option(help: "The peer script.")
     var peer = "tools/bench_torch_vision.py"
@@ -78,7 +78,9 @@ struct EncodeBench: AsyncParsableCommand {
             let rows = shape.count >= 2 ? shape[0] : 1
             let cols = shape.count >= 2 ? shape.dropFirst().reduce(1, *) : shape[0]
             let s = 1 / Float(cols).squareRoot()
-            return try! Matrix(rows: rows, cols: cols, storage: (0..<(rows * cols)).map { _ in random.next() * s })
+            var m = Matrix(rows: rows, cols: cols)
+            for i in m.storage.indices { m.storage[i] = random.next() * s }
+            return m
         }
         let rgb = (0..<(image * image * 3)).map { _ in UInt8.random(in: 0...255) }
         let all = Set(1...layers)
@@ -198,7 +200,9 @@ struct EncodeBench: AsyncParsableCommand {
         let n = (image / patch) * (image / patch), d = hidden, f = intermediate
         var random = BenchRandom(seed: 3)
         func matrix(_ rows: Int, _ cols: Int, _ scale: Float = 1) -> Matrix {
-            try! Matrix(rows: rows, cols: cols, storage: (0..<(rows * cols)).map { _ in random.next() * scale })
+            var m = Matrix(rows: rows, cols: cols)
+            for i in m.storage.indices { m.storage[i] = random.next() * scale }
+            return m
         }
         func vector(_ count: Int) -> [Float] { (0..<count).map { _ in random.next() } }
         let qkvWeight = WeightMatrix(matrix(3 * d, d, 1 / Float(d).squareRoot())), outWeight = WeightMatrix(matrix(d, d, 0.03))

@@ -20,7 +20,7 @@ struct PrefillBench: AsyncParsableCommand {
     var decodeTokens = 64
 
     @Option(help: "Python for the PyTorch peer (tools/bench_torch_lm.py); skipped if it does not exist.")
-    var python = "/work/venv/py/bin/python"
+    var python = Peer.defaultPython
 
     @Option(help: "The peer script.")
     var peerScript = "tools/bench_torch_lm.py"

@@ -15,7 +15,7 @@ struct PruneBench: AsyncParsableCommand {
     var width = 960
 
     @Option(help: "Python for the numpy peer (tools/prune_reference.py --bench); skipped if it does not exist.")
-    var python = "/work/venv/py/bin/python"
+    var python = Peer.defaultPython
 
     @Option(help: "The peer script.")
     var reference = "tools/prune_reference.py"

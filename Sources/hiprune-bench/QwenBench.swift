@@ -28,7 +28,7 @@ struct QwenBench: AsyncParsableCommand {
     @Option(help: "Temporal patches of the prefill's video (448×252 each: 144 tokens).")
     var temporalPatches = 2
     @Option(help: "Python for the PyTorch peer; skipped if it does not exist.")
-    var python = "/work/venv/py/bin/python"
+    var python = Peer.defaultPython
     @Option(help: "The peer script.")
     var peer = "tools/bench_torch_qwen.py"
     @Option(help: "Threads for both sides.")

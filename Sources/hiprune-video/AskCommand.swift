@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -72,11 +73,16 @@ struct AskCommand: AsyncParsableCommand {
         var pruned: [PrunedFrame] = []
         var summary = StatisticsSummary()
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
+        // The prompt must fit the context: fail at the first frame that shows it cannot, not after encoding them all.
+        var budget = ContextBudget(context: try family.languageModelShape(directory: model).maxPositions,
+                                   expectedSteps: ContextBudget.expectedSteps(input: input, options: options,
+                                                                              framesPerStep: encoder.framesPerStep))
         try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: flow.stage.scoreLayers) { step in
             if flow.keepsEncodedFrames {
                 encodedSteps.append(step)
             } else {
                 let (frame, statistics) = try flow.prune(step)
+                try budget.add(tokens: statistics.tokensAfter)
                 pruned.append(frame)
                 summary.add(statistics)
             }
@@ -88,16 +94,16 @@ struct AskCommand: AsyncParsableCommand {
         guard let lastTime = encodedSteps.last?.time ?? pruned.last?.time else {
             throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled")
         }
-        let duration = (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime
+        sampling.warnIfShort(input: input, sampled: (encodedSteps.count + pruned.count) * encoder.framesPerStep)
+        let duration = InputKind.canReopen(input) ? (try? VideoSourceInfo.probe(input).duration).flatMap { $0 } ?? lastTime : lastTime
 
-        let stdout = FileHandle.standardOutput
         var current = 0
         let result = try flow.answer(clip, duration: duration, generation: generation) { q, piece in
             guard !json else { return }
-            if q != current { stdout.write(Data("\n".utf8)); current = q }
-            stdout.write(Data(piece.utf8))
+            if q != current { Console.out("\n"); current = q }
+            Console.out(piece)
         }
-        if !json { stdout.write(Data("\n".utf8)) }
+        if !json { Console.out("\n") }
         if !result.statistics.isEmpty {
             // HiPrune++ pruned anew for each question: report the frames the last answer saw.
             summary = StatisticsSummary()
@@ -113,9 +119,9 @@ struct AskCommand: AsyncParsableCommand {
                                answers: result.answers, sharedPrefixTokens: result.sharedPrefixTokens,
                                sharedPrefixMilliseconds: result.sharedPrefixMilliseconds)
         if json {
-            print(report.json())
+            Console.line(report.json())
         } else {
-            FileHandle.standardError.write(Data((report.text() + "\n").utf8))
+            Console.err(report.text())
         }
     }
 }

@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -43,20 +44,20 @@ struct CalibrateCommand: AsyncParsableCommand {
             let curve = zip(calibration.layers, calibration.dispersion).map { layer, value in
                 JSONLine.Value.array([.int(layer), .double(value)])
             }
-            print(JSONLine.object([("frames", .int(frames.count)), ("dispersion", .array(curve)),
+            Console.line(JSONLine.object([("frames", .int(frames.count)), ("dispersion", .array(curve)),
                                    ("suggested_object_layer", .int(calibration.suggestedObjectLayer)),
                                    ("default_object_layer", .int(encoder.defaultObjectLayer)),
                                    ("deep_layer", .int(encoder.defaultDeepLayer))]))
             return
         }
-        print("layer  dispersion  (mean grid distance between each layer's top-10 % tokens, over \(frames.count) frames)")
+        Console.line("layer  dispersion  (mean grid distance between each layer's top-10 % tokens, over \(frames.count) frames)")
         let top = calibration.dispersion.max() ?? 1
         for (layer, value) in zip(calibration.layers, calibration.dispersion) {
             let bar = String(repeating: "█", count: top > 0 ? Int((value / top * 40).rounded()) : 0)
             let mark = layer == calibration.suggestedObjectLayer ? "  ← object layer" : ""
-            print(String(format: "%5d  %10.4f  ", layer, value) + bar + mark)
+            Console.line(String(format: "%5d  %10.4f  ", layer, value) + bar + mark)
         }
-        print("suggested object layer: \(calibration.suggestedObjectLayer) "
+        Console.line("suggested object layer: \(calibration.suggestedObjectLayer) "
               + "(default \(encoder.defaultObjectLayer), deep layer \(encoder.defaultDeepLayer)); "
               + "use it with --object-layer \(calibration.suggestedObjectLayer)")
     }

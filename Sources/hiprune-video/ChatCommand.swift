@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import VLM
@@ -43,17 +44,16 @@ struct ChatCommand: AsyncParsableCommand {
         var options = generating.options(seed: seed, stopTokens: language.stopTokens)
         options.maxNewTokens = min(options.maxNewTokens, contextSize - ids.count)
         var text = StreamingDetokenizer(tokenizer: language.tokenizer)
-        let out = FileHandle.standardOutput
         let result = try session.generate(prompt: ids, options: options) { token in
             let piece = text.append(token)
-            if !piece.isEmpty { out.write(Data(piece.utf8)) }
+            if !piece.isEmpty { Console.out(piece) }
             return true
         }
-        out.write(Data((text.finish() + "\n").utf8))
+        Console.line(text.finish())
         let summary = String(format: "load %.2f s | prompt %d tokens in %.0f ms (%.1f tokens/s) | generated %d tokens at %.1f tokens/s\n",
                              loadSeconds, result.promptTokens, result.promptSeconds * 1000,
                              Double(result.promptTokens) / max(result.promptSeconds, 1e-9),
                              result.tokens.count, result.tokensPerSecond)
-        FileHandle.standardError.write(Data(summary.utf8))
+        Console.err(summary, newline: false)
     }
 }

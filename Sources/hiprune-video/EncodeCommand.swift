@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -15,7 +16,10 @@ import Vision
 /// frame.<i>.view.<v>.{features,scores,kept} with metadata frame.<i>.views (the count),
 /// frame.<i>.view.<v>.grid, .place ("base", "crop R,C WxH+X+Y") and .roles; one-view frames keep
 /// the names above.
-/// The file is written at the end through a temporary file and a rename: an error leaves nothing.
+/// Each frame's tensors go to a spool file beside --out as they are made (memory holds only the
+/// header), and the file is assembled at the end through a temporary file and a rename: an error
+/// leaves nothing. SIGINT or SIGTERM (Ctrl-C on `encode -` reading a stream) writes a valid file
+/// of the frames encoded so far, says so on stderr and exits 130 / 143.
 struct EncodeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "encode",
@@ -56,8 +60,15 @@ struct EncodeCommand: AsyncParsableCommand {
     func run() async throws {
         // Fail before the long encode when the result could not be written anyway.
         let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
+            throw PipelineError.output(path: out, cause: "\(folder) is not a directory")
+        }
         guard FileManager.default.isWritableFile(atPath: folder) else {
-            throw PipelineError.output(path: out, cause: "the folder \(folder) does not exist or is not writable")
+            throw PipelineError.output(path: out, cause: "the directory \(folder) is not writable")
+        }
+        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+            throw PipelineError.output(path: out, cause: "is a directory")
         }
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
@@ -68,8 +79,14 @@ struct EncodeCommand: AsyncParsableCommand {
         }
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
-        var writer = SafeTensorsWriter()
-        writer.metadata["layers"] = chosen.map(String.init).joined(separator: ",")
+        let spool = try SafeTensorsSpool(destination: out, spoolPath: PartialOutputs.partialPath(for: out))
+        // The spool was just made (truncating a stale one of an earlier run).
+        let partial = PartialOutputs.register(spool.spoolPath, removingStale: false) {
+            // Ctrl-C: the frames so far become the file (nothing, if none was encoded).
+            guard spool.groups > 0, (try? spool.finish()) != nil else { return }
+            Console.err("\(Console.programName): interrupted: wrote the \(spool.groups) frames encoded so far to \(out)")
+        }
+        defer { PartialOutputs.discard(partial) }
         var frames = 0
         var seconds = 0.0
         let analysis = FrameAnalysis(encoder: encoder)
@@ -81,11 +98,14 @@ struct EncodeCommand: AsyncParsableCommand {
                 defer { stage = current }
                 return try current.prune(step).0
             }
+            var tensors: [SafeTensorsSpool.Tensor] = []
+            var metadata = ["layers": chosen.map(String.init).joined(separator: ",")]
             let multiView = e.views.count > 1
-            if multiView { writer.metadata["frame.\(i).views"] = String(e.views.count) }
+            if multiView { metadata["frame.\(i).views"] = String(e.views.count) }
             for (v, view) in e.views.enumerated() {
                 let key = multiView ? "frame.\(i).view.\(v)" : "frame.\(i)"
-                writer.add("\(key).features", matrix: view.features)
+                tensors.append(.init(name: "\(key).features", floats: view.features.storage,
+                                     shape: [view.features.rows, view.features.cols]))
                 var scores: [Float] = []
                 scores.reserveCapacity(chosen.count * view.grid.count)
                 for layer in chosen {
@@ -94,16 +114,18 @@ struct EncodeCommand: AsyncParsableCommand {
                     }
                     scores += s
                 }
-                try writer.add("\(key).scores", floats: scores, shape: [chosen.count, view.grid.count])
+                tensors.append(.init(name: "\(key).scores", floats: scores, shape: [chosen.count, view.grid.count]))
                 if let selection = pruned?.views[v].selection {
-                    try writer.add("\(key).kept", int32s: selection.indices.map { Int32($0) }, shape: [selection.count])
-                    writer.metadata["\(key).roles"] = selection.roles.map(\.rawValue).joined(separator: ",")
+                    tensors.append(.init(name: "\(key).kept", int32s: selection.indices.map { Int32($0) }, shape: [selection.count]))
+                    metadata["\(key).roles"] = selection.roles.map(\.rawValue).joined(separator: ",")
                 }
-                writer.metadata["\(key).grid"] = view.grid.description
-                if multiView { writer.metadata["\(key).place"] = view.place.description }
+                metadata["\(key).grid"] = view.grid.description
+                if multiView { metadata["\(key).place"] = view.place.description }
             }
-            writer.metadata["frame.\(i).time"] = String(step.time)
+            metadata["frame.\(i).time"] = String(step.time)
             frames += 1
+            metadata["frames"] = String(frames)
+            try spool.append(tensors, metadata: metadata)
             seconds += step.encodeMilliseconds / 1000
             progress.update(done: frames)
         }
@@ -114,9 +136,9 @@ struct EncodeCommand: AsyncParsableCommand {
         }
         progress.finish()
         guard frames > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
-        writer.metadata["frames"] = String(frames)
-        try writer.write(to: out)
+        try spool.finish()
+        sampling.warnIfShort(input: input, sampled: frames)
         let perFrame = String(format: "%.3f", seconds / Double(frames)), total = String(format: "%.2f", seconds)
-        FileHandle.standardError.write(Data("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)\n".utf8))
+        Console.err("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)")
     }
 }

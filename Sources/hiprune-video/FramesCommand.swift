@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Stream
@@ -53,12 +54,14 @@ struct FramesCommand: AsyncParsableCommand {
         let streams = InputKind.isLive(input) || InputKind(input) == .stdin
         let staging = try dump.map { try Staging(target: $0, direct: streams) }
         var lines: [String] = []
+        var count = 0
         func report(_ frame: VideoFrame) throws {
+            count += 1
             let time = String(format: "%.6f", frame.time)
             let line = json
                 ? "{\"index\":\(frame.index),\"source_frame\":\(frame.sourceFrameNumber),\"time\":\(time),\"width\":\(frame.width),\"height\":\(frame.height)}"
                 : "frame \(frame.index) source \(frame.sourceFrameNumber) time \(time) size \(frame.width)x\(frame.height)"
-            if streams { print(line) } else { lines.append(line) }
+            if streams { Console.line(line) } else { lines.append(line) }
             if let staging {
                 try PNGWriter.write(frame, to: (staging.folder as NSString).appendingPathComponent(String(format: "frame-%06d.png", frame.index)))
             }
@@ -68,32 +71,41 @@ struct FramesCommand: AsyncParsableCommand {
                 let frames = LiveFrames(input: input, options: options, capacity: capacity)
                 for try await frame in frames { try report(frame) }
                 if frames.counters.droppedFrames > 0 {
-                    FileHandle.standardError.write(Data("\(input): dropped \(frames.counters.droppedFrames) frames (consumer behind)\n".utf8))
+                    Console.err("\(input): dropped \(frames.counters.droppedFrames) frames (consumer behind)")
                 }
             } else {
                 for try await frame in VideoFrames(input: input, options: options) { try report(frame) }
             }
+            // As ffmpeg: no frame at all is a failure (exit 1), not an empty success.
+            guard count > 0 else { throw StreamError.noFrames(input: input) }
         } catch {
             staging?.discard()
             throw error
         }
         try staging?.commit()
-        for line in lines { print(line) }
+        sampling.warnIfShort(input: input, sampled: count)
+        for line in lines { Console.line(line) }
     }
 
-    /// PNGs of a file go to a hidden folder beside the target and move in only when all decoded.
+    /// PNGs of a file go to a hidden folder inside the target (the same name on every run, removed
+    /// on SIGINT/SIGTERM) and move in only when all decoded.
     struct Staging {
         let target: String
         let folder: String
         let direct: Bool
+        let token: PartialOutputs.Token?
+        /// The target did not exist before this run: a failure removes it again (if still empty).
+        let createdTarget: Bool
 
         init(target: String, direct: Bool) throws {
             self.target = target
             self.direct = direct
             let manager = FileManager.default
+            createdTarget = !manager.fileExists(atPath: target)
             do {
                 try manager.createDirectory(atPath: target, withIntermediateDirectories: true)
-                folder = direct ? target : (target as NSString).appendingPathComponent(".partial-\(getpid())")
+                folder = direct ? target : (target as NSString).appendingPathComponent(".partial")
+                token = direct ? nil : PartialOutputs.register(folder)
                 if !direct { try manager.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             } catch {
                 throw StreamError.writeFailed(path: target, reason: "cannot create the directory")
@@ -101,7 +113,8 @@ struct FramesCommand: AsyncParsableCommand {
         }
 
         func discard() {
-            if !direct { try? FileManager.default.removeItem(atPath: folder) }
+            if let token { PartialOutputs.discard(token) }
+            if createdTarget { rmdir(target) }  // only if empty: frames of a stream stay
         }
 
         func commit() throws {
@@ -114,6 +127,7 @@ struct FramesCommand: AsyncParsableCommand {
                     try manager.moveItem(atPath: (folder as NSString).appendingPathComponent(name), toPath: destination)
                 }
                 try manager.removeItem(atPath: folder)
+                if let token { PartialOutputs.done(token) }
             } catch {
                 discard()
                 throw StreamError.writeFailed(path: target, reason: "cannot move the frames into place")

@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Tensor
@@ -47,11 +48,12 @@ struct HiPruneVideo: AsyncParsableCommand {
         let code = exitCode(for: error)
         if code == .success || error is CleanExit { exit(withError: error) }
         if error is ExitCode { Foundation.exit(code.rawValue) }
+        PartialOutputs.removeAll()  // nothing half-written survives a failure
         // The parser's own errors (and ValidationError) read best through its message; ours are
         // typed errors whose description names the input and the cause.
         let message = parsing || error is ValidationError ? Self.message(for: error) : "\(error)"
         let line = message.split(whereSeparator: \.isNewline).map(String.init).joined(separator: " ")
-        FileHandle.standardError.write(Data("hiprune-video: \(line)\n".utf8))
+        Console.err("hiprune-video: \(line)")
         Foundation.exit(code.rawValue == 0 ? 1 : code.rawValue)
     }
 }

@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -15,7 +16,7 @@ struct InspectCommand: ParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let report = try family.inspect(directory: model)
         func millions(_ n: Int) -> String { String(format: "%.2f M", Double(n) / 1e6) }
-        func line(_ label: String, _ text: String) { print(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
+        func line(_ label: String, _ text: String) { Console.line(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
         line("model", report.directory)
         line("family", family.name)
         for fact in report.facts { line(fact.label, fact.text) }

@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Dispatch
 import Foundation
@@ -76,6 +77,7 @@ struct LiveCommand: AsyncParsableCommand {
         if !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
         if format != "jsonl" && format != "text" { throw ValidationError("--format must be jsonl or text") }
         if capacity < 1 { throw ValidationError("--capacity must be at least 1") }
+        if let maxReconnects, maxReconnects < 0 { throw ValidationError("--max-reconnects must be 0 or more") }
         if !(stallTimeout > 0) || !(openTimeout > 0) || !(backoff > 0) || !(backoffMax >= backoff) {
             throw ValidationError("--stall-timeout and --backoff must be positive, --backoff-max at least --backoff")
         }
@@ -107,9 +109,15 @@ struct LiveCommand: AsyncParsableCommand {
         }
         defer { signals.forEach { $0.cancel() } }
         let text = format == "text"
-        _ = try await live.run(stage: stage) { event in
+        let summary = try await live.run(stage: stage) { event in
             // Unbuffered: a reader of the pipe sees each event as it happens.
-            FileHandle.standardOutput.write(Data(((text ? Self.text(event) : Self.json(event)) + "\n").utf8))
+            Console.line(text ? Self.text(event) : Self.json(event))
+        }
+        // The gave_up event is on stdout for a reader of the events; the cause and the exit status
+        // tell a shell too.
+        if let cause = summary.gaveUp {
+            let own = cause.hasPrefix(url + ": ") ? String(cause.dropFirst(url.count + 2)) : cause
+            throw PipelineError.invalidOption(flag: url, cause: "gave up: \(own)")
         }
     }
 

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Console
 import Pipeline
 import Prune
 import Stream
@@ -30,6 +31,13 @@ struct SamplingOptions: ParsableArguments {
         if let fps, !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
         if let frameCount, frameCount < 1 { throw ValidationError("--frames must be at least 1") }
         if let start, let end, end <= start { throw ValidationError("--end must be after --start") }
+    }
+
+    /// Fewer frames than `--frames N` asked for (corrupt or undecodable frames were skipped): one
+    /// warning line on stderr and the run succeeds, as ffmpeg skips a corrupt frame and goes on.
+    func warnIfShort(input: String, sampled: Int) {
+        guard let frameCount, sampled > 0, sampled < frameCount else { return }
+        Console.err("\(Console.programName): warning: \(input): \(sampled) of the \(frameCount) frames asked for were decoded (the rest are corrupt or missing)")
     }
 
     /// Decode options for a model: frames keep their source size (the encoder's preprocessor

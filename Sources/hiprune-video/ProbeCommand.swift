@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Stream
@@ -19,18 +20,18 @@ struct ProbeCommand: AsyncParsableCommand {
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
-            print(String(decoding: try encoder.encode(info), as: UTF8.self))
+            Console.line(String(decoding: try encoder.encode(info), as: UTF8.self))
             return
         }
         func text(_ value: Double?) -> String { value.map { String(format: "%.6f", $0) } ?? "unknown" }
-        print("input: \(info.input)")
-        print("format: \(info.format)")
-        print("codec: \(info.codec)")
-        print("size: \(info.width)x\(info.height)")
-        print("rotation: \(info.rotation)")
-        print("duration: \(text(info.duration))")
-        print("frame rate: \(text(info.frameRate))")
-        print("frames: \(info.frameCount.map(String.init) ?? "unknown")")
-        print("start: \(text(info.startTime))")
+        Console.line("input: \(info.input)")
+        Console.line("format: \(info.format)")
+        Console.line("codec: \(info.codec)")
+        Console.line("size: \(info.width)x\(info.height)")
+        Console.line("rotation: \(info.rotation)")
+        Console.line("duration: \(text(info.duration))")
+        Console.line("frame rate: \(text(info.frameRate))")
+        Console.line("frames: \(info.frameCount.map(String.init) ?? "unknown")")
+        Console.line("start: \(text(info.startTime))")
     }
 }

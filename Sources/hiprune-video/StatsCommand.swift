@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -40,13 +41,15 @@ struct StatsCommand: AsyncParsableCommand {
         if case .uniform(let count) = options.sampling { total = count }
         let progress = ProgressLine(total: total)
         var summary = StatisticsSummary()
-        // Rows are printed as they come; the header waits for the first row so that an input
-        // that fails at once leaves nothing on stdout.
-        var printedHeader = false
+        // A file has an end, so its rows wait for it: a truncated or corrupt file gives one error
+        // line and nothing on stdout. Live inputs and stdin may never end: their rows stream (the
+        // header with the first row).
+        let streams = InputKind.isLive(input) || InputKind(input) == .stdin
+        var held: [String] = []
+        func put(_ line: String) { if streams { Console.line(line) } else { held.append(line) } }
         func emit(_ statistics: FrameStatistics) {
-            if !printedHeader, let header = writer.header { print(header) }
-            printedHeader = true
-            print(writer.row(statistics))
+            if summary.frames == 0, let header = writer.header { put(header) }
+            put(writer.row(statistics))
             summary.add(statistics)
             progress.update(done: summary.frames)
         }
@@ -60,6 +63,8 @@ struct StatsCommand: AsyncParsableCommand {
         }
         progress.finish()
         guard summary.frames > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
-        print(writer.summary(summary))
+        for line in held { Console.line(line) }
+        Console.line(writer.summary(summary))
+        sampling.warnIfShort(input: input, sampled: summary.frames)
     }
 }

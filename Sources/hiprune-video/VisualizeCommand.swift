@@ -1,3 +1,4 @@
+import Console
 import ArgumentParser
 import Foundation
 import Pipeline
@@ -68,7 +69,7 @@ struct VisualizeCommand: AsyncParsableCommand {
     /// Output frame rate: the sampling's (`--fps`), the source's for `--every-frame`, else 1.
     func framesPerSecond() -> Double {
         if let fps = sampling.fps { return fps }
-        if sampling.everyFrame, let rate = try? VideoSourceInfo.probe(input).frameRate, rate > 0 { return rate }
+        if sampling.everyFrame, InputKind.canReopen(input), let rate = try? VideoSourceInfo.probe(input).frameRate, rate > 0 { return rate }
         return 1
     }
 
@@ -87,7 +88,6 @@ struct VisualizeCommand: AsyncParsableCommand {
         options.size = size
         options.resize = .exact
         let style = OverlayStyle(gridLines: grid)
-        FileHandle.standardError.write(Data((OverlayStyle.legend + "\n").utf8))
 
         var sink = try FrameSink(destination, framesPerSecond: framesPerSecond())
         var total: Int?
@@ -105,7 +105,9 @@ struct VisualizeCommand: AsyncParsableCommand {
         progress.finish()
         guard sink.count > 0 else { throw PipelineError.invalidOption(flag: input, cause: "no frame was sampled") }
         try sink.finish()
-        print("\(output): \(sink.count) frames \(sink.summary)")
+        Console.err(OverlayStyle.legend)  // after the work: a failure stays one line
+        sampling.warnIfShort(input: input, sampled: sink.count)
+        Console.line("\(output): \(sink.count) frames \(sink.summary)")
     }
 }
 
@@ -120,28 +122,32 @@ private struct FrameSink {
     private(set) var count = 0
     private(set) var summary = ""
 
-    /// Removes the staging directory unless it was moved into place.
+    /// Removes the staging directory unless it was moved into place; SIGINT/SIGTERM remove it too.
     private final class Staging {
         let path: String
+        let token: PartialOutputs.Token
         var kept = false
-        init(path: String) { self.path = path }
-        deinit { if !kept { try? FileManager.default.removeItem(atPath: path) } }
+        init(path: String) {
+            self.path = path
+            token = PartialOutputs.register(path)
+        }
+        deinit { if kept { PartialOutputs.done(token) } else { PartialOutputs.discard(token) } }
     }
 
     init(_ destination: VisualizeCommand.Destination, framesPerSecond: Double) throws {
         self.destination = destination
         self.framesPerSecond = framesPerSecond
         if case .directory(let path, let exists) = destination {
-            let url = URL(fileURLWithPath: path)
-            let name = ".\(url.lastPathComponent).partial-\(getpid())"
-            let staging = exists ? url.appendingPathComponent(name).path
-                                 : url.deletingLastPathComponent().appendingPathComponent(name).path
+            // Inside an existing directory (its other files stay), else beside the new one.
+            let partial = PartialOutputs.partialPath(for: path)
+            let staging = exists ? (path as NSString).appendingPathComponent((partial as NSString).lastPathComponent) : partial
+            let owner = Staging(path: staging)
             do {
                 try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
             } catch {
                 throw PipelineError.output(path: path, cause: "cannot create a directory beside it")
             }
-            self.staging = Staging(path: staging)
+            self.staging = owner
         }
     }
 

@@ -79,7 +79,7 @@ enum CLI {
         }
     }
 
-    static func start(_ arguments: [String]) throws -> Running {
+    static func start(_ arguments: [String], stdin: FileHandle? = nil) throws -> Running {
         let process = Process()
         process.executableURL = try binary()
         process.arguments = arguments
@@ -87,7 +87,7 @@ enum CLI {
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
         process.standardError = err
-        process.standardInput = FileHandle.nullDevice
+        process.standardInput = stdin ?? FileHandle.nullDevice
         let running = Running(process: process, out: out, err: err)
         try process.run()
         return running
@@ -108,12 +108,13 @@ enum CLI {
     }
 
     /// The ffmpeg CLI streaming a synthetic clip in real time to `url` (loopback only).
-    static func streamer(to url: String, seconds: Double, size: String = "160x120", rate: Int = 10) throws -> Process {
+    static func streamer(to url: String, seconds: Double, size: String = "160x120", rate: Int = 10,
+                         codec: [String] = ["-c:v", "mpeg2video"]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-f", "lavfi",
-                             "-i", "testsrc=size=\(size):rate=\(rate)", "-t", String(seconds),
-                             "-c:v", "mpeg2video", "-f", "mpegts", url]
+                             "-i", "testsrc=size=\(size):rate=\(rate)", "-t", String(seconds)]
+            + codec + ["-f", "mpegts", url]
         process.standardOutput = FileHandle.nullDevice
         process.standardError = FileHandle.nullDevice
         process.standardInput = FileHandle.nullDevice

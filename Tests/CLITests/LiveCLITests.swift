@@ -18,7 +18,10 @@ final class LiveCLITests: XCTestCase {
         while live.process.isRunning && Date() < deadline { usleep(50_000) }
         if live.process.isRunning { live.process.terminate() }
         let result = live.finish()
-        XCTAssertEqual(result.status, 0, result.stderr)
+        // Giving up is a failure: the gave_up event for a reader of the events, one line and a
+        // non-zero exit for a shell.
+        XCTAssertEqual(result.status, 1, result.stderr)
+        XCTAssertEqual(result.stderrLines, ["hiprune-video: \(url): gave up: nothing received within 4.0 s of opening"])
         let events = CLI.events(result.stdout)
         let kinds = events.compactMap { $0["event"] as? String }
         let frames = events.filter { $0["event"] as? String == "frame" }
@@ -76,5 +79,32 @@ final class LiveCLITests: XCTestCase {
         XCTAssertEqual(dropEvents.compactMap { $0["dropped"] as? Int }.reduce(0, +), dropped)
         let frames = events.filter { $0["event"] as? String == "frame" }.count
         XCTAssertGreaterThanOrEqual(frames, 5)
+    }
+
+    /// A stream with a keyframe every 10 s (libx264's -g 250 at 25 fps; here -g 100 at 10 fps),
+    /// joined just after a keyframe: packets arrive for ~9 s before anything decodes. That is not a
+    /// stall (the timeouts here are 3 and 4 s): the first frame comes without a reconnect, and the
+    /// wait is said once on stderr.
+    func testSlowKeyframesAreWaitedForWithoutReconnecting() throws {
+        let port = CLI.freeUDPPort()
+        let url = "udp://127.0.0.1:\(port)"
+        let streamer = try CLI.streamer(to: url, seconds: 16, codec: ["-c:v", "libx264", "-preset", "ultrafast", "-g", "100",
+                                                                      "-keyint_min", "100", "-sc_threshold", "0"])
+        defer { if streamer.isRunning { streamer.terminate() } }
+        usleep(1_500_000)  // past the first keyframe
+        let live = try CLI.start(["live", url, "--model", model, "--fps", "2", "--stall-timeout", "3", "--open-timeout", "4",
+                                  "--max-reconnects", "0"])
+        let deadline = Date().addingTimeInterval(25)
+        while live.process.isRunning && Date() < deadline
+            && !CLI.events(live.stdoutSoFar).contains(where: { $0["event"] as? String == "frame" }) {
+            usleep(100_000)
+        }
+        kill(live.process.processIdentifier, SIGINT)
+        let result = live.finish()
+        let kinds = CLI.events(result.stdout).compactMap { $0["event"] as? String }
+        XCTAssertEqual(result.status, 0, result.stderr)
+        XCTAssertEqual(kinds.first, "frame", "the first event is a frame, not a reconnect: \(result.stdout)")
+        XCTAssertFalse(kinds.contains("reconnect") || kinds.contains("gave_up"), result.stdout)
+        XCTAssertEqual(result.stderrLines, ["hiprune-video: \(url): packets arrive but none decodes yet: waiting for a keyframe"])
     }
 }
