@@ -246,17 +246,19 @@ AVX2 static void gelu_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t s
     }
 }
 
-AVX2 static inline __m256 silu8(__m256 v) {
-    __m256 e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), v));
+// v · sigmoid(β·v): SiLU (β = 1; −1·v is exactly −v) and QuickGELU (β = 1.702).
+AVX2 static inline __m256 sigmoid_gate8(__m256 v, __m256 negative_beta) {
+    __m256 e = exp8(_mm256_mul_ps(v, negative_beta));
     return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
-AVX2 static void silu_avx2(float *x, ptrdiff_t count) {
+AVX2 static void sigmoid_gate_avx2(float *x, ptrdiff_t count, float beta) {
+    const __m256 nb = _mm256_set1_ps(-beta);
     ptrdiff_t i = 0;
-    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, silu8(_mm256_loadu_ps(x + i)));
+    for (; i + 8 <= count; i += 8) _mm256_storeu_ps(x + i, sigmoid_gate8(_mm256_loadu_ps(x + i), nb));
     if (i < count) {
         __m256i mask = mask_of(count - i);
-        _mm256_maskstore_ps(x + i, mask, silu8(_mm256_maskload_ps(x + i, mask)));
+        _mm256_maskstore_ps(x + i, mask, sigmoid_gate8(_mm256_maskload_ps(x + i, mask), nb));
     }
 }
 
@@ -656,17 +658,19 @@ AVX512 static void gelu_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff
     }
 }
 
-AVX512 static inline __m512 silu16(__m512 v) {
-    __m512 e = exp16(_mm512_sub_ps(_mm512_setzero_ps(), v));
+// v · sigmoid(β·v), as sigmoid_gate8.
+AVX512 static inline __m512 sigmoid_gate16(__m512 v, __m512 negative_beta) {
+    __m512 e = exp16(_mm512_mul_ps(v, negative_beta));
     return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
-AVX512 static void silu_avx512(float *x, ptrdiff_t count) {
+AVX512 static void sigmoid_gate_avx512(float *x, ptrdiff_t count, float beta) {
+    const __m512 nb = _mm512_set1_ps(-beta);
     ptrdiff_t i = 0;
-    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, silu16(_mm512_loadu_ps(x + i)));
+    for (; i + 16 <= count; i += 16) _mm512_storeu_ps(x + i, sigmoid_gate16(_mm512_loadu_ps(x + i), nb));
     if (i < count) {
         __mmask16 k = mask16(count - i);
-        _mm512_mask_storeu_ps(x + i, k, silu16(_mm512_maskz_loadu_ps(k, x + i)));
+        _mm512_mask_storeu_ps(x + i, k, sigmoid_gate16(_mm512_maskz_loadu_ps(k, x + i), nb));
     }
 }
 
@@ -922,11 +926,13 @@ void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stri
     gelu_portable(x, rows, cols, stride, bias);
 }
 
-void enc_silu(float *x, ptrdiff_t count) {
+void enc_sigmoid_gate(float *x, ptrdiff_t count, float beta) {
     if (count <= 0) return;
-    DISPATCH(silu, x, count);
-    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-x[i]));
+    DISPATCH(sigmoid_gate, x, count, beta);
+    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-beta * x[i]));
 }
+
+void enc_silu(float *x, ptrdiff_t count) { enc_sigmoid_gate(x, count, 1.0f); }
 
 void enc_layer_norm(float *x, ptrdiff_t rows, ptrdiff_t cols, const float *residual_bias,
                     const float *weight, const float *bias, float eps, float *out) {

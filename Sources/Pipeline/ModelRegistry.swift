@@ -4,6 +4,9 @@ public enum ModelRegistry {
     public static let families: [ModelFamily] = [
         .smolVLM,
         .qwen25VL,
+        .llava,
+        .llavaNext,
+        .llavaNextVideo,
     ]
 
     /// The family claiming `modelType`, if any.

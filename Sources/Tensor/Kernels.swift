@@ -202,6 +202,14 @@ public func geluErf(_ x: inout Matrix) {
     }
 }
 
+/// QuickGELU ("quick_gelu", CLIP): x · sigmoid(1.702 · x).
+public func quickGelu(_ x: inout Matrix) {
+    x.storage.withUnsafeMutableBufferPointer { p in
+        guard let base = p.baseAddress else { return }
+        inHalves(base, p.count) { p, count in enc_sigmoid_gate(p, count, 1.702) }
+    }
+}
+
 /// SiLU: x · sigmoid(x).
 public func silu(_ x: inout Matrix) {
     x.storage.withUnsafeMutableBufferPointer { p in

@@ -226,6 +226,7 @@ public final class DecoderWeights: Sendable {
 
 extension DecoderModel {
     public func embed(_ ids: [Int]) throws(VLMError) -> Matrix { try decoder.embed(ids) }
+
     public func embed(_ ids: [Int], injecting features: Matrix, at rows: [Int]) throws(VLMError) -> Matrix {
         try decoder.embed(ids, injecting: features, at: rows)
     }

@@ -31,40 +31,57 @@ public struct LlamaConfiguration: Sendable, Equatable {
 
     public init() {}
 
-    /// Reads config.json of a model directory; SmolVLM / Idefics3 files give their text_config.
+    /// Reads config.json of a model directory: a Llama or Mistral file itself, or the `text_config` of
+    /// a vision-language file (SmolVLM / Idefics3, the LLaVA families) whose decoder is one of those.
     public init(configFile path: String) throws(VLMError) {
         let root = try readJSONObject(path)
         let modelType = root["model_type"] as? String ?? "(none)"
         var text: [String: Any]
-        switch modelType {
-        case "llama":
+        if Self.decoderTypes.contains(modelType) {
             text = root
-        case "smolvlm", "idefics3":
-            guard let t = root["text_config"] as? [String: Any] else { throw .missingField(file: path, field: "text_config") }
+        } else if let t = root["text_config"] as? [String: Any] {
             text = t
             // Older SmolVLM files keep tie_word_embeddings at the top level only.
             if text["tie_word_embeddings"] == nil, let tie = root["tie_word_embeddings"] { text["tie_word_embeddings"] = tie }
             let inner = text["model_type"] as? String ?? "llama"
-            guard inner == "llama" else {
-                throw .unsupported(file: path, feature: "text_config.model_type '\(inner)' (only llama)")
+            guard Self.decoderTypes.contains(inner) else {
+                throw .unsupported(file: path, feature: "text_config.model_type '\(inner)' (supported: llama, mistral)")
             }
-        default:
-            throw .unsupported(file: path, feature: "model_type '\(modelType)' (supported: llama, smolvlm, idefics3)")
+            text["model_type"] = inner
+        } else {
+            throw .unsupported(file: path, feature: "model_type '\(modelType)' without a text_config (supported decoders: llama, mistral)")
         }
         try self.init(json: text, file: path)
     }
 
+    /// Decoders this configuration describes: Mistral is Llama's architecture (with its own
+    /// defaults and a sliding window).
+    static let decoderTypes: Set<String> = ["llama", "mistral"]
+
     init(json t: [String: Any], file: String) throws(VLMError) {
         func int(_ key: String) -> Int? { (t[key] as? NSNumber)?.intValue }
         func float(_ key: String) -> Float? { (t[key] as? NSNumber)?.floatValue }
+        let mistral = t["model_type"] as? String == "mistral"
+        if mistral {
+            // MistralConfig's defaults where they differ from LlamaConfig's.
+            intermediateSize = 14336
+            maxPositions = 4096 * 32
+            kvHeads = 8
+        }
         vocabularySize = int("vocab_size") ?? vocabularySize
         hiddenSize = int("hidden_size") ?? hiddenSize
         intermediateSize = int("intermediate_size") ?? intermediateSize
         layers = int("num_hidden_layers") ?? layers
         heads = int("num_attention_heads") ?? heads
-        kvHeads = int("num_key_value_heads") ?? heads
+        kvHeads = int("num_key_value_heads") ?? (mistral ? kvHeads : heads)
         headDimension = int("head_dim") ?? hiddenSize / max(1, heads)
         maxPositions = int("max_position_embeddings") ?? maxPositions
+        // Mistral's sliding window (4096 by default, null in later releases): attention over a
+        // sequence no longer than the window is full attention, so the context stops there.
+        if mistral {
+            let window = t.keys.contains("sliding_window") ? int("sliding_window") : 4096
+            if let window, window > 0 { maxPositions = min(maxPositions, window) }
+        }
         rmsNormEps = float("rms_norm_eps") ?? rmsNormEps
         tieWordEmbeddings = t["tie_word_embeddings"] as? Bool ?? false
         bosTokenID = int("bos_token_id")

@@ -24,17 +24,26 @@ public final class LlamaModel: DecoderModel {
         let configuration = try LlamaConfiguration(configFile: configPath)
         let store: WeightStore
         do { store = try WeightStore(directory: directory) } catch { throw .weights(error) }
+        // LLaVA's decoder sits under "model.language_model." (transformers 5) or "language_model.model." (llava-hf).
         guard let prefix = DecoderWeights.textPrefix(in: store) else {
             throw .badTensor(file: directory, tensor: "model.embed_tokens.weight", cause: "missing (no decoder embeddings under any known prefix)")
         }
+        let head = Self.headName(in: store, prefix: prefix)
         try self.init(configuration: configuration, source: directory, precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
-            let full = name == "lm_head.weight" ? (store.contains("lm_head.weight") ? name : prefix + name) : prefix + name
+            let full = name == "lm_head.weight" ? head : prefix + name
             do throws(WeightsError) {
                 return LoadedTensor(matrix: try store.matrix(full, shape: shape), storedAsBF16: store.entry(full)?.dtype == "BF16")
             } catch {
                 throw .weights(error)
             }
         }
+    }
+
+    /// Where lm_head sits: at the top (transformers 5), beside the decoder's module (llava-hf's
+    /// `language_model.lm_head` next to `language_model.model.`), or under the prefix.
+    public static func headName(in store: WeightStore, prefix: String) -> String {
+        let beside = prefix.hasSuffix(".model.") ? String(prefix.dropLast("model.".count)) + "lm_head.weight" : nil
+        return ["lm_head.weight", beside, prefix + "lm_head.weight"].compactMap { $0 }.first(where: store.contains) ?? "lm_head.weight"
     }
 
     /// Loads the decoder of a llama-architecture GGUF; quantized tensors are dequantized here.

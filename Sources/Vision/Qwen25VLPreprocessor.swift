@@ -52,65 +52,9 @@ public struct Qwen25VLPreprocessor: Sendable {
             throw .invalidFrame("\(rgb.count) bytes for a \(width)x\(height) RGB24 frame (expected \(max(0, width * height * 3)))")
         }
         guard toWidth > 0, toHeight > 0 else { throw .invalidFrame("resize to \(toWidth)x\(toHeight)") }
-        var data = rgb
-        var w = width
-        if toWidth != width {
-            let taps = bicubicTaps(from: width, to: toWidth)
-            var out = [UInt8](repeating: 0, count: height * toWidth * 3)
-            for y in 0..<height {
-                for x in 0..<toWidth {
-                    let (start, weights) = taps[x]
-                    for ch in 0..<3 {
-                        var acc: Float = 0
-                        for (k, v) in weights.enumerated() { acc += v * Float(data[(y * w + start + k) * 3 + ch]) }
-                        out[(y * toWidth + x) * 3 + ch] = clampToByte(acc)
-                    }
-                }
-            }
-            data = out
-            w = toWidth
-        }
-        if toHeight != height {
-            let taps = bicubicTaps(from: height, to: toHeight)
-            var out = [UInt8](repeating: 0, count: toHeight * w * 3)
-            for y in 0..<toHeight {
-                let (start, weights) = taps[y]
-                for x in 0..<w {
-                    for ch in 0..<3 {
-                        var acc: Float = 0
-                        for (k, v) in weights.enumerated() { acc += v * Float(data[((start + k) * w + x) * 3 + ch]) }
-                        out[(y * w + x) * 3 + ch] = clampToByte(acc)
-                    }
-                }
-            }
-            data = out
-        }
-        return data
+        return resizeRGB(rgb, width: width, height: height, toWidth: toWidth, toHeight: toHeight, filter: .bicubic,
+                         roundBetweenPasses: true)
     }
-
-    /// Per output index: first input index and normalised weights (PyTorch's antialiased index rule).
-    static func bicubicTaps(from n: Int, to m: Int) -> [(start: Int, weights: [Float])] {
-        let scale = Double(n) / Double(m)
-        let support = scale >= 1 ? 2 * scale : 2
-        let inverse = scale >= 1 ? 1 / scale : 1
-        func filter(_ v: Double) -> Double {
-            let a = -0.5, x = abs(v)
-            if x < 1 { return ((a + 2) * x - (a + 3)) * x * x + 1 }
-            if x < 2 { return (((x - 5) * x + 8) * x - 4) * a }
-            return 0
-        }
-        return (0..<m).map { i in
-            let center = scale * (Double(i) + 0.5)
-            let lo = max(Int(center - support + 0.5), 0)
-            let size = min(Int(center + support + 0.5), n) - lo
-            var weights = (0..<max(0, size)).map { j in filter((Double(j + lo) - center + 0.5) * inverse) }
-            let total = weights.reduce(0, +)
-            if total != 0 { weights = weights.map { $0 / total } }
-            return (lo, weights.map { Float($0) })
-        }
-    }
-
-    @inline(__always) static func clampToByte(_ v: Float) -> UInt8 { UInt8(min(255, max(0, v.rounded()))) }
 
     /// One temporal patch of frames (already at the same size) → patches [h·w, channels·temporal·patch²],
     /// where h, w are the patch grid's sides. `frames` holds 1...temporal_patch_size packed RGB24 frames;

@@ -116,6 +116,14 @@ public struct SmolVLMConfiguration: Codable, Sendable, Equatable {
         return config
     }
 
+    /// The SigLIP layers' shape (hidden_act already validated).
+    var encoderShape: ViTEncoder.Shape {
+        let v = visionConfig
+        return ViTEncoder.Shape(hidden: v.hiddenSize, intermediate: v.intermediateSize, heads: v.numAttentionHeads,
+                                layers: v.numHiddenLayers, layerNormEps: v.layerNormEps,
+                                activation: ViTEncoder.Activation(hiddenAct: v.hiddenAct) ?? .geluTanh)
+    }
+
     func validate(file: String) throws(VisionError) {
         let v = visionConfig
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VisionError) {

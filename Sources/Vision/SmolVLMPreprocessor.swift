@@ -31,75 +31,11 @@ public struct SmolVLMPreprocessor: Sendable {
             }
             values = rgb.map { Float($0) }
         } else {
-            values = lanczosResize(rgb: rgb, width: width, height: height, side: side)
+            values = resizeRGB(rgb, width: width, height: height, toWidth: side, toHeight: side, filter: .lanczos3,
+                               roundBetweenPasses: false).map { Float($0) }
         }
-        let plane = side * side
-        var out = [Float](repeating: 0, count: 3 * plane)
         let c = configuration
-        for ch in 0..<3 {
-            // transformers fuses rescale into normalisation: (x − mean/rf) / (std/rf), in Float32.
-            let mean: Float, std: Float, factor: Float
-            switch (c.doRescale, c.doNormalize) {
-            case (true, true): mean = c.imageMean[ch] * (1 / c.rescaleFactor); std = c.imageStd[ch] * (1 / c.rescaleFactor); factor = 1
-            case (false, true): mean = c.imageMean[ch]; std = c.imageStd[ch]; factor = 1
-            case (true, false): mean = 0; std = 1; factor = c.rescaleFactor
-            case (false, false): mean = 0; std = 1; factor = 1
-            }
-            values.withUnsafeBufferPointer { src in
-                out.withUnsafeMutableBufferPointer { dst in
-                    for i in 0..<plane { dst[ch * plane + i] = (src[i * 3 + ch] * factor - mean) / std }
-                }
-            }
-        }
-        return out
+        return PixelNormalization(doRescale: c.doRescale, rescaleFactor: c.rescaleFactor, doNormalize: c.doNormalize,
+                                  mean: c.imageMean, std: c.imageStd).channelFirst(values, width: side, height: side)
     }
-}
-
-/// Separable Lanczos-3 resize of packed RGB to side × side, antialiased when shrinking (the kernel
-/// widens by the scale, as PIL does); results rounded and clamped to 0...255 like a uint8 image.
-func lanczosResize(rgb: [UInt8], width: Int, height: Int, side: Int) -> [Float] {
-    func weights(from n: Int, to m: Int) -> [(start: Int, w: [Float])] {
-        let scale = Double(n) / Double(m)
-        let support = 3.0 * max(1, scale)
-        return (0..<m).map { i in
-            let center = (Double(i) + 0.5) * scale
-            let lo = max(0, Int((center - support).rounded(.down))), hi = min(n, Int((center + support).rounded(.up)))
-            var w: [Float] = []
-            var total = 0.0
-            for j in lo..<hi {
-                let x = (Double(j) + 0.5 - center) / max(1, scale)
-                let v: Double
-                if x == 0 { v = 1 } else if abs(x) >= 3 { v = 0 } else {
-                    v = 3 * sin(Double.pi * x) * sin(Double.pi * x / 3) / (Double.pi * Double.pi * x * x)
-                }
-                w.append(Float(v))
-                total += v
-            }
-            return (lo, w.map { total == 0 ? 0 : $0 / Float(total) })
-        }
-    }
-    let wx = weights(from: width, to: side), wy = weights(from: height, to: side)
-    var horizontal = [Float](repeating: 0, count: height * side * 3)
-    for y in 0..<height {
-        for x in 0..<side {
-            let (start, w) = wx[x]
-            for ch in 0..<3 {
-                var acc: Float = 0
-                for (k, v) in w.enumerated() { acc += v * Float(rgb[(y * width + start + k) * 3 + ch]) }
-                horizontal[(y * side + x) * 3 + ch] = acc
-            }
-        }
-    }
-    var out = [Float](repeating: 0, count: side * side * 3)
-    for y in 0..<side {
-        let (start, w) = wy[y]
-        for x in 0..<side {
-            for ch in 0..<3 {
-                var acc: Float = 0
-                for (k, v) in w.enumerated() { acc += v * horizontal[((start + k) * side + x) * 3 + ch] }
-                out[(y * side + x) * 3 + ch] = min(255, max(0, acc.rounded()))
-            }
-        }
-    }
-    return out
 }

@@ -7,19 +7,12 @@ import Prune
 import Tensor
 
 public struct SmolVLMVisionModel: Sendable {
-    struct Layer: Sendable {
-        var layerNorm1Weight, layerNorm1Bias, layerNorm2Weight, layerNorm2Bias: [Float]
-        /// q_proj, k_proj and v_proj stacked into one [3 · hidden, hidden] matrix: one GEMM per layer.
-        var qkvWeight, outWeight, fc1Weight, fc2Weight: WeightMatrix
-        var qkvBias, outBias, fc1Bias, fc2Bias: [Float]
-    }
-
     public let configuration: SmolVLMConfiguration
     public let preprocessor: SmolVLMPreprocessor
     let patchWeight: Matrix  // [hidden, channels · patch²]
     let patchBias: [Float]
     let positionEmbedding: Matrix  // [positions, hidden]
-    let layers: [Layer]
+    let encoder: ViTEncoder
     let postLayerNormWeight, postLayerNormBias: [Float]
     let projection: Matrix  // [text hidden, hidden · scale²]
 
@@ -38,17 +31,7 @@ public struct SmolVLMVisionModel: Sendable {
             ("\(e)embeddings.patch_embedding.bias", [d]),
             ("\(e)embeddings.position_embedding.weight", [positions, d]),
         ]
-        for l in 0..<v.numHiddenLayers {
-            let n = "\(e)encoder.layers.\(l)."
-            for norm in ["layer_norm1", "layer_norm2"] {
-                list += [("\(n)\(norm).weight", [d]), ("\(n)\(norm).bias", [d])]
-            }
-            for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                list += [("\(n)self_attn.\(proj).weight", [d, d]), ("\(n)self_attn.\(proj).bias", [d])]
-            }
-            list += [("\(n)mlp.fc1.weight", [v.intermediateSize, d]), ("\(n)mlp.fc1.bias", [v.intermediateSize]),
-                     ("\(n)mlp.fc2.weight", [d, v.intermediateSize]), ("\(n)mlp.fc2.bias", [d])]
-        }
+        list += ViTEncoder.expectedTensors(prefix: "\(e)encoder.", shape: config.encoderShape)
         list += [("\(e)post_layernorm.weight", [d]), ("\(e)post_layernorm.bias", [d]),
                  ("\(prefix)connector.modality_projection.proj.weight",
                   [config.textConfig.hiddenSize, d * config.scaleFactor * config.scaleFactor])]
@@ -104,31 +87,7 @@ public struct SmolVLMVisionModel: Sendable {
             patchBias = try vec("\(e)embeddings.patch_embedding.bias", d)
             let positions = (v.imageSize / p) * (v.imageSize / p)
             positionEmbedding = try m("\(e)embeddings.position_embedding.weight", [positions, d])
-            var layers: [Layer] = []
-            for l in 0..<v.numHiddenLayers {
-                let n = "\(e)encoder.layers.\(l)."
-                let a = "\(n)self_attn."
-                var qkv = Matrix(rows: 3 * d, cols: d)
-                qkv.storage = []
-                for proj in ["q_proj", "k_proj", "v_proj"] {
-                    let part = try m("\(a)\(proj).weight", [d, d])
-                    guard part.rows == d, part.cols == d else {
-                        throw WeightsError.wrongShape(name: "\(a)\(proj).weight", expected: [d, d], found: part.shape)
-                    }
-                    qkv.storage += part.storage
-                }
-                let qkvBias = try vec("\(a)q_proj.bias", d) + vec("\(a)k_proj.bias", d) + vec("\(a)v_proj.bias", d)
-                layers.append(Layer(
-                    layerNorm1Weight: try vec("\(n)layer_norm1.weight", d), layerNorm1Bias: try vec("\(n)layer_norm1.bias", d),
-                    layerNorm2Weight: try vec("\(n)layer_norm2.weight", d), layerNorm2Bias: try vec("\(n)layer_norm2.bias", d),
-                    qkvWeight: precision.hold(qkv),
-                    outWeight: precision.hold(try m("\(a)out_proj.weight", [d, d])),
-                    fc1Weight: precision.hold(try m("\(n)mlp.fc1.weight", [v.intermediateSize, d])),
-                    fc2Weight: precision.hold(try m("\(n)mlp.fc2.weight", [d, v.intermediateSize])),
-                    qkvBias: qkvBias, outBias: try vec("\(a)out_proj.bias", d),
-                    fc1Bias: try vec("\(n)mlp.fc1.bias", v.intermediateSize), fc2Bias: try vec("\(n)mlp.fc2.bias", d)))
-            }
-            self.layers = layers
+            encoder = try ViTEncoder(prefix: "\(e)encoder.", shape: config.encoderShape, precision: precision, tensor: tensor)
             postLayerNormWeight = try vec("\(e)post_layernorm.weight", d)
             postLayerNormBias = try vec("\(e)post_layernorm.bias", d)
             let s = config.scaleFactor
@@ -182,75 +141,14 @@ public struct SmolVLMVisionModel: Sendable {
             let ids = positionIDs(rows: height / v.patchSize, cols: width / v.patchSize)
             let d = v.hiddenSize
             try addRows(of: positionEmbedding, at: ids, to: &h)
-            var hidden: [Matrix] = keepHiddenStates ? [h] : []
-            var scores: [Int: [Float]] = [:]
-            // Buffers reused by every layer; projections with a residual add straight onto h (GEMM beta = 1).
-            let n = h.rows, heads = v.numAttentionHeads
-            var x = Matrix(rows: n, cols: d), qkv = Matrix(rows: n, cols: 3 * d), attended = Matrix(rows: n, cols: d)
-            var f = Matrix(rows: n, cols: v.intermediateSize)
-            var layerScores = [Float](repeating: 0, count: n)
-            var unused: [Float] = []  // F32 weights need no expansion scratch
-            guard d % heads == 0 else {
-                throw TensorError.invalidArgument(operation: "attention", detail: "\(heads) heads, width \(d)")
-            }
-            // The bias of the projection that last added onto h (fc2 of the layer before) is left
-            // out of that GEMM and added by the next layer norm, which reads h anyway.
-            var pendingBias: [Float]? = nil
-            for (index, layer) in layers.enumerated() {
-                let capture = scoreLayers.contains(index + 1)
-                try layerNorm(&h, addingBias: pendingBias, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias,
-                              eps: v.layerNormEps, into: &x)
-                x.storage.withUnsafeBufferPointer { px in
-                    qkv.storage.withUnsafeMutableBufferPointer { pqkv in
-                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.qkvWeight, bias: layer.qkvBias,
-                               into: pqkv.baseAddress!, outputStride: 3 * d, scratch: &unused)
-                    }
-                }
-                qkv.storage.withUnsafeBufferPointer { pqkv in
-                    attended.storage.withUnsafeMutableBufferPointer { po in
-                        layerScores.withUnsafeMutableBufferPointer { ps in
-                            let q = pqkv.baseAddress!
-                            attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d,
-                                      queries: n, keys: n, heads: heads, kvHeads: heads, headDimension: d / heads,
-                                      output: po.baseAddress!, scores: capture ? ps.baseAddress : nil)
-                        }
-                    }
-                }
-                if capture { scores[index + 1] = layerScores }
-                attended.storage.withUnsafeBufferPointer { pa in
-                    h.storage.withUnsafeMutableBufferPointer { ph in
-                        linear(pa.baseAddress!, rows: n, inputStride: d, weight: layer.outWeight, bias: nil,
-                               into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
-                    }
-                }
-                try layerNorm(&h, addingBias: layer.outBias, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias,
-                              eps: v.layerNormEps, into: &x)
-                let tanhForm = v.hiddenAct != "gelu"
-                x.storage.withUnsafeBufferPointer { px in
-                    f.storage.withUnsafeMutableBufferPointer { pf in
-                        // The tanh form takes fc1's bias in its own pass.
-                        linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.fc1Weight, bias: tanhForm ? nil : layer.fc1Bias,
-                               into: pf.baseAddress!, outputStride: v.intermediateSize, scratch: &unused)
-                    }
-                }
-                if tanhForm { try geluTanh(&f, bias: layer.fc1Bias) } else { geluErf(&f) }
-                f.storage.withUnsafeBufferPointer { pf in
-                    h.storage.withUnsafeMutableBufferPointer { ph in
-                        linear(pf.baseAddress!, rows: n, inputStride: v.intermediateSize, weight: layer.fc2Weight, bias: nil,
-                               into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
-                    }
-                }
-                pendingBias = layer.fc2Bias
-                if keepHiddenStates {
-                    try addRow(&h, layer.fc2Bias)
-                    pendingBias = nil
-                    hidden.append(h)
-                }
-            }
+            let embeddings = keepHiddenStates ? h : Matrix(rows: 0, cols: 0)
+            let run = try encoder.run(&h, layers: encoder.shape.layers, scoreLayers: scoreLayers, keepHiddenStates: keepHiddenStates)
+            let n = h.rows
             var last = Matrix(rows: n, cols: d)
-            try layerNorm(&h, addingBias: pendingBias, weight: postLayerNormWeight, bias: postLayerNormBias,
+            try layerNorm(&h, addingBias: run.pendingBias, weight: postLayerNormWeight, bias: postLayerNormBias,
                           eps: v.layerNormEps, into: &last)
-            return Output(hiddenStates: hidden, lastHiddenState: last, patchScores: scores)
+            return Output(hiddenStates: keepHiddenStates ? [embeddings] + run.hiddenStates : [], lastHiddenState: last,
+                          patchScores: run.scores)
         } catch {
             throw .computation("\(error)")
         }
@@ -279,23 +177,18 @@ public struct SmolVLMVisionModel: Sendable {
 
     /// Parameters of the vision side (encoder + connector).
     public var parameterCount: Int {
-        var n = patchWeight.count + patchBias.count + positionEmbedding.count + 2 * postLayerNormWeight.count + projection.count
-        for l in layers {
-            n += 4 * l.layerNorm1Weight.count + l.qkvWeight.count + l.qkvBias.count + l.outWeight.count + l.outBias.count
-            n += l.fc1Weight.count + l.fc2Weight.count + l.fc1Bias.count + l.fc2Bias.count
-        }
-        return n
+        patchWeight.count + patchBias.count + positionEmbedding.count + 2 * postLayerNormWeight.count + projection.count
+            + encoder.parameterCount
     }
 
     /// Multiply-adds × 2 of one frame through encoder and connector (attention included).
     public var flopsPerFrame: Double {
         let v = vision
         let n = Double((preprocessor.side / v.patchSize) * (preprocessor.side / v.patchSize))
-        let d = Double(v.hiddenSize), i = Double(v.intermediateSize)
+        let d = Double(v.hiddenSize)
         let patch = 2 * n * d * Double(v.numChannels * v.patchSize * v.patchSize)
-        let layer = 2 * n * d * d * 4 + 2 * n * d * i * 2 + 2 * n * n * d * 2
         let s = Double(configuration.scaleFactor)
         let connector = 2 * (n / (s * s)) * (d * s * s) * Double(configuration.textConfig.hiddenSize)
-        return patch + layer * Double(v.numHiddenLayers) + connector
+        return patch + encoder.flops(tokens: Int(n), layers: v.numHiddenLayers) + connector
     }
 }

@@ -48,6 +48,9 @@ void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stri
 /// SiLU in place: x · sigmoid(x).
 void enc_silu(float *x, ptrdiff_t count);
 
+/// x · sigmoid(β·x) in place: SiLU at β = 1, CLIP's QuickGELU at β = 1.702.
+void enc_sigmoid_gate(float *x, ptrdiff_t count, float beta);
+
 /// Layer norm of each row (biased variance, as torch.nn.LayerNorm):
 /// out[r] = (x[r] - mean) / √(var + eps) · weight + bias. With `residual_bias` (may be NULL),
 /// x[r] += residual_bias first and is written back: the bias of the projection that produced

@@ -1,0 +1,154 @@
+import Foundation
+import Pipeline
+import Prune
+import Tensor
+import Vision
+import VLM
+import TestSupport
+import XCTest
+
+/// LLaVA-NeXT (AnyRes) against transformers on tools/make_llava_fixtures.py's llava-next-tiny: a
+/// Mistral decoder with tied embeddings under transformers 5's module names, 32-px crops in 4-px
+/// patches, pinpoints 1×2, 2×1 and 2×2 crops.
+final class LlavaNextTests: XCTestCase {
+    static let directory = Fixtures.path("llava-next-tiny")
+
+    struct Reference: Decodable {
+        struct View: Decodable {
+            var place: Place
+            var rows: [Int]
+            var cols: [Int]
+        }
+        /// "base" or [row, col].
+        enum Place: Decodable, Equatable {
+            case base
+            case crop(Int, Int)
+            init(from decoder: Decoder) throws {
+                let c = try decoder.singleValueContainer()
+                if let s = try? c.decode(String.self), s == "base" { self = .base; return }
+                let rc = try c.decode([Int].self)
+                self = .crop(rc[0], rc[1])
+            }
+        }
+        struct Frame: Decodable {
+            var width: Int
+            var height: Int
+            var views: [View]
+        }
+        struct Question: Decodable {
+            var frame: Int
+            var time: Double
+            var kept: [[Int]]
+            var question: String
+            var text: String
+            var ids: [Int]
+            var tokens: [Int]
+            var first_logits: [Float]
+        }
+        var frames: [Frame]
+        var question: Question
+    }
+
+    func loadReference() throws -> Reference {
+        try JSONDecoder().decode(Reference.self, from: Data(contentsOf: URL(fileURLWithPath: Self.directory + "/reference.json")))
+    }
+
+
+    /// Frame i's views from the reference's pixel values (transformers' processor), so that features
+    /// compare at 1e-4; our own preprocessing is compared with those pixels apart.
+    func views(frame i: Int, _ model: LlavaNextVisionModel) throws -> [LlavaNextVisionModel.View] {
+        let reference = try loadReference()
+        let file = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        let rgb = try file.int32s("input.\(i)").map { UInt8($0) }
+        let (layout, mine) = try model.pixelValues(width: reference.frames[i].width, height: reference.frames[i].height, rgb: rgb)
+        let theirs = try file.floats("pixels.\(i)")
+        let plane = theirs.count / mine.count
+        let views = (0..<mine.count).map { Array(theirs[($0 * plane)..<(($0 + 1) * plane)]) }
+        // One uint8 level at most (torch's uint8 kernel rounds with fixed-point weights): 1 / (255 · std).
+        for (a, b) in zip(mine, views) {
+            XCTAssertEqual(a.count, b.count)
+            XCTAssertLessThanOrEqual(zip(a, b).map { abs($0 - $1) }.max() ?? 0, 0.0153, "frame \(i) pixels")
+        }
+        return try model.encodeViews(layout: layout, pixelValues: views, scoreLayers: [1, 2])
+    }
+
+    /// Views as Swift cuts them: the base, then the unpadded part of every crop, for a wide, a tall
+    /// and a near-square frame.
+    func testViewsFollowTheUnpaddedCropMap() throws {
+        let reference = try loadReference()
+        let model = try LlavaNextVisionModel.load(directory: Self.directory)
+        XCTAssertEqual(model.configuration.modelType, "llava_next")
+        XCTAssertEqual(reference.frames.count, 3)
+        for (i, frame) in reference.frames.enumerated() {
+            let views = try views(frame: i, model)
+            XCTAssertEqual(views.count, frame.views.count, "frame \(i)")
+            for (v, expected) in zip(views, frame.views) {
+                let place: Reference.Place = v.crop.map { .crop($0.row, $0.col) } ?? .base
+                XCTAssertEqual(place, expected.place, "frame \(i)")
+                let rows = v.crop?.rows ?? 0..<8, cols = v.crop?.cols ?? 0..<8
+                XCTAssertEqual([rows.lowerBound, rows.upperBound], expected.rows, "frame \(i) \(place)")
+                XCTAssertEqual([cols.lowerBound, cols.upperBound], expected.cols, "frame \(i) \(place)")
+                XCTAssertEqual(v.grid.count, rows.count * cols.count)
+                XCTAssertEqual(v.features.rows, v.grid.count)
+                for layer in [1, 2] { XCTAssertEqual(v.scores[layer]?.count, v.grid.count) }
+                if let crop = v.crop {
+                    XCTAssertTrue(crop.rect.width > 0 && crop.rect.height > 0 && crop.rect.x + crop.rect.width <= frame.width
+                                  && crop.rect.y + crop.rect.height <= frame.height, "\(crop.rect)")
+                }
+            }
+        }
+    }
+
+    /// Nothing pruned, the packing equals transformers' pack_image_features (newlines included).
+    func testPackedFeaturesMatchTransformersForThreeAspectRatios() throws {
+        let model = try LlavaNextVisionModel.load(directory: Self.directory)
+        let answering = try LlavaVideoAnswering.load(directory: Self.directory)
+        let newline = try XCTUnwrap(answering.imageNewline)
+        let reference = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        for i in 0..<3 {
+            let views = try views(frame: i, model).map {
+                AnyResPacking.View(crop: $0.crop.map { ($0.row, $0.col) }, grid: $0.grid, kept: Array(0..<$0.grid.count), features: $0.features)
+            }
+            let packed = try AnyResPacking.pack(views, newline: newline)
+            let expected = try reference.floats("packed.\(i)")
+            XCTAssertEqual(packed.count, expected.count, "frame \(i)")
+            XCTAssertLessThanOrEqual(relativeError(packed.storage, expected), 1e-4, "frame \(i)")
+        }
+    }
+
+    /// A pruned frame (each view keeps a third of its tokens): the packed rows at the `<image>`
+    /// positions of the Mistral prompt give transformers' 20 greedy tokens.
+    func testPrunedFrameGreedyAnswerIsTokenIdenticalToTransformers() throws {
+        let q = try loadReference().question
+        let model = try LlavaNextVisionModel.load(directory: Self.directory)
+        let answering = try LlavaVideoAnswering.load(directory: Self.directory)
+        XCTAssertEqual(answering.chat, .mistral)
+        let views = try views(frame: q.frame, model)
+        XCTAssertEqual(views.count, q.kept.count)
+        let pruned = zip(views, q.kept).map { v, kept in
+            var rows = Matrix(rows: kept.count, cols: v.features.cols)
+            for (r, k) in kept.enumerated() { rows.storage.replaceSubrange((r * rows.cols)..<((r + 1) * rows.cols), with: v.features.row(k)) }
+            return AnyResPacking.View(crop: v.crop.map { ($0.row, $0.col) }, grid: v.grid, kept: kept, features: rows)
+        }
+        let packed = try AnyResPacking.pack(pruned, newline: try XCTUnwrap(answering.imageNewline))
+        let frames = [LlavaVideoAnswering.Frame(time: q.time, features: packed)]
+        let prompt = try answering.prompt(frames: frames, question: q.question)
+        XCTAssertEqual(prompt.ids, q.ids)
+        let options = GenerationOptions(maxNewTokens: q.tokens.count, stopTokens: [])
+        let result = try answering.answer(frames: frames, questions: [q.question], generation: options) { _, _ in }
+        XCTAssertEqual(result.answers[0].tokens, q.tokens)
+        let session = try DecoderSession(model: answering.language.model, context: 512)
+        try session.prefill(embeddings: prompt.embeddings)
+        let scale = q.first_logits.map(abs).max()!
+        XCTAssertLessThan(zip(session.logits, q.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+    }
+
+    func testBestResolutionFollowsTransformers() {
+        let pinpoints = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]]
+        // A 16:9 frame fits 672 × 672 best (most pixels kept); a 3:1 panorama the 336 × 1008.
+        XCTAssertEqual(AnyResLayout.bestResolution(width: 1920, height: 1080, pinpoints: pinpoints)?.height, 672)
+        XCTAssertEqual(AnyResLayout.bestResolution(width: 1920, height: 1080, pinpoints: pinpoints)?.width, 672)
+        XCTAssertEqual(AnyResLayout.bestResolution(width: 1500, height: 500, pinpoints: pinpoints)?.width, 1008)
+        XCTAssertEqual(AnyResLayout.bestResolution(width: 1500, height: 500, pinpoints: pinpoints)?.height, 336)
+    }
+}
