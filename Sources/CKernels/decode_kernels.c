@@ -227,6 +227,10 @@ static void team_run(team_body body, void *context, long units, int quantum, int
     pthread_mutex_unlock(&team.owner);
 }
 
+void decode_team_run(decode_team_body body, void *context, long units, int quantum, int parallel) {
+    team_run(body, context, units, quantum, parallel);
+}
+
 // MARK: - Row kernels
 //
 // A row is one sequential stream: four 8-lane accumulators over 32 columns at a time, summed, then

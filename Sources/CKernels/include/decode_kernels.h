@@ -67,6 +67,14 @@ int decode_use_avx2(int enabled);
 /// "avx2+fma" or "portable": the kernels in use.
 const char *decode_kernel_isa(void);
 
+/// A task for the team: `body(context, begin, end)` computes units begin ..< end.
+typedef void (*decode_team_body)(void *context, long begin, long end);
+
+/// Runs `body` over units 0 ..< units on the team (claims in multiples of `quantum`: 1, 2, 4 or 8)
+/// when `parallel`, else (or beyond 2^20 − 1 units, or while another task runs) on the calling
+/// thread; returns when every unit is done. For kernels in other files (quant_kernels.c).
+void decode_team_run(decode_team_body body, void *context, long units, int quantum, int parallel);
+
 /// Units (rows of a product, blocks of attention) of the last team task that the workers, not the
 /// caller, computed; for tests and benchmarks.
 long decode_team_worker_chunks(void);

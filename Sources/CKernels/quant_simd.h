@@ -1,0 +1,147 @@
+// The SIMD row dot products of quant_kernels.c, included once per instruction set with SIMD_TARGET,
+// SIMD_SUFFIX, DOT and DOT_SCALED defined (see there). Integer sums per block are exact; each block's
+// sum is scaled into eight F32 lanes, so a row's result depends only on the row and the activation.
+// Weights are unpacked to unsigned bytes (Q8_0's signed bytes go in as |w| with y carrying w's sign).
+
+#define SIMD_PASTE2(a, b) a##_##b
+#define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
+#define SIMD_NAME(name) SIMD_PASTE(name, SIMD_SUFFIX)
+
+static inline SIMD_TARGET float SIMD_NAME(hsum)(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+/// 16 bytes of nibbles → 32 bytes: low halves (values 0–15), then high halves (values 16–31).
+static inline SIMD_TARGET __m256i SIMD_NAME(nibbles)(const uint8_t *q) {
+    __m128i v = _mm_loadu_si128((const __m128i *)q);
+    return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
+}
+
+/// 32 bits → 32 bytes holding 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1 values).
+static inline SIMD_TARGET __m256i SIMD_NAME(fifth_bits)(const uint8_t *p) {
+    uint32_t bits;
+    memcpy(&bits, p, 4);
+    const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
+    const __m256i select = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
+    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select);
+    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+}
+
+static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *activation, long cols) {
+    __m256 acc = _mm256_setzero_ps();
+    float extra = 0;
+    if (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1) {
+        const act32 *a = activation;
+        long size = quant_block_bytes(type);
+        for (long i = 0; i < cols / QK; i++, b += size) {
+            __m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs), u;
+            float d = half_at(b) * a[i].d;
+            switch (type) {
+            case T_Q8_0: {
+                __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
+                u = _mm256_sign_epi8(w, w);
+                y = _mm256_sign_epi8(y, w);
+                break;
+            }
+            case T_Q4_0:
+                u = SIMD_NAME(nibbles)(b + 2);
+                extra -= d * (float)(8 * a[i].sum);
+                break;
+            case T_Q4_1:
+                u = SIMD_NAME(nibbles)(b + 4);
+                extra += half_at(b + 2) * a[i].d * (float)a[i].sum;
+                break;
+            case T_Q5_0:
+                u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), SIMD_NAME(fifth_bits)(b + 2));
+                extra -= d * (float)(16 * a[i].sum);
+                break;
+            default:  // Q5_1
+                u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), SIMD_NAME(fifth_bits)(b + 4));
+                extra += half_at(b + 2) * a[i].d * (float)a[i].sum;
+                break;
+            }
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u, y)), _mm256_set1_ps(d), acc);
+        }
+        return SIMD_NAME(hsum)(acc) + extra;
+    }
+    const act256 *a = activation;
+    long size = quant_block_bytes(type);
+    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), three = _mm256_set1_epi8(3);
+    for (long i = 0; i < cols / QKK; i++, b += size) {
+        const int8_t *y = a[i].qs;
+        const int16_t *bs = a[i].bsums;
+        __m256i sumi = _mm256_setzero_si256();
+        if (type == T_Q6_K) {
+            const int8_t *sc = (const int8_t *)(b + 192);
+            int offset = 0;
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *ql = b + 64 * n;
+                __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
+                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+                __m256i q[4] = {
+                    _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
+                    _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
+                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
+                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4)),
+                };
+                for (int k = 0; k < 4; k++) {
+                    const int8_t *s = sc + 8 * n + 2 * k;
+                    __m256i yy = _mm256_loadu_si256((const __m256i *)(y + 128 * n + 32 * k));
+                    sumi = _mm256_add_epi32(sumi, DOT_SCALED(q[k], yy, s[0], s[1]));
+                    offset += s[0] * bs[8 * n + 2 * k] + s[1] * bs[8 * n + 2 * k + 1];
+                }
+            }
+            float d = half_at(b + 208) * a[i].d;
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
+            extra -= d * (float)(32 * offset);
+            continue;
+        }
+        int five = type == T_Q5_K;
+        const uint8_t *scales = b + 4, *q = b + 16 + 32 * five;
+        __m256i high = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
+        int summ = 0;
+        for (int c = 0; c < 4; c++, q += 32) {
+            int s1, m1, s2, m2;
+            scale_min_k4(2 * c, scales, &s1, &m1);
+            scale_min_k4(2 * c + 1, scales, &s2, &m2);
+            __m256i w = _mm256_loadu_si256((const __m256i *)q);
+            __m256i lo = _mm256_and_si256(w, low4), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
+            if (five) {
+                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
+                high = _mm256_srli_epi16(high, 1);
+                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
+                high = _mm256_srli_epi16(high, 1);
+            }
+            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y + 64 * c));
+            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y + 64 * c + 32));
+            sumi = _mm256_add_epi32(sumi, DOT_SCALED(lo, y0, s1, s1));
+            sumi = _mm256_add_epi32(sumi, DOT_SCALED(hi, y1, s2, s2));
+            summ += m1 * (bs[4 * c] + bs[4 * c + 1]) + m2 * (bs[4 * c + 2] + bs[4 * c + 3]);
+        }
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_at(b) * a[i].d), acc);
+        extra -= half_at(b + 2) * a[i].d * (float)summ;
+    }
+    return SIMD_NAME(hsum)(acc) + extra;
+}
+
+static SIMD_TARGET float SIMD_NAME(dot_f16)(const uint8_t *b, const float *x, long cols) {
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+    long c = 0;
+    for (; c + 16 <= cols; c += 16) {
+        a0 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * c))), _mm256_loadu_ps(x + c), a0);
+        a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * c + 16))), _mm256_loadu_ps(x + c + 8), a1);
+    }
+    float sum = SIMD_NAME(hsum)(_mm256_add_ps(a0, a1));
+    for (; c < cols; c++) sum += half_at(b + 2 * c) * x[c];
+    return sum;
+}
+
+#undef SIMD_NAME
+#undef SIMD_PASTE
+#undef SIMD_PASTE2
