@@ -14,6 +14,13 @@ static inline SIMD_TARGET float SIMD_NAME(hsum)(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+/// A half at `p` (F16C's one-instruction conversion).
+static inline SIMD_TARGET float SIMD_NAME(half)(const uint8_t *p) {
+    uint16_t h;
+    memcpy(&h, p, 2);
+    return _cvtsh_ss(h);
+}
+
 /// 16 bytes of nibbles → 32 bytes: low halves (values 0–15), then high halves (values 16–31).
 static inline SIMD_TARGET __m256i SIMD_NAME(nibbles)(const uint8_t *q) {
     __m128i v = _mm_loadu_si128((const __m128i *)q);
@@ -39,7 +46,7 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
         long size = quant_block_bytes(type);
         for (long i = 0; i < cols / QK; i++, b += size) {
             __m256i y = _mm256_loadu_si256((const __m256i *)a[i].qs), u;
-            float d = half_at(b) * a[i].d;
+            float d = SIMD_NAME(half)(b) * a[i].d;
             switch (type) {
             case T_Q8_0: {
                 __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
@@ -53,7 +60,7 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
                 break;
             case T_Q4_1:
                 u = SIMD_NAME(nibbles)(b + 4);
-                extra += half_at(b + 2) * a[i].d * (float)a[i].sum;
+                extra += SIMD_NAME(half)(b + 2) * a[i].d * (float)a[i].sum;
                 break;
             case T_Q5_0:
                 u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), SIMD_NAME(fifth_bits)(b + 2));
@@ -61,7 +68,7 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
                 break;
             default:  // Q5_1
                 u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), SIMD_NAME(fifth_bits)(b + 4));
-                extra += half_at(b + 2) * a[i].d * (float)a[i].sum;
+                extra += SIMD_NAME(half)(b + 2) * a[i].d * (float)a[i].sum;
                 break;
             }
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u, y)), _mm256_set1_ps(d), acc);
@@ -97,7 +104,7 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
                     offset += s[0] * bs[8 * n + 2 * k] + s[1] * bs[8 * n + 2 * k + 1];
                 }
             }
-            float d = half_at(b + 208) * a[i].d;
+            float d = SIMD_NAME(half)(b + 208) * a[i].d;
             acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(d), acc);
             extra -= d * (float)(32 * offset);
             continue;
@@ -124,8 +131,8 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
             sumi = _mm256_add_epi32(sumi, DOT_SCALED(hi, y1, s2, s2));
             summ += m1 * (bs[4 * c] + bs[4 * c + 1]) + m2 * (bs[4 * c + 2] + bs[4 * c + 3]);
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(half_at(b) * a[i].d), acc);
-        extra -= half_at(b + 2) * a[i].d * (float)summ;
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(SIMD_NAME(half)(b) * a[i].d), acc);
+        extra -= SIMD_NAME(half)(b + 2) * a[i].d * (float)summ;
     }
     return SIMD_NAME(hsum)(acc) + extra;
 }
@@ -138,7 +145,7 @@ static SIMD_TARGET float SIMD_NAME(dot_f16)(const uint8_t *b, const float *x, lo
         a1 = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + 2 * c + 16))), _mm256_loadu_ps(x + c + 8), a1);
     }
     float sum = SIMD_NAME(hsum)(_mm256_add_ps(a0, a1));
-    for (; c < cols; c++) sum += half_at(b + 2 * c) * x[c];
+    for (; c < cols; c++) sum += SIMD_NAME(half)(b + 2 * c) * x[c];
     return sum;
 }
 
