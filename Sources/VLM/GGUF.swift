@@ -206,7 +206,9 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
                 guard rowOrder.count == rows, rowOrder.allSatisfy({ $0 >= 0 && $0 < rows }) else {
                     throw VLMError.badTensor(file: path, tensor: name, cause: "row order of \(rowOrder.count) for \(rows) rows")
                 }
-                return try WeightMatrix(rows: rows, cols: cols, format: format) { base + rowOrder[$0] * rowBytes }
+                let copy = try WeightMatrix(rows: rows, cols: cols, format: format) { base + rowOrder[$0] * rowBytes }
+                mapping.release(info.range)  // read once: its pages need not stay resident beside the copy
+                return copy
             }
             return try WeightMatrix(rows: rows, cols: cols, format: format, borrowing: base, owner: mapping)
         } catch let error as VLMError {
@@ -325,6 +327,14 @@ final class FileMapping: @unchecked Sendable {  // immutable; the pages are neve
             throw .unreadable(file: path, cause: "mmap: \(String(cString: strerror(errno)))")
         }
         base = UnsafeRawPointer(p)
+    }
+
+    /// Drops the resident pages wholly inside `range` (they are re-read from the file if touched again).
+    func release(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
+        guard page > 0, end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 
     deinit {

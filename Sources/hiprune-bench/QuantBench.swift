@@ -153,6 +153,11 @@ struct QuantBench: AsyncParsableCommand {
         let perToken = headBytes + Double(blocks) * layerBytes + kvBytes
         print(String(format: "decode roofline: %.1f MB per token (weights read + KV cache) at %.1f GB/s = %.1f t/s; ours at %.0f %% of it",
                      perToken / 1e6, bandwidth / 1e9, bandwidth / perToken, 100 * rate * perToken / bandwidth))
+        let cache = session.cache
+        let cacheBytes = Double(2 * cache.layers * cache.kvHeads * cache.capacity * cache.headDimension * 4)
+        print(String(format: "resident: %.1f MB (VmRSS) for %.1f MB of weights held + %.1f MB of KV cache (%.2fx)",
+                     Self.residentBytes() / 1e6, weightBytes / 1e6, cacheBytes / 1e6,
+                     Self.residentBytes() / (weightBytes + cacheBytes)))
         if peer != nil && theirs == nil { print("llama-bench failed on \(path)") }
     }
 
@@ -212,6 +217,14 @@ struct QuantBench: AsyncParsableCommand {
 
     static func loadAverage() -> String {
         (try? String(contentsOfFile: "/proc/loadavg", encoding: .utf8))?.split(separator: " ").prefix(3).joined(separator: " ") ?? "unknown"
+    }
+
+    /// VmRSS of this process in bytes.
+    static func residentBytes() -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
+        return kb * 1024
     }
 
     static func onPath(_ name: String) -> String? {

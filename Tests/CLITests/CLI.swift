@@ -34,8 +34,8 @@ enum CLI {
     }
 
     /// Runs to completion (killed after `timeout` seconds), output captured.
-    static func run(_ arguments: [String], timeout: Double = 120) throws -> Result {
-        let process = try start(arguments)
+    static func run(_ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
+        let process = try start(arguments, environment: environment)
         let deadline = Date().addingTimeInterval(timeout)
         while process.process.isRunning && Date() < deadline { usleep(20_000) }
         if process.process.isRunning { process.process.terminate() }
@@ -79,10 +79,12 @@ enum CLI {
         }
     }
 
-    static func start(_ arguments: [String]) throws -> Running {
+    /// `environment`: variables set on top of the test's own.
+    static func start(_ arguments: [String], environment: [String: String] = [:]) throws -> Running {
         let process = Process()
         process.executableURL = try binary()
         process.arguments = arguments
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         process.currentDirectoryURL = repository
         let out = Pipe(), err = Pipe()
         process.standardOutput = out
