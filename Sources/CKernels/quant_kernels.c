@@ -520,7 +520,7 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
     return 0;
 }
 
-// MARK: - Quantizers (ggml's quantize_row_q8_0_ref, _q5_0_ref and _q4_K_ref)
+// MARK: - Quantizers (ggml's quantize_row_q8_0_ref, _q5_0_ref, _q5_1_ref and _q4_K_ref)
 
 static inline int nearest_int(float v) { return (int)rintf(v); }
 
@@ -552,6 +552,28 @@ static void quantize_q5_0(const float *x, uint8_t *b, long cols) {
             qh |= ((x1 & 0x10u) >> 4) << (j + QK / 2);
         }
         memcpy(b + 2, &qh, 4);
+    }
+}
+
+static void quantize_q5_1(const float *x, uint8_t *b, long cols) {
+    for (long i = 0; i < cols / QK; i++, x += QK, b += 24) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        float d = (max - min) / 31, id = d ? 1 / d : 0;
+        uint16_t hd = float_to_half(d), hm = float_to_half(min);
+        memcpy(b, &hd, 2);
+        memcpy(b + 2, &hm, 2);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK / 2; ++j) {
+            uint8_t x0 = (uint8_t)((x[j] - min) * id + 0.5f), x1 = (uint8_t)((x[j + QK / 2] - min) * id + 0.5f);
+            b[8 + j] = (uint8_t)((x0 & 0x0F) | ((x1 & 0x0F) << 4));
+            qh |= ((x0 & 0x10u) >> 4) << j;
+            qh |= ((x1 & 0x10u) >> 4) << (j + QK / 2);
+        }
+        memcpy(b + 4, &qh, 4);
     }
 }
 
@@ -677,12 +699,13 @@ static void quantize_body(void *context, long begin, long end) {
     for (long r = begin; r < end; r++) {
         if (t->type == T_Q8_0) quantize_q8_0(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
         else if (t->type == T_Q5_0) quantize_q5_0(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
+        else if (t->type == T_Q5_1) quantize_q5_1(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
         else quantize_q4_K(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
     }
 }
 
 int quant_quantize_rows(int type, const float *src, long rows, long cols, void *dst) {
-    if (type != T_Q8_0 && type != T_Q4_K && type != T_Q5_0) return -1;
+    if (type != T_Q8_0 && type != T_Q4_K && type != T_Q5_0 && type != T_Q5_1) return -1;
     if (rows <= 0 || cols <= 0) return 0;
     quantize_task task = {type, src, cols, quant_row_bytes(type, cols), dst};
     decode_team_run(quantize_body, &task, rows, 1, rows * cols >= 16384);

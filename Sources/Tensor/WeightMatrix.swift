@@ -80,17 +80,17 @@ public struct WeightMatrix: Sendable {
     }
 
     /// Holds `matrix` quantized to `format` with ggml's reference quantizers (Q8_0: round to nearest
-    /// with scale amax/127; Q5_0: scale max/−16; Q4_K: make_qkx2's scale and minimum search), or as
-    /// F32 / BF16.
+    /// with scale amax/127; Q5_0: scale max/−16; Q5_1: scale (max − min)/31 and the minimum; Q4_K:
+    /// make_qkx2's scale and minimum search), or as F32 / BF16.
     public init(_ matrix: Matrix, quantizingTo format: WeightFormat) throws(TensorError) {
         switch format {
         case .f32, .bf16:
             self.init(matrix, bf16: format == .bf16)
             return
-        case .q8_0, .q5_0, .q4_K:
+        case .q8_0, .q5_0, .q5_1, .q4_K:
             break
         default:
-            throw .invalidArgument(operation: "weight format", detail: "quantizing to \(format.name) is not supported (Q8_0, Q5_0, Q4_K)")
+            throw .invalidArgument(operation: "weight format", detail: "quantizing to \(format.name) is not supported (Q8_0, Q5_0, Q5_1, Q4_K)")
         }
         guard matrix.cols % format.blockValues == 0 else {
             throw .invalidArgument(operation: "weight format", detail: "\(format.name) needs rows of whole \(format.blockValues)-value blocks, not \(matrix.cols)")

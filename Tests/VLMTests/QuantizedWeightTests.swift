@@ -145,14 +145,15 @@ final class QuantizedWeightTests: XCTestCase {
         }
     }
 
-    /// Quantizing on load: our Q8_0 quantizer gives gguf.quants.quantize's bytes exactly; Q4_K and
-    /// the Q5_0 fallback reproduce the rows within their step sizes.
+    /// Quantizing on load: our Q8_0, Q5_0 and Q5_1 quantizers give gguf.quants.quantize's values
+    /// exactly; Q4_K reproduces the rows within its step sizes.
     func testQuantizersMatchGGMLsReference() throws {
         let f = try file()
         let source = try f.matrix("Q8_0.source")
         let q8 = try WeightMatrix(source, quantizingTo: .q8_0)
         XCTAssertEqual(q8.matrix().storage, try f.floats("Q8_0.expected"))
         XCTAssertEqual(try WeightMatrix(source, quantizingTo: .q5_0).matrix().storage, try f.floats("Q5_0.expected"))
+        XCTAssertEqual(try WeightMatrix(source, quantizingTo: .q5_1).matrix().storage, try f.floats("Q5_1.expected"))
         let q4 = try WeightMatrix(source, quantizingTo: .q4_K)
         XCTAssertEqual(q4.formats, [.q4_K])
         XCTAssertEqual(q4.byteCount, 4 * 2 * 144)

@@ -36,9 +36,9 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
                  int accumulate);
 
 /// Quantizes `rows` rows of `cols` floats into `type` blocks at `dst` (rows contiguous) with ggml's
-/// reference quantizers: Q8_0 (round to nearest, scale amax/127), Q5_0 (scale max/−16, the fallback
-/// llama.cpp uses for Q4_K when a row is not whole 256-value blocks) and Q4_K (make_qkx2 scale and
-/// min search). Returns 0, or -1 for another type. Runs on the decode team.
+/// reference quantizers: Q8_0 (round to nearest, scale amax/127), Q5_0 (scale max/−16), Q5_1 (scale
+/// (max − min)/31 and minimum) and Q4_K (make_qkx2 scale and min search). Returns 0, or -1 for
+/// another type. Runs on the decode team.
 int quant_quantize_rows(int type, const float *src, long rows, long cols, void *dst);
 
 /// Instruction sets: 0 portable C, 1 AVX2 (+FMA, F16C), 2 AVX-512 VNNI (256-bit, with AVX-512VL).
