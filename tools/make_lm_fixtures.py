@@ -7,7 +7,7 @@ Tests/Fixtures/lm-gguf/model.gguf: lm-tied written as llama.cpp does (Q/K rows p
   GGUF names, tokenizer metadata), F32; its expected logits are lm-tied's.
 Tests/Fixtures/lm-gguf/quants.gguf + quants-expected.json: Q8_0/Q4_0/Q4_1/F16/BF16/F32
   tensors and their dequantized values (gguf's numpy reference), metadata of every type.
-Tests/Fixtures/lm-gguf/unsupported.gguf: one Q5_K tensor (must be rejected by name).
+Tests/Fixtures/lm-gguf/unsupported.gguf: one Q2_K tensor (must be rejected by name).
 models/demo-smolvlm2: tiny random SmolVLMForConditionalGeneration + processor files;
   Tests/Fixtures/lm-smolvlm-text/expected.json: its text-only logits and greedy tokens.
 
@@ -194,7 +194,7 @@ def write_quant_ggufs(out: str) -> None:
     with open(os.path.join(out, "quants-expected.json"), "w") as f:
         json.dump({"alignment": 64, "tensors": expected}, f)
 
-    # A one-layer llama whose Q projection is Q5_K: loading must stop there, naming tensor and type.
+    # A one-layer llama whose Q projection is Q2_K (a type we do not read): loading must stop there, naming tensor and type.
     w = gguf.GGUFWriter(os.path.join(out, "unsupported.gguf"), "llama")
     w.add_block_count(1)
     w.add_context_length(64)
@@ -204,10 +204,10 @@ def write_quant_ggufs(out: str) -> None:
     w.add_head_count_kv(4)
     w.add_vocab_size(8)
     w.add_tensor("token_embd.weight", rng.standard_normal((8, 256)).astype(np.float32))
-    # gguf has no Q5_K quantizer; the bytes only need the right size (one 256-value block per row).
-    block, size = gguf.GGML_QUANT_SIZES[Q.Q5_K]
+    # gguf has no Q2_K quantizer; the bytes only need the right size (one 256-value block per row).
+    block, size = gguf.GGML_QUANT_SIZES[Q.Q2_K]
     raw = rng.integers(0, 256, (256, size * (256 // block)), dtype=np.uint8)
-    w.add_tensor("blk.0.attn_q.weight", raw, raw_dtype=Q.Q5_K)
+    w.add_tensor("blk.0.attn_q.weight", raw, raw_dtype=Q.Q2_K)
     w.write_header_to_file()
     w.write_kv_data_to_file()
     w.write_tensors_to_file()

@@ -15,6 +15,22 @@ public enum DecodeTeam {
         return try body()
     }
 
+    /// The quantized-weight kernels' instruction set: "avx512vnni", "avx2" or "portable".
+    public static var quantInstructionSet: String { String(cString: quant_kernel_isa()) }
+
+    /// The quantized-weight instruction sets this CPU can run, best last: "portable", then "avx2"
+    /// and "avx512vnni" where it has them.
+    public static var quantInstructionSets: [String] { Array(["portable", "avx2", "avx512vnni"].prefix(Int(quant_best_isa()) + 1)) }
+
+    /// Runs `body` with the quantized-weight kernels of `isa` (one of `quantInstructionSets`; a set the
+    /// CPU lacks falls back to the best it has), then restores the previous choice. Process-wide.
+    public static func with<R, E: Error>(quantISA isa: String, _ body: () throws(E) -> R) throws(E) -> R {
+        let level: Int32 = isa == "avx512vnni" ? 2 : isa == "avx2" ? 1 : 0
+        let previous = quant_use_isa(level)
+        defer { quant_use_isa(previous) }
+        return try body()
+    }
+
     /// Units (rows, attention blocks) of the last parallel task that workers, not the caller, computed.
     public static var lastWorkerChunks: Int { decode_team_worker_chunks() }
 

@@ -1,35 +1,79 @@
-// A weight matrix kept in the precision it was stored in. BF16 checkpoints (Qwen2.5-VL-3B: 7.5 GB in
-// BF16, 15 GB in F32) stay BF16 in memory; a product expands the matrix into a caller-owned F32
-// scratch just before the GEMM, so only one layer's matrix is ever F32 at a time. A single row (the
-// decode step) reads BF16 directly, widening it in registers: half the bytes of an F32 product.
-// The values live in CKernels' weight memory (2 MiB pages where the system grants them): a decode
-// step streams every weight once, and 4 KiB pages measured several per cent slower.
+// A weight matrix kept in the format it was stored in: F32, BF16 (checkpoints as Hugging Face ships
+// them; Qwen2.5-VL-3B is 7.5 GB in BF16, 15 GB in F32) or one of llama.cpp's block formats (F16,
+// Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
+// step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
+// dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
+// (a prefill) convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm
+// consumes, so no product ever holds the whole matrix in F32.
+// A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
+// for Q and K). Values live in CKernels' weight memory (2 MiB pages where the system grants them: a
+// decode step streams every weight once, and 4 KiB pages measured several per cent slower), or stay
+// in a memory-mapped file that a part keeps open.
 import CKernels
 import COpenBLAS
+
+/// How a weight matrix's values are stored; raw values are ggml's type numbers.
+public enum WeightFormat: UInt32, Sendable, CaseIterable {
+    case f32 = 0, f16 = 1, q4_0 = 2, q4_1 = 3, q5_0 = 6, q5_1 = 7, q8_0 = 8, q4_K = 12, q5_K = 13, q6_K = 14, bf16 = 30
+
+    /// Values per block (1 for the float formats).
+    public var blockValues: Int { quant_block_values(Int32(rawValue)) }
+    /// Bytes per block.
+    public var blockBytes: Int { quant_block_bytes(Int32(rawValue)) }
+    /// Bytes of a row of `cols` values (a whole number of blocks).
+    public func rowBytes(_ cols: Int) -> Int { cols / blockValues * blockBytes }
+
+    /// `rows` rows of `cols` values (rows contiguous) as F32 into `dst`, as ggml dequantizes them.
+    public func dequantize(_ src: UnsafeRawPointer, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        quant_dequantize_rows(Int32(rawValue), src, rowBytes(cols), rows, cols, dst, cols)
+    }
+
+    /// ggml's name: "F32", "Q4_K", …
+    public var name: String {
+        switch self {
+        case .q4_K: return "Q4_K"
+        case .q5_K: return "Q5_K"
+        case .q6_K: return "Q6_K"
+        default: return String(describing: self).uppercased()
+        }
+    }
+}
 
 public struct WeightMatrix: Sendable {
     public let rows: Int
     public let cols: Int
-    /// Held as BF16 bit patterns (the high halves of the F32 values) rather than F32.
-    public let isBF16: Bool
+    private let parts: [Part]
     /// Many-row products may round the activations to BF16 too and use the CPU's BF16 dot products
     /// (AVX512-BF16, F32 accumulation) where it has them: the encoder's `--encoder-precision bf16`.
     public let bf16Products: Bool
-    private let buffer: WeightBuffer
     /// The matrix packed for bf16_gemm (panels of 32 rows), when `bf16Products` and the CPU has
     /// AVX512-BF16 (or tests emulate it: BF16Kernel.emulating); nil otherwise.
     private let panels: WeightBuffer?
+
+    /// A run of rows in one format.
+    private struct Part: Sendable {
+        let firstRow: Int
+        let rows: Int
+        let format: WeightFormat
+        let rowBytes: Int
+        let buffer: WeightBuffer
+        var bytes: UnsafeRawPointer { UnsafeRawPointer(buffer.raw) }
+    }
+
+    private init(rows: Int, cols: Int, parts: [Part], bf16Products: Bool = false, panels: WeightBuffer? = nil) {
+        self.rows = rows
+        self.cols = cols
+        self.parts = parts
+        self.bf16Products = bf16Products
+        self.panels = panels
+    }
 
     /// Holds `matrix` as F32, or as BF16 with `bf16` (truncated: exact for values that came from BF16).
     /// With `bf16Products` the matrix is held BF16 rounded to nearest (it may hold F32 values) and
     /// many-row products may run in BF16 (see `bf16Products`).
     public init(_ matrix: Matrix, bf16: Bool = false, bf16Products: Bool = false) {
-        rows = matrix.rows
-        cols = matrix.cols
-        isBF16 = bf16 || bf16Products
-        self.bf16Products = bf16Products
-        let count = matrix.count, halves = isBF16
-        buffer = WeightBuffer(byteCount: count * (halves ? 2 : 4))
+        let count = matrix.count, halves = bf16 || bf16Products
+        let buffer = WeightBuffer(byteCount: count * (halves ? 2 : 4))
         let raw = buffer.raw
         matrix.storage.withUnsafeBufferPointer { src in
             if bf16Products {
@@ -43,34 +87,121 @@ public struct WeightMatrix: Sendable {
                 if count > 0 { dst.update(from: src.baseAddress!, count: count) }
             }
         }
+        var panels: WeightBuffer? = nil
         let native = hp_cpu_has(HP_CPU_AVX512_BF16) != 0 && hp_isa_supported().rawValue >= HP_ISA_AVX512.rawValue
         if bf16Products, count > 0, native || bf16_gemm_mode() == 2 {
-            let words = bf16_packed_words(rows, cols)
+            let words = bf16_packed_words(matrix.rows, matrix.cols)
             let packed = WeightBuffer(byteCount: words * 4)
-            bf16_pack_panels(raw.assumingMemoryBound(to: UInt16.self), rows, cols,
+            bf16_pack_panels(raw.assumingMemoryBound(to: UInt16.self), matrix.rows, matrix.cols,
                              packed.raw.bindMemory(to: UInt32.self, capacity: words))
             panels = packed
-        } else {
-            panels = nil
+        }
+        let format: WeightFormat = halves ? .bf16 : .f32
+        self.init(rows: matrix.rows, cols: matrix.cols,
+                  parts: [Part(firstRow: 0, rows: matrix.rows, format: format, rowBytes: format.rowBytes(matrix.cols), buffer: buffer)],
+                  bf16Products: bf16Products, panels: panels)
+    }
+
+    /// Holds `matrix` quantized to `format` with ggml's reference quantizers (Q8_0: round to nearest
+    /// with scale amax/127; Q5_0: scale max/−16; Q5_1: scale (max − min)/31 and the minimum; Q4_K:
+    /// make_qkx2's scale and minimum search), or as F32 / BF16.
+    public init(_ matrix: Matrix, quantizingTo format: WeightFormat) throws(TensorError) {
+        switch format {
+        case .f32, .bf16:
+            self.init(matrix, bf16: format == .bf16)
+            return
+        case .q8_0, .q5_0, .q5_1, .q4_K:
+            break
+        default:
+            throw .invalidArgument(operation: "weight format", detail: "quantizing to \(format.name) is not supported (Q8_0, Q5_0, Q5_1, Q4_K)")
+        }
+        guard matrix.cols % format.blockValues == 0 else {
+            throw .invalidArgument(operation: "weight format", detail: "\(format.name) needs rows of whole \(format.blockValues)-value blocks, not \(matrix.cols)")
+        }
+        let rowBytes = format.rowBytes(matrix.cols)
+        let buffer = WeightBuffer(byteCount: matrix.rows * rowBytes)
+        matrix.storage.withUnsafeBufferPointer { src in
+            _ = quant_quantize_rows(Int32(format.rawValue), src.baseAddress, matrix.rows, matrix.cols, buffer.raw)
+        }
+        self.init(rows: matrix.rows, cols: matrix.cols,
+                  parts: [Part(firstRow: 0, rows: matrix.rows, format: format, rowBytes: rowBytes, buffer: buffer)])
+    }
+
+    /// `rows` rows of `cols` values in `format` at `bytes` (rows contiguous), read in place: `owner`
+    /// (e.g. a memory-mapped file) is kept alive as long as the matrix.
+    public init(rows: Int, cols: Int, format: WeightFormat, borrowing bytes: UnsafeRawPointer,
+                owner: some AnyObject & Sendable) throws(TensorError) {
+        try Self.checkShape(rows: rows, cols: cols, format: format)
+        self.init(rows: rows, cols: cols, parts: [Part(firstRow: 0, rows: rows, format: format, rowBytes: format.rowBytes(cols),
+                                                      buffer: WeightBuffer(borrowing: bytes, owner: owner))])
+    }
+
+    /// `rows` rows of `cols` values in `format`, copied into weight memory; `row(r)` gives the bytes
+    /// of destination row r (so a copy can reorder rows).
+    public init(rows: Int, cols: Int, format: WeightFormat, copyingRows row: (Int) -> UnsafeRawPointer) throws(TensorError) {
+        try Self.checkShape(rows: rows, cols: cols, format: format)
+        let rowBytes = format.rowBytes(cols)
+        let buffer = WeightBuffer(byteCount: rows * rowBytes)
+        for r in 0..<rows { (buffer.raw + r * rowBytes).copyMemory(from: row(r), byteCount: rowBytes) }
+        self.init(rows: rows, cols: cols, parts: [Part(firstRow: 0, rows: rows, format: format, rowBytes: rowBytes, buffer: buffer)])
+    }
+
+    /// The rows of `matrices` one after another (each keeps its format and memory).
+    public init(stacking matrices: [WeightMatrix]) throws(TensorError) {
+        guard let first = matrices.first else { throw .invalidArgument(operation: "stacked weights", detail: "nothing to stack") }
+        var parts: [Part] = []
+        var rows = 0
+        for m in matrices {
+            guard m.cols == first.cols else {
+                throw .shapeMismatch(operation: "stacking weights", detail: "\(m.cols) columns beside \(first.cols)")
+            }
+            for p in m.parts { parts.append(Part(firstRow: rows + p.firstRow, rows: p.rows, format: p.format, rowBytes: p.rowBytes, buffer: p.buffer)) }
+            rows += m.rows
+        }
+        self.init(rows: rows, cols: first.cols, parts: parts)
+    }
+
+    private static func checkShape(rows: Int, cols: Int, format: WeightFormat) throws(TensorError) {
+        guard rows >= 0, cols >= 0, cols % format.blockValues == 0 else {
+            throw .invalidArgument(operation: "weight shape", detail: "\(rows)x\(cols) in \(format.name) (rows of whole \(format.blockValues)-value blocks)")
         }
     }
 
     public var count: Int { rows * cols }
     /// Bytes held.
-    public var byteCount: Int { count * (isBF16 ? 2 : 4) }
+    public var byteCount: Int { parts.reduce(0) { $0 + $1.rows * $1.rowBytes } }
+    /// The formats of the matrix's parts, in row order, without repeats.
+    public var formats: [WeightFormat] {
+        var seen: [WeightFormat] = []
+        for p in parts where !seen.contains(p.format) { seen.append(p.format) }
+        return seen
+    }
+    /// Held as BF16 bit patterns (the high halves of the F32 values) throughout.
+    public var isBF16: Bool { !parts.isEmpty && parts.allSatisfy { $0.format == .bf16 } }
 
-    /// F32 values (only when !isBF16); valid while `self` is.
-    private var floats: UnsafePointer<Float> { UnsafePointer(buffer.raw.assumingMemoryBound(to: Float.self)) }
-    /// BF16 bit patterns (only when isBF16); valid while `self` is.
-    private var halves: UnsafePointer<UInt16> { UnsafePointer(buffer.raw.assumingMemoryBound(to: UInt16.self)) }
-
-    /// The F32 values behind `body`: the stored values, or `scratch` after expansion (grown when short).
+    /// The F32 values behind `body`: the stored values when the matrix is one F32 part, else
+    /// `scratch` after conversion (grown when short).
     public func withFloats<R>(scratch: inout [Float], _ body: (UnsafePointer<Float>) -> R) -> R {
-        if !isBF16 { return withExtendedLifetime(buffer) { body(floats) } }
-        if scratch.count < count { scratch = [Float](repeating: 0, count: count) }
-        let src = halves, n = count
-        scratch.withUnsafeMutableBufferPointer { decode_widen_bf16(src, $0.baseAddress!, n) }
-        return withExtendedLifetime(buffer) { scratch.withUnsafeBufferPointer { body($0.baseAddress!) } }
+        if parts.count == 1, parts[0].format == .f32 {
+            return withExtendedLifetime(parts[0].buffer) { body(parts[0].bytes.assumingMemoryBound(to: Float.self)) }
+        }
+        if scratch.count < max(count, 1) { scratch = [Float](repeating: 0, count: max(count, 1)) }
+        scratch.withUnsafeMutableBufferPointer { dst in
+            for p in parts { Self.convert(p, from: 0, rows: p.rows, cols: cols, into: dst.baseAddress! + p.firstRow * cols) }
+        }
+        return withExtendedLifetime(parts) { scratch.withUnsafeBufferPointer { body($0.baseAddress!) } }
+    }
+
+    /// Rows `from ..< from + rows` of part `p` as F32 into `dst` (rows `cols` apart), on the decode team.
+    private static func convert(_ p: Part, from: Int, rows: Int, cols: Int, into dst: UnsafeMutablePointer<Float>) {
+        withExtendedLifetime(p.buffer) {
+            let src = p.bytes + from * p.rowBytes
+            switch p.format {
+            case .f32: dst.update(from: src.assumingMemoryBound(to: Float.self), count: rows * cols)
+            case .bf16: decode_widen_bf16(src.assumingMemoryBound(to: UInt16.self), dst, rows * cols)
+            default: quant_dequantize_rows(Int32(p.format.rawValue), src, p.rowBytes, rows, cols, dst, cols)
+            }
+        }
     }
 
     /// An F32 copy.
@@ -82,27 +213,38 @@ public struct WeightMatrix: Sendable {
 }
 
 /// Memory from `decode_weights_allocate` (or the ordinary allocator when it fails), freed with the
-/// last matrix that shares it. Written only while the owning WeightMatrix is built.
+/// last matrix that shares it; or borrowed bytes whose owner it keeps alive. Written only while the
+/// owning WeightMatrix is built.
 private final class WeightBuffer: @unchecked Sendable {
     let raw: UnsafeMutableRawPointer
-    private let fromArena: Bool
+    private enum Source { case arena, heap, borrowed(AnyObject) }
+    private let source: Source
 
     init(byteCount: Int) {
         if let p = decode_weights_allocate(byteCount) {
             raw = p
-            fromArena = true
+            source = .arena
         } else {
             raw = .allocate(byteCount: max(byteCount, 1), alignment: 64)
-            fromArena = false
+            source = .heap
         }
     }
 
+    init(borrowing bytes: UnsafeRawPointer, owner: AnyObject) {
+        raw = UnsafeMutableRawPointer(mutating: bytes)  // never written
+        source = .borrowed(owner)
+    }
+
     deinit {
-        if fromArena { decode_weights_release(raw) } else { raw.deallocate() }
+        switch source {
+        case .arena: decode_weights_release(raw)
+        case .heap: raw.deallocate()
+        case .borrowed: break
+        }
     }
 }
 
-/// `x · Wᵀ + b` with `weight` [out, in] in its stored precision; `scratch` receives a BF16 matrix's expansion.
+/// `x · Wᵀ + b` with `weight` [out, in] in its stored format; `scratch` receives converted tiles.
 public func linear(_ x: Matrix, weight: WeightMatrix, bias: [Float]? = nil, scratch: inout [Float]) throws(TensorError) -> Matrix {
     guard x.cols == weight.cols else {
         throw .shapeMismatch(operation: "linear", detail: "input \(x.rows)x\(x.cols), weight \(weight.rows)x\(weight.cols)")
@@ -127,7 +269,7 @@ public func linear(_ x: Matrix, weight: WeightMatrix, bias: [Float]? = nil, scra
 }
 
 /// `y[r] (+)= x[r] · Wᵀ (+ b)` for `rows` rows into caller-owned memory (strides in floats), with
-/// `weight` in its stored precision. With `accumulate` the product (and bias) is added onto `y`.
+/// `weight` in its stored format. With `accumulate` the product (and bias) is added onto `y`.
 public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weight: WeightMatrix, bias: [Float]? = nil,
                    into y: UnsafeMutablePointer<Float>, outputStride: Int, accumulate: Bool = false, scratch: inout [Float]) {
     let n = weight.rows, k = weight.cols
@@ -147,18 +289,104 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
         beta = 1
     }
     if rows == 1 {
-        // A decode step reads every weight once: no expansion into scratch, BF16 widened on the fly.
+        // A decode step reads every weight once: no conversion, the stored bytes read directly.
         weight.multiply(x, into: y, accumulate: beta != 0)
         return
     }
-    if weight.isBF16 {
-        weight.multiplyBF16(x, rows: rows, inputStride: inputStride, into: y, outputStride: outputStride, beta: beta,
-                            scratch: &scratch)
-        return
+    weight.multiply(rows: rows, x, inputStride: inputStride, into: y, outputStride: outputStride, beta: beta, scratch: &scratch)
+}
+
+extension WeightMatrix {
+    /// How a product of many rows meets weights not held as F32: tiles of rows converted inside the
+    /// product (the default), or the whole matrix converted first (the earlier path, kept for the
+    /// benchmark's comparison). Process-wide.
+    public enum PrefillConversion: Sendable { case tiles, wholeMatrix }
+    nonisolated(unsafe) public static var prefillConversion = PrefillConversion.tiles
+
+    /// Weight rows converted per tile: about 4 MB of F32 (L3-resident when the GEMM reads it) and at
+    /// least 128 rows — a thinner panel leaves the GEMM too narrow to run at full rate (measured with
+    /// BF16 encoder weights: 32-row panels were slower than the whole-matrix conversion).
+    public static func widenedPanelRows(cols: Int) -> Int { max(128, (1 << 20) / max(1, cols) / 16 * 16) }
+
+    /// Whether many-row products run the CPU's BF16 dot products now (the matrix was packed for them
+    /// and the kernel path allows them).
+    public var usesNativeBF16: Bool { panels != nil && bf16_gemm_mode() != 0 }
+
+    /// `y (+)= x · Wᵀ` for `rows` input rows (beta 0 or 1) through sgemm.
+    fileprivate func multiply(rows m: Int, _ x: UnsafePointer<Float>, inputStride: Int, into y: UnsafeMutablePointer<Float>,
+                              outputStride: Int, beta: Float, scratch: inout [Float]) {
+        let k = cols
+        func gemm(_ w: UnsafePointer<Float>, rows n: Int, firstRow: Int) {
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                        x, Int32(inputStride), w, Int32(k), beta, y + firstRow, Int32(outputStride))
+        }
+        if let panels, let part = parts.first, bf16_gemm_mode() != 0 {
+            // The native BF16 kernel (activations rounded to BF16, F32 accumulation).
+            let mode = bf16_gemm_mode()
+            withExtendedLifetime((panels, part.buffer)) {
+                bf16_gemm(x, m, inputStride, panels.raw.assumingMemoryBound(to: UInt32.self), rows, k, y, outputStride,
+                          beta, mode == 2 ? 1 : 0)
+            }
+            return
+        }
+        if Self.prefillConversion == .wholeMatrix || (parts.count == 1 && parts[0].format == .f32) {
+            withFloats(scratch: &scratch) { gemm($0, rows: rows, firstRow: 0) }
+            return
+        }
+        let tileRows = min(rows, Self.widenedPanelRows(cols: k))
+        if scratch.count < tileRows * k { scratch = [Float](repeating: 0, count: tileRows * k) }
+        scratch.withUnsafeMutableBufferPointer { tile in
+            for p in parts {
+                if p.format == .f32 {
+                    withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
+                    continue
+                }
+                var r = 0
+                while r < p.rows {
+                    let n = min(tileRows, p.rows - r)
+                    Self.convert(p, from: r, rows: n, cols: k, into: tile.baseAddress!)
+                    gemm(tile.baseAddress!, rows: n, firstRow: p.firstRow + r)
+                    r += n
+                }
+            }
+        }
     }
-    weight.withFloats(scratch: &scratch) { w in
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(n), Int32(k), 1,
-                    x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
+
+    /// Row `r` as F32 into `destination` (an embedding lookup).
+    public func copyRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
+        guard r >= 0, r < rows, let p = parts.last(where: { $0.firstRow <= r }) else { return }
+        withExtendedLifetime(p.buffer) {
+            let src = p.bytes + (r - p.firstRow) * p.rowBytes
+            switch p.format {
+            case .f32: destination.update(from: src.assumingMemoryBound(to: Float.self), count: cols)
+            default: quant_dequantize_rows(Int32(p.format.rawValue), src, p.rowBytes, 1, cols, destination, cols)
+            }
+        }
+    }
+
+    /// `y (+)= W · x` for one vector (`cols` floats in, `rows` out) in the stored format, split over
+    /// the decode team.
+    public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        guard rows > 0 else { return }
+        guard cols > 0 else {
+            if !accumulate { y.update(repeating: 0, count: rows) }
+            return
+        }
+        for p in parts {
+            withExtendedLifetime(p.buffer) {
+                let out = y + p.firstRow
+                switch p.format {
+                case .f32:
+                    decode_matvec_f32(p.bytes.assumingMemoryBound(to: Float.self), p.rows, cols, cols, x, out, accumulate ? 1 : 0)
+                case .bf16:
+                    decode_matvec_bf16(p.bytes.assumingMemoryBound(to: UInt16.self), p.rows, cols, cols, x, out, accumulate ? 1 : 0)
+                default:
+                    // Fails only when the activation's few KB of scratch cannot be had.
+                    let status = quant_matvec(Int32(p.format.rawValue), p.bytes, p.rowBytes, p.rows, cols, x, out, accumulate ? 1 : 0)
+                    precondition(status == 0, "out of memory for a \(cols)-value activation")
+                }
+            }
+        }
     }
 }
 
@@ -186,77 +414,5 @@ extension Float {
         let bits = bitPattern
         if isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
         return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
-    }
-}
-
-extension WeightMatrix {
-    /// Weight rows widened per panel: about 4 MB of F32 (L3-resident when the GEMM reads it) and at
-    /// least 128 rows — a thinner panel leaves the GEMM too narrow to run at full rate.
-    public static func widenedPanelRows(cols: Int) -> Int { max(128, (1 << 20) / max(1, cols) / 16 * 16) }
-
-    /// Whether `multiplyBF16` runs the CPU's BF16 dot products now (the matrix was packed for them and
-    /// the kernel path allows them).
-    public var usesNativeBF16: Bool { panels != nil && bf16_gemm_mode() != 0 }
-
-    /// y = x · Wᵀ + beta · y for a BF16 matrix: the native BF16 kernel (activations rounded to BF16) where
-    /// `usesNativeBF16`, else F32 products of the BF16 values, widening one panel of rows at a time into
-    /// `scratch` (cache-sized: the whole matrix is never F32 at once).
-    func multiplyBF16(_ x: UnsafePointer<Float>, rows m: Int, inputStride: Int, into y: UnsafeMutablePointer<Float>,
-                      outputStride: Int, beta: Float, scratch: inout [Float]) {
-        let n = rows, k = cols
-        withExtendedLifetime(buffer) {
-            let mode = bf16_gemm_mode()
-            if let panels, mode != 0 {
-                withExtendedLifetime(panels) {
-                    bf16_gemm(x, m, inputStride, panels.raw.assumingMemoryBound(to: UInt32.self), n, k, y, outputStride,
-                              beta, mode == 2 ? 1 : 0)
-                }
-                return
-            }
-            let panelRows = min(n, Self.widenedPanelRows(cols: k))
-            if scratch.count < panelRows * k { scratch = [Float](repeating: 0, count: panelRows * k) }
-            scratch.withUnsafeMutableBufferPointer { wide in
-                for first in stride(from: 0, to: n, by: panelRows) {
-                    let count = min(panelRows, n - first)
-                    decode_widen_bf16(halves + first * k, wide.baseAddress!, count * k)
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(count), Int32(k), 1,
-                                x, Int32(inputStride), wide.baseAddress!, Int32(k), beta, y + first, Int32(outputStride))
-                }
-            }
-        }
-    }
-}
-
-extension WeightMatrix {
-    /// Row `r` as F32 into `destination` (an embedding lookup).
-    public func copyRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
-        guard r >= 0, r < rows else { return }
-        withExtendedLifetime(buffer) {
-            if isBF16 {
-                let src = halves + r * cols
-                for i in 0..<cols { destination[i] = Float(bitPattern: UInt32(src[i]) << 16) }
-            } else {
-                destination.update(from: floats + r * cols, count: cols)
-            }
-        }
-    }
-}
-
-extension WeightMatrix {
-    /// `y (+)= W · x` for one vector (`cols` floats in, `rows` out) in the stored precision, split
-    /// over the decode team.
-    public func multiply(_ x: UnsafePointer<Float>, into y: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        guard rows > 0 else { return }
-        guard cols > 0 else {
-            if !accumulate { y.update(repeating: 0, count: rows) }
-            return
-        }
-        withExtendedLifetime(buffer) {
-            if isBF16 {
-                decode_matvec_bf16(halves, rows, cols, cols, x, y, accumulate ? 1 : 0)
-            } else {
-                decode_matvec_f32(floats, rows, cols, cols, x, y, accumulate ? 1 : 0)
-            }
-        }
     }
 }

@@ -7,7 +7,8 @@
 // Weights are in PyTorch's [out, in] layout. Q, K and V are stacked into one matrix per layer, and
 // so are gate and up, so that a step makes two products fewer. Each matrix stays in the precision
 // asked for (WeightPrecision): a BF16 checkpoint can stay BF16 (half the memory and half the bytes
-// a decode step reads).
+// a decode step reads), a GGUF's quantized blocks stay quantized, and any checkpoint can be
+// quantized to Q8_0 or Q4_K as it loads.
 import Tensor
 
 /// The sizes a decoder's buffers and KV cache follow.
@@ -52,18 +53,34 @@ extension DecoderShape {
 
 /// How a decoder's weight matrices are held in memory.
 public enum WeightPrecision: String, Sendable, CaseIterable {
-    /// BF16 tensors stay BF16 (exact); everything else becomes F32.
+    /// As the file stores them: BF16 stays BF16, a GGUF's F16 and quantized blocks stay in their
+    /// block format (read in place from the mapped file); F32 stays F32.
     case stored
-    /// Everything F32 (BF16 widened at load).
+    /// Everything F32 (BF16 widened and blocks dequantized at load).
     case float32 = "f32"
     /// Everything BF16: F32 and F16 tensors are rounded (half the bytes per decode step, not exact).
     case bfloat16 = "bf16"
+    /// Everything quantized to Q8_0 as it loads (llama.cpp's block format, 8.5 bits per weight).
+    case q8_0 = "q8_0"
+    /// Everything quantized to Q4_K as it loads (4.5 bits per weight). A matrix whose rows are not
+    /// whole 256-value blocks gets Q8_0: llama.cpp's fallback, Q5_0, measured 5.8 % more perplexity
+    /// than F32 on SmolLM2 (whose 576-wide rows all fall back), and Q5_1 18 %.
+    case q4_K = "q4_k"
 
     func holdsBF16(storedAsBF16: Bool) -> Bool {
         switch self {
         case .stored: return storedAsBF16
-        case .float32: return false
         case .bfloat16: return true
+        case .float32, .q8_0, .q4_K: return false
+        }
+    }
+
+    /// The block format a matrix of `cols` columns is quantized to; nil when this precision does not quantize.
+    func quantizedFormat(cols: Int) -> WeightFormat? {
+        switch self {
+        case .q8_0: return cols % 32 == 0 ? .q8_0 : nil
+        case .q4_K: return cols % 256 == 0 ? .q4_K : cols % 32 == 0 ? .q8_0 : nil
+        default: return nil
         }
     }
 }
@@ -73,10 +90,28 @@ public protocol DecoderModel: Sendable {
     var decoder: DecoderWeights { get }
 }
 
-/// One tensor as a loader hands it over: its F32 values and whether the file stored it as BF16.
-struct LoadedTensor {
-    var matrix: Matrix
-    var storedAsBF16: Bool
+/// One tensor as a loader hands it over: F32 values and whether the file stored them as BF16, or a
+/// matrix already in the file's own block format (a GGUF's tensors, read in place).
+enum LoadedTensor {
+    case values(Matrix, storedAsBF16: Bool)
+    case stored(WeightMatrix)
+
+    init(matrix: Matrix, storedAsBF16: Bool) { self = .values(matrix, storedAsBF16: storedAsBF16) }
+
+    /// The F32 values (dequantized when stored in blocks).
+    var matrix: Matrix {
+        switch self {
+        case let .values(m, _): return m
+        case let .stored(w): return w.matrix()
+        }
+    }
+
+    var storedAsBF16: Bool {
+        switch self {
+        case let .values(_, bf16): return bf16
+        case let .stored(w): return w.isBF16
+        }
+    }
 }
 
 public final class DecoderWeights: Sendable {
@@ -144,20 +179,30 @@ public final class DecoderWeights: Sendable {
         func fetch(_ name: String) throws(VLMError) -> LoadedTensor { try tensor(name, shapes[name] ?? []) }
         func vector(_ name: String) throws(VLMError) -> [Float] { try fetch(name).matrix.storage }
         func weight(_ names: [String]) throws(VLMError) -> WeightMatrix {
-            var storage: [Float] = []
-            var rows = 0, cols = 0, allBF16 = true
-            for name in names {
-                let t = try fetch(name)
-                storage += t.matrix.storage
-                rows += t.matrix.rows
-                cols = t.matrix.cols
-                allBF16 = allBF16 && t.storedAsBF16
+            var loaded: [LoadedTensor] = []
+            for name in names { loaded.append(try fetch(name)) }
+            do {
+                // Blocks kept as the file stores them: stacked in place, no conversion.
+                if precision == .stored {
+                    var held: [WeightMatrix] = []
+                    for case let .stored(w) in loaded { held.append(w) }
+                    if held.count == loaded.count { return try WeightMatrix(stacking: held) }
+                }
+                var storage: [Float] = []
+                var rows = 0, cols = 0, allBF16 = true
+                for t in loaded {
+                    let m = t.matrix
+                    storage += m.storage
+                    rows += m.rows
+                    cols = m.cols
+                    allBF16 = allBF16 && t.storedAsBF16
+                }
+                let matrix = try Matrix(rows: rows, cols: cols, storage: storage)
+                if let format = precision.quantizedFormat(cols: cols) { return try WeightMatrix(matrix, quantizingTo: format) }
+                return WeightMatrix(matrix, bf16: precision.holdsBF16(storedAsBF16: allBF16))
+            } catch {
+                throw .malformed(file: source, cause: "holding \(names): \(error)")
             }
-            let matrix: Matrix
-            do { matrix = try Matrix(rows: rows, cols: cols, storage: storage) } catch {
-                throw .malformed(file: source, cause: "stacking \(names): \(error)")
-            }
-            return WeightMatrix(matrix, bf16: precision.holdsBF16(storedAsBF16: allBF16))
         }
         let embedding = try weight(["embed_tokens.weight"])
         var layers: [Layer] = []
@@ -179,7 +224,8 @@ public final class DecoderWeights: Sendable {
                   inverseFrequencies: inverseFrequencies, axisOfFrequency: axisOfFrequency)
     }
 
-    /// Bytes of weights held (BF16 counts 2 per value; a shared layer counts once per use).
+    /// Bytes of weights held (as stored: BF16 2 per value, blocks their block bytes; a shared layer
+    /// counts once per use).
     public var weightBytes: Int {
         var n = embedding.byteCount + (tiedHead ? 0 : lmHead.byteCount) + norm.count * 4
         for l in layers {

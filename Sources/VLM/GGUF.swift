@@ -4,8 +4,9 @@
 //   tensor infos: name, dimension count u32, dimensions u64 (innermost first), ggml type u32, offset u64,
 //   padding to `general.alignment` (default 32), then the tensor data (offsets relative to its start).
 // Every length, count and offset is checked against the file size before it is used. Tensors of
-// type F32, F16, BF16, Q8_0, Q4_0 and Q4_1 are dequantized to Float32 when read; any other type is
-// a typed error that names the tensor and the type.
+// type F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K are read as Float32
+// (dequantized as ggml does) or handed over in their block format, in place in the mapping
+// (`weightMatrix`); any other type is a typed error that names the tensor and the type.
 import Foundation
 import Tensor
 
@@ -69,7 +70,10 @@ public enum GGMLType: UInt32, Sendable {
         }
     }
 
-    public var name: String { String(describing: self).uppercased() }
+    public var name: String { weightFormat?.name ?? String(describing: self).uppercased() }
+
+    /// The format a weight matrix holds this type in; nil for the types we do not read.
+    public var weightFormat: WeightFormat? { WeightFormat(rawValue: rawValue) }
 }
 
 public final class GGUFFile: @unchecked Sendable {  // immutable after init; the mapping is read-only
@@ -91,16 +95,15 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     /// Tensor names in file order.
     public let tensorNames: [String]
     public let alignment: Int
+    private let mapping: FileMapping
     private let data: Data
 
     public init(path: String) throws(VLMError) {
         self.path = path
-        let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw .unreadable(file: path, cause: (error as NSError).localizedDescription)
-        }
+        mapping = try FileMapping(path: path)
+        let data = mapping.count > 0
+            ? Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: mapping.base), count: mapping.count, deallocator: .none)
+            : Data()
         self.data = data
         var reader = ByteReader(data: data, file: path)
         let magic = try reader.u32()
@@ -172,20 +175,52 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     public func int(_ key: String) -> Int? { metadata[key]?.intValue }
     public func double(_ key: String) -> Double? { metadata[key]?.doubleValue }
 
+    /// The tensor's block format, or the one-line error naming tensor and type.
+    public func format(of name: String) throws(VLMError) -> WeightFormat {
+        guard let info = tensors[name] else { throw .badTensor(file: path, tensor: name, cause: "missing") }
+        guard let format = info.type?.weightFormat else {
+            let typeName = info.type?.name ?? "type \(info.typeCode)"
+            let supported = WeightFormat.allCases.map(\.name).joined(separator: ", ")
+            throw .unsupported(file: path, feature: "tensor type \(typeName) of '\(name)' (supported: \(supported))")
+        }
+        return format
+    }
+
     /// The tensor's values as Float32, dequantized.
     public func floats(_ name: String) throws(VLMError) -> [Float] {
-        guard let info = tensors[name] else { throw .badTensor(file: path, tensor: name, cause: "missing") }
-        guard let type = info.type, [.f32, .f16, .bf16, .q8_0, .q4_0, .q4_1].contains(type) else {
-            let typeName = info.type?.name ?? "type \(info.typeCode)"
-            throw .unsupported(file: path, feature: "tensor type \(typeName) of '\(name)' (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1)")
-        }
+        let format = try format(of: name)
+        let info = tensors[name]!
+        let cols = info.dimensions[0], rows = info.count / cols
         var out = [Float](repeating: 0, count: info.count)
-        data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
-            out.withUnsafeMutableBufferPointer { dst in
-                dequantize(type, UnsafeRawBufferPointer(rebasing: raw[info.range]), into: dst)
-            }
+        out.withUnsafeMutableBufferPointer { dst in
+            format.dequantize(mapping.base + info.range.lowerBound, rows: rows, cols: cols, into: dst.baseAddress!)
         }
         return out
+    }
+
+    /// A 2-D tensor as a weight matrix in its stored format, read in place from the mapping (which
+    /// stays open while the matrix lives): rows = dimensions[1], cols = dimensions[0]. With
+    /// `rowOrder`, destination row r is the file's row rowOrder[r] (copied out of the mapping).
+    public func weightMatrix(_ name: String, rowOrder: [Int]? = nil) throws(VLMError) -> WeightMatrix {
+        let format = try format(of: name)
+        let info = tensors[name]!
+        let cols = info.dimensions[0], rows = info.count / cols, rowBytes = format.rowBytes(cols)
+        let base = mapping.base + info.range.lowerBound
+        do {
+            if let rowOrder {
+                guard rowOrder.count == rows, rowOrder.allSatisfy({ $0 >= 0 && $0 < rows }) else {
+                    throw VLMError.badTensor(file: path, tensor: name, cause: "row order of \(rowOrder.count) for \(rows) rows")
+                }
+                let copy = try WeightMatrix(rows: rows, cols: cols, format: format) { base + rowOrder[$0] * rowBytes }
+                mapping.release(info.range)  // read once: its pages need not stay resident beside the copy
+                return copy
+            }
+            return try WeightMatrix(rows: rows, cols: cols, format: format, borrowing: base, owner: mapping)
+        } catch let error as VLMError {
+            throw error
+        } catch {
+            throw .badTensor(file: path, tensor: name, cause: "\(error)")
+        }
     }
 
     /// A 2-D tensor as a row-major matrix: rows = dimensions[1], cols = dimensions[0] ([out, in] for weights).
@@ -276,53 +311,40 @@ private struct ByteReader {
     }
 }
 
-// MARK: - Dequantization
+// MARK: - Mapping
 
-@inline(__always) private func half(_ p: UnsafeRawPointer, _ offset: Int) -> Float {
-    Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: offset, as: UInt16.self).littleEndian))
-}
+/// A file mapped read-only for the life of the object (tensors read in place keep it alive).
+final class FileMapping: @unchecked Sendable {  // immutable; the pages are never written
+    let base: UnsafeRawPointer
+    let count: Int
 
-/// Dequantizes `src` (whole blocks of `type`) into `dst`.
-func dequantize(_ type: GGMLType, _ src: UnsafeRawBufferPointer, into dst: UnsafeMutableBufferPointer<Float>) {
-    guard let p = src.baseAddress, let out = dst.baseAddress else { return }
-    let n = dst.count
-    switch type {
-    case .f32:
-        for i in 0..<n { out[i] = Float(bitPattern: p.loadUnaligned(fromByteOffset: 4 * i, as: UInt32.self).littleEndian) }
-    case .f16:
-        for i in 0..<n { out[i] = half(p, 2 * i) }
-    case .bf16:
-        for i in 0..<n { out[i] = Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self).littleEndian) << 16) }
-    case .q8_0:
-        // Block: f16 scale, 32 × int8.
-        for b in 0..<(n / 32) {
-            let block = p + 34 * b
-            let d = half(block, 0)
-            let q = (block + 2).assumingMemoryBound(to: Int8.self)
-            for j in 0..<32 { out[32 * b + j] = Float(q[j]) * d }
+    init(path: String) throws(VLMError) {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw .unreadable(file: path, cause: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .unreadable(file: path, cause: String(cString: strerror(errno))) }
+        guard (info.st_mode & S_IFMT) == S_IFREG else { throw .unreadable(file: path, cause: "not a regular file") }
+        count = Int(info.st_size)
+        guard count > 0 else {
+            base = UnsafeRawPointer(bitPattern: 1)!  // never read: every read is checked against count 0
+            return
         }
-    case .q4_0, .q4_1:
-        // Block: f16 scale (Q4_1: + f16 minimum), 16 bytes; low nibbles are values 0-15, high 16-31.
-        let size = type == .q4_0 ? 18 : 20
-        for b in 0..<(n / 32) {
-            let block = p + size * b
-            let d = half(block, 0)
-            let q = (block + size - 16).assumingMemoryBound(to: UInt8.self)
-            let o = out + 32 * b
-            if type == .q4_0 {
-                for j in 0..<16 {
-                    o[j] = Float(Int(q[j] & 0x0F) - 8) * d
-                    o[j + 16] = Float(Int(q[j] >> 4) - 8) * d
-                }
-            } else {
-                let m = half(block, 2)
-                for j in 0..<16 {
-                    o[j] = Float(q[j] & 0x0F) * d + m
-                    o[j + 16] = Float(q[j] >> 4) * d + m
-                }
-            }
+        guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw .unreadable(file: path, cause: "mmap: \(String(cString: strerror(errno)))")
         }
-    default:
-        break
+        base = UnsafeRawPointer(p)
+    }
+
+    /// Drops the resident pages wholly inside `range` (they are re-read from the file if touched again).
+    func release(_ range: Range<Int>) {
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
+        guard page > 0, end > start else { return }
+        madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
+    }
+
+    deinit {
+        if count > 0 { munmap(UnsafeMutableRawPointer(mutating: base), count) }
     }
 }

@@ -1,7 +1,7 @@
 // The Llama / SmolLM2 decoder (DecoderWeights runs it) and where its weights come from: a Hugging
 // Face directory (LlamaForCausalLM: `model.*`; SmolVLM / Idefics3: `model.text_model.*`, `lm_head.*`
 // at the top) or a GGUF (token_embd, blk.N.attn_q …, output_norm, output), where llama.cpp's
-// conversion permuted the rows of Q and K (see `unpermuteRotaryRows`).
+// conversion permuted the rows of Q and K (see `rotaryRowOrder`).
 import Foundation
 import Prune
 import Tensor
@@ -46,7 +46,8 @@ public final class LlamaModel: DecoderModel {
         return ["lm_head.weight", beside, prefix + "lm_head.weight"].compactMap { $0 }.first(where: store.contains) ?? "lm_head.weight"
     }
 
-    /// Loads the decoder of a llama-architecture GGUF; quantized tensors are dequantized here.
+    /// Loads the decoder of a llama-architecture GGUF. Matrices are handed over in the file's block
+    /// format, read in place (Q and K rows reordered into a copy); `precision` decides how they are held.
     public convenience init(gguf: GGUFFile, precision: WeightPrecision = .stored) throws(VLMError) {
         let configuration = try LlamaConfiguration(gguf: gguf)
         let c = configuration
@@ -59,10 +60,11 @@ public final class LlamaModel: DecoderModel {
             guard info.count == rows * cols, info.dimensions[0] == cols else {
                 throw .badTensor(file: gguf.path, tensor: ggufName, cause: "dimensions \(info.dimensions), expected \(shape.reversed())")
             }
-            var m = try gguf.matrix(ggufName)
-            if name.hasSuffix("q_proj.weight") { m = unpermuteRotaryRows(m, heads: c.heads) }
-            if name.hasSuffix("k_proj.weight") { m = unpermuteRotaryRows(m, heads: c.kvHeads) }
-            return LoadedTensor(matrix: m, storedAsBF16: info.type == .bf16)
+            guard shape.count == 2 else { return LoadedTensor(matrix: try gguf.matrix(ggufName), storedAsBF16: info.type == .bf16) }
+            var order: [Int]?
+            if name.hasSuffix("q_proj.weight") { order = rotaryRowOrder(rows: rows, heads: c.heads) }
+            if name.hasSuffix("k_proj.weight") { order = rotaryRowOrder(rows: rows, heads: c.kvHeads) }
+            return .stored(try gguf.weightMatrix(ggufName, rowOrder: order))
         }
     }
 
@@ -86,23 +88,17 @@ public final class LlamaModel: DecoderModel {
 
 /// Undoes llama.cpp's Q/K permutation. convert_hf_to_gguf reorders each head's rows from
 /// transformers' halves layout (rotate_half pairs i and i + d/2) to interleaved pairs (2i, 2i + 1):
-/// GGUF row h·d + 2i + j holds transformers row h·d + j·d/2 + i.
-func unpermuteRotaryRows(_ m: Matrix, heads: Int) -> Matrix {
-    let d = m.rows / heads, half = d / 2, cols = m.cols
-    var out = Matrix(rows: m.rows, cols: cols)
-    m.storage.withUnsafeBufferPointer { src in
-        out.storage.withUnsafeMutableBufferPointer { dst in
-            for h in 0..<heads {
-                for i in 0..<half {
-                    for j in 0..<2 {
-                        let from = h * d + 2 * i + j, to = h * d + j * half + i
-                        (dst.baseAddress! + to * cols).update(from: src.baseAddress! + from * cols, count: cols)
-                    }
-                }
-            }
+/// GGUF row h·d + 2i + j holds transformers row h·d + j·d/2 + i. Returns, for each transformers
+/// row, the GGUF row that holds it.
+func rotaryRowOrder(rows: Int, heads: Int) -> [Int] {
+    let d = rows / heads, half = d / 2
+    var order = Array(0..<rows)
+    for h in 0..<heads {
+        for i in 0..<half {
+            for j in 0..<2 { order[h * d + j * half + i] = h * d + 2 * i + j }
         }
     }
-    return out
+    return order
 }
 
 extension LlamaModel {

@@ -28,6 +28,27 @@ enum Peer {
         guard let line = String(decoding: data, as: UTF8.self).split(separator: "\n").last else { return nil }
         return try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
     }
+
+    /// llama.cpp's llama-bench on `gguf` (2 threads, `runs` repetitions, JSON): seconds per prompt of
+    /// each length in `prompts` (timed on an empty context), and decode tokens/s after `depth` tokens,
+    /// as ours decodes after its prompt. No prompt lengths: decode only. Nil when it cannot run.
+    static func llamaBench(_ executable: String, gguf: String, prompts: [Int], depth: Int, runs: Int,
+                           decodeTokens: Int, threads: Int = 2) -> (prefill: [Int: Double], decode: Double?)? {
+        guard FileManager.default.fileExists(atPath: gguf),
+              let data = run(executable, ["-m", gguf, "-t", String(threads), "-r", String(runs), "-o", "json",
+                                          "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","),
+                                          "-n", String(decodeTokens), "-d", prompts.isEmpty ? String(depth) : "0,\(depth)"]),
+              let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return nil }
+        var prefill: [Int: Double] = [:]
+        var decode: Double?
+        for row in rows {
+            let prompt = row["n_prompt"] as? Int ?? 0, generated = row["n_gen"] as? Int ?? 0, at = row["n_depth"] as? Int ?? 0
+            guard let rate = row["avg_ts"] as? Double, rate > 0 else { continue }
+            if prompt > 0 && generated == 0 && at == 0 { prefill[prompt] = Double(prompt) / rate }
+            if generated > 0 && prompt == 0 && at == depth { decode = rate }
+        }
+        return (prefill, decode)
+    }
 }
 
 extension Peer {

@@ -165,24 +165,9 @@ struct PrefillBench: AsyncParsableCommand {
         return samples.sorted()[samples.count / 2]
     }
 
-    /// llama-bench's JSON: prompt tests give tokens/s over n_prompt tokens, generation tests tokens/s.
-    /// No prompt lengths: decode only. Prompts are timed on an empty context; decode after `depth`
-    /// tokens, as ours decodes after its prompt.
     private func llamaCppPeer(gguf: String?, prompts: [Int], depth: Int) -> (prefill: [Int: Double], decode: Double?)? {
-        guard let llamaBench, let gguf, FileManager.default.fileExists(atPath: gguf),
-              let data = Peer.run(llamaBench, ["-m", gguf, "-t", "2", "-r", String(runs), "-o", "json",
-                                               "-p", prompts.isEmpty ? "0" : prompts.map(String.init).joined(separator: ","),
-                                               "-n", String(decodeTokens), "-d", prompts.isEmpty ? String(depth) : "0,\(depth)"]),
-              let rows = try? JSONSerialization.jsonObject(with: data) as? [[String: Any]] else { return nil }
-        var prefill: [Int: Double] = [:]
-        var decode: Double?
-        for row in rows {
-            let prompt = row["n_prompt"] as? Int ?? 0, generated = row["n_gen"] as? Int ?? 0, at = row["n_depth"] as? Int ?? 0
-            guard let rate = row["avg_ts"] as? Double, rate > 0 else { continue }
-            if prompt > 0 && generated == 0 && at == 0 { prefill[prompt] = Double(prompt) / rate }
-            if generated > 0 && prompt == 0 && at == depth { decode = rate }
-        }
-        return (prefill, decode)
+        guard let llamaBench, let gguf else { return nil }
+        return Peer.llamaBench(llamaBench, gguf: gguf, prompts: prompts, depth: depth, runs: runs, decodeTokens: decodeTokens)
     }
 
     private func torchPeer() -> [String: Any]? {

@@ -9,7 +9,7 @@ struct ChatCommand: AsyncParsableCommand {
         commandName: "chat",
         abstract: "Answer a text prompt with a language model (GGUF file or model directory), streaming the answer.")
 
-    @Option(help: "A .gguf file (llama architecture, F32/F16/BF16/Q8_0/Q4_0/Q4_1) or a model directory (LlamaForCausalLM, SmolVLM2).")
+    @Option(help: "A .gguf file (llama architecture; F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) or a model directory (LlamaForCausalLM, SmolVLM2).")
     var model: String
 
     @Argument(help: "The user's message.")

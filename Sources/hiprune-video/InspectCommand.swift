@@ -2,17 +2,25 @@ import Console
 import ArgumentParser
 import Foundation
 import Pipeline
+import VLM
 
 /// `hiprune-video inspect MODEL_DIR`: family, shapes, parameters, dtypes and what is missing.
 struct InspectCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inspect",
-        abstract: "Describe a model directory: family, shapes, parameter count, dtypes, and what is missing.")
+        abstract: "Describe a model directory (family, shapes, parameter count, dtypes, what is missing) or a GGUF file (each tensor's type and bytes, and the bytes held in memory).")
 
-    @Argument(help: ArgumentHelp(ModelRegistry.modelHelp))
+    @Argument(help: ArgumentHelp(ModelRegistry.modelHelp + " Or a language-model .gguf file."))
     var model: String
 
+    @Option(help: "For a GGUF: how the weights would be held (stored, f32, bf16, q8_0, q4_k); the bytes held are shown for it.")
+    var weights = WeightPrecision.stored
+
     func run() throws {
+        if model.hasSuffix(".gguf") {
+            try inspectGGUF()
+            return
+        }
         let family = try ModelFamily.detect(directory: model)
         let report = try family.inspect(directory: model)
         func millions(_ n: Int) -> String { String(format: "%.2f M", Double(n) / 1e6) }
@@ -32,5 +40,22 @@ struct InspectCommand: ParsableCommand {
             for t in report.misshapenTensors { line("misshapen", "tensor \(t.name): \(t.found), expected \(t.expected)") }
         }
         for file in report.missingFiles { line("missing", "file \(file)") }
+    }
+
+    private func inspectGGUF() throws {
+        let report = try GGUFInspection(path: model, precision: weights)
+        func megabytes(_ n: Int) -> String { String(format: "%.2f MB", Double(n) / 1e6) }
+        func line(_ label: String, _ text: String) { print(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
+        line("model", report.path)
+        line("arch", report.architecture)
+        line("types", report.byType.map { "\($0.type) ×\($0.count) \(megabytes($0.bytes))" }.joined(separator: ", "))
+        if let held = report.heldBytes {
+            line("held", "\(megabytes(held)) (\(held) bytes) of language-model weights in memory with --weights \(weights.rawValue)")
+        } else if let problem = report.loadProblem {
+            line("held", "not loadable: \(problem)")
+        }
+        for t in report.tensors {
+            line("tensor", "\(t.name)  \(t.type)  \(t.dimensions.map(String.init).joined(separator: "x"))  \(t.bytes) bytes")
+        }
     }
 }

@@ -142,7 +142,7 @@ struct GenerationFlags: ParsableArguments {
     @Option(help: "Penalty on tokens already in the prompt or answer (1: none).")
     var repetitionPenalty: Float = 1
 
-    @Option(help: "How the language model's weights are held: stored (BF16 checkpoints stay BF16, others F32), f32, or bf16 (half the memory and of the bytes each token reads; rounds F32 weights).")
+    @Option(help: "How the language model's weights are held: stored (BF16 checkpoints stay BF16, a GGUF's quantized blocks stay quantized, others F32), f32, bf16 (half the memory and of the bytes each token reads; rounds F32 weights), or q8_0 / q4_k (quantized as they load, llama.cpp's block formats).")
     var weights = WeightPrecision.stored
 
     func validate() throws {

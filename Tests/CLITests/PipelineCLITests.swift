@@ -256,6 +256,29 @@ final class QwenGridCLITests: XCTestCase {
 }
 
 final class InspectCLITests: XCTestCase {
+    /// `inspect` on a GGUF: each tensor's type and stored bytes, and the bytes held in memory for
+    /// the chosen --weights (Q8_0: 34 bytes per 32 values of every matrix; the F32 norms stay).
+    func testInspectGGUFShowsTypesAndBytesHeld() throws {
+        let blocks = try CLI.run(["inspect", CLI.path("Tests/Fixtures/quant/blocks.gguf")])
+        XCTAssertEqual(blocks.status, 0, blocks.stderr)
+        XCTAssertTrue(blocks.stdoutLines.contains { $0.hasPrefix("tensor") && $0.contains("Q4_K  512x4  1152 bytes") }, blocks.stdout)
+        XCTAssertTrue(blocks.stdoutLines.contains { $0.hasPrefix("tensor") && $0.contains("Q6_K  512x4  1680 bytes") }, blocks.stdout)
+        XCTAssertTrue(blocks.stdoutLines.contains { $0.hasPrefix("held") && $0.contains("not loadable") }, blocks.stdout)
+        func held(_ weights: String) throws -> Int {
+            let result = try CLI.run(["inspect", CLI.path("Tests/Fixtures/lm-gguf/model.gguf"), "--weights", weights])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let line = try XCTUnwrap(result.stdoutLines.first { $0.hasPrefix("held") }, result.stdout)
+            let digits = line.split(separator: "(")[1].split(separator: " ")[0]
+            return try XCTUnwrap(Int(digits), line)
+        }
+        let stored = try held("stored"), q8 = try held("q8_0")
+        let file = try CLI.run(["inspect", CLI.path("Tests/Fixtures/lm-gguf/model.gguf")])
+        let total = file.stdoutLines.filter { $0.hasPrefix("tensor") }.compactMap { Int($0.split(separator: " ").dropLast().last ?? "") }.reduce(0, +)
+        XCTAssertEqual(stored, total, "F32 file held as stored: every tensor's bytes once")
+        XCTAssertLessThan(q8, stored * 34 / 128 + 64 * 1024, "Q8_0: about 34/128 of F32")
+        XCTAssertGreaterThan(q8, stored * 34 / 128 - 64 * 1024)
+    }
+
     func testInspectDescribesBothFamilies() throws {
         let smol = try CLI.run(["inspect", CLI.path("Tests/Fixtures/smolvlm-b")])
         XCTAssertEqual(smol.status, 0, smol.stderr)

@@ -201,7 +201,7 @@ final class LanguageModelErrorTests: XCTestCase {
     func testUnsupportedGGUFTensorTypeFailsTheLoad() throws {
         XCTAssertThrowsError(try LlamaModel(gguf: GGUFFile(path: Fixtures.path("lm-gguf", "unsupported.gguf")))) { error in
             let text = "\(error)"
-            XCTAssertTrue(text.contains("unsupported.gguf") && text.contains("Q5_K") && text.contains("blk.0.attn_q.weight"), text)
+            XCTAssertTrue(text.contains("unsupported.gguf") && text.contains("Q2_K") && text.contains("blk.0.attn_q.weight"), text)
         }
     }
 }

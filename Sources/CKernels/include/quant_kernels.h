@@ -1,0 +1,57 @@
+#pragma once
+// Kernels for weights held in llama.cpp's (ggml's) block formats, exactly as ggml-common.h lays the
+// blocks out (types are ggml's numbers: Q4_0 2, Q4_1 3, Q5_0 6, Q5_1 7, Q8_0 8, Q4_K 12, Q5_K 13,
+// Q6_K 14; F16 1 and BF16 30 are handled beside them where noted).
+//
+// A single-row product (the decode step) quantizes the activation once per product, as llama.cpp
+// does: to 8-bit blocks of 32 (scale amax/127, for the 32-value block types) or of 256 with sums of
+// each 16 (ggml's q8_K, for the K-quants). Each weight row is then an integer dot product per block
+// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32. Rows are
+// split over the decode team; a row's result depends only on the row, the activation and the
+// instruction set, never on the thread that computes it.
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// Values per block of `type` (1 for F16/BF16/F32), or 0 when the type is not handled here.
+long quant_block_values(int type);
+
+/// Bytes per block of `type`, or 0 when the type is not handled here.
+long quant_block_bytes(int type);
+
+/// Bytes of one row of `cols` values (cols a multiple of the block).
+long quant_row_bytes(int type, long cols);
+
+/// Dequantizes `rows` rows of `cols` values (`row_bytes` apart) into `dst` (rows `dst_stride`
+/// floats apart), as ggml's dequantize_row_* does. Large jobs run on the decode team.
+void quant_dequantize_rows(int type, const void *src, long row_bytes, long rows, long cols, float *dst,
+                           long dst_stride);
+
+/// y[r] (+)= Σ_c W[r, c] · x[c] for r < rows, `W` in `type` blocks (rows `row_bytes` apart; F16 too).
+/// `x` is quantized first (into per-thread scratch grown as needed; the call allocates only when a
+/// wider activation than before arrives). Returns -1 when that memory cannot be had, else 0.
+int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, const float *x, float *y,
+                 int accumulate);
+
+/// Quantizes `rows` rows of `cols` floats into `type` blocks at `dst` (rows contiguous) with ggml's
+/// reference quantizers: Q8_0 (round to nearest, scale amax/127), Q5_0 (scale max/−16), Q5_1 (scale
+/// (max − min)/31 and minimum) and Q4_K (make_qkx2 scale and min search). Returns 0, or -1 for
+/// another type. Runs on the decode team.
+int quant_quantize_rows(int type, const float *src, long rows, long cols, void *dst);
+
+/// Instruction sets: 0 portable C, 1 AVX2 (+FMA, F16C), 2 AVX-512 VNNI (256-bit, with AVX-512VL).
+/// The best the CPU has is chosen at first use.
+int quant_best_isa(void);
+
+/// Uses instruction set `isa` when the CPU has it (else the best it has below it); returns the
+/// previous choice. Process-wide; for tests and benchmarks.
+int quant_use_isa(int isa);
+
+/// "portable", "avx2" or "avx512vnni": the kernels in use.
+const char *quant_kernel_isa(void);
+
+#ifdef __cplusplus
+}
+#endif

@@ -1,0 +1,717 @@
+// Kernels for ggml's block formats; the contract is in quant_kernels.h. Block layouts follow
+// ggml-common.h byte for byte (little-endian halves, no padding):
+//   Q4_0 (18 B / 32): f16 d, 16 × nibbles           value j = (q_j − 8)·d
+//   Q4_1 (20 B / 32): f16 d, f16 m, 16 × nibbles    value j = q_j·d + m
+//   Q5_0 (22 B / 32): f16 d, u32 high bits, nibbles value j = (q_j | bit_j << 4) − 16)·d
+//   Q5_1 (24 B / 32): f16 d, f16 m, u32, nibbles    value j = (q_j | bit_j << 4)·d + m
+//   Q8_0 (34 B / 32): f16 d, 32 × int8              value j = q_j·d
+//   (nibbles: byte j's low half is value j, its high half value j + 16)
+//   Q4_K (144 B / 256): f16 d, f16 dmin, 12 B of 6-bit scales and mins for 8 sub-blocks of 32,
+//     128 B of nibbles (each 32 bytes hold 64 values: low halves first, then high halves)
+//     value = d·scale_s·q − dmin·min_s
+//   Q5_K (176 B / 256): as Q4_K plus 32 B of high bits (value 64c + l uses bit 2c of byte l, value
+//     64c + 32 + l bit 2c + 1) between the scales and the nibbles
+//   Q6_K (210 B / 256): 128 B low nibbles, 64 B 2-bit highs, 16 × int8 scales (one per 16 values),
+//     f16 d; value = d·scale·(q − 32)
+#include "quant_kernels.h"
+#include "decode_kernels.h"
+#include "cpu_features.h"
+#include "team.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define HAVE_X86 1
+#else
+#define HAVE_X86 0
+#endif
+
+enum { T_F32 = 0, T_F16 = 1, T_Q4_0 = 2, T_Q4_1 = 3, T_Q5_0 = 6, T_Q5_1 = 7, T_Q8_0 = 8,
+       T_Q4_K = 12, T_Q5_K = 13, T_Q6_K = 14, T_BF16 = 30 };
+enum { QK = 32, QKK = 256 };
+
+// The activation of a product, quantized per block: 32 values against the 32-value types (ggml's
+// q8_0 with the block's sum kept for the _1 types' minimum and the _0 types' offset), 256 against
+// the K-quants (ggml's q8_K: sums of each 16 for the minimums and Q6_K's offset).
+typedef struct {
+    float d;
+    int32_t sum;
+    int8_t qs[QK];
+} act32;
+
+typedef struct {
+    float d;
+    int16_t bsums[QKK / 16];
+    int8_t qs[QKK];
+} act256;
+
+// MARK: - Halves
+
+static inline uint32_t bits_of(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float float_of(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+/// IEEE half to float, exact (normals, subnormals, infinities, NaN).
+static inline float half_to_float(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exponent = (h >> 10) & 0x1F, mantissa = h & 0x3FF;
+    if (exponent == 0x1F) return float_of(sign | 0x7F800000 | (mantissa << 13));
+    if (exponent == 0) {
+        float v = (float)mantissa * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    return float_of(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+/// Float to IEEE half, rounding to nearest even (as GGML_FP32_TO_FP16).
+static inline uint16_t float_to_half(float f) {
+    uint32_t x = bits_of(f), sign = (x >> 16) & 0x8000, ax = x & 0x7FFFFFFF;
+    if (ax >= 0x7F800000) return (uint16_t)(sign | 0x7C00 | (ax > 0x7F800000 ? 0x200 : 0));
+    if (ax >= 0x477FF000) return (uint16_t)(sign | 0x7C00);  // rounds past the largest half
+    if (ax < 0x38800000) {                                   // below the smallest normal half
+        float v = float_of(ax) * 0x1p24f;                    // in units of 2^-24, < 1024
+        return (uint16_t)(sign | (uint32_t)rintf(v));
+    }
+    uint32_t mantissa = ax & 0x7FFFFF, exponent = (ax >> 23) - 112;
+    uint32_t h = (exponent << 10) | (mantissa >> 13), rest = mantissa & 0x1FFF;
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h += 1;
+    return (uint16_t)(sign | h);
+}
+
+static inline float half_at(const uint8_t *p) { uint16_t h; memcpy(&h, p, 2); return half_to_float(h); }
+
+// MARK: - Sizes
+
+long quant_block_values(int type) {
+    switch (type) {
+    case T_F32: case T_F16: case T_BF16: return 1;
+    case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0: return QK;
+    case T_Q4_K: case T_Q5_K: case T_Q6_K: return QKK;
+    default: return 0;
+    }
+}
+
+long quant_block_bytes(int type) {
+    switch (type) {
+    case T_F32: return 4;
+    case T_F16: case T_BF16: return 2;
+    case T_Q4_0: return 18;
+    case T_Q4_1: return 20;
+    case T_Q5_0: return 22;
+    case T_Q5_1: return 24;
+    case T_Q8_0: return 34;
+    case T_Q4_K: return 144;
+    case T_Q5_K: return 176;
+    case T_Q6_K: return 210;
+    default: return 0;
+    }
+}
+
+long quant_row_bytes(int type, long cols) {
+    long values = quant_block_values(type);
+    return values ? cols / values * quant_block_bytes(type) : 0;
+}
+
+// MARK: - Instruction set
+
+// The level comes from cpu_features (one place decides, HIPRUNE_ISA lowers it); tests may pin a
+// lower one with quant_use_isa. -1: follow hp_isa_active().
+static atomic_int isa_choice = -1;
+
+int quant_best_isa(void) {
+#if HAVE_X86
+    if (!(hp_cpu_has(HP_CPU_AVX2) && hp_cpu_has(HP_CPU_FMA) && hp_cpu_has(HP_CPU_F16C))) return 0;
+    if (hp_cpu_has(HP_CPU_AVX512F) && hp_cpu_has(HP_CPU_AVX512VL) && hp_cpu_has(HP_CPU_AVX512_VNNI)) return 2;
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+static int isa(void) {
+    int choice = atomic_load_explicit(&isa_choice, memory_order_relaxed);
+    if (choice >= 0) return choice;
+    int best = quant_best_isa();
+    hp_isa active = hp_isa_active();
+    if (active >= HP_ISA_AVX512) return best;
+    if (active >= HP_ISA_AVX2) return best < 1 ? best : 1;
+    return 0;
+}
+
+int quant_use_isa(int wanted) {
+    int previous = isa(), best = quant_best_isa();
+    atomic_store(&isa_choice, wanted < 0 ? 0 : wanted > best ? best : wanted);
+    return previous;
+}
+
+const char *quant_kernel_isa(void) {
+    switch (isa()) {
+    case 2: return "avx512vnni";
+    case 1: return "avx2";
+    default: return "portable";
+    }
+}
+
+// MARK: - Dequantization (portable; ggml's dequantize_row_*)
+
+static inline void scale_min_k4(int j, const uint8_t *q, int *scale, int *min) {
+    if (j < 4) {
+        *scale = q[j] & 63;
+        *min = q[j + 4] & 63;
+    } else {
+        *scale = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *min = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+static void dequantize_row(int type, const uint8_t *b, long cols, float *y) {
+    long nb = cols / quant_block_values(type);
+    switch (type) {
+    case T_F32:
+        memcpy(y, b, (size_t)cols * 4);
+        break;
+    case T_F16:
+        for (long i = 0; i < cols; i++) y[i] = half_at(b + 2 * i);
+        break;
+    case T_BF16:
+        for (long i = 0; i < cols; i++) {
+            uint16_t h;
+            memcpy(&h, b + 2 * i, 2);
+            y[i] = float_of((uint32_t)h << 16);
+        }
+        break;
+    case T_Q4_0:
+        for (long i = 0; i < nb; i++, b += 18, y += QK) {
+            float d = half_at(b);
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)((b[2 + j] & 0xF) - 8) * d;
+                y[j + 16] = (float)((b[2 + j] >> 4) - 8) * d;
+            }
+        }
+        break;
+    case T_Q4_1:
+        for (long i = 0; i < nb; i++, b += 20, y += QK) {
+            float d = half_at(b), m = half_at(b + 2);
+            for (int j = 0; j < 16; j++) {
+                y[j] = (float)(b[4 + j] & 0xF) * d + m;
+                y[j + 16] = (float)(b[4 + j] >> 4) * d + m;
+            }
+        }
+        break;
+    case T_Q5_0:
+    case T_Q5_1: {
+        int one = type == T_Q5_1, size = one ? 24 : 22;
+        for (long i = 0; i < nb; i++, b += size, y += QK) {
+            float d = half_at(b), m = one ? half_at(b + 2) : 0;
+            uint32_t qh;
+            memcpy(&qh, b + 2 + 2 * one, 4);
+            const uint8_t *qs = b + 6 + 2 * one;
+            for (int j = 0; j < 16; j++) {
+                int x0 = (qs[j] & 0xF) | (int)(((qh >> j) & 1) << 4);
+                int x1 = (qs[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4);
+                if (one) {
+                    y[j] = (float)x0 * d + m;
+                    y[j + 16] = (float)x1 * d + m;
+                } else {
+                    y[j] = (float)(x0 - 16) * d;
+                    y[j + 16] = (float)(x1 - 16) * d;
+                }
+            }
+        }
+        break;
+    }
+    case T_Q8_0:
+        for (long i = 0; i < nb; i++, b += 34, y += QK) {
+            float d = half_at(b);
+            for (int j = 0; j < QK; j++) y[j] = (float)(int8_t)b[2 + j] * d;
+        }
+        break;
+    case T_Q4_K:
+    case T_Q5_K: {
+        int five = type == T_Q5_K, size = five ? 176 : 144;
+        for (long i = 0; i < nb; i++, b += size) {
+            float d = half_at(b), dmin = half_at(b + 2);
+            const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 16 + 32 * five;
+            for (int c = 0; c < 4; c++, q += 32) {
+                int s1, m1, s2, m2;
+                scale_min_k4(2 * c, scales, &s1, &m1);
+                scale_min_k4(2 * c + 1, scales, &s2, &m2);
+                float d1 = d * (float)s1, n1 = dmin * (float)m1, d2 = d * (float)s2, n2 = dmin * (float)m2;
+                for (int l = 0; l < 32; l++) {
+                    int lo = q[l] & 0xF, hi = q[l] >> 4;
+                    if (five) {
+                        lo += (qh[l] >> (2 * c)) & 1 ? 16 : 0;
+                        hi += (qh[l] >> (2 * c + 1)) & 1 ? 16 : 0;
+                    }
+                    y[l] = d1 * (float)lo - n1;
+                    y[l + 32] = d2 * (float)hi - n2;
+                }
+                y += 64;
+            }
+        }
+        break;
+    }
+    case T_Q6_K:
+        for (long i = 0; i < nb; i++, b += 210) {
+            float d = half_at(b + 208);
+            for (int n = 0; n < 2; n++, y += 128) {
+                const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
+                const int8_t *sc = (const int8_t *)(b + 192) + 8 * n;
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                    int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                    int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                    int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                    y[l] = d * (float)sc[is] * (float)q1;
+                    y[l + 32] = d * (float)sc[is + 2] * (float)q2;
+                    y[l + 64] = d * (float)sc[is + 4] * (float)q3;
+                    y[l + 96] = d * (float)sc[is + 6] * (float)q4;
+                }
+            }
+        }
+        break;
+    default:
+        break;
+    }
+}
+
+typedef struct {
+    int type;
+    const uint8_t *src;
+    long row_bytes, cols, dst_stride;
+    float *dst;
+} dequantize_task;
+
+static void dequantize_body(void *context, long begin, long end) {
+    const dequantize_task *t = context;
+    for (long r = begin; r < end; r++) dequantize_row(t->type, t->src + r * t->row_bytes, t->cols, t->dst + r * t->dst_stride);
+}
+
+void quant_dequantize_rows(int type, const void *src, long row_bytes, long rows, long cols, float *dst, long dst_stride) {
+    if (rows <= 0 || cols <= 0 || !quant_block_values(type)) return;
+    dequantize_task task = {type, src, row_bytes, cols, dst_stride, dst};
+    hp_team_run(dequantize_body, &task, rows, 4, rows * cols >= 65536);
+}
+
+// MARK: - Activations
+
+static long activation_bytes(int type, long cols) {
+    switch (type) {
+    case T_Q4_0: case T_Q4_1: case T_Q5_0: case T_Q5_1: case T_Q8_0: return cols / QK * (long)sizeof(act32);
+    case T_Q4_K: case T_Q5_K: case T_Q6_K: return cols / QKK * (long)sizeof(act256);
+    default: return 0;
+    }
+}
+
+static void prepare_activation(int type, const float *x, long cols, void *scratch) {
+    if (quant_block_values(type) == QK) {
+        act32 *a = scratch;
+        for (long b = 0; b < cols / QK; b++, x += QK) {
+            float amax = 0;
+            for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+            float d = amax / 127, id = d ? 1 / d : 0;
+            int sum = 0;
+            for (int j = 0; j < QK; j++) {
+                int q = (int)roundf(x[j] * id);
+                a[b].qs[j] = (int8_t)q;
+                sum += q;
+            }
+            a[b].d = d;
+            a[b].sum = sum;
+        }
+    } else if (quant_block_values(type) == QKK) {
+        // ggml's quantize_row_q8_K_ref: the scale comes from the signed value of largest magnitude.
+        act256 *a = scratch;
+        for (long b = 0; b < cols / QKK; b++, x += QKK) {
+            float max = 0, amax = 0;
+            for (int j = 0; j < QKK; j++) {
+                float ax = fabsf(x[j]);
+                if (ax > amax) { amax = ax; max = x[j]; }
+            }
+            if (!amax) {
+                memset(&a[b], 0, sizeof a[b]);
+                continue;
+            }
+            float iscale = -127.f / max;
+            for (int j = 0; j < QKK; j++) {
+                int v = (int)rintf(iscale * x[j]);
+                a[b].qs[j] = (int8_t)(v < 127 ? v : 127);
+            }
+            for (int g = 0; g < QKK / 16; g++) {
+                int sum = 0;
+                for (int j = 0; j < 16; j++) sum += a[b].qs[16 * g + j];
+                a[b].bsums[g] = (int16_t)sum;
+            }
+            a[b].d = 1 / iscale;
+        }
+    }
+}
+
+// MARK: - Row dot products, portable
+
+static float dot_portable(int type, const uint8_t *b, const void *activation, long cols) {
+    float sum = 0;
+    if (quant_block_values(type) == QK) {
+        const act32 *a = activation;
+        long size = quant_block_bytes(type);
+        for (long i = 0; i < cols / QK; i++, b += size) {
+            const int8_t *y = a[i].qs;
+            int s = 0;
+            float d = half_at(b) * a[i].d;
+            switch (type) {
+            case T_Q8_0:
+                for (int j = 0; j < QK; j++) s += (int8_t)b[2 + j] * y[j];
+                sum += d * (float)s;
+                break;
+            case T_Q4_0:
+            case T_Q4_1: {
+                const uint8_t *q = b + (type == T_Q4_1 ? 4 : 2);
+                for (int j = 0; j < 16; j++) s += (q[j] & 0xF) * y[j] + (q[j] >> 4) * y[j + 16];
+                if (type == T_Q4_0) sum += d * (float)(s - 8 * a[i].sum);
+                else sum += d * (float)s + half_at(b + 2) * a[i].d * (float)a[i].sum;
+                break;
+            }
+            default: {  // Q5_0, Q5_1
+                int one = type == T_Q5_1;
+                uint32_t qh;
+                memcpy(&qh, b + 2 + 2 * one, 4);
+                const uint8_t *q = b + 6 + 2 * one;
+                for (int j = 0; j < 16; j++) {
+                    s += ((q[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) * y[j];
+                    s += ((q[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) * y[j + 16];
+                }
+                if (one) sum += d * (float)s + half_at(b + 2) * a[i].d * (float)a[i].sum;
+                else sum += d * (float)(s - 16 * a[i].sum);
+                break;
+            }
+            }
+        }
+        return sum;
+    }
+    const act256 *a = activation;
+    long size = quant_block_bytes(type);
+    for (long i = 0; i < cols / QKK; i++, b += size) {
+        const int8_t *y = a[i].qs;
+        const int16_t *bs = a[i].bsums;
+        if (type == T_Q6_K) {
+            int sumi = 0;
+            for (int n = 0; n < 2; n++) {
+                const uint8_t *ql = b + 64 * n, *qh = b + 128 + 32 * n;
+                const int8_t *sc = (const int8_t *)(b + 192) + 8 * n, *yy = y + 128 * n;
+                int groups[8] = {0};
+                for (int l = 0; l < 32; l++) {
+                    int is = l / 16;
+                    groups[is] += ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) * yy[l];
+                    groups[is + 2] += ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) * yy[l + 32];
+                    groups[is + 4] += ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) * yy[l + 64];
+                    groups[is + 6] += ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) * yy[l + 96];
+                }
+                for (int g = 0; g < 8; g++) sumi += sc[g] * (groups[g] - 32 * bs[8 * n + g]);
+            }
+            sum += half_at(b + 208) * a[i].d * (float)sumi;
+            continue;
+        }
+        int five = type == T_Q5_K;
+        const uint8_t *scales = b + 4, *qh = b + 16, *q = b + 16 + 32 * five;
+        int sumi = 0, summ = 0;
+        for (int c = 0; c < 4; c++, q += 32) {
+            int s1, m1, s2, m2, lo = 0, hi = 0;
+            scale_min_k4(2 * c, scales, &s1, &m1);
+            scale_min_k4(2 * c + 1, scales, &s2, &m2);
+            for (int l = 0; l < 32; l++) {
+                int wl = q[l] & 0xF, wh = q[l] >> 4;
+                if (five) {
+                    wl |= ((qh[l] >> (2 * c)) & 1) << 4;
+                    wh |= ((qh[l] >> (2 * c + 1)) & 1) << 4;
+                }
+                lo += wl * y[64 * c + l];
+                hi += wh * y[64 * c + 32 + l];
+            }
+            sumi += s1 * lo + s2 * hi;
+            summ += m1 * (bs[4 * c] + bs[4 * c + 1]) + m2 * (bs[4 * c + 2] + bs[4 * c + 3]);
+        }
+        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)summ;
+    }
+    return sum;
+}
+
+static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
+    float lanes[8] = {0};
+    long c = 0;
+    for (; c + 8 <= cols; c += 8)
+        for (int k = 0; k < 8; k++) lanes[k] += half_at(b + 2 * (c + k)) * x[c + k];
+    float sum = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    for (; c < cols; c++) sum += half_at(b + 2 * c) * x[c];
+    return sum;
+}
+
+// MARK: - Row dot products, SIMD
+//
+// quant_simd.h holds the AVX2-shaped kernels once, written against two macros: DOT (unsigned bytes
+// · signed bytes → eight int32 sums of four products each) and DOT_SCALED (the same with the sums of
+// the first and second 16 bytes multiplied by two small integer scales). It is compiled twice: with
+// AVX2's maddubs + madd, and with AVX-512 VNNI's dpbusd.
+
+#if HAVE_X86
+#define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
+#define SIMD_SUFFIX avx2
+#define DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define DOT_SCALED(u, s, lo, hi) \
+    _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set_m128i(_mm_set1_epi16((short)(hi)), _mm_set1_epi16((short)(lo))))
+#include "quant_simd.h"
+#undef SIMD_TARGET
+#undef SIMD_SUFFIX
+#undef DOT
+#undef DOT_SCALED
+
+#define SIMD_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
+#define SIMD_SUFFIX vnni
+#define DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define DOT_SCALED(u, s, lo, hi) \
+    _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s)), _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)))
+#include "quant_simd.h"
+#undef SIMD_TARGET
+#undef SIMD_SUFFIX
+#undef DOT
+#undef DOT_SCALED
+#endif
+
+// MARK: - Products
+
+typedef struct {
+    int type, isa;
+    const uint8_t *w;
+    long row_bytes, cols;
+    const void *activation;
+    const float *x;
+    float *y;
+    int accumulate;
+} matvec_task;
+
+static void matvec_body(void *context, long begin, long end) {
+    const matvec_task *t = context;
+    for (long r = begin; r < end; r++) {
+        const uint8_t *row = t->w + r * t->row_bytes;
+        float v;
+#if HAVE_X86
+        if (t->isa == 2) v = t->type == T_F16 ? dot_f16_vnni(row, t->x, t->cols) : dot_vnni(t->type, row, t->activation, t->cols);
+        else if (t->isa == 1) v = t->type == T_F16 ? dot_f16_avx2(row, t->x, t->cols) : dot_avx2(t->type, row, t->activation, t->cols);
+        else
+#endif
+            v = t->type == T_F16 ? dot_f16_portable(row, t->x, t->cols) : dot_portable(t->type, row, t->activation, t->cols);
+        t->y[r] = t->accumulate ? t->y[r] + v : v;
+    }
+}
+
+int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, const float *x, float *y,
+                 int accumulate) {
+    if (rows <= 0) return 0;
+    static _Thread_local void *scratch;
+    static _Thread_local long scratch_bytes;
+    long need = activation_bytes(type, cols);
+    if (need > scratch_bytes) {
+        void *grown = realloc(scratch, (size_t)need);
+        if (!grown) return -1;
+        scratch = grown;
+        scratch_bytes = need;
+    }
+    if (need) prepare_activation(type, x, cols, scratch);
+    matvec_task task = {type, isa(), w, row_bytes, cols, scratch, x, y, accumulate};
+    hp_team_run(matvec_body, &task, rows, 4, rows * cols >= 65536);
+    return 0;
+}
+
+// MARK: - Quantizers (ggml's quantize_row_q8_0_ref, _q5_0_ref, _q5_1_ref and _q4_K_ref)
+
+static inline int nearest_int(float v) { return (int)rintf(v); }
+
+static void quantize_q8_0(const float *x, uint8_t *b, long cols) {
+    for (long i = 0; i < cols / QK; i++, x += QK, b += 34) {
+        float amax = 0;
+        for (int j = 0; j < QK; j++) amax = fmaxf(amax, fabsf(x[j]));
+        float d = amax / 127, id = d ? 1 / d : 0;
+        uint16_t h = float_to_half(d);
+        memcpy(b, &h, 2);
+        for (int j = 0; j < QK; j++) b[2 + j] = (uint8_t)(int8_t)roundf(x[j] * id);
+    }
+}
+
+static void quantize_q5_0(const float *x, uint8_t *b, long cols) {
+    for (long i = 0; i < cols / QK; i++, x += QK, b += 22) {
+        float amax = 0, max = 0;
+        for (int j = 0; j < QK; j++)
+            if (amax < fabsf(x[j])) { amax = fabsf(x[j]); max = x[j]; }
+        float d = max / -16, id = d ? 1 / d : 0;
+        uint16_t h = float_to_half(d);
+        memcpy(b, &h, 2);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK / 2; ++j) {
+            int t0 = (int8_t)(x[j] * id + 16.5f), t1 = (int8_t)(x[j + QK / 2] * id + 16.5f);
+            uint8_t x0 = (uint8_t)(t0 < 31 ? t0 : 31), x1 = (uint8_t)(t1 < 31 ? t1 : 31);
+            b[6 + j] = (uint8_t)((x0 & 0x0F) | ((x1 & 0x0F) << 4));
+            qh |= ((x0 & 0x10u) >> 4) << j;
+            qh |= ((x1 & 0x10u) >> 4) << (j + QK / 2);
+        }
+        memcpy(b + 2, &qh, 4);
+    }
+}
+
+static void quantize_q5_1(const float *x, uint8_t *b, long cols) {
+    for (long i = 0; i < cols / QK; i++, x += QK, b += 24) {
+        float min = x[0], max = x[0];
+        for (int j = 1; j < QK; j++) {
+            if (x[j] < min) min = x[j];
+            if (x[j] > max) max = x[j];
+        }
+        float d = (max - min) / 31, id = d ? 1 / d : 0;
+        uint16_t hd = float_to_half(d), hm = float_to_half(min);
+        memcpy(b, &hd, 2);
+        memcpy(b + 2, &hm, 2);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK / 2; ++j) {
+            uint8_t x0 = (uint8_t)((x[j] - min) * id + 0.5f), x1 = (uint8_t)((x[j + QK / 2] - min) * id + 0.5f);
+            b[8 + j] = (uint8_t)((x0 & 0x0F) | ((x1 & 0x0F) << 4));
+            qh |= ((x0 & 0x10u) >> 4) << j;
+            qh |= ((x1 & 0x10u) >> 4) << (j + QK / 2);
+        }
+        memcpy(b + 4, &qh, 4);
+    }
+}
+
+static float make_qkx2_quants(int n, int nmax, const float *x, const float *weights, uint8_t *L, float *the_min,
+                              uint8_t *Laux, float rmin, float rdelta, int nstep) {
+    float min = x[0], max = x[0], sum_w = weights[0], sum_x = sum_w * x[0];
+    for (int i = 1; i < n; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+        for (int i = 0; i < n; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min), scale = 1 / iscale, best_error = 0;
+    for (int i = 0; i < n; ++i) {
+        int l = nearest_int(iscale * (x[i] - min));
+        L[i] = (uint8_t)(l < 0 ? 0 : l > nmax ? nmax : l);
+        float diff = scale * L[i] + min - x[i];
+        best_error += weights[i] * diff * diff;
+    }
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+        for (int i = 0; i < n; ++i) {
+            int l = nearest_int(iscale * (x[i] - min));
+            l = l < 0 ? 0 : l > nmax ? nmax : l;
+            Laux[i] = (uint8_t)l;
+            float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+            for (int i = 0; i < n; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                cur_error += weights[i] * diff * diff;
+            }
+            if (cur_error < best_error) {
+                for (int i = 0; i < n; ++i) L[i] = Laux[i];
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+static void quantize_q4_K(const float *x, uint8_t *b, long cols) {
+    uint8_t L[QKK], Laux[32];
+    float weights[32], mins[QKK / 32], scales[QKK / 32];
+    for (long i = 0; i < cols / QKK; i++, x += QKK, b += 144) {
+        float max_scale = 0, max_min = 0;
+        for (int j = 0; j < QKK / 32; ++j) {
+            float sum_x2 = 0;
+            for (int l = 0; l < 32; ++l) sum_x2 += x[32 * j + l] * x[32 * j + l];
+            float av_x = sqrtf(sum_x2 / 32);
+            for (int l = 0; l < 32; ++l) weights[l] = av_x + fabsf(x[32 * j + l]);
+            scales[j] = make_qkx2_quants(32, 15, x + 32 * j, weights, L + 32 * j, &mins[j], Laux, -1.f, 0.1f, 20);
+            if (scales[j] > max_scale) max_scale = scales[j];
+            if (mins[j] > max_min) max_min = mins[j];
+        }
+        uint8_t *sc = b + 4;
+        memset(sc, 0, 12);
+        float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f, inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+        for (int j = 0; j < QKK / 32; ++j) {
+            int ls = nearest_int(inv_scale * scales[j]), lm = nearest_int(inv_min * mins[j]);
+            ls = ls > 63 ? 63 : ls;
+            lm = lm > 63 ? 63 : lm;
+            if (j < 4) {
+                sc[j] = (uint8_t)ls;
+                sc[j + 4] = (uint8_t)lm;
+            } else {
+                sc[j + 4] = (uint8_t)((ls & 0xF) | ((lm & 0xF) << 4));
+                sc[j - 4] |= (uint8_t)((ls >> 4) << 6);
+                sc[j] |= (uint8_t)((lm >> 4) << 6);
+            }
+        }
+        uint16_t hd = float_to_half(max_scale / 63.f), hm = float_to_half(max_min / 63.f);
+        memcpy(b, &hd, 2);
+        memcpy(b + 2, &hm, 2);
+        for (int j = 0; j < QKK / 32; ++j) {
+            int s, m;
+            scale_min_k4(j, sc, &s, &m);
+            float d = half_to_float(hd) * (float)s;
+            if (!d) continue;
+            float dm = half_to_float(hm) * (float)m;
+            for (int ii = 0; ii < 32; ++ii) {
+                int l = nearest_int((x[32 * j + ii] + dm) / d);
+                L[32 * j + ii] = (uint8_t)(l < 0 ? 0 : l > 15 ? 15 : l);
+            }
+        }
+        uint8_t *q = b + 16;
+        for (int j = 0; j < QKK; j += 64, q += 32)
+            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+    }
+}
+
+typedef struct {
+    int type;
+    const float *src;
+    long cols, row_bytes;
+    uint8_t *dst;
+} quantize_task;
+
+static void quantize_body(void *context, long begin, long end) {
+    const quantize_task *t = context;
+    for (long r = begin; r < end; r++) {
+        if (t->type == T_Q8_0) quantize_q8_0(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
+        else if (t->type == T_Q5_0) quantize_q5_0(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
+        else if (t->type == T_Q5_1) quantize_q5_1(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
+        else quantize_q4_K(t->src + r * t->cols, t->dst + r * t->row_bytes, t->cols);
+    }
+}
+
+int quant_quantize_rows(int type, const float *src, long rows, long cols, void *dst) {
+    if (type != T_Q8_0 && type != T_Q4_K && type != T_Q5_0 && type != T_Q5_1) return -1;
+    if (rows <= 0 || cols <= 0) return 0;
+    quantize_task task = {type, src, cols, quant_row_bytes(type, cols), dst};
+    hp_team_run(quantize_body, &task, rows, 1, rows * cols >= 16384);
+    return 0;
+}

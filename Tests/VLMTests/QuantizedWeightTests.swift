@@ -1,0 +1,177 @@
+import Foundation
+import TestSupport
+import XCTest
+@testable import Tensor
+@testable import VLM
+
+/// Weights in llama.cpp's block formats, checked against the `gguf` package's numbers
+/// (Tests/Fixtures/quant/blocks.gguf from tools/make_quant_fixtures.py).
+final class QuantizedWeightTests: XCTestCase {
+    static let blockTypes = ["Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K", "F16", "BF16"]
+
+    private func file() throws -> GGUFFile { try GGUFFile(path: Fixtures.path("quant", "blocks.gguf")) }
+
+    /// Our dequantization of every block type equals gguf.quants.dequantize, value for value, both
+    /// through the file reader and through a matrix held in its block format (tiles, rows).
+    func testDequantizationEqualsTheGGUFPackage() throws {
+        let f = try file()
+        for type in Self.blockTypes {
+            let expected = try f.floats(type + ".expected")
+            XCTAssertEqual(expected.count, 4 * 512)
+            XCTAssertEqual(try f.floats(type), expected, type)
+            let held = try f.weightMatrix(type)
+            XCTAssertEqual(held.formats.map(\.name), [type])
+            XCTAssertEqual(held.matrix().storage, expected, type)
+            var row = [Float](repeating: 0, count: 512)
+            row.withUnsafeMutableBufferPointer { held.copyRow(2, into: $0.baseAddress!) }
+            XCTAssertEqual(row, Array(expected[1024..<1536]), type)
+            XCTAssertEqual(held.byteCount, f.tensors[type]!.range.count, type)
+        }
+    }
+
+    func testUnsupportedTypeIsOneLineNamingTensorAndType() throws {
+        let f = try file()
+        XCTAssertThrowsError(try f.weightMatrix("unsupported")) { error in
+            let text = "\(error)"
+            XCTAssertTrue(text.contains("Q2_K") && text.contains("'unsupported'") && !text.contains("\n"), text)
+        }
+    }
+
+    /// x with blocks of very different magnitudes (and a zero block), seeded.
+    private func activation(_ n: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<n).map { i in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            let u = Float(state >> 40) / Float(1 << 24) - 0.5
+            let block = i / 32
+            return block == 3 ? 0 : u * [0.1, 1, 10, 0.01][block % 4]
+        }
+    }
+
+    /// |Σ w·x − Σ w·x̂| where x̂ is x quantized per block with scale amax/127: each value moves by at
+    /// most half a step, so the product moves by at most Σ_blocks step/2 · Σ|w| (plus F32 rounding).
+    private func bound(type: String, weights w: ArraySlice<Float>, x: [Float]) -> Double {
+        var total = 0.0, magnitude = 0.0
+        for i in w.indices { magnitude += Double(abs(w[i] * x[i - w.startIndex])) }
+        if type == "F16" || type == "BF16" { return 1e-5 * magnitude + 1e-12 }
+        let block = type.hasSuffix("_K") ? 256 : 32
+        for b in stride(from: 0, to: x.count, by: block) {
+            let step = Double(x[b..<(b + block)].map(abs).max()!) / 127
+            let weightSum = w[(w.startIndex + b)..<(w.startIndex + b + block)].reduce(0.0) { $0 + Double(abs($1)) }
+            total += step / 2 * weightSum
+        }
+        return total * 1.0001 + 1e-5 * magnitude + 1e-12
+    }
+
+    /// The integer matvec equals the F32 product of the dequantized weights within the bound the
+    /// activation's block scales give, on `isa`; and a row's result does not depend on the team.
+    private func checkMatvec(isa: String) throws {
+        let f = try file()
+        let x = activation(512, seed: 7)
+        for type in Self.blockTypes {
+            let single = try f.weightMatrix(type)
+            // 64 copies: 256 rows × 512 values, enough for the product to go to the team.
+            let w = try WeightMatrix(stacking: Array(repeating: single, count: 64))
+            let values = try f.floats(type + ".expected")
+            var y = [Float](repeating: 0, count: w.rows), alone = y
+            DecodeTeam.with(quantISA: isa) {
+                x.withUnsafeBufferPointer { px in
+                    y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    DecodeTeam.with(team: false) {
+                        alone.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                }
+            }
+            XCTAssertEqual(y, alone, "\(type) on \(isa): team and single thread differ")
+            for r in 0..<w.rows {
+                let row = values[(r % 4 * 512)..<(r % 4 * 512 + 512)]
+                var exact = 0.0
+                for (i, v) in row.enumerated() { exact += Double(v) * Double(x[i]) }
+                let limit = bound(type: type, weights: row, x: x)
+                XCTAssertLessThanOrEqual(abs(Double(y[r]) - exact), limit, "\(type) on \(isa), row \(r): \(y[r]) vs \(exact)")
+                XCTAssertEqual(y[r], y[r % 4], "\(type): copies of a row differ")
+            }
+            // Accumulating adds onto y.
+            var twice = y
+            DecodeTeam.with(quantISA: isa) {
+                x.withUnsafeBufferPointer { px in
+                    twice.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: true) }
+                }
+            }
+            for r in 0..<4 { XCTAssertEqual(twice[r], y[r] + y[r], accuracy: abs(y[r]) * 1e-6, type) }
+        }
+    }
+
+    func testMatvecPortable() throws { try checkMatvec(isa: "portable") }
+
+    func testMatvecAVX2() throws {
+        guard DecodeTeam.quantInstructionSets.contains("avx2") else { throw XCTSkip("CPU lacks avx2+fma+f16c") }
+        try checkMatvec(isa: "avx2")
+    }
+
+    func testMatvecAVX512VNNI() throws {
+        guard DecodeTeam.quantInstructionSets.contains("avx512vnni") else { throw XCTSkip("CPU lacks avx512f (avx512vl + avx512vnni)") }
+        try checkMatvec(isa: "avx512vnni")
+    }
+
+    /// A product of many rows converts tiles of rows inside the GEMM: it equals the F32 product of the
+    /// dequantized weights (sgemm on the same values), for every block type and for stacked parts
+    /// of different types, and the whole-matrix conversion gives the same numbers.
+    func testPrefillProductEqualsTheDequantizedProduct() throws {
+        let f = try file()
+        let m = 5
+        let x = try Matrix(rows: m, cols: 512, storage: (0..<m).flatMap { activation(512, seed: UInt64(20 + $0)) })
+        var parts: [WeightMatrix] = []
+        var reference: [[Float]] = []
+        for type in Self.blockTypes {
+            let w = try f.weightMatrix(type)
+            parts.append(w)
+            reference.append(try f.floats(type + ".expected"))
+        }
+        let mixed = try WeightMatrix(stacking: parts)
+        let dense = try Matrix(rows: mixed.rows, cols: 512, storage: reference.flatMap { $0 })
+        var scratch: [Float] = []
+        let expected = try linear(x, weight: WeightMatrix(dense), scratch: &scratch)
+        let tiled = try linear(x, weight: mixed, scratch: &scratch)
+        WeightMatrix.prefillConversion = .wholeMatrix
+        defer { WeightMatrix.prefillConversion = .tiles }
+        let whole = try linear(x, weight: mixed, scratch: &scratch)
+        // sgemm sums in an order that depends on the panel width: bound by F32 rounding of Σ|x|·|w|.
+        let magnitude = try linear(Matrix(rows: m, cols: 512, storage: x.storage.map(abs)),
+                                   weight: WeightMatrix(Matrix(rows: dense.rows, cols: 512, storage: dense.storage.map(abs))), scratch: &scratch)
+        for i in 0..<expected.count {
+            let scale = magnitude.storage[i] + 1e-12
+            XCTAssertEqual(tiled.storage[i], expected.storage[i], accuracy: scale * 1e-5, "element \(i)")
+            XCTAssertEqual(whole.storage[i], expected.storage[i], accuracy: scale * 1e-5, "element \(i)")
+        }
+    }
+
+    /// Quantizing on load: our Q8_0, Q5_0 and Q5_1 quantizers give gguf.quants.quantize's values
+    /// exactly; Q4_K reproduces the rows within its step sizes.
+    func testQuantizersMatchGGMLsReference() throws {
+        let f = try file()
+        let source = try f.matrix("Q8_0.source")
+        let q8 = try WeightMatrix(source, quantizingTo: .q8_0)
+        XCTAssertEqual(q8.matrix().storage, try f.floats("Q8_0.expected"))
+        XCTAssertEqual(try WeightMatrix(source, quantizingTo: .q5_0).matrix().storage, try f.floats("Q5_0.expected"))
+        XCTAssertEqual(try WeightMatrix(source, quantizingTo: .q5_1).matrix().storage, try f.floats("Q5_1.expected"))
+        let q4 = try WeightMatrix(source, quantizingTo: .q4_K)
+        XCTAssertEqual(q4.formats, [.q4_K])
+        XCTAssertEqual(q4.byteCount, 4 * 2 * 144)
+        let back = q4.matrix().storage
+        for r in 0..<4 {
+            let row = source.storage[(r * 512)..<(r * 512 + 512)]
+            let range = Double((row.max() ?? 0) - (row.min() ?? 0))
+            var squared = 0.0, worst = 0.0
+            for i in row.indices {
+                let e = Double(back[i] - source.storage[i])
+                squared += e * e
+                worst = max(worst, abs(e))
+            }
+            // 4 bits over each 32-value sub-block's own range: a step is at most range/15.
+            XCTAssertLessThan(worst, range / 15, "row \(r)")
+            XCTAssertLessThan((squared / 512).squareRoot(), range / 15 / 2, "row \(r)")
+        }
+        XCTAssertThrowsError(try WeightMatrix(source, quantizingTo: .q6_K))
+    }
+}
