@@ -1,6 +1,6 @@
 """Builds the LLaVA fixtures: tiny random-weight LLaVA-1.5 models and their reference outputs, by transformers.
 
-Run with the project venv:  /work/venv/bin/python tools/make_llava_fixtures.py
+Run with transformers installed:  python3 tools/make_llava_fixtures.py
 Writes Tests/Fixtures/llava-tiny/ (LlavaForConditionalGeneration, saved by save_pretrained: the
 `language_model.model.*` / `vision_tower.*` / `multi_modal_projector.*` layout) holding
   config.json, model.safetensors, preprocessor_config.json (CLIP processor, 48-px crops),

@@ -9,7 +9,7 @@ pattern is valid; Q6_K's int8 scales span their range; the f16 super-block scale
 positives). "Q8_0.source" keeps the F32 rows Q8_0 was made from (the quantize-on-load test).
 "unsupported" is one Q2_K tensor: loading it must fail naming tensor and type.
 
-Run: /work/venv/bin/python tools/make_quant_fixtures.py   (numpy, gguf)
+Run: python3 tools/make_quant_fixtures.py   (numpy, gguf)
 """
 import os
 
