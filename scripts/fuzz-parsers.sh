@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes the parsers of downloaded files with libFuzzer (the Swift toolchain's own):
 #   scripts/fuzz-parsers.sh [SECONDS] [safetensors|gguf|tokenizer ...]
-# Default: 60 s for each of the three. CI runs it briefly; run it longer by hand (the issue asks for
+# Default: 60 s for each of the three; not part of `make test` (its ASan build would double CI's build
+# time). Run it by hand before a release (the issue asks for
 # 10 minutes per parser before a release). Each parser's corpus is Tests/Fixtures/hostile/fuzz/NAME
 # (seeds, committed) plus .build/fuzz/corpus/NAME (what the fuzzer grew, not committed). A crash
 # leaves .build/fuzz/crash-*; copy it into the seed directory and fix the parser.
