@@ -3,6 +3,7 @@
 #include "decode_kernels.h"
 #include "cpu_features.h"
 #include "team.h"
+#include "vector_exp.h"
 
 #include <limits.h>
 #include <pthread.h>
@@ -378,58 +379,7 @@ void decode_matvec_bf16(const uint16_t *w, long rows, long cols, long stride, co
     matvec(w, rows, cols, stride, x, y, accumulate, 1);
 }
 
-// MARK: - exp
-//
-// Cephes' expf: e^x = 2^n · e^r with r in [-ln2/2, ln2/2], a degree-5 polynomial for e^r. The input
-// is clamped so that 2^n stays a normal float; e^-87 is far below any softmax weight that matters.
-
-static const float EXP_HIGH = 88.3762626647949f, EXP_LOW = -87.3365447504f, LOG2E = 1.44269504088896341f;
-static const float LN2_HIGH = 0.693359375f, LN2_LOW = -2.12194440e-4f;
-static const float EXP_P[6] = {1.9875691500e-4f, 1.3981999507e-3f, 8.3334519073e-3f,
-                               4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
-
-static float exp_portable(float x) {
-    x = x > EXP_HIGH ? EXP_HIGH : (x < EXP_LOW ? EXP_LOW : x);
-    float f = x * LOG2E + 0.5f;
-    int n = (int)f;
-    if ((float)n > f) n -= 1;  // floor
-    float fn = (float)n;
-    x = x - fn * LN2_HIGH - fn * LN2_LOW;
-    float z = x * x;
-    float y = ((((EXP_P[0] * x + EXP_P[1]) * x + EXP_P[2]) * x + EXP_P[3]) * x + EXP_P[4]) * x + EXP_P[5];
-    y = y * z + x + 1.0f;
-    uint32_t bits = (uint32_t)(n + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return y * scale;
-}
-
-#if HAVE_X86
-static inline AVX2 __m256 exp_avx2(__m256 x) {
-    x = _mm256_max_ps(_mm256_min_ps(x, _mm256_set1_ps(EXP_HIGH)), _mm256_set1_ps(EXP_LOW));
-    __m256 fn = _mm256_floor_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), _mm256_set1_ps(0.5f)));
-    x = _mm256_fnmadd_ps(fn, _mm256_set1_ps(LN2_HIGH), x);
-    x = _mm256_fnmadd_ps(fn, _mm256_set1_ps(LN2_LOW), x);
-    __m256 y = _mm256_set1_ps(EXP_P[0]);
-    for (int i = 1; i < 6; i++) y = _mm256_fmadd_ps(y, x, _mm256_set1_ps(EXP_P[i]));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(x, x), _mm256_add_ps(x, _mm256_set1_ps(1.0f)));
-    __m256i n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(fn), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(y, _mm256_castsi256_ps(n));
-}
-
-static inline AVX512 __m512 exp_avx512(__m512 x) {
-    x = _mm512_max_ps(_mm512_min_ps(x, _mm512_set1_ps(EXP_HIGH)), _mm512_set1_ps(EXP_LOW));
-    __m512 fn = _mm512_roundscale_ps(_mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), _mm512_set1_ps(0.5f)),
-                                     _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
-    x = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_HIGH), x);
-    x = _mm512_fnmadd_ps(fn, _mm512_set1_ps(LN2_LOW), x);
-    __m512 y = _mm512_set1_ps(EXP_P[0]);
-    for (int i = 1; i < 6; i++) y = _mm512_fmadd_ps(y, x, _mm512_set1_ps(EXP_P[i]));
-    y = _mm512_fmadd_ps(y, _mm512_mul_ps(x, x), _mm512_add_ps(x, _mm512_set1_ps(1.0f)));
-    __m512i n = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(fn), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(y, _mm512_castsi512_ps(n));
-}
-#endif
+// e^x: vector_exp.h, the encoder kernels' exponential.
 
 // MARK: - SwiGLU
 
@@ -439,7 +389,7 @@ static AVX2 void silu_multiply_avx2(float *gate, const float *up, long count) {
     long i = 0;
     for (; i + 8 <= count; i += 8) {
         __m256 g = _mm256_loadu_ps(gate + i);
-        __m256 e = exp_avx2(_mm256_sub_ps(zero, g));
+        __m256 e = hp_exp8(_mm256_sub_ps(zero, g));
         _mm256_storeu_ps(gate + i, _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), _mm256_loadu_ps(up + i)));
     }
     if (i < count) {  // the tail through a padded vector: the same exp as the rest
@@ -456,7 +406,7 @@ static AVX512 void silu_multiply_avx512(float *gate, const float *up, long count
     for (long i = 0; i < count; i += 16) {
         __mmask16 k = count - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (count - i)) - 1u);
         __m512 g = _mm512_maskz_loadu_ps(k, gate + i);
-        __m512 e = exp_avx512(_mm512_sub_ps(zero, g));
+        __m512 e = hp_exp16(_mm512_sub_ps(zero, g));
         _mm512_mask_storeu_ps(gate + i, k, _mm512_mul_ps(_mm512_div_ps(g, _mm512_add_ps(one, e)), _mm512_maskz_loadu_ps(k, up + i)));
     }
 }
@@ -467,7 +417,7 @@ void decode_silu_multiply(float *gate, const float *up, long count) {
     if (use_avx512()) { silu_multiply_avx512(gate, up, count); return; }
     if (use_avx2()) { silu_multiply_avx2(gate, up, count); return; }
 #endif
-    for (long i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + exp_portable(-gate[i])) * up[i];
+    for (long i = 0; i < count; i++) gate[i] = gate[i] / (1.0f + hp_exp1(-gate[i])) * up[i];
 }
 
 // MARK: - Attention of one query row
@@ -498,7 +448,7 @@ static AVX2 float exp_shifted_avx2(float *s, long n, float m) {
     __m256 shift = _mm256_set1_ps(m), acc = _mm256_setzero_ps();
     long j = 0;
     for (; j + 8 <= n; j += 8) {
-        __m256 e = exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(s + j), shift));
+        __m256 e = hp_exp8(_mm256_sub_ps(_mm256_loadu_ps(s + j), shift));
         _mm256_storeu_ps(s + j, e);
         acc = _mm256_add_ps(acc, e);
     }
@@ -506,7 +456,7 @@ static AVX2 float exp_shifted_avx2(float *s, long n, float m) {
     if (j < n) {
         float lanes[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         memcpy(lanes, s + j, (size_t)(n - j) * sizeof(float));
-        _mm256_storeu_ps(lanes, exp_avx2(_mm256_sub_ps(_mm256_loadu_ps(lanes), shift)));
+        _mm256_storeu_ps(lanes, hp_exp8(_mm256_sub_ps(_mm256_loadu_ps(lanes), shift)));
         for (long k = 0; j + k < n; k++) {
             s[j + k] = lanes[k];
             sum += lanes[k];
@@ -519,7 +469,7 @@ static AVX512 float exp_shifted_avx512(float *s, long n, float m) {
     __m512 shift = _mm512_set1_ps(m), acc = _mm512_setzero_ps();
     for (long j = 0; j < n; j += 16) {
         __mmask16 k = n - j >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
-        __m512 e = _mm512_maskz_mov_ps(k, exp_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), shift)));
+        __m512 e = _mm512_maskz_mov_ps(k, hp_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, s + j), shift)));
         _mm512_mask_storeu_ps(s + j, k, e);
         acc = _mm512_add_ps(acc, e);
     }
@@ -546,7 +496,7 @@ static float softmax_weights(float *s, long n, float scale, float *total) {
 #endif
     float sum = 0;
     for (long j = 0; j < n; j++) {
-        s[j] = exp_portable(s[j] - m);
+        s[j] = hp_exp1(s[j] - m);
         sum += s[j];
     }
     *total = sum;
@@ -667,7 +617,7 @@ void decode_attention(const float *query, long heads, long kv_heads, long head_d
         float total = 0;
         for (long b = 0; b < blocks; b++) {
             const float *p = part + b * (d + 2);
-            float weight = blocks == 1 ? 1.0f : exp_portable(p[0] - m);
+            float weight = blocks == 1 ? 1.0f : hp_exp1(p[0] - m);
             total += weight * p[1];
             for (long c = 0; c < d; c++) o[c] += weight * p[2 + c];
         }

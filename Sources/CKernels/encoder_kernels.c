@@ -6,6 +6,7 @@
 // in portable C; every kernel branches on the level cpu_features.c decides.
 #include "encoder_kernels.h"
 #include "cpu_features.h"
+#include "vector_exp.h"
 
 #include <math.h>
 #include <string.h>
@@ -15,56 +16,19 @@
 #include <immintrin.h>
 #endif
 
-// Cephes expf: e^x = 2ⁿ · e^r with n = round(x·log2 e), |r| ≤ ln2/2, degree-6 polynomial for e^r
-// (≈ 1 ulp). x is clamped to [-87, 88] so 2ⁿ stays a normal float; e^-87 ≈ 1.6e-38 is far below
-// any softmax weight or GELU term that matters.
-#define EXP_LOW (-87.0f)
-#define EXP_HIGH 88.0f
-#define LOG2E 1.44269504088896341f
-#define LN2_HIGH 0.693359375f
-#define LN2_LOW (-2.12194440e-4f)
-#define EXP_P0 1.9875691500e-4f
-#define EXP_P1 1.3981999507e-3f
-#define EXP_P2 8.3334519073e-3f
-#define EXP_P3 4.1665795894e-2f
-#define EXP_P4 1.6666665459e-1f
-#define EXP_P5 5.0000001201e-1f
-// 1.5 · 2²³: adding it rounds to the nearest integer and leaves that integer in the low mantissa bits.
-#define ROUNDING_MAGIC 12582912.0f
 // -2·√(2/π): gelu_tanh(v) = v / (1 + e^(GELU_C · (v + 0.044715 v³))).
 #define GELU_C (-2.0f * 0.7978845608028654f)
 #define GELU_K 0.044715f
 
 // MARK: - Portable
 
-static inline float exp_scalar(float x) {
-    if (x < EXP_LOW) x = EXP_LOW;
-    if (x > EXP_HIGH) x = EXP_HIGH;
-    float shifted = x * LOG2E + ROUNDING_MAGIC;
-    float n = shifted - ROUNDING_MAGIC;
-    float r = x - n * LN2_HIGH;
-    r = r - n * LN2_LOW;
-    float r2 = r * r;
-    float p = EXP_P0;
-    p = p * r + EXP_P1;
-    p = p * r + EXP_P2;
-    p = p * r + EXP_P3;
-    p = p * r + EXP_P4;
-    p = p * r + EXP_P5;
-    p = p * r2 + r + 1.0f;
-    int nbits = (int)n;
-    unsigned bits = (unsigned)(nbits + 127) << 23;
-    float scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
-}
 
 static float exp_row_portable(float *row, ptrdiff_t count) {
     float m = row[0];
     for (ptrdiff_t j = 1; j < count; j++) m = row[j] > m ? row[j] : m;
     float total = 0;
     for (ptrdiff_t j = 0; j < count; j++) {
-        float e = exp_scalar(row[j] - m);
+        float e = hp_exp1(row[j] - m);
         row[j] = e;
         total += e;
     }
@@ -80,7 +44,7 @@ static void gelu_portable(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t st
         float *row = x + r * stride;
         for (ptrdiff_t c = 0; c < cols; c++) {
             float v = row[c] + (bias ? bias[c] : 0.0f);
-            row[c] = v / (1.0f + exp_scalar(GELU_C * v * (1.0f + GELU_K * v * v)));
+            row[c] = v / (1.0f + hp_exp1(GELU_C * v * (1.0f + GELU_K * v * v)));
         }
     }
 }
@@ -111,27 +75,6 @@ static const int tail_mask[16] = {-1, -1, -1, -1, -1, -1, -1, -1, 0, 0, 0, 0, 0,
 
 AVX2 static inline __m256i mask_of(ptrdiff_t n) { return _mm256_loadu_si256((const __m256i *)(tail_mask + 8 - n)); }
 
-AVX2 static inline __m256 exp8(__m256 x) {
-    x = _mm256_max_ps(x, _mm256_set1_ps(EXP_LOW));
-    x = _mm256_min_ps(x, _mm256_set1_ps(EXP_HIGH));
-    const __m256 magic = _mm256_set1_ps(ROUNDING_MAGIC);
-    __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(LOG2E), magic);
-    __m256 n = _mm256_sub_ps(shifted, magic);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_HIGH), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(LN2_LOW), r);
-    __m256 r2 = _mm256_mul_ps(r, r);
-    __m256 p = _mm256_set1_ps(EXP_P0);
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P1));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P2));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P3));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P4));
-    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(EXP_P5));
-    p = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
-    // 2ⁿ: n sits in the low bits of `shifted`; move it into the exponent field.
-    __m256i nbits = _mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_castps_si256(magic));
-    __m256i scale = _mm256_slli_epi32(_mm256_add_epi32(nbits, _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(scale));
-}
 
 AVX2 static inline float hsum8(__m256 v) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -172,22 +115,22 @@ AVX2 static float exp_row_avx2(float *row, ptrdiff_t count) {
     __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
     ptrdiff_t i = 0;
     for (; i + 16 <= count; i += 16) {
-        __m256 e0 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
-        __m256 e1 = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i + 8), m));
+        __m256 e0 = hp_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
+        __m256 e1 = hp_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i + 8), m));
         _mm256_storeu_ps(row + i, e0);
         _mm256_storeu_ps(row + i + 8, e1);
         a = _mm256_add_ps(a, e0);
         b = _mm256_add_ps(b, e1);
     }
     if (i + 8 <= count) {
-        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
+        __m256 e = hp_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + i), m));
         _mm256_storeu_ps(row + i, e);
         a = _mm256_add_ps(a, e);
         i += 8;
     }
     if (i < count) {
         __m256i mask = mask_of(count - i);
-        __m256 e = exp8(_mm256_sub_ps(_mm256_maskload_ps(row + i, mask), m));
+        __m256 e = hp_exp8(_mm256_sub_ps(_mm256_maskload_ps(row + i, mask), m));
         e = _mm256_and_ps(e, _mm256_castsi256_ps(mask));
         _mm256_maskstore_ps(row + i, mask, e);
         b = _mm256_add_ps(b, e);
@@ -222,7 +165,7 @@ AVX2 static inline __m256 gelu8(__m256 v) {
     __m256 v2 = _mm256_mul_ps(v, v);
     __m256 inner = _mm256_fmadd_ps(v2, _mm256_set1_ps(GELU_K), _mm256_set1_ps(1.0f));
     __m256 z = _mm256_mul_ps(_mm256_mul_ps(v, _mm256_set1_ps(GELU_C)), inner);
-    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), exp8(z)));
+    return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), hp_exp8(z)));
 }
 
 AVX2 static void gelu_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
@@ -248,7 +191,7 @@ AVX2 static void gelu_avx2(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t s
 
 // v · sigmoid(β·v): SiLU (β = 1; −1·v is exactly −v) and QuickGELU (β = 1.702).
 AVX2 static inline __m256 sigmoid_gate8(__m256 v, __m256 negative_beta) {
-    __m256 e = exp8(_mm256_mul_ps(v, negative_beta));
+    __m256 e = hp_exp8(_mm256_mul_ps(v, negative_beta));
     return _mm256_div_ps(v, _mm256_add_ps(_mm256_set1_ps(1.0f), e));
 }
 
@@ -543,26 +486,6 @@ AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const f
 
 AVX512 static inline __mmask16 mask16(ptrdiff_t n) { return (__mmask16)((1u << n) - 1u); }
 
-AVX512 static inline __m512 exp16(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(EXP_LOW));
-    x = _mm512_min_ps(x, _mm512_set1_ps(EXP_HIGH));
-    const __m512 magic = _mm512_set1_ps(ROUNDING_MAGIC);
-    __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), magic);
-    __m512 n = _mm512_sub_ps(shifted, magic);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_HIGH), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(LN2_LOW), r);
-    __m512 r2 = _mm512_mul_ps(r, r);
-    __m512 p = _mm512_set1_ps(EXP_P0);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P1));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P2));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P3));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P4));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(EXP_P5));
-    p = _mm512_add_ps(_mm512_fmadd_ps(p, r2, r), _mm512_set1_ps(1.0f));
-    __m512i nbits = _mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_castps_si512(magic));
-    __m512i scale = _mm512_slli_epi32(_mm512_add_epi32(nbits, _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(scale));
-}
 
 AVX512 static float max_avx512(const float *p, ptrdiff_t count) {
     const __m512 lowest = _mm512_set1_ps(-INFINITY);
@@ -585,22 +508,22 @@ AVX512 static float exp_row_avx512(float *row, ptrdiff_t count) {
     __m512 a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
     ptrdiff_t i = 0;
     for (; i + 32 <= count; i += 32) {
-        __m512 e0 = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
-        __m512 e1 = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i + 16), m));
+        __m512 e0 = hp_exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
+        __m512 e1 = hp_exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i + 16), m));
         _mm512_storeu_ps(row + i, e0);
         _mm512_storeu_ps(row + i + 16, e1);
         a = _mm512_add_ps(a, e0);
         b = _mm512_add_ps(b, e1);
     }
     if (i + 16 <= count) {
-        __m512 e = exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
+        __m512 e = hp_exp16(_mm512_sub_ps(_mm512_loadu_ps(row + i), m));
         _mm512_storeu_ps(row + i, e);
         a = _mm512_add_ps(a, e);
         i += 16;
     }
     if (i < count) {
         __mmask16 k = mask16(count - i);
-        __m512 e = _mm512_maskz_mov_ps(k, exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m)));
+        __m512 e = _mm512_maskz_mov_ps(k, hp_exp16(_mm512_sub_ps(_mm512_maskz_loadu_ps(k, row + i), m)));
         _mm512_mask_storeu_ps(row + i, k, e);
         b = _mm512_add_ps(b, e);
     }
@@ -634,7 +557,7 @@ AVX512 static inline __m512 gelu16(__m512 v) {
     __m512 v2 = _mm512_mul_ps(v, v);
     __m512 inner = _mm512_fmadd_ps(v2, _mm512_set1_ps(GELU_K), _mm512_set1_ps(1.0f));
     __m512 z = _mm512_mul_ps(_mm512_mul_ps(v, _mm512_set1_ps(GELU_C)), inner);
-    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), exp16(z)));
+    return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), hp_exp16(z)));
 }
 
 AVX512 static void gelu_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, const float *bias) {
@@ -660,7 +583,7 @@ AVX512 static void gelu_avx512(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff
 
 // v · sigmoid(β·v), as sigmoid_gate8.
 AVX512 static inline __m512 sigmoid_gate16(__m512 v, __m512 negative_beta) {
-    __m512 e = exp16(_mm512_mul_ps(v, negative_beta));
+    __m512 e = hp_exp16(_mm512_mul_ps(v, negative_beta));
     return _mm512_div_ps(v, _mm512_add_ps(_mm512_set1_ps(1.0f), e));
 }
 
@@ -929,7 +852,7 @@ void enc_bias_gelu_tanh(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stri
 void enc_sigmoid_gate(float *x, ptrdiff_t count, float beta) {
     if (count <= 0) return;
     DISPATCH(sigmoid_gate, x, count, beta);
-    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + exp_scalar(-beta * x[i]));
+    for (ptrdiff_t i = 0; i < count; i++) x[i] = x[i] / (1.0f + hp_exp1(-beta * x[i]));
 }
 
 void enc_silu(float *x, ptrdiff_t count) { enc_sigmoid_gate(x, count, 1.0f); }
