@@ -44,11 +44,17 @@ public struct StatisticsWriter: Sendable {
     public let format: StatisticsFormat
     /// For the FLOP estimate of the summary; nil leaves it out.
     public let languageModel: DecoderShape?
+    /// The input every JSONL line names first (`stats --inputs`: lines of many inputs, and of
+    /// many shards, concatenate); nil leaves it out.
+    public var input: String?
 
-    public init(format: StatisticsFormat, languageModel: DecoderShape?) {
+    public init(format: StatisticsFormat, languageModel: DecoderShape?, input: String? = nil) {
         self.format = format
         self.languageModel = languageModel
+        self.input = input
     }
+
+    private var inputField: [(String, JSONLine.Value)] { input.map { [("input", .string($0))] } ?? [] }
 
     public var header: String? {
         switch format {
@@ -73,7 +79,7 @@ public struct StatisticsWriter: Sendable {
                           s.gridDescription as NSString, s.tokensBefore, s.tokensAfter, s.anchors, s.buffers,
                           s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds)
         case .jsonl:
-            return JSONLine.object(Self.fields(of: s))
+            return JSONLine.object(inputField + Self.fields(of: s))
         }
     }
 
@@ -100,7 +106,7 @@ public struct StatisticsWriter: Sendable {
         let flops = prefillFLOPs(summary)
         switch format {
         case .jsonl:
-            var fields: [(String, JSONLine.Value)] = [
+            var fields: [(String, JSONLine.Value)] = inputField + [
                 ("summary", .bool(true)), ("frames", .int(summary.frames)),
                 ("tokens_before", .int(summary.tokensBefore)), ("tokens_after", .int(summary.tokensAfter)),
                 ("kept_fraction", .double(summary.keptFraction)), ("anchors", .int(summary.anchors)),
