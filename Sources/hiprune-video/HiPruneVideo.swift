@@ -14,6 +14,7 @@ struct HiPruneVideo: AsyncParsableCommand {
             StatsCommand.self,
             CalibrateCommand.self,
             AskCommand.self,
+            ServeCommand.self,
             LiveCommand.self,
             ChatCommand.self,
             InspectCommand.self,
