@@ -167,6 +167,17 @@ final class ServeCLITests: XCTestCase {
         XCTAssertEqual(try metric(port, "hiprune_frames_encoded_total"), 4, "two questions, one encoding")
         XCTAssertEqual(try metric(port, "hiprune_frame_cache_hits_total"), 1)
 
+        // `stop`: the answer ends before the first stop string, which never shows.
+        let answer = try XCTUnwrap(expected["answer"] as? String)
+        let cut = answer.index(answer.startIndex, offsetBy: answer.count / 2)
+        let stop = String(answer[cut...].prefix(3))
+        let stopped = try http(port, "POST", "/v1/chat/completions", body: Self.chatBody(url: "file://\(clip)")
+            .replacingOccurrences(of: #""stream": false"#, with: #""stream": false, "stop": \#(Self.jsonString(stop))"#), key: "sesame")
+        let stoppedChoice = (stopped.json["choices"] as? [[String: Any]])?.first
+        XCTAssertEqual((stoppedChoice?["message"] as? [String: Any])?["content"] as? String,
+                       String(answer[..<(answer.range(of: stop)?.lowerBound ?? cut)]), stopped.body)
+        XCTAssertEqual(stoppedChoice?["finish_reason"] as? String, "stop")
+
         // An image as a data: URL (written to a private temporary file, removed afterwards).
         let png = try Data(contentsOf: URL(fileURLWithPath: CLI.path("media/still.png"))).base64EncodedString()
         let image = try http(port, "POST", "/v1/chat/completions", body: """
@@ -256,6 +267,11 @@ final class ServeCLITests: XCTestCase {
         XCTAssertEqual(((Self.parseJSON(String(answer.stdout.dropLast(4)))["usage"] as? [String: Any])?["completion_tokens"]) as? Int, 150)
         let result = server.finish()
         XCTAssertEqual(result.status, 0, result.stderr)
+    }
+
+    static func jsonString(_ text: String) -> String {
+        String(decoding: (try? JSONSerialization.data(withJSONObject: [text])) ?? Data("[\"\"]".utf8), as: UTF8.self)
+            .dropFirst().dropLast().description
     }
 
     static func parseJSON(_ text: String) -> [String: Any] {
