@@ -242,6 +242,17 @@ final class ServeCLITests: XCTestCase {
         try waitFor("the slot to free") { try metric(port, "hiprune_inflight") == 0 }
         XCTAssertEqual(try metric(port, "hiprune_requests_cancelled_total"), 1)
         XCTAssertEqual(try metric(port, "hiprune_completion_tokens_total"), 0, "the cancelled answer never completed")
+        // A client of a non-streamed answer that gives up (curl --max-time) cancels it too.
+        let plain = file.appendingPathExtension("plain")
+        try Data(Self.chatBody(url: "file://\(clip)", maxTokens: 1500).utf8).write(to: plain)
+        defer { try? FileManager.default.removeItem(at: plain) }
+        let gaveUp = try Self.curl(["-sS", "--max-time", "2", "-H", "Content-Type: application/json",
+                                    "--data-binary", "@\(plain.path)",
+                                    "http://127.0.0.1:\(port)/v1/chat/completions"], timeout: 30)
+        XCTAssertNotEqual(gaveUp.status, 0, "curl gave up before the 1500-token answer")
+        try waitFor("the second cancellation") { try metric(port, "hiprune_requests_cancelled_total") == 2 }
+        try waitFor("the slot to free again") { try metric(port, "hiprune_inflight") == 0 }
+
         let next = try http(port, "POST", "/v1/chat/completions", body: Self.chatBody(url: "file://\(clip)", maxTokens: 2))
         XCTAssertEqual(next.status, 200, next.body)
     }
