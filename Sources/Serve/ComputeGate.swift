@@ -5,9 +5,9 @@ import Foundation
 //
 // HTTP is served by Hummingbird on NIO's event loops; handlers are Swift tasks. The model's compute
 // (decode, encode, prune, prefill, generation) is synchronous and long, so it never runs on the
-// cooperative pool nor on an event loop: each request's compute is a task preferring
-// `ComputeExecutor`, whose jobs run on Dispatch threads, so /health, /metrics and 429s stay
-// prompt while a model works.
+// cooperative pool nor on an event loop: each request's compute (and each live session) is a task
+// preferring `ComputeExecutor`, whose jobs run on threads of its own, so /health, /metrics and
+// 429s stay prompt while a model works.
 //
 // `ComputeGate` admits at most `slots` computations at once (`--parallel`, default 1: one
 // generation at a time per loaded model) and lets at most `maxQueue` more wait in FIFO order;
@@ -16,13 +16,39 @@ import Foundation
 // stops between frames (FrameAnalysis) and between tokens (the decoder's loop checks
 // `Task.isCancelled`).
 
-/// Runs the jobs of tasks that prefer it on Dispatch threads, off the cooperative pool.
-final class ComputeExecutor: TaskExecutor, Sendable {
-    private let queue = DispatchQueue(label: "hiprune-video.serve.compute", attributes: .concurrent)
+/// Runs the jobs of tasks that prefer it on threads of its own. Not Dispatch: on Linux the
+/// cooperative pool is served by Dispatch's worker threads, and computations blocking those (four
+/// live sessions did) starve every HTTP handler.
+final class ComputeExecutor: TaskExecutor, @unchecked Sendable {  // the condition guards jobs
+    private let condition = NSCondition()
+    private var jobs: [UnownedJob] = []
+
+    /// `threads`: as many as computations may run at once (compute slots plus live sessions).
+    init(threads: Int) {
+        for i in 0..<max(1, threads) {
+            let thread = Thread { [unowned self] in self.work() }
+            thread.name = "hiprune-compute-\(i)"
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
 
     func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
-        queue.async { job.runSynchronously(on: self.asUnownedTaskExecutor()) }
+        condition.lock()
+        jobs.append(job)
+        condition.signal()
+        condition.unlock()
+    }
+
+    private func work() {
+        while true {
+            condition.lock()
+            while jobs.isEmpty { condition.wait() }
+            let job = jobs.removeFirst()
+            condition.unlock()
+            job.runSynchronously(on: asUnownedTaskExecutor())
+        }
     }
 }
 

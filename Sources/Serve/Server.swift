@@ -37,7 +37,7 @@ public final class Server: Sendable {
     public let model: ServeModel
     public let metrics: ServeMetrics
     let gate: ComputeGate
-    let executor = ComputeExecutor()
+    let executor: ComputeExecutor
     let sessions: LiveSessions
     let temporary: TemporaryDirectory
     let created = Int(Date().timeIntervalSince1970)
@@ -47,6 +47,7 @@ public final class Server: Sendable {
         self.model = model
         self.metrics = metrics
         gate = ComputeGate(slots: configuration.parallel, maxQueue: configuration.maxQueue)
+        executor = ComputeExecutor(threads: configuration.parallel + configuration.maxLive)
         sessions = LiveSessions(limit: configuration.maxLive)
         temporary = try TemporaryDirectory()
         let gate = self.gate, sessions = self.sessions, cache = model.cache
