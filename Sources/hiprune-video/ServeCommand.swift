@@ -106,5 +106,9 @@ struct ServeCommand: AsyncParsableCommand {
         try await server.run { port in
             FileHandle.standardError.write(Data("listening on http://\(host):\(port) (model \(id))\n".utf8))
         }
+        // Drained: leave without the libraries' exit handlers (serve writes only unbuffered
+        // FileHandle output). OpenBLAS's joins its worker threads and was seen to hang there after
+        // live sessions had called it from several threads.
+        _exit(0)
     }
 }
