@@ -1,4 +1,4 @@
-// swift-tools-version: 6.0
+// swift-tools-version: 6.1
 import PackageDescription
 
 
@@ -11,6 +11,12 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // The HTTP server of `serve` only (Sources/Serve); no other module compiles against NIO.
+        // Default traits off: they pull swift-configuration, which the server does not use.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        // Already in Hummingbird's graph: the graceful-shutdown group and its logger.
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -31,9 +37,16 @@ let package = Package(
         .target(name: "Vision", dependencies: ["Tensor", "Prune"]),
         .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"]),
         .target(name: "Pipeline", dependencies: ["Console", "Stream", "Tensor", "Vision", "Prune", "VLM"]),
+        .target(
+            name: "Serve",
+            dependencies: ["Console", "Pipeline", "Stream", "Vision", "Prune", "VLM",
+                           .product(name: "Hummingbird", package: "hummingbird"),
+                           .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                           .product(name: "Logging", package: "swift-log")]
+        ),
         .executableTarget(
             name: "hiprune-video",
-            dependencies: ["Console", "Pipeline", "Stream", "Tensor", "Vision", "Prune", "VLM",
+            dependencies: ["Console", "Pipeline", "Serve", "Stream", "Tensor", "Vision", "Prune", "VLM",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

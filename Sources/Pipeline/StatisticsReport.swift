@@ -50,12 +50,18 @@ public struct StatisticsWriter: Sendable {
     /// Whether frames may reuse an earlier encoding (`--reuse`): only then do rows and the summary
     /// carry the reuse columns, so runs without it print what they always printed.
     public let reuse: Bool
+    /// The input every JSONL line names first (`stats --inputs`: lines of many inputs, and of
+    /// many shards, concatenate); nil leaves it out.
+    public var input: String?
 
-    public init(format: StatisticsFormat, languageModel: DecoderShape?, reuse: Bool = false) {
+    public init(format: StatisticsFormat, languageModel: DecoderShape?, reuse: Bool = false, input: String? = nil) {
         self.format = format
         self.languageModel = languageModel
         self.reuse = reuse
+        self.input = input
     }
+
+    private var inputField: [(String, JSONLine.Value)] { input.map { [("input", .string($0))] } ?? [] }
 
     public var header: String? {
         switch format {
@@ -83,7 +89,7 @@ public struct StatisticsWriter: Sendable {
                           s.registers, s.promptTokens, s.temporalDrops, s.encodeMilliseconds, s.pruneMilliseconds)
                 + (reuse ? (s.reused ? ",1" : ",0") : "")
         case .jsonl:
-            return JSONLine.object(Self.fields(of: s, reuse: reuse))
+            return JSONLine.object(inputField + Self.fields(of: s, reuse: reuse))
         }
     }
 
@@ -111,7 +117,7 @@ public struct StatisticsWriter: Sendable {
         let flops = prefillFLOPs(summary)
         switch format {
         case .jsonl:
-            var fields: [(String, JSONLine.Value)] = [
+            var fields: [(String, JSONLine.Value)] = inputField + [
                 ("summary", .bool(true)), ("frames", .int(summary.frames)),
                 ("tokens_before", .int(summary.tokensBefore)), ("tokens_after", .int(summary.tokensAfter)),
                 ("kept_fraction", .double(summary.keptFraction)), ("anchors", .int(summary.anchors)),

@@ -40,6 +40,20 @@ public struct VideoQuestionFlow: Sendable {
         try stage.prune(step, promptEmbedding: promptEmbeddings.first)
     }
 
+    /// The clip of steps encoded earlier (a server's cached frames): pruned in order through this
+    /// flow's stage, as `ask` prunes them while they arrive, unless `keepsEncodedFrames`; with the
+    /// statistics of the frames it pruned.
+    public mutating func clip(of steps: [FrameAnalysis.Step]) throws -> (Clip, [FrameStatistics]) {
+        guard !keepsEncodedFrames else { return (.encoded(steps), []) }
+        var frames: [PrunedFrame] = [], statistics: [FrameStatistics] = []
+        for step in steps {
+            let (frame, s) = try prune(step)
+            frames.append(frame)
+            statistics.append(s)
+        }
+        return (.pruned(frames), statistics)
+    }
+
     /// What the language model sees of a clip: frames pruned as they came, or encoded frames to
     /// prune per question (when `keepsEncodedFrames`).
     public enum Clip: Sendable {

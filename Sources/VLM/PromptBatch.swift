@@ -90,7 +90,8 @@ extension DecoderModel {
                     text += piece
                     onText(i, piece)
                 }
-                return true
+                // A cancelled task (a server's client went away) stops between tokens.
+                return !Task.isCancelled
             }
             let tail = detokenizer.finish()
             if !tail.isEmpty {

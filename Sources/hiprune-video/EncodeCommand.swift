@@ -28,12 +28,14 @@ struct EncodeCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
-    @Argument(help: "A video file, '-' for stdin, or a URL FFmpeg can read.")
-    var input: String
+    @Argument(help: "A video file, '-' for stdin, or a URL FFmpeg can read (or --inputs).")
+    var input: String?
+
+    @OptionGroup var shards: ShardOptions
 
     @OptionGroup var sampling: SamplingOptions
 
-    @Option(help: "Output file (safetensors).")
+    @Option(help: "Output file (safetensors); with --inputs, a directory receiving NNNNNN-NAME.safetensors per input (NNNNNN: its line in the list) and a JSONL line per input on stdout.")
     var out: String
 
     @Option(help: "Encoder layers whose scores to keep: 'all' or a list such as 6,12 (1-based).")
@@ -58,8 +60,9 @@ struct EncodeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        let selected = try shards.selected(argument: input)
         // Fail before the long encode when the result could not be written anyway.
-        let folder = URL(fileURLWithPath: out).deletingLastPathComponent().path
+        let folder = shards.inputs != nil ? out : URL(fileURLWithPath: out).deletingLastPathComponent().path
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: folder, isDirectory: &isDirectory), isDirectory.boolValue else {
             throw PipelineError.output(path: out, cause: "\(folder) is not a directory")
@@ -67,16 +70,31 @@ struct EncodeCommand: AsyncParsableCommand {
         guard FileManager.default.isWritableFile(atPath: folder) else {
             throw PipelineError.output(path: out, cause: "the directory \(folder) is not writable")
         }
-        if FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
+        if shards.inputs == nil, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw PipelineError.output(path: out, cause: "is a directory")
         }
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         let chosen = try Self.parseLayers(layers, layerCount: encoder.layerCount)
-        var stage = selects ? try PruningStage(settings: pruning.settings, encoder: encoder) : nil
         if pruning.method == .hiprunePlusPlus && selects {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
+        guard shards.inputs != nil else {
+            _ = try await encode(input: selected[0].input, to: out, encoder: encoder, chosen: chosen)
+            return
+        }
+        for (index, input) in selected {
+            let name = URL(fileURLWithPath: input).deletingPathExtension().lastPathComponent
+            let file = (out as NSString).appendingPathComponent(String(format: "%06d-", index) + name + ".safetensors")
+            let frames = try await encode(input: input, to: file, encoder: encoder, chosen: chosen)
+            Console.line(JSONLine.object([("index", .int(index)), ("input", .string(input)), ("out", .string(file)),
+                                          ("frames", .int(frames))]))
+        }
+    }
+
+    /// Encodes one input into one safetensors file; the number of frames written.
+    func encode(input: String, to out: String, encoder: any FrameEncoder, chosen: [Int]) async throws -> Int {
+        var stage = selects ? try PruningStage(settings: pruning.settings, encoder: encoder) : nil
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
         let spool = try SafeTensorsSpool(destination: out, spoolPath: PartialOutputs.partialPath(for: out))
@@ -140,5 +158,6 @@ struct EncodeCommand: AsyncParsableCommand {
         sampling.warnIfShort(input: input, sampled: frames)
         let perFrame = String(format: "%.3f", seconds / Double(frames)), total = String(format: "%.2f", seconds)
         Console.err("encoded \(frames) frames in \(total) s (\(perFrame) s/frame) → \(out)")
+        return frames
     }
 }

@@ -15,6 +15,7 @@ struct HiPruneVideo: AsyncParsableCommand {
             StatsCommand.self,
             CalibrateCommand.self,
             AskCommand.self,
+            ServeCommand.self,
             LiveCommand.self,
             ChatCommand.self,
             InspectCommand.self,

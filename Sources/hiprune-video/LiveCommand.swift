@@ -112,43 +112,13 @@ struct LiveCommand: AsyncParsableCommand {
         let text = format == "text"
         let summary = try await live.run(stage: stage) { event in
             // Unbuffered: a reader of the pipe sees each event as it happens.
-            Console.line(text ? Self.text(event) : Self.json(event, reuse: encoding.reuse > 0))
+            Console.line(text ? Self.text(event) : event.jsonLine(reuse: encoding.reuse > 0))
         }
         // The gave_up event is on stdout for a reader of the events; the cause and the exit status
         // tell a shell too.
         if let cause = summary.gaveUp {
             let own = cause.hasPrefix(url + ": ") ? String(cause.dropFirst(url.count + 2)) : cause
             throw PipelineError.invalidOption(flag: url, cause: "gave up: \(own)")
-        }
-    }
-
-    /// One JSON line per event; with `reuse` (--reuse > 0) frames say whether they were reused and
-    /// the summary counts them.
-    static func json(_ event: LiveEvent, reuse: Bool) -> String {
-        switch event {
-        case .frame(let s):
-            return JSONLine.object([("event", .string("frame"))] + StatisticsWriter.fields(of: s, reuse: reuse))
-        case let .answer(start, end, frames, question, answer, latency, promptTokens):
-            return JSONLine.object([("event", .string("answer")), ("window_start", .double(start)),
-                                    ("window_end", .double(end)), ("frames", .int(frames)),
-                                    ("question", .string(question)), ("answer", .string(answer)),
-                                    ("latency_ms", .double(latency)), ("prompt_tokens", .int(promptTokens))])
-        case let .drops(total, new):
-            return JSONLine.object([("event", .string("drops")), ("dropped", .int(new)), ("total", .int(total))])
-        case let .reconnect(attempt, delay, cause):
-            return JSONLine.object([("event", .string("reconnect")), ("attempt", .int(attempt)),
-                                    ("delay_s", .double(delay)), ("cause", .string(cause))])
-        case let .gaveUp(attempts, cause):
-            return JSONLine.object([("event", .string("gave_up")), ("attempts", .int(attempts)), ("cause", .string(cause))])
-        case .summary(let s):
-            return JSONLine.object([
-                ("event", .string("summary")), ("frames", .int(s.statistics.frames)),
-                ("tokens_before", .int(s.statistics.tokensBefore)), ("tokens_after", .int(s.statistics.tokensAfter)),
-                ("kept_fraction", .double(s.statistics.keptFraction)), ("answers", .int(s.answers)),
-                ("dropped", .int(s.droppedFrames)), ("reconnects", .int(s.reconnects)),
-                ("max_latency_ms", .double(s.maxLatencyMilliseconds)), ("wall_s", .double(s.wallSeconds)),
-                ("stopped_by_signal", .bool(s.stoppedBySignal)),
-            ] + (reuse ? [("reused_frames", .int(s.statistics.reusedFrames))] : []))
         }
     }
 

@@ -164,3 +164,44 @@ struct GenerationFlags: ParsableArguments {
 extension WeightPrecision: ExpressibleByArgument {}
 
 extension EncoderPrecision: ExpressibleByArgument {}
+
+/// A list of inputs split over workers that never talk to each other: worker I of N takes inputs
+/// I, I+N, I+2N, … of the list (Kubernetes Indexed Jobs: `--shard $JOB_COMPLETION_INDEX/N`; Slurm
+/// arrays: `--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`). Shared by stats and encode.
+struct ShardOptions: ParsableArguments {
+    @Option(help: "A file listing inputs, one per line (blank lines and lines starting with # skipped), instead of the input argument.")
+    var inputs: String?
+
+    @Option(help: "I/N (0 ≤ I < N): take inputs I, I+N, I+2N, … of --inputs, so N workers split the list without coordination.")
+    var shard: String?
+
+    /// "I/N" → (I, N).
+    static func parse(shard text: String) -> (index: Int, count: Int)? {
+        let parts = text.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, let i = Int(parts[0]), let n = Int(parts[1]), n >= 1, n <= 1_000_000, i >= 0, i < n else { return nil }
+        return (i, n)
+    }
+
+    func validate() throws {
+        if let shard {
+            guard inputs != nil else { throw ValidationError("--shard needs --inputs (a list to split)") }
+            guard Self.parse(shard: shard) != nil else { throw ValidationError("--shard '\(shard)' is not I/N with 0 ≤ I < N") }
+        }
+    }
+
+    /// This worker's inputs with their 0-based positions in the list, or the one argument.
+    func selected(argument: String?) throws -> [(index: Int, input: String)] {
+        guard let inputs else {
+            guard let argument else { throw ValidationError("give an input, or --inputs FILE") }
+            return [(0, argument)]
+        }
+        guard argument == nil else { throw ValidationError("give an input or --inputs, not both") }
+        guard let text = try? String(contentsOfFile: inputs, encoding: .utf8) else {
+            throw PipelineError.unreadableConfiguration(file: inputs, cause: "cannot read the list of inputs")
+        }
+        let list = text.split(whereSeparator: \.isNewline).map { $0.trimmingCharacters(in: .whitespaces) }
+            .filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        let (index, count) = shard.flatMap(Self.parse(shard:)) ?? (0, 1)
+        return list.enumerated().filter { $0.offset % count == index }.map { ($0.offset, $0.element) }
+    }
+}

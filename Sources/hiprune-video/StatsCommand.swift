@@ -12,8 +12,10 @@ struct StatsCommand: AsyncParsableCommand {
         commandName: "stats",
         abstract: "Per-frame token statistics: what HiPrune keeps of every sampled frame, and what it saves.")
 
-    @Argument(help: "A video file, '-' for stdin, or a live URL.")
-    var input: String
+    @Argument(help: "A video file, '-' for stdin, or a live URL (or --inputs).")
+    var input: String?
+
+    @OptionGroup var shards: ShardOptions
 
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
@@ -28,17 +30,30 @@ struct StatsCommand: AsyncParsableCommand {
     @Option(help: "Live inputs only: most frames kept waiting (newest win).")
     var capacity = 4
 
+    func validate() throws {
+        if shards.inputs != nil && format != .jsonl {
+            throw ValidationError("--inputs writes JSONL (each line names its input): add --format jsonl")
+        }
+    }
+
     func run() async throws {
+        let selected = try shards.selected(argument: input)
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
-        var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
+        for (_, input) in selected {
+            try await run(input: input, family: family, encoder: encoder, named: shards.inputs != nil)
+        }
+    }
+
+    func run(input: String, family: ModelFamily, encoder: any FrameEncoder, named: Bool) async throws {
+        var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
         let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model),
-                                      reuse: encoding.reuse > 0)
+                                      reuse: encoding.reuse > 0, input: named ? input : nil)
         var total: Int?
         if case .uniform(let count) = options.sampling { total = count }
         let progress = ProgressLine(total: total)

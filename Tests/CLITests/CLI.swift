@@ -63,6 +63,7 @@ enum CLI {
         }
 
         var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
+        var stderrSoFar: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
 
         func finish() -> Result {
             process.waitUntilExit()
