@@ -22,8 +22,10 @@ demo: build
 models:
 	@bash scripts/fetch-smollm2.sh
 
+# The tests, then a bounded fuzz run of the file parsers (30 s each, fixed seed; see the script).
 test: deps models
 	$(SWIFT) test $(TEST_FLAGS)
+	FUZZ_SEED=1 bash scripts/fuzz-parsers.sh 30
 
 # Every benchmark hiprune-bench has; peers (PyTorch via $$HIPRUNE_PYTHON or python3 on PATH,
 # llama.cpp when given) run beside ours when present and are skipped, saying so, when not.

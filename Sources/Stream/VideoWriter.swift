@@ -100,7 +100,12 @@ public final class VideoWriter {
             status = av_frame_get_buffer(frame, 0)
         }
         if status >= 0 {
-            partial = PartialOutputs.register(temporaryPath)
+            // (Every stored property is set: a throw from here on frees the FFmpeg state in deinit.)
+            do {
+                partial = try PartialOutputs.claim(temporaryPath, of: path)
+            } catch {
+                throw .writeFailed(path: path, reason: error.cause)
+            }
             status = avio_open(&format.pointee.pb, temporaryPath, AVIO_FLAG_WRITE)
         }
         if status >= 0 {

@@ -104,17 +104,10 @@ public final class SafeTensorsFile: @unchecked Sendable {  // immutable after in
         return values
     }
 
-    /// The index of the first NaN or infinity; one branch-free pass (the exponent bits all set)
-    /// over the values, a second only when there is one.
     static func firstNonFinite(_ values: [Float]) -> Int? {
-        let any = values.withUnsafeBufferPointer { buffer -> Bool in
-            buffer.withMemoryRebound(to: UInt32.self) { bits in
-                var found: UInt32 = 0
-                for b in bits { found |= (b & 0x7F80_0000) == 0x7F80_0000 ? 1 : 0 }
-                return found != 0
-            }
+        values.withUnsafeBytes { bytes in
+            bytes.baseAddress.flatMap { WeightFormat.f32.firstNonFinite($0, rows: 1, cols: values.count) }
         }
-        return any ? values.firstIndex { !$0.isFinite } : nil
     }
 
     private func convertedFloats(_ name: String) throws(WeightsError) -> [Float] {

@@ -28,6 +28,14 @@ public enum WeightFormat: UInt32, Sendable, CaseIterable {
         quant_dequantize_rows(Int32(rawValue), src, rowBytes(cols), rows, cols, dst, cols)
     }
 
+    /// The index (row · cols + column) of the first value that is not finite, or nil: weights
+    /// like that answer nothing (every logit NaN), so loaders refuse them, naming the tensor. Block
+    /// formats are checked by their F16 scales (the index is then the block's first value).
+    public func firstNonFinite(_ src: UnsafeRawPointer, rows: Int, cols: Int) -> Int? {
+        let index = weight_first_nonfinite(Int32(rawValue), src, rowBytes(cols), rows, cols)
+        return index >= 0 ? index : nil
+    }
+
     /// ggml's name: "F32", "Q4_K", …
     public var name: String {
         switch self {

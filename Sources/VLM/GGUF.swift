@@ -186,9 +186,21 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         return format
     }
 
+    /// The tensor's format, refusing a NaN or an infinity in its values (or its blocks' scales),
+    /// naming the tensor: weights like that load silently and answer "".
+    private func finiteFormat(of name: String) throws(VLMError) -> WeightFormat {
+        let format = try format(of: name)
+        let info = tensors[name]!
+        let cols = info.dimensions[0], rows = info.count / cols
+        if let i = format.firstNonFinite(mapping.base + info.range.lowerBound, rows: rows, cols: cols) {
+            throw .badTensor(file: path, tensor: name, cause: "holds a NaN or an infinity at element \(i) (\(format.name))")
+        }
+        return format
+    }
+
     /// The tensor's values as Float32, dequantized.
     public func floats(_ name: String) throws(VLMError) -> [Float] {
-        let format = try format(of: name)
+        let format = try finiteFormat(of: name)
         let info = tensors[name]!
         let cols = info.dimensions[0], rows = info.count / cols
         var out = [Float](repeating: 0, count: info.count)
@@ -202,7 +214,7 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     /// stays open while the matrix lives): rows = dimensions[1], cols = dimensions[0]. With
     /// `rowOrder`, destination row r is the file's row rowOrder[r] (copied out of the mapping).
     public func weightMatrix(_ name: String, rowOrder: [Int]? = nil) throws(VLMError) -> WeightMatrix {
-        let format = try format(of: name)
+        let format = try finiteFormat(of: name)
         let info = tensors[name]!
         let cols = info.dimensions[0], rows = info.count / cols, rowBytes = format.rowBytes(cols)
         let base = mapping.base + info.range.lowerBound

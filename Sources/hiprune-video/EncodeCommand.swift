@@ -97,14 +97,15 @@ struct EncodeCommand: AsyncParsableCommand {
         var stage = selects ? try PruningStage(settings: pruning.settings, encoder: encoder) : nil
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
         let options = sampling.decodeOptions(defaultSampling: .fps(1))
-        let spool = try SafeTensorsSpool(destination: out, spoolPath: PartialOutputs.partialPath(for: out))
-        // The spool was just made (truncating a stale one of an earlier run).
-        let partial = PartialOutputs.register(spool.spoolPath, removingStale: false) {
+        let spoolPath = PartialOutputs.partialPath(for: out)
+        let partial = try PartialOutputs.claim(spoolPath, of: out)
+        defer { PartialOutputs.discard(partial) }
+        let spool = try SafeTensorsSpool(destination: out, spoolPath: spoolPath)
+        PartialOutputs.onInterrupt(partial) {
             // Ctrl-C: the frames so far become the file (nothing, if none was encoded).
             guard spool.groups > 0, (try? spool.finish()) != nil else { return }
             Console.err("\(Console.programName): interrupted: wrote the \(spool.groups) frames encoded so far to \(out)")
         }
-        defer { PartialOutputs.discard(partial) }
         var frames = 0
         var seconds = 0.0
         let analysis = FrameAnalysis(encoder: encoder)

@@ -109,11 +109,18 @@ struct FramesCommand: AsyncParsableCommand {
             createdTarget = !manager.fileExists(atPath: target)
             do {
                 try manager.createDirectory(atPath: target, withIntermediateDirectories: true)
-                folder = direct ? target : (target as NSString).appendingPathComponent(".partial")
-                token = direct ? nil : PartialOutputs.register(folder)
-                if !direct { try manager.createDirectory(atPath: folder, withIntermediateDirectories: true) }
             } catch {
                 throw StreamError.writeFailed(path: target, reason: "cannot create the directory")
+            }
+            folder = direct ? target : (target as NSString).appendingPathComponent(".partial")
+            do {
+                // An interrupted run leaves no trace: the folder goes, and the target too if this
+                // run made it.
+                token = direct ? nil : try PartialOutputs.claim(folder, of: target, directory: true,
+                                                                emptyParent: createdTarget ? target : nil)
+            } catch {
+                if createdTarget { rmdir(target) }
+                throw StreamError.writeFailed(path: target, reason: error.cause)
             }
         }
 

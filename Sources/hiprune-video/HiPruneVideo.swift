@@ -45,10 +45,16 @@ struct HiPruneVideo: AsyncParsableCommand {
         }
     }
 
-    /// Help and version print as usual; a bad flag or a failure prints one line, no usage dump.
+    /// Help and version print as usual (on stdout, through Console); a bad flag or a failure prints one line, no usage dump.
     static func fail(_ error: any Error, parsing: Bool) -> Never {
         let code = exitCode(for: error)
-        if code == .success || error is CleanExit { exit(withError: error) }
+        if code == .success || error is CleanExit {
+            // Help and version go through Console so that a full disk or a closed pipe is told
+            // as for any other output (the parser's own printing would exit 0 with the text lost).
+            let text = fullMessage(for: error)
+            if !text.isEmpty { Console.line(text) }
+            Foundation.exit(0)
+        }
         if error is ExitCode { Foundation.exit(code.rawValue) }
         PartialOutputs.removeAll()  // nothing half-written survives a failure
         // The parser's own errors (and ValidationError) read best through its message; ours are

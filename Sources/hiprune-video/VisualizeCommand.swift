@@ -127,9 +127,13 @@ private struct FrameSink {
         let path: String
         let token: PartialOutputs.Token
         var kept = false
-        init(path: String) {
+        init(path: String, of destination: String) throws {
             self.path = path
-            token = PartialOutputs.register(path)
+            do {
+                token = try PartialOutputs.claim(path, of: destination, directory: true)
+            } catch {
+                throw PipelineError.output(path: destination, cause: error.cause)
+            }
         }
         deinit { if kept { PartialOutputs.done(token) } else { PartialOutputs.discard(token) } }
     }
@@ -141,13 +145,7 @@ private struct FrameSink {
             // Inside an existing directory (its other files stay), else beside the new one.
             let partial = PartialOutputs.partialPath(for: path)
             let staging = exists ? (path as NSString).appendingPathComponent((partial as NSString).lastPathComponent) : partial
-            let owner = Staging(path: staging)
-            do {
-                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: false)
-            } catch {
-                throw PipelineError.output(path: path, cause: "cannot create a directory beside it")
-            }
-            self.staging = owner
+            self.staging = try Staging(path: staging, of: path)
         }
     }
 

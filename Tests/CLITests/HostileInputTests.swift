@@ -252,6 +252,7 @@ final class HostileInputTests: XCTestCase {
             ["ask", Corpus.clip, "What?", "--model", Corpus.model, "--frames", "2", "--max-tokens", "2"],
             ["ask", Corpus.clip, "What?", "--model", Corpus.model, "--frames", "2", "--max-tokens", "2", "--json"],
             ["chat", "--model", Corpus.model, "Hi", "--max-tokens", "2"],
+            ["--help"], ["ask", "--help"], ["help", "stats"],
         ]
         for arguments in commands {
             let result = try run(arguments, stdout: FileHandle(forWritingAtPath: "/dev/full"))
@@ -265,7 +266,7 @@ final class HostileInputTests: XCTestCase {
     /// A closed pipe ends the process as it ends `head`'s writers: by SIGPIPE, nothing on stderr.
     func testClosedPipeEndsQuietly() throws {
         for arguments in [["frames", Corpus.clip], ["stats", Corpus.clip, "--model", Corpus.model, "--frames", "4"],
-                          ["chat", "--model", Corpus.model, "Hi", "--max-tokens", "8"]] {
+                          ["chat", "--model", Corpus.model, "Hi", "--max-tokens", "8"], ["ask", "--help"]] {
             let pipe = Pipe()
             try pipe.fileHandleForReading.close()
             let result = try run(arguments, stdout: pipe.fileHandleForWriting)

@@ -97,6 +97,58 @@ final class InterruptTests: XCTestCase {
         XCTAssertEqual(HostileCorpus.contents(dump), [], "no staged PNG, the stale one included")
     }
 
+    /// `frames --dump NEW`: the directory this run made goes too, not only its staged PNGs.
+    func testFramesDumpIntoANewDirectoryLeavesNoDirectoryOnSIGINT() throws {
+        let dump = root.appendingPathComponent("fresh")
+        let staging = dump.appendingPathComponent(".partial")
+        let result = try interrupt({ ["frames", $0, "--dump", dump.path] }, signal: SIGINT) {
+            ((try? FileManager.default.contentsOfDirectory(atPath: staging.path)) ?? []).count > 3
+        }
+        XCTAssertEqual(result.status, 130, result.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dump.path), "the directory this run made is gone")
+    }
+
+    /// Two runs writing one destination at once: while a live run holds the partial (its lock,
+    /// held here by the test), a second is refused with one line and leaves the partial alone;
+    /// once released, the same partial is a leftover and is replaced.
+    func testASecondRunToADestinationInUseIsRefused() throws {
+        let out = root.appendingPathComponent("out")
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let clip = HostileCorpus.clip, model = Self.model
+        // (arguments, destination, its partial, whether the partial is a directory)
+        let cases: [([String], String, String, Bool)] = [
+            (["visualize", clip, "--model", model, "--frames", "2", "-o", out.path + "/v.mp4"], "v.mp4", ".v.mp4.partial", false),
+            (["visualize", clip, "--model", model, "--frames", "2", "-o", out.path + "/pngs/"], "pngs", ".pngs.partial", true),
+            (["encode", model, clip, "--frames", "2", "--layers", "1", "--out", out.path + "/e.safetensors"], "e.safetensors", ".e.safetensors.partial", false),
+            (["frames", clip, "--frames", "2", "--dump", out.path + "/dump"], "dump", "dump/.partial", true),
+        ]
+        for (arguments, destination, partialName, isDirectory) in cases {
+            let partial = out.appendingPathComponent(partialName).path
+            if isDirectory {
+                try FileManager.default.createDirectory(atPath: partial, withIntermediateDirectories: true)
+            } else {
+                try Data("live".utf8).write(to: URL(fileURLWithPath: partial))
+            }
+            let holder = open(partial, O_RDONLY)
+            XCTAssertGreaterThanOrEqual(holder, 0)
+            XCTAssertEqual(flock(holder, LOCK_EX | LOCK_NB), 0)
+            let refused = try CLI.run(arguments)
+            XCTAssertEqual(refused.status, 1, "\(arguments)")
+            XCTAssertEqual(refused.stdout, "", "\(arguments)")
+            // (Progress lines such as "load …" may come first; the failure is one line.)
+            let errors = refused.stderrLines.filter { $0.hasPrefix("hiprune-video:") }
+            XCTAssertEqual(errors.count, 1, refused.stderr)
+            XCTAssertTrue(errors.first.map { $0.contains("another run is writing it") && $0.contains(destination) } ?? false, refused.stderr)
+            XCTAssertTrue(FileManager.default.fileExists(atPath: partial), "the live run's partial stays: \(arguments)")
+            if !isDirectory { XCTAssertEqual(size(partial), 4, "untouched: \(arguments)") }
+            close(holder)
+            let replaced = try CLI.run(arguments)
+            XCTAssertEqual(replaced.status, 0, "\(arguments): \(replaced.stderr)")
+            XCTAssertFalse(FileManager.default.fileExists(atPath: partial), "the leftover was replaced, then moved into place: \(arguments)")
+            XCTAssertTrue(FileManager.default.fileExists(atPath: out.appendingPathComponent(destination).path), "\(arguments)")
+        }
+    }
+
     /// `encode -` on a stream: Ctrl-C writes a valid file of the frames encoded so far.
     func testEncodeFromAStreamWritesWhatItHasOnSIGINT() throws {
         let out = root.appendingPathComponent("out")

@@ -62,4 +62,40 @@ final class GGUFTests: XCTestCase {
             XCTAssertTrue("\(error)".contains("not a GGUF file"), "\(error)")
         }
     }
+
+    /// A NaN or an infinity in a tensor's values (float types) or its blocks' F16 scales (block
+    /// types) is refused when the tensor is read, naming it, whichever way it is read.
+    func testNonFiniteWeightsAreRefusedNamingTheTensor() throws {
+        let original = try GGUFFile(path: Fixtures.path("lm-gguf", "quants.gguf"))
+        let data = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("lm-gguf", "quants.gguf")))
+        // (tensor, byte offset into its data, little-endian poison bytes)
+        let poisons: [(String, Int, [UInt8])] = [
+            ("f32", 4, [0x00, 0x00, 0xC0, 0x7F]),  // NaN, second value
+            ("f16", 2, [0x00, 0x7C]),              // +inf
+            ("bf16", 0, [0x80, 0xFF]),             // -inf
+            ("q8_0", 0, [0x00, 0x7E]),             // NaN scale d
+            ("q4_0", 0, [0x00, 0x7C]),
+            ("q4_1", 2, [0x00, 0xFC]),             // -inf minimum m
+        ]
+        for (name, offset, bytes) in poisons {
+            let info = try XCTUnwrap(original.tensors[name], name)
+            var poisoned = data
+            poisoned.replaceSubrange((info.range.lowerBound + offset)..<(info.range.lowerBound + offset + bytes.count), with: bytes)
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("nonfinite-\(name)-\(UUID().uuidString).gguf")
+            try poisoned.write(to: url)
+            defer { try? FileManager.default.removeItem(at: url) }
+            let file = try GGUFFile(path: url.path)
+            let reads: [(String, () throws -> Void)] = [
+                ("floats", { _ = try file.floats(name) }), ("weightMatrix", { _ = try file.weightMatrix(name) }),
+            ]
+            for (read, body) in reads {
+                XCTAssertThrowsError(try body(), "\(name) \(read)") { error in
+                    let text = "\(error)"
+                    XCTAssertTrue(text.contains(url.path) && text.contains("'\(name)'") && text.contains("NaN or an infinity"), text)
+                }
+            }
+            // The other tensors of the same file still load.
+            for other in original.tensors.keys where other != name { XCTAssertNoThrow(try file.floats(other), other) }
+        }
+    }
 }
