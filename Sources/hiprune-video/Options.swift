@@ -31,6 +31,9 @@ struct SamplingOptions: ParsableArguments {
         if modes > 1 { throw ValidationError("choose one of --fps, --frames and --every-frame") }
         if let fps, !(fps > 0 && fps.isFinite) { throw ValidationError("--fps must be a positive number") }
         if let frameCount, frameCount < 1 { throw ValidationError("--frames must be at least 1") }
+        // (Negative times are allowed: a stream's clock may start before 0.)
+        if let start, start.isNaN { throw ValidationError("--start must be a number of seconds") }
+        if let end, end.isNaN { throw ValidationError("--end must be a number of seconds") }
         if let start, let end, end <= start { throw ValidationError("--end must be after --start") }
     }
 

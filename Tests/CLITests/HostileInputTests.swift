@@ -200,6 +200,8 @@ final class HostileInputTests: XCTestCase {
             (["live", "udp://127.0.0.1:9", "--model", Corpus.model, "--max-reconnects", "-1"], "--max-reconnects"),
             (["ask", Corpus.clip, "What?", "--model", Corpus.model, "--max-tokens", "0"], "--max-tokens"),
             (["frames", Corpus.clip, "--frames", "0"], "--frames"),
+            (["frames", Corpus.clip, "--start", "nan"], "--start"),
+            (["stats", Corpus.clip, "--model", Corpus.model, "--end", "nan"], "--end"),
         ], outputs: try Corpus.directory("flags"), status: 64...64)
     }
 
