@@ -33,6 +33,16 @@ public enum SizeLimits {
         return nil
     }
 
+    /// The first real field (an epsilon, a RoPE base) that is not a finite number > 0, as (field,
+    /// cause); nil when all are. A zero or negative epsilon makes a norm divide by zero or take the
+    /// root of a negative, and every answer NaN, without a word otherwise.
+    public static func nonPositive(_ fields: [(field: String, value: Double)]) -> (field: String, cause: String)? {
+        for (field, value) in fields where !(value > 0 && value.isFinite) {
+            return (field, "\(value) is not a finite number > 0")
+        }
+        return nil
+    }
+
     /// `a · b · …` or nil on overflow: element counts of buffers built from file sizes.
     public static func product(_ factors: [Int]) -> Int? {
         var result = 1

@@ -145,6 +145,10 @@ public struct LlamaConfiguration: Sendable, Equatable {
 
     private func validate(file: String, gguf: Bool = false) throws(VLMError) {
         if let (field, cause) = SizeLimits.violation(decoderShape.sizedFields(gguf: gguf)) { throw .malformed(file: file, cause: "\(field): \(cause)") }
+        if let (field, cause) = SizeLimits.nonPositive([
+            (gguf ? "llama.attention.layer_norm_rms_epsilon" : "rms_norm_eps", Double(rmsNormEps)),
+            (gguf ? "llama.rope.freq_base" : "rope_theta", Double(ropeTheta)),
+        ]) { throw .malformed(file: file, cause: "\(field): \(cause)") }
         guard hiddenSize > 0, layers > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0, headDimension > 0,
               headDimension % 2 == 0, intermediateSize > 0, vocabularySize > 0, maxPositions > 0 else {
             throw .malformed(file: file, cause: "inconsistent decoder shape: hidden \(hiddenSize), layers \(layers), heads \(heads)/\(kvHeads), head dim \(headDimension), vocab \(vocabularySize)")

@@ -70,6 +70,9 @@ public struct Qwen2Configuration: Sendable, Equatable {
             if !ok { throw .malformed(file: file, cause: "\(field): \(cause)") }
         }
         if let (field, cause) = SizeLimits.violation(decoderShape.sizedFields()) { throw .malformed(file: file, cause: "\(field): \(cause)") }
+        if let (field, cause) = SizeLimits.nonPositive([("rms_norm_eps", Double(rmsNormEps)), ("rope_theta", Double(ropeTheta))]) {
+            throw .malformed(file: file, cause: "\(field): \(cause)")
+        }
         try check(vocabularySize > 0, "vocab_size", "must be positive")
         try check(layers > 0, "num_hidden_layers", "must be positive")
         try check(heads > 0 && kvHeads > 0 && heads % kvHeads == 0, "num_key_value_heads",

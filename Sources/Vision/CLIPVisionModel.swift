@@ -58,6 +58,7 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
         try check(numHiddenLayers > 0, "num_hidden_layers", "must be positive")
         try check(intermediateSize > 0, "intermediate_size", "must be positive")
         try check(numChannels > 0, "num_channels", "must be positive")
+        if let (name, cause) = SizeLimits.nonPositive([("layer_norm_eps", Double(layerNormEps))]) { try check(false, name, cause) }
         try check(ViTEncoder.Activation(hiddenAct: hiddenAct) != nil, "hidden_act", "'\(hiddenAct)' is not supported")
     }
 

@@ -95,6 +95,7 @@ public struct Qwen25VLVisionConfiguration: Codable, Sendable, Equatable {
             ("temporal_patch_size", temporalPatchSize, .factor), ("window_size", windowSize, .imageSide),
             ("out_hidden_size", outHiddenSize, .width), ("tokens_per_second", tokensPerSecond, .factor),
         ]) { throw .invalidConfiguration(file: file, field: "vision_config.\(field)", cause: cause) }
+        if let (field, cause) = SizeLimits.nonPositive([("rope_theta", Double(ropeTheta))]) { try check(false, field, cause) }
         try check(depth > 0, "depth", "must be positive")
         try check(hiddenSize > 0 && numHeads > 0 && hiddenSize % numHeads == 0 && headDimension % 4 == 0, "hidden_size",
                   "\(hiddenSize) must split into num_heads \(numHeads) heads of a multiple of 4")

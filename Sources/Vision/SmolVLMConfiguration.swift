@@ -136,6 +136,9 @@ public struct SmolVLMConfiguration: Codable, Sendable, Equatable {
             ("vision_config.image_size", v.imageSize, .imageSide), ("vision_config.patch_size", v.patchSize, .patch),
             ("scale_factor", scaleFactor, .factor), ("text_config.hidden_size", textConfig.hiddenSize, .width),
         ]) { throw .invalidConfiguration(file: file, field: field, cause: cause) }
+        if let (field, cause) = SizeLimits.nonPositive([("vision_config.layer_norm_eps", Double(v.layerNormEps))]) {
+            throw .invalidConfiguration(file: file, field: field, cause: cause)
+        }
         try check(v.hiddenSize > 0 && v.numAttentionHeads > 0 && v.hiddenSize % v.numAttentionHeads == 0,
                   "vision_config.hidden_size", "\(v.hiddenSize) is not a positive multiple of num_attention_heads \(v.numAttentionHeads)")
         try check(v.patchSize > 0 && v.imageSize > 0 && v.imageSize % v.patchSize == 0,

@@ -106,6 +106,10 @@ final class HostileInputTests: XCTestCase {
             ("vision-width", try Corpus.model(in: root, named: "vision-width", edit: vision { $0["hidden_size"] = 1 << 40 }), visionReaders),
             ("vocabulary", try Corpus.model(in: root, named: "vocabulary", edit: text { $0["vocab_size"] = 1 << 40 }), textReaders),
             ("context", try Corpus.model(in: root, named: "context", edit: text { $0["max_position_embeddings"] = 1 << 50 }), textReaders),
+            // Reals that make every norm or rotation NaN: refused, not answered with "".
+            ("rms-eps", try Corpus.model(in: root, named: "rms-eps", edit: text { $0["rms_norm_eps"] = -1 }), textReaders),
+            ("rope-theta", try Corpus.model(in: root, named: "rope-theta", edit: text { $0["rope_parameters"] = ["rope_theta": 0, "rope_type": "default"] }), textReaders),
+            ("layer-norm-eps", try Corpus.model(in: root, named: "layer-norm-eps", edit: vision { $0["layer_norm_eps"] = 0 }), visionReaders),
             ("longest-edge", try Corpus.model(in: root, named: "longest-edge", file: "preprocessor_config.json") {
                 $0["max_image_size"] = ["longest_edge": 100_000]
                 $0["size"] = ["longest_edge": 100_000]
