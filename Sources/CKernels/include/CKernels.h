@@ -9,3 +9,4 @@
 #include "encoder_kernels.h"
 #include "bf16_gemm.h"
 #include "quant_kernels.h"
+#include "image_resample.h"
