@@ -34,7 +34,7 @@ let package = Package(
         .target(name: "Tensor", dependencies: ["COpenBLAS", "CKernels"]),
         .target(name: "Stream", dependencies: ["CFFmpeg", "Console"]),
         .target(name: "Prune"),
-        .target(name: "Vision", dependencies: ["Tensor", "Prune"]),
+        .target(name: "Vision", dependencies: ["CKernels", "Tensor", "Prune"]),
         .target(name: "VLM", dependencies: ["Tensor", "Vision", "Prune"]),
         .target(name: "Pipeline", dependencies: ["Console", "Stream", "Tensor", "Vision", "Prune", "VLM"]),
         .target(

@@ -14,25 +14,31 @@ public struct FrameAnalysis: Sendable {
     public let encoder: any FrameEncoder
     /// Extra encoder layers to score beyond what pruning needs (e.g. all, for calibration).
     public var extraScoreLayers: Set<Int>
-    /// `--reuse T`: a step whose encoder input differs from the last encoded step's by less than T
+    /// `--reuse T`: a step whose decoded frames differ from the last encoded step's by less than T
     /// (mean absolute difference of the RGB bytes, 0–255) reuses that step's encoding and selection
     /// instead of being encoded. 0 never reuses.
     public var reuseThreshold: Double
+    /// `--preprocess`: the family's reference resize from the source size, or one FFmpeg scale.
+    public var preprocessing: Preprocessing
 
-    public init(encoder: any FrameEncoder, extraScoreLayers: Set<Int> = [], reuseThreshold: Double = 0) {
+    public init(encoder: any FrameEncoder, extraScoreLayers: Set<Int> = [], reuseThreshold: Double = 0,
+                preprocessing: Preprocessing = .reference) {
         self.encoder = encoder
         self.extraScoreLayers = extraScoreLayers
         self.reuseThreshold = reuseThreshold
+        self.preprocessing = preprocessing
     }
 
-    /// Decode options that let the decoder's scaler bring frames to the encoder's input size
-    /// (one resize, in FFmpeg) when the source's size can be known up front.
+    /// Decode options for `preprocessing`: with `.fast`, the decoder's scaler brings frames to the
+    /// encoder's input size (one resize, in FFmpeg) when the source's size can be known up front;
+    /// with `.reference`, frames keep the size the family's preprocessor wants (usually the source's).
     public func decodeOptions(_ options: DecodeOptions, input: String) -> DecodeOptions {
         guard options.size == nil else { return options }
         var sized = options
         // Only a regular file can be opened twice: probing a pipe would eat the bytes the decoder needs.
         let source = InputKind.canReopen(input) ? try? VideoSourceInfo.probe(input) : nil
-        if let size = encoder.inputSize(sourceWidth: source?.width ?? 0, sourceHeight: source?.height ?? 0),
+        if let size = encoder.inputSize(sourceWidth: source?.width ?? 0, sourceHeight: source?.height ?? 0,
+                                        preprocessing: preprocessing),
            size.width > 0, size.height > 0 {
             sized.size = FrameSize(width: size.width, height: size.height)
             sized.resize = .exact
@@ -97,7 +103,7 @@ public struct FrameAnalysis: Sendable {
         func flush() async throws {
             guard !pending.isEmpty else { return }
             let step: Step
-            // The frames are the encoder's input: the decoder has already scaled them to its size.
+            // The decoded frames: at the encoder's input size (`.fast`) or the source's (`.reference`).
             if reuseThreshold > 0, let last = lastEncoded,
                let difference = Self.meanAbsoluteDifference(pending, last.frames, limit: reuseThreshold),
                difference < reuseThreshold {

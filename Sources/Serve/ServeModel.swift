@@ -15,11 +15,15 @@ public final class ServeModel: Sendable {
     public let answerer: any VideoAnswerer
     /// The language model's context, in tokens: prompts plus answers fit in it.
     public let contextTokens: Int
+    /// `--preprocess`: how frames reach the encoder's input size.
+    public let preprocessing: Preprocessing
     let cache: FrameCache
     let metrics: ServeMetrics
 
-    public init(directory: String, precision: WeightPrecision, cacheVideos: Int, metrics: ServeMetrics) throws {
+    public init(directory: String, precision: WeightPrecision, cacheVideos: Int, metrics: ServeMetrics,
+                preprocessing: Preprocessing = .reference) throws {
         self.directory = directory
+        self.preprocessing = preprocessing
         id = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
         family = try ModelFamily.detect(directory: directory)
         encoder = try family.loadEncoder(directory: directory)
@@ -58,7 +62,7 @@ public final class ServeModel: Sendable {
         generation.sampling.seed = request.parameters.seed
         do { try generation.sampling.validate() } catch { throw APIError.badField("temperature", "\(error)") }
 
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing)
         var decode = DecodeOptions(sampling: family.defaultSampling)
         switch request.sampling {
         case .family: break

@@ -367,7 +367,7 @@ public final class Server: Sendable {
         generation.sampling.seed = live.pruning.seed
         let settings = LiveSettings(questions: live.questions, every: live.every, window: live.window, capacity: 2,
                                     generation: generation)
-        let analysis = FrameAnalysis(encoder: model.encoder)
+        let analysis = FrameAnalysis(encoder: model.encoder, preprocessing: model.preprocessing)
         let liveAnalysis = LiveAnalysis(input: live.url,
                                         options: analysis.decodeOptions(DecodeOptions(sampling: .fps(live.fps)), input: live.url),
                                         settings: settings, analysis: analysis,

@@ -46,8 +46,7 @@ public struct CLIPPreprocessor: Sendable {
         let target = resizedSize(width: w, height: h)
         let values = target == (w, h)
             ? pixels.map { Float($0) }
-            : resizeRGB(pixels, width: w, height: h, toWidth: target.width, toHeight: target.height, filter: c.filter,
-                        roundBetweenPasses: true).map { Float($0) }
+            : resizeRGB(pixels, width: w, height: h, toWidth: target.width, toHeight: target.height, filter: c.filter).map { Float($0) }
         (w, h) = target
         guard c.doCenterCrop else {
             return c.normalization.channelFirst(values, width: w, height: h)

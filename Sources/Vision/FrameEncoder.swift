@@ -14,6 +14,16 @@ public struct RGBImage: Sendable, Equatable {
     }
 }
 
+/// How decoded frames reach the encoder's input size (`--preprocess`).
+public enum Preprocessing: String, Sendable, CaseIterable {
+    /// Frames are decoded at their source size and the family's preprocessor resizes them as the
+    /// family's reference processor (transformers) does.
+    case reference
+    /// The decoder's scaler (FFmpeg's bicubic swscale) brings frames to the encoder's input size in
+    /// one step while converting them to RGB; faster, and not the reference's pixels.
+    case fast
+}
+
 /// A vision family's encoder as the pipeline sees it. Families add a conforming type; the
 /// pipeline (stats, encode, ask, live) never switches on the family.
 ///
@@ -37,9 +47,11 @@ public protocol FrameEncoder: Sendable {
     /// Multiply-adds × 2 of one step (for statistics).
     var flopsPerStep: Double { get }
 
-    /// The size frames should be decoded at for a source of this size, so that the decoder's
-    /// scaler does the resize once (nil: any size; the encoder's preprocessor resizes).
-    func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)?
+    /// The size frames should be decoded at for a source of this size (0 × 0 when unknown) under
+    /// `preprocessing`: with `.fast`, the encoder's input size, so that the decoder's scaler does the
+    /// resize once; with `.reference`, nil when the family's preprocessor reproduces its reference's
+    /// resize from any size. nil: decode at the source size.
+    func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)?
 
     /// Encodes one step; `frames.count` is between 1 and `framesPerStep`.
     func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame
@@ -47,7 +59,7 @@ public protocol FrameEncoder: Sendable {
 
 extension FrameEncoder {
     /// Default: no preferred size; the preprocessor resizes whatever it gets.
-    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? { nil }
+    public func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)? { nil }
 
     /// Rejects layers outside 1...layerCount with an error naming the flag.
     public func validate(layers: Set<Int>, flag: String = "--layers") throws(VisionError) {
@@ -67,9 +79,10 @@ extension SmolVLMVisionModel: FrameEncoder {
     public var flopsPerStep: Double { flopsPerFrame }
 
     /// Every frame becomes the encoder's square, whatever its aspect ratio (as the reference's
-    /// video processor does).
-    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? {
-        (preprocessor.side, preprocessor.side)
+    /// video processor does): in one FFmpeg scale (`.fast`), or through the processor's two resizes
+    /// from the source size (`.reference`, SmolVLMPreprocessor).
+    public func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)? {
+        preprocessing == .fast ? (preprocessor.side, preprocessor.side) : nil
     }
 
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {

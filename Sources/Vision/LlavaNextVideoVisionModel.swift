@@ -81,8 +81,8 @@ extension LlavaNextVideoVisionModel: FrameEncoder {
         return llava.tower.flops + 2 * n * (v * t + t * t)
     }
 
-    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? {
-        llava.inputSize(sourceWidth: sourceWidth, sourceHeight: sourceHeight)
+    public func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)? {
+        llava.inputSize(sourceWidth: sourceWidth, sourceHeight: sourceHeight, preprocessing: preprocessing)
     }
 
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {

@@ -55,7 +55,7 @@ public struct LlavaNextVisionModel: Sendable {
         let pre = llava.preprocessor.configuration, side = layout.side
         func resized(_ w: Int, _ h: Int) -> [Float] {
             let bytes = w == width && h == height ? rgb
-                : resizeRGB(rgb, width: width, height: height, toWidth: w, toHeight: h, filter: pre.filter, roundBetweenPasses: true)
+                : resizeRGB(rgb, width: width, height: height, toWidth: w, toHeight: h, filter: pre.filter)
             return bytes.map { Float($0) }
         }
         // The base: the whole frame squeezed to side × side.

@@ -156,8 +156,10 @@ extension LlavaVisionModel: FrameEncoder {
         return tower.flops + 2 * n * (v * t + t * t)
     }
 
-    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? {
-        preprocessor.inputSize(sourceWidth: sourceWidth, sourceHeight: sourceHeight)
+    /// `.fast`: the processor's resized size (shortest edge), so only the crop is left here;
+    /// `.reference`: the source size, resized here as CLIPImageProcessor resizes (torchvision's uint8 kernel).
+    public func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)? {
+        preprocessing == .fast ? preprocessor.inputSize(sourceWidth: sourceWidth, sourceHeight: sourceHeight) : nil
     }
 
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {

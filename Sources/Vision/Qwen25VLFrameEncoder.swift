@@ -15,6 +15,14 @@ extension Qwen25VLVisionModel: FrameEncoder {
     /// the default pixel bounds keep for a 448×252 frame (16×9 merged tokens).
     public var flopsPerStep: Double { flops(rows: 18, cols: 32) }
 
+    /// `.fast`: the smart_resize size of the source, so the decoder's scaler does the resize;
+    /// `.reference`: the source size, resized here as Qwen2VLVideoProcessor resizes (bicubic, antialiased).
+    public func inputSize(sourceWidth: Int, sourceHeight: Int, preprocessing: Preprocessing) -> (width: Int, height: Int)? {
+        guard preprocessing == .fast, sourceWidth > 0, sourceHeight > 0, preprocessor.configuration.doResize,
+              let target = try? preprocessor.targetSize(height: sourceHeight, width: sourceWidth) else { return nil }
+        return (target.width, target.height)
+    }
+
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
         guard !frames.isEmpty else { throw .invalidConfiguration(file: "frames", field: "count", cause: "no frame to encode") }
         return EncodedFrame(views: [try encode(frames: frames.map { (width: $0.width, height: $0.height, rgb: $0.rgb) }, scoreLayers: scoreLayers)])

@@ -4,8 +4,8 @@
 //    [min_pixels, max_pixels], the aspect ratio stays as close as it can. Each frame's grid follows it.
 // 2. Resize (bicubic, antialiased) of the uint8 frame. The reference (torchvision on a CPU tensor)
 //    runs PyTorch's uint8 kernel: a horizontal pass rounded to uint8, then a vertical pass, with the
-//    PIL filter (a = −0.5, support widened by the scale when shrinking). We do the same passes in
-//    Float32; the kernel's fixed-point weights make the odd value differ by 1 (tests: |Δ| ≤ 1).
+//    PIL filter (a = −0.5, support widened by the scale when shrinking), with the same fixed-point
+//    weights (ImageResampling.swift), so the bytes are the reference's.
 // 3. Rescale and normalise with the CLIP mean/std (fused as the reference does: (x − mean/rf) / (std/rf)).
 // 4. Two frames per temporal patch; an odd count repeats the last frame.
 // 5. Patches in the encoder's order, merge blocks contiguous (layout below).
@@ -52,8 +52,7 @@ public struct Qwen25VLPreprocessor: Sendable {
             throw .invalidFrame("\(rgb.count) bytes for a \(width)x\(height) RGB24 frame (expected \(max(0, width * height * 3)))")
         }
         guard toWidth > 0, toHeight > 0 else { throw .invalidFrame("resize to \(toWidth)x\(toHeight)") }
-        return resizeRGB(rgb, width: width, height: height, toWidth: toWidth, toHeight: toHeight, filter: .bicubic,
-                         roundBetweenPasses: true)
+        return resizeRGB(rgb, width: width, height: height, toWidth: toWidth, toHeight: toHeight, filter: .bicubic)
     }
 
     /// One temporal patch of frames (already at the same size) → patches [h·w, channels·temporal·patch²],

@@ -166,6 +166,9 @@ public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
     public var maxImageSize: [String: Int]? = ["longest_edge": 364]
     public var resample = 1
     public var videoSampling: VideoSampling?
+    /// The video processor's `size` (its first resize): `size` when the file has it, else
+    /// video_sampling.video_size, else the class default, as SmolVLMVideoProcessor.__init__ picks it.
+    public var videoResize: [String: Int]? = ["longest_edge": 4 * 364]
 
     public struct VideoSampling: Codable, Sendable, Equatable {
         public var fps: Double?
@@ -191,10 +194,12 @@ public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
         doNormalize = try c.decodeIfPresent(Bool.self, forKey: .doNormalize) ?? d.doNormalize
         imageMean = try Self.triple(c, .imageMean) ?? d.imageMean
         imageStd = try Self.triple(c, .imageStd) ?? d.imageStd
-        size = try c.decodeIfPresent([String: Int].self, forKey: .size) ?? d.size
+        let fileSize = try c.decodeIfPresent([String: Int].self, forKey: .size)
+        size = fileSize ?? d.size
         maxImageSize = try c.decodeIfPresent([String: Int].self, forKey: .maxImageSize) ?? d.maxImageSize
         resample = try c.decodeIfPresent(Int.self, forKey: .resample) ?? d.resample
         videoSampling = try c.decodeIfPresent(VideoSampling.self, forKey: .videoSampling)
+        videoResize = fileSize ?? (videoSampling != nil ? videoSampling?.videoSize : d.size)
     }
 
     /// image_mean / image_std may be one number or one per channel.
@@ -206,6 +211,9 @@ public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
     /// The side of the square every video frame is resized to: the video processor's last resize
     /// goes to max_image_size.longest_edge on both sides.
     public var frameSide: Int? { maxImageSize?["longest_edge"] ?? videoSampling?.videoSize?["longest_edge"] }
+
+    /// The filter of `resample` (1 Lanczos, 3 bicubic, as torchvision ≥ 0.27 runs them on a CPU).
+    public var filter: ResampleFilter? { ResampleFilter(pilResample: resample) }
 
     /// Reads `directory/preprocessor_config.json`; nil when the file does not exist.
     public static func load(directory: String) throws(VisionError) -> SmolVLMPreprocessorConfiguration? {
@@ -222,6 +230,13 @@ public struct SmolVLMPreprocessorConfiguration: Codable, Sendable, Equatable {
         for (name, table) in [("size", config.size), ("max_image_size", config.maxImageSize),
                               ("video_sampling.video_size", config.videoSampling?.videoSize)] {
             for (key, value) in (table ?? [:]).sorted(by: { $0.key < $1.key }) { sizes.append(("\(name).\(key)", value, .imageSide)) }
+        }
+        guard config.filter != nil else {
+            throw .invalidConfiguration(file: file, field: "resample", cause: "\(config.resample) is not supported (1 lanczos, 3 bicubic)")
+        }
+        if config.doResize, config.videoResize?["longest_edge"] == nil,
+           config.videoResize?["height"] == nil || config.videoResize?["width"] == nil {
+            throw .invalidConfiguration(file: file, field: "size", cause: "the video resize needs longest_edge, or height and width")
         }
         if let frames = config.videoSampling?.maxFrames { sizes.append(("video_sampling.max_frames", frames, .frames)) }
         if let (field, cause) = SizeLimits.violation(sizes) { throw .invalidConfiguration(file: file, field: field, cause: cause) }

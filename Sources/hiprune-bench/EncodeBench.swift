@@ -1,6 +1,7 @@
 import ArgumentParser
 import COpenBLAS
 import Foundation
+import Pipeline
 import Stream
 import Tensor
 import Vision
@@ -44,6 +45,9 @@ struct EncodeBench: AsyncParsableCommand {
     @Option(help: "The vision projector GGUF for llama-mtmd-cli (F32, from tools/make_mmproj.py).")
     var mmproj: String?
 
+    @Option(help: "A clip whose frames are decoded and preprocessed both ways (--preprocess reference and fast) to weigh the reference's resize against a frame's encode; '' skips it.")
+    var clip = "media/bigbuckbunny.mp4"
+
     @Flag(help: "Instead, time each phase of one encoder layer alone (GEMMs, attention, GELU, layer norm), × layers.")
     var phases = false
 
@@ -73,6 +77,8 @@ struct EncodeBench: AsyncParsableCommand {
         config.textConfig.hiddenSize = textHidden
         var preprocessing = SmolVLMPreprocessorConfiguration()
         preprocessing.maxImageSize = ["longest_edge": image]
+        // As tools/make_bench_model.py's preprocessor_config.json: the first resize to the longest edge 512.
+        preprocessing.videoResize = ["longest_edge": image]
         func build(_ precision: EncoderPrecision) throws -> SmolVLMVisionModel {
             var random = BenchRandom(seed: 1)
             return try SmolVLMVisionModel(configuration: config, preprocessing: preprocessing, precision: precision) { (_, shape) throws(WeightsError) in
@@ -154,6 +160,7 @@ struct EncodeBench: AsyncParsableCommand {
             print(String(format: "pytorch's fastest / swift's fastest (no capture): %.2f ×; swift F32 GEMMs at %.0f %% of cblas_sgemm",
                          fastestTorch / swiftBest, flops / plain / 1e9 / gemm * 100))
         }
+        if !clip.isEmpty { try await preprocessingCost(model: model, encodeSeconds: plain) }
         guard llamaMtmd != nil || llamaModel != nil || mmproj != nil else { return }
         guard let llama = try llamaPeer() else {
             print("llama.cpp peer skipped: --llama-mtmd, --llama-model and --mmproj must all name existing files")
@@ -166,6 +173,46 @@ struct EncodeBench: AsyncParsableCommand {
         row("llama.cpp, per image (\(llama.slices) slices)", llama.perImage)
         print(String(format: "llama.cpp slice / swift frame      %8.2f ×", llama.perSlice / plain))
         print(String(format: "llama.cpp image / swift frame      %8.2f ×", llama.perImage / plain))
+    }
+
+    /// Decode + preprocess per frame of `clip` (every frame, to pixel values) under `--preprocess fast`
+    /// (FFmpeg scales to the square while converting to RGB) and `reference` (RGB at the source size,
+    /// then SmolVLM2's two resizes here); the difference is what `reference` adds to a frame, set
+    /// against the encoder's seconds per frame (no score capture: the smaller, so the larger share).
+    func preprocessingCost(model: SmolVLMVisionModel, encodeSeconds: Double) async throws {
+        guard FileManager.default.fileExists(atPath: clip) else {
+            print("preprocessing: skipped (\(clip) does not exist)")
+            return
+        }
+        func perFrame(_ mode: Preprocessing) async throws -> (seconds: Double, frames: Int, size: String) {
+            let options = FrameAnalysis(encoder: model, preprocessing: mode).decodeOptions(DecodeOptions(sampling: .everyFrame), input: clip)
+            var frames = 0, size = ""
+            let start = DispatchTime.now().uptimeNanoseconds
+            for try await frame in VideoFrames(input: clip, options: options) {
+                _ = try model.preprocessor.pixelValues(width: frame.width, height: frame.height, rgb: frame.rgb)
+                frames += 1
+                size = "\(frame.width)x\(frame.height)"
+            }
+            return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 / Double(max(frames, 1)), frames, size)
+        }
+        var fast: [Double] = [], reference: [Double] = []
+        var facts = (frames: 0, fastSize: "", referenceSize: "")
+        for run in 0..<runs {  // alternating, so that load from other processes hits both alike
+            let first: Preprocessing = run % 2 == 0 ? .fast : .reference
+            for mode in [first, first == .fast ? .reference : .fast] {
+                let r = try await perFrame(mode)
+                if mode == .fast { fast.append(r.seconds); facts.fastSize = r.size } else { reference.append(r.seconds); facts.referenceSize = r.size }
+                facts.frames = r.frames
+            }
+        }
+        let f = fast.sorted()[runs / 2], r = reference.sorted()[runs / 2]
+        let side = model.preprocessor.side
+        print("preprocessing \(clip) (\(facts.frames) frames, every frame to \(side)x\(side) pixel values; median of \(runs); "
+              + "resize kernel path \(InstructionSet.active)):")
+        print(String(format: "  fast      (FFmpeg scale, decoded at %@)      %8.2f ms/frame", facts.fastSize, f * 1000))
+        print(String(format: "  reference (decoded at %@, two resizes here) %8.2f ms/frame", facts.referenceSize, r * 1000))
+        print(String(format: "  reference − fast: %+.2f ms/frame = %+.1f %% of a frame's encode (%.3f s, no capture)",
+                     (r - f) * 1000, (r - f) / encodeSeconds * 100, encodeSeconds))
     }
 
     /// llama-mtmd-cli on one image per run: the median seconds of one encoder pass (a slice) and of

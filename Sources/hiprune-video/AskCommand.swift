@@ -36,6 +36,7 @@ struct AskCommand: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var encoding: EncoderOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     @OptionGroup var generating: GenerationFlags
 
@@ -67,7 +68,8 @@ struct AskCommand: AsyncParsableCommand {
         try generation.sampling.validate()
         let loadSeconds = (clock.now - loadStart).seconds
 
-        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse,
+                                     preprocessing: preprocessing.preprocess)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []

@@ -20,6 +20,7 @@ struct CalibrateCommand: AsyncParsableCommand {
     var model: String
 
     @OptionGroup var sampling: SamplingOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     @Flag(help: "One JSON object instead of the table.")
     var json = false
@@ -29,7 +30,7 @@ struct CalibrateCommand: AsyncParsableCommand {
         let encoder = try family.loadEncoder(directory: model)
         let allLayers = Set(1...encoder.layerCount)
         var frames: [ObjectLayerCalibration.Frame] = []
-        let analysis = FrameAnalysis(encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing.preprocess)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .uniform(count: 8)), input: input)
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         try await analysis.encode(VideoFrames(input: input, options: options),

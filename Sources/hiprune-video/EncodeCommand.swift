@@ -42,6 +42,7 @@ struct EncodeCommand: AsyncParsableCommand {
     var layers = "all"
 
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     /// The selection is written when a budget was given.
     var selects: Bool { pruning.budget != nil || pruning.tokens != nil }
@@ -96,7 +97,8 @@ struct EncodeCommand: AsyncParsableCommand {
     func encode(input: String, to out: String, encoder: any FrameEncoder, chosen: [Int]) async throws -> Int {
         var stage = selects ? try PruningStage(settings: pruning.settings, encoder: encoder) : nil
         let scoreLayers = Set(chosen).union(stage?.scoreLayers ?? [])
-        let options = sampling.decodeOptions(defaultSampling: .fps(1))
+        let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing.preprocess)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
         let spoolPath = PartialOutputs.partialPath(for: out)
         let partial = try PartialOutputs.claim(spoolPath, of: out)
         defer { PartialOutputs.discard(partial) }
@@ -108,7 +110,6 @@ struct EncodeCommand: AsyncParsableCommand {
         }
         var frames = 0
         var seconds = 0.0
-        let analysis = FrameAnalysis(encoder: encoder)
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         func add(_ step: FrameAnalysis.Step) throws {
             let e = step.encoded, i = step.index

@@ -43,6 +43,7 @@ struct LiveCommand: AsyncParsableCommand {
 
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var encoding: EncoderOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     @Option(help: "jsonl or text.")
     var format = "jsonl"
@@ -98,7 +99,8 @@ struct LiveCommand: AsyncParsableCommand {
                                     backoffMax: backoffMax, maxReconnects: maxReconnects, generation: generation,
                                     throttleMilliseconds: throttleMilliseconds)
         settings.openTimeout = openTimeout
-        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse,
+                                     preprocessing: preprocessing.preprocess)
         let live = LiveAnalysis(input: url, options: analysis.decodeOptions(DecodeOptions(sampling: .fps(fps)), input: url),
                                 settings: settings, analysis: analysis, answering: answering)
         let signals = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in

@@ -128,6 +128,14 @@ struct EncoderOptions: ParsableArguments {
     }
 }
 
+extension Preprocessing: ExpressibleByArgument {}
+
+/// How frames reach the encoder's input size; shared by every command that encodes.
+struct PreprocessOptions: ParsableArguments {
+    @Option(help: "reference (default): decode at the source size, then resize as the model family's processor does (transformers, e.g. SmolVLM2's two resizes, Qwen2.5-VL's smart resize); fast: one FFmpeg bicubic scale to the encoder's size while decoding (cheaper, pixels differ from the reference's).")
+    var preprocess: Preprocessing = .reference
+}
+
 /// How answers are generated; shared by ask, live and chat.
 struct GenerationFlags: ParsableArguments {
     @Option(help: "Most tokens per answer.")

@@ -59,6 +59,7 @@ struct ServeCommand: AsyncParsableCommand {
     var grace = 30.0
 
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var preprocessing: PreprocessOptions
     @OptionGroup var generating: GenerationFlags
 
     @Option(help: .hidden)
@@ -82,7 +83,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let metrics = ServeMetrics()
-        let loaded = try ServeModel(directory: model, precision: generating.weights, cacheVideos: cacheVideos, metrics: metrics)
+        let loaded = try ServeModel(directory: model, precision: generating.weights, cacheVideos: cacheVideos, metrics: metrics,
+                                    preprocessing: preprocessing.preprocess)
         let sampling = generating.options(seed: pruning.seed, stopTokens: []).sampling
         try sampling.validate()
         let media = MediaPolicy(allowedDirectories: allowPaths, allowedSchemes: Set(allowURLSchemes),

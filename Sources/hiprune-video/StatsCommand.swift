@@ -23,6 +23,7 @@ struct StatsCommand: AsyncParsableCommand {
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var encoding: EncoderOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     @Option(help: "table, jsonl or csv.")
     var format: StatisticsFormat = .table
@@ -50,7 +51,8 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run(input: String, family: ModelFamily, encoder: any FrameEncoder, named: Bool) async throws {
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
-        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse)
+        let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse,
+                                     preprocessing: preprocessing.preprocess)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
         let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model),
                                       reuse: encoding.reuse > 0, input: named ? input : nil)

@@ -8,10 +8,9 @@ import Stream
 /// `hiprune-video visualize`: every sampled frame with the kept tokens tinted by role, as an MP4
 /// or as PNGs in a directory.
 ///
-/// Frames are decoded once, at the source size (or `--size`), and drawn at that size; the encoder
-/// gets the same pixels and its preprocessor resizes them to its input (one code path for every
-/// family, and the resize the reference's processor does). `stats` instead lets FFmpeg's scaler
-/// resize, so on a source not already at the encoder's size a token at a near-tie may differ.
+/// Frames are decoded once, at the source size (or `--size`; with `--preprocess fast` and no
+/// `--size`, at the encoder's input size), and drawn at that size; the encoder gets the same pixels
+/// and its preprocessor resizes them to its input as the reference's processor does.
 struct VisualizeCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "visualize",
@@ -29,6 +28,7 @@ struct VisualizeCommand: AsyncParsableCommand {
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
+    @OptionGroup var preprocessing: PreprocessOptions
 
     @Option(help: "Draw at WxH (or N for NxN) instead of the source size.")
     var size: FrameSize?
@@ -84,16 +84,22 @@ struct VisualizeCommand: AsyncParsableCommand {
         let family = try ModelFamily.detect(directory: model)
         let encoder = try family.loadEncoder(directory: model)
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
+        let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing.preprocess)
         var options = sampling.decodeOptions(defaultSampling: .fps(1))
-        options.size = size
-        options.resize = .exact
+        if let size {
+            options.size = size
+            options.resize = .exact
+        } else {
+            // `--preprocess fast` decodes (and so draws) at the encoder's input size.
+            options = analysis.decodeOptions(options, input: input)
+        }
         let style = OverlayStyle(gridLines: grid)
 
         var sink = try FrameSink(destination, framesPerSecond: framesPerSecond())
         var total: Int?
         if case .uniform(let count) = options.sampling { total = count }
         let progress = ProgressLine(total: total)
-        try await FrameAnalysis(encoder: encoder).prune(VideoFrames(input: input, options: options), stage: &stage) {
+        try await analysis.prune(VideoFrames(input: input, options: options), stage: &stage) {
             step, pruned, _ in
             for frame in step.frames {
                 let drawn = try Overlay.draw(rgb: frame.rgb, width: frame.width, height: frame.height,

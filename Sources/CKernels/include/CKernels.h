@@ -10,3 +10,4 @@
 #include "bf16_gemm.h"
 #include "quant_kernels.h"
 #include "weight_check.h"
+#include "image_resample.h"
