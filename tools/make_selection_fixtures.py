@@ -69,8 +69,9 @@ def scores(model, rgb, scale, patch):
     return per_layer, side // scale
 
 
-def hiprune_grid(s_obj, s_deep, rows, cols, keep, alpha):
-    """HIPRUNE.md's grid mode; returns {index: role}."""
+def hiprune_grid(s_obj, s_deep, rows, cols, keep, alpha, prompt=None):
+    """HIPRUNE.md's grid mode; returns {index: role}. `prompt(open_tokens, room)`, for HiPrune++,
+    returns the prompt tokens chosen among the open tokens after the buffers, before the registers."""
     n = rows * cols
     keep = min(keep, n)
     roles = {}
@@ -91,6 +92,9 @@ def hiprune_grid(s_obj, s_deep, rows, cols, keep, alpha):
         buffers = buffers[topk(s_obj[buffers], room)]
     for b in buffers:
         roles[int(b)] = "buffer"
+    if prompt is not None and len(roles) < keep:
+        for i in prompt(np.array([i for i in range(n) if i not in roles], dtype=np.int64), keep - len(roles)):
+            roles[int(i)] = "prompt"
     open_tokens = np.array([i for i in range(n) if i not in roles], dtype=np.int64)
     for i in open_tokens[topk(s_deep[open_tokens], keep - len(roles))]:
         roles[int(i)] = "register"

@@ -109,8 +109,8 @@ func milliseconds(since start: DispatchTime) -> Double {
 }
 
 extension VideoQuestionAnswering {
-    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
+    /// HiPrune++'s prompt vector, as every family defines it (`DecoderModel.promptEmbedding`).
     public func promptEmbedding(question: String) throws -> [Float] {
-        try language.model.meanEmbedding(of: language.tokenizer.encode(question))
+        try language.model.promptEmbedding(question: question, tokenizer: language.tokenizer)
     }
 }

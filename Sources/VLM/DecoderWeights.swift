@@ -277,8 +277,15 @@ extension DecoderModel {
         try decoder.embed(ids, injecting: features, at: rows)
     }
 
-    /// HiPrune++'s prompt vector: the mean of the token embeddings of `ids` (the language model's
-    /// input space, where the connector's features live).
+    /// HiPrune++'s prompt vector of a question, for every family: the mean of the input
+    /// embeddings of the question's tokens (no special tokens, no chat template). Proved against
+    /// transformers' embeddings by tools/make_hiprune_pp_fixtures.py.
+    public func promptEmbedding(question: String, tokenizer: Tokenizer) throws(VLMError) -> [Float] {
+        try meanEmbedding(of: tokenizer.encode(question))
+    }
+
+    /// The mean of the token embeddings of `ids` (the language model's input space, where the
+    /// connector's features live).
     public func meanEmbedding(of ids: [Int]) throws(VLMError) -> [Float] {
         guard !ids.isEmpty else { throw .invalidArgument(name: "question", cause: "is empty") }
         let rows = try embed(ids)

@@ -97,8 +97,8 @@ public struct Qwen2VideoAnswering: Sendable {
                       decodeSeconds: a.generation.decodeSeconds, tokensPerSecond: a.generation.tokensPerSecond)
     }
 
-    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
+    /// HiPrune++'s prompt vector, as every family defines it (`DecoderModel.promptEmbedding`).
     public func promptEmbedding(question: String) throws(VLMError) -> [Float] {
-        try model.meanEmbedding(of: tokenizer.encode(question))
+        try model.promptEmbedding(question: question, tokenizer: tokenizer)
     }
 }

@@ -1,6 +1,7 @@
 // Choosing the next token from logits, in the order transformers applies its processors:
 // repetition penalty (over prompt and generated tokens), temperature, top-k, top-p, then a draw
-// from the softmax. Temperature 0 is greedy decoding (argmax, ties to the lower id). The random
+// from the softmax (`Sampler.distribution`, proved against transformers' processors by
+// tests on tools/make_sampling_fixtures.py's fixture). Temperature 0 is greedy decoding (argmax, ties to the lower id). The random
 // generator is seeded and deterministic (Prune's SplitMix64), so a seed reproduces a run exactly.
 import Foundation
 import Prune
@@ -34,6 +35,28 @@ public struct SamplingParameters: Sendable, Equatable {
     }
 }
 
+/// The distribution the next token is drawn from: the candidates left after the processors, in
+/// draw order (descending processed logit, ties to the lower id), with their unnormalised weights
+/// `exp(logit − max)`. Every other token has probability 0.
+public struct TokenDistribution: Sendable, Equatable {
+    public var tokens: [Int]
+    public var weights: [Double]
+    public var total: Double { weights.reduce(0, +) }
+
+    public init(tokens: [Int], weights: [Double]) {
+        self.tokens = tokens
+        self.weights = weights
+    }
+
+    /// The probability of each of `vocabulary` tokens.
+    public func probabilities(vocabulary: Int) -> [Double] {
+        var out = [Double](repeating: 0, count: vocabulary)
+        let sum = total
+        for (token, weight) in zip(tokens, weights) where token < vocabulary { out[token] = weight / sum }
+        return out
+    }
+}
+
 public struct Sampler: Sendable {
     public let parameters: SamplingParameters
     private var random: SplitMix64
@@ -58,54 +81,71 @@ public struct Sampler: Sendable {
         if token >= 0, token < seen.count { seen[token] = true }
     }
 
-    /// The next token; `logits` is modified (penalty, temperature).
+    /// The next token, drawn from `distribution(&logits)`; `logits` is modified (penalty, temperature).
     public mutating func next(_ logits: inout [Float]) -> Int {
+        let d = distribution(&logits)
+        guard d.tokens.count > 1 else { return d.tokens.first ?? 0 }
+        var u = Double(random.next() >> 11) * 0x1.0p-53 * d.total  // uniform in [0, total)
+        for (token, weight) in zip(d.tokens, d.weights) {
+            u -= weight
+            if u < 0 { return token }
+        }
+        return d.tokens[d.tokens.count - 1]
+    }
+
+    /// What `next` draws from, as transformers' `generate(do_sample=True)` builds it
+    /// (GenerationMixin._get_logits_processor, checked by tools/make_sampling_fixtures.py):
+    /// RepetitionPenaltyLogitsProcessor (over every token observed), TemperatureLogitsWarper,
+    /// TopKLogitsWarper (every token equal to the k-th largest logit stays: ties at the k-th
+    /// place keep more than k), TopPLogitsWarper (a token stays while the mass of the tokens
+    /// before it is below top-p; the first always stays), then the softmax. Temperature 0 is
+    /// greedy: all the mass on the argmax. `logits` is modified (penalty, temperature).
+    public mutating func distribution(_ logits: inout [Float]) -> TokenDistribution {
         let n = logits.count
-        guard n > 0 else { return 0 }
+        guard n > 0 else { return TokenDistribution(tokens: [0], weights: [1]) }
         let p = parameters
         if p.repetitionPenalty != 1, seen.count == n {
-            for i in 0..<n where seen[i] { logits[i] = logits[i] > 0 ? logits[i] / p.repetitionPenalty : logits[i] * p.repetitionPenalty }
+            for i in 0..<n where seen[i] { logits[i] = logits[i] < 0 ? logits[i] * p.repetitionPenalty : logits[i] / p.repetitionPenalty }
         }
-        if p.temperature == 0 { return argmax(logits) }
-        let inv = 1 / p.temperature
-        for i in 0..<n { logits[i] *= inv }
+        if p.temperature == 0 { return TokenDistribution(tokens: [argmax(logits)], weights: [1]) }
+        for i in 0..<n { logits[i] /= p.temperature }
         // Candidates by descending logit (ties: lower id first).
         if order.count != n { order = (0..<Int32(n)).map { $0 } } else { for i in 0..<n { order[i] = Int32(i) } }
-        let keep = p.topK > 0 ? min(p.topK, n) : n
         let scaled = logits
         let byLogit: (Int32, Int32) -> Bool = { a, b in
             let x = scaled[Int(a)], y = scaled[Int(b)]
             return x > y || (x == y && a < b)
         }
-        if keep < n {
-            order.withUnsafeMutableBufferPointer { buffer in partialSort(buffer, keep, by: byLogit) }
+        var tokens: [Int]
+        if p.topK > 0, p.topK < n {
+            order.withUnsafeMutableBufferPointer { buffer in partialSort(buffer, p.topK, by: byLogit) }
+            tokens = order[0..<p.topK].map { Int($0) }
+            // The tokens tied with the k-th that did not fit: their ids are above the tied ones
+            // the partial sort kept (ties go to the lower id), so they follow in id order.
+            let kth = scaled[tokens[p.topK - 1]]
+            var tiedKept = tokens.reduce(0) { $0 + (scaled[$1] == kth ? 1 : 0) }
+            for i in 0..<n where scaled[i] == kth {
+                if tiedKept > 0 { tiedKept -= 1 } else { tokens.append(i) }
+            }
         } else {
             order.sort(by: byLogit)
+            tokens = order.map { Int($0) }
         }
-        // Softmax over the kept candidates, then the top-p cut (keeping at least one).
-        let top = logits[Int(order[0])]
-        var weights = 0.0
-        var count = keep
-        var probabilities = [Double](repeating: 0, count: keep)
-        for i in 0..<keep {
-            let w = exp(Double(logits[Int(order[i])] - top))
-            probabilities[i] = w
-            weights += w
-        }
+        // Softmax over the candidates, then the top-p cut.
+        let top = Double(logits[tokens[0]])
+        var weights = tokens.map { exp(Double(logits[$0]) - top) }
         if p.topP < 1 {
-            var cumulative = 0.0
-            for i in 0..<keep {
-                cumulative += probabilities[i] / weights
-                if cumulative >= Double(p.topP) { count = i + 1; break }
+            let total = weights.reduce(0, +)
+            var before = 0.0
+            var count = 0
+            while count < weights.count, count == 0 || before < Double(p.topP) {
+                before += weights[count] / total
+                count += 1
             }
-            weights = probabilities[0..<count].reduce(0, +)
+            tokens.removeSubrange(count...)
+            weights.removeSubrange(count...)
         }
-        var u = Double(random.next() >> 11) * 0x1.0p-53 * weights  // uniform in [0, weights)
-        for i in 0..<count {
-            u -= probabilities[i]
-            if u < 0 { return Int(order[i]) }
-        }
-        return Int(order[count - 1])
+        return TokenDistribution(tokens: tokens, weights: weights)
     }
 }
 

@@ -61,13 +61,23 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertTrue(text.lowercased().contains("blue"), text)
     }
 
-    /// Perplexity of a plain English paragraph (66 tokens). transformers, loading the same GGUF
-    /// dequantized to Float32, gives 8.651855 (tools/make_lm_fixtures.py prints nothing for this;
-    /// measured once with AutoModelForCausalLM.from_pretrained(gguf_file=…)). We require the same
-    /// value to 1e-3 relative, and state a plain bound of 10 beside it.
+    /// transformers' perplexity of the paragraph, loading the same GGUF dequantized to float32
+    /// (AutoModelForCausalLM.from_pretrained(gguf_file=…)), with its tokenizer's ids:
+    /// Tests/Fixtures/smollm2/perplexity.json, written by tools/make_smollm2_perplexity.py.
+    struct PerplexityReference: Decodable { var paragraph: String; var ids: [Int]; var perplexity: Double }
+    static let reference = Result {
+        try JSONDecoder().decode(PerplexityReference.self,
+                                 from: Data(contentsOf: URL(fileURLWithPath: Fixtures.path("smollm2", "perplexity.json"))))
+    }
+
+    /// Our ids of the paragraph are transformers', and our F32 perplexity is transformers' to
+    /// 1e-3 relative (tools/make_smollm2_perplexity.py), below a plain bound of 10.
     func testPerplexityOfAParagraph() throws {
-        let perplexity = try perplexityOfParagraph(try model(.float32))
-        XCTAssertEqual(perplexity, 8.651855, accuracy: 8.651855 * 1e-3)
+        let reference = try Self.reference.get()
+        let language = try model(.float32)
+        XCTAssertEqual(language.tokenizer.encode(reference.paragraph), reference.ids)
+        let perplexity = try perplexityOfParagraph(language)
+        XCTAssertEqual(perplexity, reference.perplexity, accuracy: reference.perplexity * 1e-3)
         XCTAssertLessThan(perplexity, 10)
     }
 
@@ -83,7 +93,8 @@ final class SmolLM2Tests: XCTestCase {
         XCTAssertTrue(sky.lowercased().contains("blue"), sky)
         let perplexity = try perplexityOfParagraph(language)
         print("SmolLM2 perplexity with BF16 weights \(perplexity)")
-        XCTAssertEqual(perplexity, 8.651855, accuracy: 8.651855 * 0.02)
+        let reference = try Self.reference.get().perplexity  // tools/make_smollm2_perplexity.py
+        XCTAssertEqual(perplexity, reference, accuracy: reference * 0.02)
     }
 
     /// The Q4_1 file kept quantized (the default): ~5 bits per weight in memory, decode steps on
@@ -132,12 +143,7 @@ final class SmolLM2Tests: XCTestCase {
 
     /// Perplexity of the paragraph from one prefill's logits, or from one decode step per token.
     private func perplexityOfParagraph(_ language: LanguageModel, stepping: Bool = false) throws -> Double {
-        let paragraph = """
-        The city of Berlin is the capital of Germany and its largest city. It lies on the banks of the \
-        rivers Spree and Havel in the north-east of the country. Berlin has a long history as a centre of \
-        science, culture and politics, and today it is known for its museums, its parks and its music.
-        """
-        let ids = language.tokenizer.encode(paragraph)
+        let ids = language.tokenizer.encode(try Self.reference.get().paragraph)
         let session = try DecoderSession(model: language.model, context: 256)
         var rows: [[Float]] = []
         if stepping {

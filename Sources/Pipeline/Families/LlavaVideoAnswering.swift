@@ -94,9 +94,9 @@ public struct LlavaVideoAnswering: Sendable {
         return VideoAnswers(batch, questions: questions, prompts: prompts)
     }
 
-    /// HiPrune++'s prompt vector: the mean of the question's token embeddings.
+    /// HiPrune++'s prompt vector, as every family defines it (`DecoderModel.promptEmbedding`).
     public func promptEmbedding(question: String) throws -> [Float] {
-        try language.model.meanEmbedding(of: language.tokenizer.encode(question))
+        try language.model.promptEmbedding(question: question, tokenizer: language.tokenizer)
     }
 
     public var stopTokens: Set<Int> { language.stopTokens }
