@@ -27,15 +27,16 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def convert(llama_cpp, arguments, patch_vocab):
-    """Runs convert_hf_to_gguf.py in this process with `arguments`."""
+def convert(llama_cpp, arguments, patch_vocab, pre="smollm"):
+    """Runs convert_hf_to_gguf.py in this process with `arguments`; with `patch_vocab` the
+    tokenizer's pre-tokenizer is declared `pre` and no SentencePiece model is looked for."""
     sys.path.insert(0, llama_cpp)
     sys.path.insert(1, os.path.join(llama_cpp, "gguf-py"))
     if patch_vocab:
         from conversion import base
 
         def fixture_pre_tokenizer(self, tokenizer):
-            return "smollm"
+            return pre
 
         def no_sentencepiece(self):
             raise FileNotFoundError("no tokenizer.model (BPE tokenizer.json only)")
@@ -86,17 +87,25 @@ def main():
         convert(a.llama_cpp, [model, "--outtype", a.mmproj_type, "--mmproj", "--outfile",
                               os.path.join(out, f"{name}-mmproj-{a.mmproj_type}.gguf")], patch_vocab=False)
         return
+    convert_text(a.llama_cpp, model, os.path.join(out, f"{name}-f32.gguf"), name, ["VLlama3ForCausalLM"], "smollm")
+
+
+def convert_text(llama_cpp, model, outfile, name, text_architectures, pre):
+    """The text model of `model` as an F32 GGUF, converted from a staging directory of links whose
+    config.json has text_config.architectures set (when given and absent), the tokenizer's
+    pre-tokenizer declared `pre`."""
     with tempfile.TemporaryDirectory() as stage:
         for entry in os.listdir(model):
             if entry != "config.json":
                 os.symlink(os.path.join(model, entry), os.path.join(stage, entry))
         with open(os.path.join(model, "config.json")) as f:
             config = json.load(f)
-        config.setdefault("text_config", {}).setdefault("architectures", ["VLlama3ForCausalLM"])
+        if text_architectures:
+            config.setdefault("text_config", {}).setdefault("architectures", text_architectures)
         with open(os.path.join(stage, "config.json"), "w") as f:
             json.dump(config, f, indent=2)
-        convert(a.llama_cpp, [stage, "--outtype", "f32", "--model-name", name, "--outfile",
-                              os.path.join(out, f"{name}-f32.gguf")], patch_vocab=True)
+        convert(llama_cpp, [stage, "--outtype", "f32", "--model-name", name, "--outfile", outfile],
+                patch_vocab=True, pre=pre)
 
 
 if __name__ == "__main__":

@@ -21,12 +21,15 @@ public struct ModelFamily: Sendable {
     let answerer: @Sendable (_ directory: String, _ precision: WeightPrecision) throws -> any VideoAnswerer
     let decoderShape: @Sendable (_ directory: String) throws -> DecoderShape
     let inspection: @Sendable (_ directory: String, _ weights: WeightStore) throws -> FamilyInspection
+    /// How the family reads llama.cpp's text + mmproj GGUF pair; nil when it does not.
+    public let mmproj: MmprojSupport?
 
     public init(name: String, modelTypes: [String], defaultSampling: FrameSampling,
                 encoder: @escaping @Sendable (_ directory: String, _ precision: EncoderPrecision) throws -> any FrameEncoder,
                 answerer: @escaping @Sendable (_ directory: String, _ precision: WeightPrecision) throws -> any VideoAnswerer,
                 decoderShape: @escaping @Sendable (_ directory: String) throws -> DecoderShape,
-                inspection: @escaping @Sendable (_ directory: String, _ weights: WeightStore) throws -> FamilyInspection) {
+                inspection: @escaping @Sendable (_ directory: String, _ weights: WeightStore) throws -> FamilyInspection,
+                mmproj: MmprojSupport? = nil) {
         self.name = name
         self.modelTypes = modelTypes
         self.defaultSampling = defaultSampling
@@ -34,6 +37,7 @@ public struct ModelFamily: Sendable {
         self.answerer = answerer
         self.decoderShape = decoderShape
         self.inspection = inspection
+        self.mmproj = mmproj
     }
 
     /// The family's frame encoder, loaded from the directory with its weights held as `precision` says.

@@ -14,6 +14,14 @@ public enum ModelRegistry {
         families.first { $0.modelTypes.contains(modelType) }
     }
 
+    /// The family reading mmproj files of `clip.projector_type` `projectorType`, if any.
+    public static func family(projectorType: String) -> ModelFamily? {
+        families.first { $0.mmproj?.projectorTypes.contains(projectorType) == true }
+    }
+
+    /// Every `clip.projector_type` some family reads, sorted.
+    public static var projectorTypes: [String] { families.flatMap { $0.mmproj?.projectorTypes ?? [] }.sorted() }
+
     /// Every claimed `model_type`, sorted.
     public static var modelTypes: [String] { families.flatMap(\.modelTypes).sorted() }
 
@@ -21,5 +29,13 @@ public enum ModelRegistry {
     public static var familyNames: String { families.map(\.name).joined(separator: ", ") }
 
     /// The help text of a `--model` option.
-    public static var modelHelp: String { "A Hugging Face model directory (\(familyNames))." }
+    public static var modelHelp: String {
+        "A Hugging Face model directory (\(familyNames)), or a llama.cpp text-model .gguf with --mmproj."
+    }
+
+    /// The help text of an `--mmproj` option.
+    public static var mmprojHelp: String {
+        "llama.cpp's vision projector GGUF (as llama-mtmd-cli's --mmproj) for a text-model .gguf given as --model; "
+            + "projector types: \(projectorTypes.joined(separator: ", "))."
+    }
 }

@@ -9,6 +9,7 @@ import VLM
 /// the one question → answer flow `ask` uses (`VideoQuestionFlow`, HiPrune++ included).
 public final class ServeModel: Sendable {
     public let id: String
+    /// The model directory, or the text GGUF.
     public let directory: String
     public let family: ModelFamily
     public let encoder: any FrameEncoder
@@ -20,15 +21,17 @@ public final class ServeModel: Sendable {
     let cache: FrameCache
     let metrics: ServeMetrics
 
-    public init(directory: String, precision: WeightPrecision, cacheVideos: Int, metrics: ServeMetrics,
+    /// Loads `files`: a model directory, or llama.cpp's text + mmproj GGUF pair (the id is then the
+    /// text GGUF's file name).
+    public init(files: ModelFiles, precision: WeightPrecision, cacheVideos: Int, metrics: ServeMetrics,
                 preprocessing: Preprocessing = .reference) throws {
-        self.directory = directory
+        directory = files.path
         self.preprocessing = preprocessing
-        id = URL(fileURLWithPath: directory).standardizedFileURL.lastPathComponent
-        family = try ModelFamily.detect(directory: directory)
-        encoder = try family.loadEncoder(directory: directory)
-        answerer = try family.loadAnswerer(directory: directory, precision: precision)
-        contextTokens = try family.languageModelShape(directory: directory).maxPositions
+        id = URL(fileURLWithPath: files.path).standardizedFileURL.lastPathComponent
+        family = files.family
+        encoder = try files.loadEncoder()
+        answerer = try files.loadAnswerer(precision: precision)
+        contextTokens = try files.languageModelShape().maxPositions
         cache = FrameCache(capacity: cacheVideos)
         self.metrics = metrics
     }

@@ -15,6 +15,8 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
     case missingTensor(name: String, file: String)
     case wrongShape(name: String, expected: [Int], found: [Int])
     case unsupportedDType(name: String, dtype: String)
+    /// A tensor of another format (a GGUF projector file) that cannot be used as it is.
+    case badTensor(file: String, name: String, cause: String)
 
     public var description: String {
         switch self {
@@ -25,6 +27,7 @@ public enum WeightsError: Error, CustomStringConvertible, Equatable {
         case let .wrongShape(name, expected, found):
             return "tensor '\(name)' has shape \(found), expected \(expected)"
         case let .unsupportedDType(name, dtype): return "tensor '\(name)' has unsupported dtype \(dtype)"
+        case let .badTensor(file, name, cause): return "\(file): tensor '\(name)': \(cause)"
         }
     }
 }

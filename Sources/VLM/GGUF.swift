@@ -175,6 +175,37 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     public func int(_ key: String) -> Int? { metadata[key]?.intValue }
     public func double(_ key: String) -> Double? { metadata[key]?.doubleValue }
 
+    /// An integer field a reader cannot do without: its absence names the file and the key.
+    public func requiredInt(_ key: String) throws(VLMError) -> Int {
+        guard let v = int(key) else { throw .missingField(file: path, field: key) }
+        return v
+    }
+
+    /// The decoder's sizes as llama.cpp writes them for every architecture, under its name.
+    public struct DecoderSizes: Sendable {
+        public var hidden, intermediate, layers, heads, kvHeads: Int
+        public var context: Int?
+        public var rmsNormEps: Double?
+        public var ropeTheta: Double?
+        public var vocabulary: Int?
+    }
+
+    /// `<architecture>.embedding_length`, `.feed_forward_length`, `.block_count`,
+    /// `.attention.head_count` (required), `.attention.head_count_kv` (the heads when absent),
+    /// `.context_length`, `.attention.layer_norm_rms_epsilon`, `.rope.freq_base` and `.vocab_size`
+    /// (else the tokenizer's token count).
+    /// `general.architecture` must be `a` (else the error names the file and what it is).
+    public func decoderSizes(architecture a: String) throws(VLMError) -> DecoderSizes {
+        let found = string("general.architecture") ?? "(none)"
+        guard found == a else { throw .unsupported(file: path, feature: "general.architecture '\(found)' (expected \(a))") }
+        let heads = try requiredInt("\(a).attention.head_count")
+        return DecoderSizes(hidden: try requiredInt("\(a).embedding_length"), intermediate: try requiredInt("\(a).feed_forward_length"),
+                            layers: try requiredInt("\(a).block_count"), heads: heads,
+                            kvHeads: int("\(a).attention.head_count_kv") ?? heads, context: int("\(a).context_length"),
+                            rmsNormEps: double("\(a).attention.layer_norm_rms_epsilon"), ropeTheta: double("\(a).rope.freq_base"),
+                            vocabulary: int("\(a).vocab_size") ?? metadata["tokenizer.ggml.tokens"]?.arrayValue?.count)
+    }
+
     /// The tensor's block format, or the one-line error naming tensor and type.
     public func format(of name: String) throws(VLMError) -> WeightFormat {
         guard let info = tensors[name] else { throw .badTensor(file: path, tensor: name, cause: "missing") }

@@ -113,24 +113,13 @@ public struct LlamaConfiguration: Sendable, Equatable {
 
     /// Reads llama.* metadata of a GGUF.
     public init(gguf: GGUFFile) throws(VLMError) {
-        let arch = gguf.string("general.architecture") ?? "(none)"
-        guard arch == "llama" else {
-            throw .unsupported(file: gguf.path, feature: "general.architecture '\(arch)' (only llama)")
-        }
-        func need(_ key: String) throws(VLMError) -> Int {
-            guard let v = gguf.int(key) else { throw .missingField(file: gguf.path, field: key) }
-            return v
-        }
-        hiddenSize = try need("llama.embedding_length")
-        intermediateSize = try need("llama.feed_forward_length")
-        layers = try need("llama.block_count")
-        heads = try need("llama.attention.head_count")
-        kvHeads = gguf.int("llama.attention.head_count_kv") ?? heads
+        let sizes = try gguf.decoderSizes(architecture: "llama")
+        (hiddenSize, intermediateSize, layers, heads, kvHeads) = (sizes.hidden, sizes.intermediate, sizes.layers, sizes.heads, sizes.kvHeads)
         headDimension = gguf.int("llama.attention.key_length") ?? hiddenSize / max(1, heads)
-        maxPositions = gguf.int("llama.context_length") ?? maxPositions
-        rmsNormEps = Float(gguf.double("llama.attention.layer_norm_rms_epsilon") ?? 1e-5)
-        ropeTheta = Float(gguf.double("llama.rope.freq_base") ?? 10000)
-        vocabularySize = gguf.int("llama.vocab_size") ?? gguf.metadata["tokenizer.ggml.tokens"]?.arrayValue?.count ?? 0
+        maxPositions = sizes.context ?? maxPositions
+        rmsNormEps = Float(sizes.rmsNormEps ?? 1e-5)
+        ropeTheta = Float(sizes.ropeTheta ?? 10000)
+        vocabularySize = sizes.vocabulary ?? 0
         tieWordEmbeddings = gguf.tensors["output.weight"] == nil
         bosTokenID = gguf.int("tokenizer.ggml.bos_token_id")
         eosTokenIDs = gguf.int("tokenizer.ggml.eos_token_id").map { [$0] } ?? []

@@ -52,20 +52,28 @@ public final class LlamaModel: DecoderModel {
         let configuration = try LlamaConfiguration(gguf: gguf)
         let c = configuration
         try self.init(configuration: configuration, source: gguf.path, precision: precision) { (name, shape) throws(VLMError) -> LoadedTensor in
-            let ggufName = Self.ggufName(name)
-            guard let info = gguf.tensors[ggufName] else {
-                throw .badTensor(file: gguf.path, tensor: ggufName, cause: "missing (for \(name))")
-            }
-            let rows = shape.count == 2 ? shape[0] : 1, cols = shape.last ?? 0
-            guard info.count == rows * cols, info.dimensions[0] == cols else {
-                throw .badTensor(file: gguf.path, tensor: ggufName, cause: "dimensions \(info.dimensions), expected \(shape.reversed())")
-            }
-            guard shape.count == 2 else { return LoadedTensor(matrix: try gguf.matrix(ggufName), storedAsBF16: info.type == .bf16) }
-            var order: [Int]?
-            if name.hasSuffix("q_proj.weight") { order = rotaryRowOrder(rows: rows, heads: c.heads) }
-            if name.hasSuffix("k_proj.weight") { order = rotaryRowOrder(rows: rows, heads: c.kvHeads) }
-            return .stored(try gguf.weightMatrix(ggufName, rowOrder: order))
+            try Self.ggufTensor(gguf, name: name, shape: shape, rotaryHeads: (c.heads, c.kvHeads))
         }
+    }
+
+    /// The decoder tensor `name` (transformers' name, no prefix) of a GGUF, of transformers' `shape`:
+    /// matrices in their block format, read in place. With `rotaryHeads` (llama's conversion, which
+    /// permuted Q and K; Qwen2's does not) Q's and K's rows are put back in transformers' order.
+    static func ggufTensor(_ gguf: GGUFFile, name: String, shape: [Int],
+                           rotaryHeads: (q: Int, k: Int)?) throws(VLMError) -> LoadedTensor {
+        let ggufName = Self.ggufName(name)
+        guard let info = gguf.tensors[ggufName] else {
+            throw .badTensor(file: gguf.path, tensor: ggufName, cause: "missing (for \(name))")
+        }
+        let rows = shape.count == 2 ? shape[0] : 1, cols = shape.last ?? 0
+        guard info.count == rows * cols, info.dimensions[0] == cols else {
+            throw .badTensor(file: gguf.path, tensor: ggufName, cause: "dimensions \(info.dimensions), expected \(shape.reversed())")
+        }
+        guard shape.count == 2 else { return LoadedTensor(matrix: try gguf.matrix(ggufName), storedAsBF16: info.type == .bf16) }
+        var order: [Int]?
+        if let heads = rotaryHeads, name.hasSuffix("q_proj.weight") { order = rotaryRowOrder(rows: rows, heads: heads.q) }
+        if let heads = rotaryHeads, name.hasSuffix("k_proj.weight") { order = rotaryRowOrder(rows: rows, heads: heads.k) }
+        return .stored(try gguf.weightMatrix(ggufName, rowOrder: order))
     }
 
     static func ggufName(_ hf: String) -> String {
@@ -81,7 +89,8 @@ public final class LlamaModel: DecoderModel {
                    "self_attn.k_proj.weight": "attn_k.weight", "self_attn.v_proj.weight": "attn_v.weight",
                    "self_attn.o_proj.weight": "attn_output.weight", "post_attention_layernorm.weight": "ffn_norm.weight",
                    "mlp.gate_proj.weight": "ffn_gate.weight", "mlp.up_proj.weight": "ffn_up.weight",
-                   "mlp.down_proj.weight": "ffn_down.weight"]
+                   "mlp.down_proj.weight": "ffn_down.weight", "self_attn.q_proj.bias": "attn_q.bias",
+                   "self_attn.k_proj.bias": "attn_k.bias", "self_attn.v_proj.bias": "attn_v.bias"]
         return "blk.\(parts[1]).\(map[parts[2]] ?? parts[2])"
     }
 }

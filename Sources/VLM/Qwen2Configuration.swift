@@ -65,6 +65,30 @@ public struct Qwen2Configuration: Sendable, Equatable {
         try validate(file: path)
     }
 
+    /// Reads a GGUF's qwen2vl.* metadata (convert_hf_to_gguf.py's Qwen2VLModel): the M-RoPE sections
+    /// are `rope.dimension_sections` (four, the last 0). The special tokens' ids come from the
+    /// tokenizer (`Qwen2VideoAnswering(text:)`). tokens_per_second, a vision_config field no GGUF
+    /// records, is 2, as every released Qwen2.5-VL checkpoint sets it.
+    public init(gguf: GGUFFile) throws(VLMError) {
+        let sizes = try gguf.decoderSizes(architecture: "qwen2vl")
+        (hiddenSize, intermediateSize, layers, heads, kvHeads) = (sizes.hidden, sizes.intermediate, sizes.layers, sizes.heads, sizes.kvHeads)
+        maxPositions = sizes.context ?? maxPositions
+        rmsNormEps = sizes.rmsNormEps.map { Float($0) } ?? rmsNormEps
+        ropeTheta = sizes.ropeTheta.map { Float($0) } ?? ropeTheta
+        guard let sections = gguf.metadata["qwen2vl.rope.dimension_sections"]?.arrayValue?.compactMap(\.intValue) else {
+            throw .missingField(file: gguf.path, field: "qwen2vl.rope.dimension_sections")
+        }
+        mropeSection = Array(sections.prefix(3))
+        guard sections.dropFirst(3).allSatisfy({ $0 == 0 }) else {
+            throw .unsupported(file: gguf.path, feature: "qwen2vl.rope.dimension_sections \(sections) (a fourth section is Qwen3-VL's)")
+        }
+        vocabularySize = sizes.vocabulary ?? 0
+        tieWordEmbeddings = gguf.tensors["output.weight"] == nil
+        eosTokenIDs = gguf.int("tokenizer.ggml.eos_token_id").map { [$0] } ?? []
+        tokensPerSecond = 2
+        try validate(file: gguf.path)
+    }
+
     func validate(file: String) throws(VLMError) {
         func check(_ ok: Bool, _ field: String, _ cause: String) throws(VLMError) {
             if !ok { throw .malformed(file: file, cause: "\(field): \(cause)") }

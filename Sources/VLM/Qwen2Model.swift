@@ -55,6 +55,23 @@ public final class Qwen2Model: DecoderModel {
         self.init(configuration: c, decoder: decoder)
     }
 
+    /// Loads the decoder of a Qwen2-VL-architecture GGUF (`general.architecture` "qwen2vl", as
+    /// convert_hf_to_gguf.py writes Qwen2.5-VL's text model): the llama names plus q/k/v biases, Q and
+    /// K not permuted; matrices in their block format, read in place.
+    /// `configuration`: the file's, completed by the caller (special tokens' ids); read from it when nil.
+    public convenience init(gguf: GGUFFile, configuration: Qwen2Configuration? = nil,
+                            precision: WeightPrecision = .stored) throws(VLMError) {
+        let c: Qwen2Configuration
+        if let configuration { c = configuration } else { c = try Qwen2Configuration(gguf: gguf) }
+        let rotary = Self.rotary(c)
+        let decoder = try DecoderWeights(shape: c.decoderShape, qkvBias: true, tiedHead: c.tieWordEmbeddings, precision: precision,
+                                         inverseFrequencies: rotary.inverse, axisOfFrequency: rotary.axes,
+                                         source: gguf.path) { (name, shape) throws(VLMError) -> LoadedTensor in
+            try LlamaModel.ggufTensor(gguf, name: name, shape: shape, rotaryHeads: nil)
+        }
+        self.init(configuration: c, decoder: decoder)
+    }
+
     init(configuration: Qwen2Configuration, decoder: DecoderWeights) {
         self.configuration = configuration
         self.decoder = decoder

@@ -50,6 +50,30 @@ public struct Qwen2VideoAnswering: Sendable {
         stopTokens = StopTokens.read(directory: directory, configured: model.configuration.eosTokenIDs, tokenizer: tokenizer)
     }
 
+    /// The language side of llama.cpp's Qwen2.5-VL pair: the text GGUF's decoder, tokenizer and chat
+    /// template; the special tokens' ids are the tokenizer's (the GGUF records no config.json), the
+    /// merge size the projector's.
+    public init(gguf path: String, spatialMergeSize: Int, precision: WeightPrecision = .stored) throws(VLMError) {
+        source = path
+        let file = try GGUFFile(path: path)
+        let tokenizer = try Tokenizer(gguf: file)
+        var c = try Qwen2Configuration(gguf: file)
+        func id(_ token: String) throws(VLMError) -> Int {
+            guard let id = tokenizer.id(of: token) else { throw .missingField(file: path, field: "tokenizer.ggml.tokens entry \(token)") }
+            return id
+        }
+        c.videoTokenID = try id(Qwen2VideoPrompt.videoPad)
+        c.visionStartTokenID = try id("<|vision_start|>")
+        c.visionEndTokenID = try id("<|vision_end|>")
+        c.spatialMergeSize = spatialMergeSize
+        self.tokenizer = tokenizer
+        model = try Qwen2Model(gguf: file, configuration: c, precision: precision)
+        guard tokenizer.count <= c.vocabularySize else {
+            throw .malformed(file: path, cause: "tokenizer has \(tokenizer.count) tokens, the model's vocabulary \(c.vocabularySize)")
+        }
+        stopTokens = StopTokens.read(directory: nil, configured: c.eosTokenIDs, tokenizer: tokenizer)
+    }
+
     /// second_per_grid_t from the patches' times: the spacing of consecutive patches (temporal
     /// patch size / sampled fps); one patch alone takes Qwen's default 2 frames at 2 fps = 1 s.
     public static func secondsPerTemporalPatch(_ times: [Double]) -> Double {

@@ -111,14 +111,20 @@ extension Tokenizer {
             merges.append((String(s[..<space]), String(s[s.index(after: space)...])))
         }
         // llama.cpp names its pre-tokenizer regex sets; SmolLM2's splits digits one by one first.
+        // Qwen2's: NFC, then its GPT-4-style split (digits one by one) before the byte-level map.
         let preName = gguf.string("tokenizer.ggml.pre") ?? "default"
         let pre: [PreTokenizer]
+        var normalizers: [Normalizer] = []
         switch preName {
         case "smollm": pre = [.digits(individual: true), .byteLevel(addPrefixSpace: false, useRegex: true)]
         case "gpt-2", "gpt2", "default": pre = [.byteLevel(addPrefixSpace: false, useRegex: true)]
-        default: throw .unsupported(file: file, feature: "tokenizer.ggml.pre '\(preName)' (supported: smollm, gpt-2, default)")
+        case "qwen2":
+            normalizers = [.nfc]
+            pre = [.split(pattern: .gpt4Words(digitRun: 1), behavior: .isolated, invert: false),
+                   .byteLevel(addPrefixSpace: false, useRegex: false)]
+        default: throw .unsupported(file: file, feature: "tokenizer.ggml.pre '\(preName)' (supported: smollm, qwen2, gpt-2, default)")
         }
-        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, preTokenizers: pre, source: file)
+        try self.init(vocabulary: vocab, merges: merges, addedTokens: added, normalizers: normalizers, preTokenizers: pre, source: file)
         bosID = gguf.int("tokenizer.ggml.bos_token_id")
         eosID = gguf.int("tokenizer.ggml.eos_token_id")
         chatTemplate = gguf.string("tokenizer.chat_template")

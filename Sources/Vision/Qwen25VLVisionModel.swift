@@ -67,6 +67,17 @@ public struct Qwen25VLVisionModel: Sendable {
 
     public init(vision v: Qwen25VLVisionConfiguration, preprocessing: Qwen25VLPreprocessorConfiguration,
                 weights: WeightStore, precision: EncoderPrecision = .f32) throws(VisionError) {
+        try self.init(vision: v, preprocessing: preprocessing, prefix: Self.prefix(of: weights), precision: precision) { (name, shape) throws(WeightsError) in
+            (try weights.matrix(name, shape: shape), weights.entry(name)?.dtype == "BF16")
+        }
+    }
+
+    /// Builds the encoder from any source of tensors (a checkpoint, an mmproj): `tensor(name, shape)`
+    /// returns the values as [shape[0], product of the rest] (a vector as one row) and whether the
+    /// file stored them as BF16.
+    public init(vision v: Qwen25VLVisionConfiguration, preprocessing: Qwen25VLPreprocessorConfiguration,
+                prefix e: String, precision: EncoderPrecision = .f32,
+                tensor: (String, [Int]) throws(WeightsError) -> (values: Matrix, storedBF16: Bool)) throws(VisionError) {
         try v.validate(file: "config.json")
         guard preprocessing.patchSize == v.patchSize, preprocessing.temporalPatchSize == v.temporalPatchSize,
               preprocessing.mergeSize == v.spatialMergeSize else {
@@ -75,14 +86,13 @@ public struct Qwen25VLVisionModel: Sendable {
         }
         vision = v
         preprocessor = Qwen25VLPreprocessor(configuration: preprocessing)
-        let e = Self.prefix(of: weights)
         let shapes = Dictionary(uniqueKeysWithValues: Self.expectedTensors(v, prefix: e))
         do {
             func m(_ name: String) throws(WeightsError) -> WeightMatrix {
-                let matrix = try weights.matrix(name, shape: shapes[name] ?? [])
-                return precision.hold(matrix, storedBF16: weights.entry(name)?.dtype == "BF16")
+                let loaded = try tensor(name, shapes[name] ?? [])
+                return precision.hold(loaded.values, storedBF16: loaded.storedBF16)
             }
-            func vec(_ name: String) throws(WeightsError) -> [Float] { try weights.vector(name, count: shapes[name]?.first ?? 0) }
+            func vec(_ name: String) throws(WeightsError) -> [Float] { try tensor(name, shapes[name] ?? []).values.storage }
             patchWeight = try m("\(e)patch_embed.proj.weight")
             var blocks: [Block] = []
             for l in 0..<v.depth {

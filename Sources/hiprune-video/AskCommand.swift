@@ -27,6 +27,9 @@ struct AskCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @Option(name: .customLong("question"), help: "Another question about the same video (repeatable).")
     var moreQuestions: [String] = []
 
@@ -59,9 +62,9 @@ struct AskCommand: AsyncParsableCommand {
         let questions = try allQuestions()
         let clock = ContinuousClock()
         let loadStart = clock.now
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
-        let answering = try family.loadAnswerer(directory: model, precision: generating.weights)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder(precision: encoding.encoderPrecision)
+        let answering = try files.loadAnswerer(precision: generating.weights)
         var flow = try VideoQuestionFlow(answerer: answering, stage: try PruningStage(settings: pruning.settings, encoder: encoder),
                                          questions: questions)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering.stopTokens)
@@ -70,14 +73,14 @@ struct AskCommand: AsyncParsableCommand {
 
         let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse,
                                      preprocessing: preprocessing.preprocess)
-        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: family.defaultSampling), input: input)
+        let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: files.family.defaultSampling), input: input)
         let frameStart = clock.now
         var encodedSteps: [FrameAnalysis.Step] = []
         var pruned: [PrunedFrame] = []
         var summary = StatisticsSummary()
         let progress = ProgressLine(total: { if case .uniform(let n) = options.sampling { return n } else { return nil } }())
         // The prompt must fit the context: fail at the first frame that shows it cannot, not after encoding them all.
-        var budget = ContextBudget(context: try family.languageModelShape(directory: model).maxPositions,
+        var budget = ContextBudget(context: try files.languageModelShape().maxPositions,
                                    expectedSteps: ContextBudget.expectedSteps(input: input, options: options,
                                                                               framesPerStep: encoder.framesPerStep))
         try await analysis.encode(VideoFrames(input: input, options: options), scoreLayers: flow.stage.scoreLayers) { step in

@@ -16,8 +16,11 @@ struct CalibrateCommand: AsyncParsableCommand {
     @Argument(help: "A video file or image.")
     var input: String
 
-    @Option(help: "A Hugging Face model directory.")
+    @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
+
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
 
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var preprocessing: PreprocessOptions
@@ -26,8 +29,8 @@ struct CalibrateCommand: AsyncParsableCommand {
     var json = false
 
     func run() async throws {
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder()
         let allLayers = Set(1...encoder.layerCount)
         var frames: [ObjectLayerCalibration.Frame] = []
         let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing.preprocess)

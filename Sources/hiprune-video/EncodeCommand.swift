@@ -28,6 +28,9 @@ struct EncodeCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @Argument(help: "A video file, '-' for stdin, or a URL FFmpeg can read (or --inputs).")
     var input: String?
 
@@ -74,8 +77,8 @@ struct EncodeCommand: AsyncParsableCommand {
         if shards.inputs == nil, FileManager.default.fileExists(atPath: out, isDirectory: &isDirectory), isDirectory.boolValue {
             throw PipelineError.output(path: out, cause: "is a directory")
         }
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder()
         let chosen = try Self.parseLayers(layers, layerCount: encoder.layerCount)
         if pruning.method == .hiprunePlusPlus && selects {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")

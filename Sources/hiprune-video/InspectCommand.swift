@@ -13,11 +13,14 @@ struct InspectCommand: ParsableCommand {
     @Argument(help: ArgumentHelp(ModelRegistry.modelHelp + " Or a language-model .gguf file."))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp + " inspect lists both files and checks that they belong together."))
+    var mmproj: String?
+
     @Option(help: "For a GGUF: how the weights would be held (stored, f32, bf16, q8_0, q4_k); the bytes held are shown for it.")
     var weights = WeightPrecision.stored
 
     func run() throws {
-        if model.hasSuffix(".gguf") {
+        if model.hasSuffix(".gguf") || mmproj != nil {
             try inspectGGUF()
             return
         }
@@ -42,20 +45,35 @@ struct InspectCommand: ParsableCommand {
         for file in report.missingFiles { line("missing", "file \(file)") }
     }
 
+    /// A text GGUF, or llama.cpp's text + mmproj pair (resolved as the other commands resolve it,
+    /// so a mismatched pair is refused here too).
     private func inspectGGUF() throws {
-        let report = try GGUFInspection(path: model, precision: weights)
+        var reports = [try GGUFInspection(path: model, precision: weights)]
+        var family: String?
+        if let mmproj {
+            let files = try ModelFiles(model: model, mmproj: mmproj)
+            guard case let .gguf(_, projector, _) = files.source else { return }
+            family = files.family.name
+            reports.append(GGUFInspection(mmproj: projector))
+        }
         func megabytes(_ n: Int) -> String { String(format: "%.2f MB", Double(n) / 1e6) }
         func line(_ label: String, _ text: String) { print(label.padding(toLength: 11, withPad: " ", startingAt: 0) + text) }
-        line("model", report.path)
-        line("arch", report.architecture)
-        line("types", report.byType.map { "\($0.type) ×\($0.count) \(megabytes($0.bytes))" }.joined(separator: ", "))
-        if let held = report.heldBytes {
-            line("held", "\(megabytes(held)) (\(held) bytes) of language-model weights in memory with --weights \(weights.rawValue)")
-        } else if let problem = report.loadProblem {
-            line("held", "not loadable: \(problem)")
-        }
-        for t in report.tensors {
-            line("tensor", "\(t.name)  \(t.type)  \(t.dimensions.map(String.init).joined(separator: "x"))  \(t.bytes) bytes")
+        if let family { line("family", family) }
+        for (index, report) in reports.enumerated() {
+            let projector = index > 0
+            line(projector ? "mmproj" : "model", report.path)
+            line("arch", report.architecture)
+            line("types", report.byType.map { "\($0.type) ×\($0.count) \(megabytes($0.bytes))" }.joined(separator: ", "))
+            if let held = report.heldBytes {
+                line("held", projector
+                     ? "\(megabytes(held)) (\(held) bytes) of vision-encoder weights in memory (F32, as the encoder loads them)"
+                     : "\(megabytes(held)) (\(held) bytes) of language-model weights in memory with --weights \(weights.rawValue)")
+            } else if let problem = report.loadProblem {
+                line("held", "not loadable: \(problem)")
+            }
+            for t in report.tensors {
+                line("tensor", "\(t.name)  \(t.type)  \(t.dimensions.map(String.init).joined(separator: "x"))  \(t.bytes) bytes")
+            }
         }
     }
 }

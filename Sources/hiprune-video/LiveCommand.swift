@@ -29,6 +29,9 @@ struct LiveCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @Option(name: .customLong("question"), help: "A standing question (repeatable); none: statistics only.")
     var questions: [String] = []
 
@@ -89,10 +92,10 @@ struct LiveCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder(precision: encoding.encoderPrecision)
         let stage = try PruningStage(settings: pruning.settings, encoder: encoder)
-        let answering = questions.isEmpty ? nil : try family.loadAnswerer(directory: model, precision: generating.weights)
+        let answering = questions.isEmpty ? nil : try files.loadAnswerer(precision: generating.weights)
         let generation = generating.options(seed: pruning.seed, stopTokens: answering?.stopTokens ?? [])
         var settings = LiveSettings(questions: questions, every: LiveSettings.seconds(parsing: every) ?? 5, window: window,
                                     capacity: capacity, stallTimeout: stallTimeout, backoffInitial: backoff,

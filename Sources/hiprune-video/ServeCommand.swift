@@ -19,6 +19,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @Option(help: "Address to listen on.")
     var host = "127.0.0.1"
 
@@ -83,8 +86,8 @@ struct ServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         let metrics = ServeMetrics()
-        let loaded = try ServeModel(directory: model, precision: generating.weights, cacheVideos: cacheVideos, metrics: metrics,
-                                    preprocessing: preprocessing.preprocess)
+        let loaded = try ServeModel(files: try ModelFiles(model: model, mmproj: mmproj), precision: generating.weights,
+                                    cacheVideos: cacheVideos, metrics: metrics, preprocessing: preprocessing.preprocess)
         let sampling = generating.options(seed: pruning.seed, stopTokens: []).sampling
         try sampling.validate()
         let media = MediaPolicy(allowedDirectories: allowPaths, allowedSchemes: Set(allowURLSchemes),

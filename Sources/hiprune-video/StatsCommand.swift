@@ -20,6 +20,9 @@ struct StatsCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @OptionGroup var sampling: SamplingOptions
     @OptionGroup var pruning: PruneOptions
     @OptionGroup var encoding: EncoderOptions
@@ -39,22 +42,22 @@ struct StatsCommand: AsyncParsableCommand {
 
     func run() async throws {
         let selected = try shards.selected(argument: input)
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model, precision: encoding.encoderPrecision)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder(precision: encoding.encoderPrecision)
         if pruning.method == .hiprunePlusPlus {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
         for (_, input) in selected {
-            try await run(input: input, family: family, encoder: encoder, named: shards.inputs != nil)
+            try await run(input: input, files: files, encoder: encoder, named: shards.inputs != nil)
         }
     }
 
-    func run(input: String, family: ModelFamily, encoder: any FrameEncoder, named: Bool) async throws {
+    func run(input: String, files: ModelFiles, encoder: any FrameEncoder, named: Bool) async throws {
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let analysis = FrameAnalysis(encoder: encoder, reuseThreshold: encoding.reuse,
                                      preprocessing: preprocessing.preprocess)
         let options = analysis.decodeOptions(sampling.decodeOptions(defaultSampling: .fps(1)), input: input)
-        let writer = StatisticsWriter(format: format, languageModel: try? family.languageModelShape(directory: model),
+        let writer = StatisticsWriter(format: format, languageModel: try? files.languageModelShape(),
                                       reuse: encoding.reuse > 0, input: named ? input : nil)
         var total: Int?
         if case .uniform(let count) = options.sampling { total = count }

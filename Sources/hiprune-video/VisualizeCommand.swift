@@ -22,6 +22,9 @@ struct VisualizeCommand: AsyncParsableCommand {
     @Option(help: ArgumentHelp(ModelRegistry.modelHelp))
     var model: String
 
+    @Option(help: ArgumentHelp(ModelRegistry.mmprojHelp))
+    var mmproj: String?
+
     @Option(name: [.short, .customLong("output")],
             help: "OUT.mp4 (or .mov, .mkv), or a directory (ends with / or exists) for OUT/frame-NNNNNN.png.")
     var output: String
@@ -81,8 +84,8 @@ struct VisualizeCommand: AsyncParsableCommand {
             throw PipelineError.invalidOption(flag: "--method hiprune++", cause: "needs a question; use it with ask or live")
         }
         let destination = try destination()
-        let family = try ModelFamily.detect(directory: model)
-        let encoder = try family.loadEncoder(directory: model)
+        let files = try ModelFiles(model: model, mmproj: mmproj)
+        let encoder = try files.loadEncoder()
         var stage = try PruningStage(settings: pruning.settings, encoder: encoder)
         let analysis = FrameAnalysis(encoder: encoder, preprocessing: preprocessing.preprocess)
         var options = sampling.decodeOptions(defaultSampling: .fps(1))

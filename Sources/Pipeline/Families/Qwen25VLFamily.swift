@@ -43,7 +43,15 @@ extension ModelFamily {
                     if name.hasPrefix("lm_head.") { return "lm_head" }
                     return name.hasPrefix(textPrefix) ? "text" : "other"
                 })
-        })
+        },
+        mmproj: MmprojSupport(
+            projectorTypes: ["qwen2.5vl_merger"], textArchitectures: ["qwen2vl"],
+            encoder: { mmproj, precision in try Qwen25VLVisionModel.load(mmproj: mmproj, precision: precision) },
+            answerer: { text, mmproj, precision in
+                try Qwen2VideoAnswering(gguf: text, spatialMergeSize: try mmproj.optionalSize("clip.vision.spatial_merge_size", .factor) ?? 2,
+                                        precision: precision)
+            },
+            decoderShape: { text in try Qwen2Configuration(gguf: text).decoderShape }))
 }
 
 /// Qwen2.5-VL: each temporal patch keeps its original (t, h, w) positions; questions share the

@@ -37,7 +37,12 @@ extension ModelFamily {
                     if name.contains("text_model.") { return "text" }
                     return name.hasPrefix("lm_head.") ? "lm_head" : "other"
                 })
-        })
+        },
+        mmproj: MmprojSupport(
+            projectorTypes: ["idefics3"], textArchitectures: ["llama"],
+            encoder: { mmproj, precision in try SmolVLMVisionModel.load(mmproj: mmproj, precision: precision) },
+            answerer: { text, _, precision in try VideoQuestionAnswering.load(text: text, precision: precision) },
+            decoderShape: { text in try LlamaConfiguration(gguf: text).decoderShape }))
 }
 
 extension VideoQuestionAnswering: VideoAnswerer {
