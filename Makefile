@@ -29,7 +29,7 @@ test: deps models
 
 # Every benchmark hiprune-bench has; peers (PyTorch via $$HIPRUNE_PYTHON or python3 on PATH,
 # llama.cpp when given) run beside ours when present and are skipped, saying so, when not.
-BENCHES = decode prune prefill encode qwen quant
+BENCHES = decode prune prefill encode qwen quant llava
 
 bench: build
 	$(SWIFT) build -c release --product hiprune-bench

@@ -4,20 +4,26 @@ Run with transformers installed:  python3 tools/make_llava_fixtures.py
 Writes Tests/Fixtures/llava-tiny/ (LlavaForConditionalGeneration, saved by save_pretrained: the
 `language_model.model.*` / `vision_tower.*` / `multi_modal_projector.*` layout) holding
   config.json, model.safetensors, preprocessor_config.json (CLIP processor, 48-px crops),
-  tokenizer.json + tokenizer_config.json (the byte-level fixture tokenizer, which has <image>),
+  tokenizer.json + tokenizer_config.json (Llama's SentencePiece BPE with byte fallback, as llava-hf ships it:
+  tools/make_llama_tokenizer.py; legacy Prepend/Replace normalizer here and in llava-next-video-tiny,
+  Metaspace in llava-next-tiny), chat_template.json (the checkpoint's own template),
   reference.safetensors:
     input.rgb              I32 [48, 48, 3]   frame 0, already at the model's size
     pixel_values           F32 [3, 48, 48]   after rescale + normalise
     hidden.<l>             F32 [577, 32]     CLIP hidden_states[l]: l = 0 after pre_layrnorm, l = 2 (the feature layer), 3 (the last)
     patch_scores.<l>       F32 [576]         mean over heads and all 577 queries of layer l's softmax, CLS column dropped
     features               F32 [576, 32]     projector output of hidden_states[vision_feature_layer], CLS dropped
+    features_full          F32 [577, 32]     the same with vision_feature_select_strategy "full" (CLS row first)
     resize.rgb             I32 [60, 80, 3]   a 80x60 frame; resize.pixel_values F32 [3, 48, 48] as the CLIP processor
                            makes them (shortest edge 48, bicubic, centre crop 48; see clip_preprocess)
   reference.json:
     kept: {"192": [...], "128": [...], "64": [...]}  HiPrune's published arithmetic (tools/prune_reference.py) on
           frame 0's CLIP scores (object layer 1, deep layer 2 = the feature layer of a 3-layer tower; 24x24 grid)
     frames [{time, rgb, kept}], question, text, ids, tokens (20 greedy tokens, no stop), first_logits:
-          transformers' language model fed the kept features at the <image> positions of the video prompt.
+          transformers' language model fed the kept features at the <image> positions of the video prompt
+          (the processor's: apply_chat_template with one image part per frame and the question, each <image>
+          expanded to the frame's kept count, tokenized with BOS);
+    full: the same question with "full" (each frame's CLS row ahead of its kept rows): text, ids, tokens, first_logits.
 
 The CLIP tower keeps the 24 x 24 grid of ViT-L/14-336 at a small size: 48-px images in 2-px patches.
 """
@@ -30,17 +36,33 @@ import sys
 import numpy as np
 import torch
 from safetensors.torch import save_file
-from tokenizers import AddedToken, Tokenizer
-from transformers import (LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration,
-                          LlavaNextVideoConfig, LlavaNextVideoForConditionalGeneration, PreTrainedTokenizerFast)
-from transformers.image_processing_utils import select_best_resolution
+from transformers import (AutoTokenizer, LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig,
+                          LlavaNextForConditionalGeneration, LlavaNextProcessor, LlavaNextVideoConfig,
+                          LlavaNextVideoForConditionalGeneration, LlavaNextVideoProcessor, LlavaProcessor)
+from transformers.image_processing_utils import BaseImageProcessor, select_best_resolution
+from transformers.processing_utils import ProcessorMixin
+from transformers.video_processing_utils import BaseVideoProcessor
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from prune_reference import hiprune_reference  # noqa: E402
+from make_chat_template_fixtures import LLAVA_MISTRAL, LLAVA_VICUNA  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
-TOKENIZER = os.path.join(FIXTURES, "tokenizer")
+LLAMA_TOKENIZER = os.path.join(FIXTURES, "llama-tokenizer")
+# llava-hf/LLaVA-NeXT-Video-7B-hf's chat_template.json: the vicuna template with a loop for videos,
+# rendering the model card's `USER: <video>\nQUESTION ASSISTANT:`.
+LLAVA_NEXT_VIDEO = (
+    "{% for message in messages %}{% if message['role'] != 'system' %}{{ message['role'].upper() + ': '}}{% endif %}"
+    "{# Render all images first #}{% for content in message['content'] | selectattr('type', 'equalto', 'image') %}"
+    "{{ '<image>\n' }}{% endfor %}{# Render all video then #}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'video') %}{{ '<video>\n' }}{% endfor %}"
+    "{# Render all text next #}{% if message['role'] != 'assistant' %}"
+    "{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{{ content['text'] + ' '}}{% endfor %}"
+    "{% else %}{% for content in message['content'] | selectattr('type', 'equalto', 'text') %}{% generation %}"
+    "{{ content['text'] + ' '}}{% endgeneration %}{% endfor %}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}"
+)
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 
@@ -119,15 +141,49 @@ def clip_forward(tower, pixels):
     return out.hidden_states, out.attentions
 
 
-def video_text(frames, question, mistral=False):
-    """The LLaVA video prompt (VLM/LlavaVideoPrompt.swift): the checkpoint template's
-    `USER: <image>\\n… ASSISTANT:` (vicuna) or `[INST] <image>\\n… [/INST]` (mistral) with one timed
-    image per frame; `tokens` is the frame's placeholder count."""
-    text = "[INST] " if mistral else "USER: "
-    for f in frames:
-        t = f["time"]
-        text += f"Frame at {int(t // 60):02d}:{t % 60:04.1f}: " + "<image>" * f["tokens"] + "\n"
-    return text + question + (" [/INST]" if mistral else " ASSISTANT:")
+class _NoImages(BaseImageProcessor):
+    """Stands in for the image/video processors: neither PIL nor torchvision is installed here, and
+    only the processors' text path (chat template, placeholder expansion, tokenizer) is used."""
+
+
+class _NoVideos(BaseVideoProcessor):
+    pass
+
+
+ProcessorMixin.check_argument_for_proper_class = lambda self, name, argument: type(argument)
+
+
+def processor_prompt(variant, template, runs, question, video=False):
+    """The prompt as transformers' LLaVA processors build it: apply_chat_template with one image part
+    per frame (or one video part) and the question, each placeholder expanded by the processor's own
+    get_text_with_replacements to `runs[i]` tokens (the frame's kept count, not the full grid), then
+    the tokenizer with BOS unless the text starts with it (ProcessorMixin.apply_chat_template's rule).
+    Returns the tokenizer, text and ids."""
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(LLAMA_TOKENIZER, variant))
+    if video:
+        processor = LlavaNextVideoProcessor(video_processor=_NoVideos(), image_processor=_NoImages(), tokenizer=tokenizer,
+                                            chat_template=template)
+        parts = [{"type": "video"}]
+    else:
+        processor = LlavaProcessor(image_processor=_NoImages(), tokenizer=tokenizer, chat_template=template,
+                                   patch_size=2, vision_feature_select_strategy="default")
+        parts = [{"type": "image"} for _ in runs]
+    conversation = [{"role": "user", "content": parts + [{"type": "text", "text": question}]}]
+    rendered = processor.apply_chat_template(conversation, add_generation_prompt=True, tokenize=False)
+    token = processor.video_token if video else processor.image_token
+    replacements = [token * sum(runs)] if video else [token * n for n in runs]
+    texts, _ = processor.get_text_with_replacements([rendered], **({"videos_replacements": replacements} if video
+                                                                   else {"images_replacements": replacements}))
+    text = texts[0]
+    special = not text.startswith(tokenizer.bos_token)
+    return tokenizer, text, tokenizer(text, add_special_tokens=special)["input_ids"]
+
+
+def copy_tokenizer(variant, template, out):
+    for name in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(LLAMA_TOKENIZER, variant, name), os.path.join(out, name))
+    with open(os.path.join(out, "chat_template.json"), "w") as f:
+        json.dump({"chat_template": template}, f, indent=2)
 
 
 def greedy(model, lm_head, embed, embeddings, steps):
@@ -146,7 +202,7 @@ def build_llava():
     out = os.path.join(FIXTURES, "llava-tiny")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(TOKENIZER, "tokenizer.json"))
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(LLAMA_TOKENIZER, "legacy"))
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     side, patch = 48, 2
     config = LlavaConfig(
@@ -156,8 +212,7 @@ def build_llava():
         text_config=dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
                          max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
         image_token_id=image_id, image_seq_length=(side // patch) ** 2, vision_feature_layer=-2,
         vision_feature_select_strategy="default", projector_hidden_act="gelu")
     generator = torch.Generator().manual_seed(11)
@@ -172,7 +227,9 @@ def build_llava():
     with torch.no_grad():
         hidden, attentions = clip_forward(inner.vision_tower, pixels)
         features = inner.multi_modal_projector(hidden[feature_layer][:, 1:])[0]
-    tensors = {"input.rgb": torch.from_numpy(rgb.astype(np.int32)), "pixel_values": pixels, "features": features}
+        features_full = inner.multi_modal_projector(hidden[feature_layer])[0]
+    tensors = {"input.rgb": torch.from_numpy(rgb.astype(np.int32)), "pixel_values": pixels, "features": features,
+               "features_full": features_full}
     assert len(hidden) == layers + 1
     for l in sorted({0, feature_layer, layers}):  # the embeddings, the feature layer and the last
         tensors[f"hidden.{l}"] = hidden[l][0]
@@ -221,26 +278,36 @@ def build_llava():
     for f in video:
         f["tokens"] = len(f["kept"])
     question = "What is happening here?"
-    text = video_text(video, question)
-    ids = tokenizer(text)["input_ids"]
+    embed = inner.language_model.get_input_embeddings()
+    per_frame = []
     with torch.no_grad():
-        kept_features = []
         for f in video:
             hs, _ = clip_forward(inner.vision_tower, pixel_values(f["rgb"]))
-            kept_features.append(inner.multi_modal_projector(hs[feature_layer][:, 1:])[0][f["kept"]])
-        kept_features = torch.cat(kept_features)
-        embed = inner.language_model.get_input_embeddings()
-        embeddings = embed(torch.tensor([ids]))
-        positions = [i for i, t in enumerate(ids) if t == image_id]
-        assert len(positions) == kept_features.shape[0]
-        embeddings[0, positions] = kept_features
-    tokens, first_logits = greedy(inner.language_model, model.lm_head, embed, embeddings, 20)
+            per_frame.append(inner.multi_modal_projector(hs[feature_layer])[0])  # CLS row first
+
+    def answer(rows):
+        """Text, ids, greedy tokens and first logits with each frame's `rows(features, kept)` at its <image> run."""
+        selected = [rows(x, f["kept"]) for x, f in zip(per_frame, video)]
+        runs = [x.shape[0] for x in selected]
+        _, text, ids = processor_prompt("legacy", LLAVA_VICUNA, runs, question)
+        with torch.no_grad():
+            embeddings = embed(torch.tensor([ids]))
+            positions = [i for i, t in enumerate(ids) if t == image_id]
+            kept_features = torch.cat(selected)
+            assert len(positions) == kept_features.shape[0]
+            embeddings[0, positions] = kept_features
+        tokens, first_logits = greedy(inner.language_model, model.lm_head, embed, embeddings, 20)
+        return {"text": text, "ids": ids, "tokens": tokens, "first_logits": first_logits.tolist()}
+
+    default = answer(lambda x, kept: x[1:][kept])
+    full = answer(lambda x, kept: torch.cat([x[:1], x[1:][kept]]))
     reference = {
-        "kept": kept, "object_layer": object_layer, "deep_layer": deep_layer, "question": question, "text": text,
-        "ids": ids, "tokens": tokens, "first_logits": first_logits.tolist(),
+        "kept": kept, "object_layer": object_layer, "deep_layer": deep_layer, "question": question, **default,
+        "full": full,
         "frames": [{"time": f["time"], "width": side, "height": side, "rgb": f["rgb"].reshape(-1).tolist(),
                     "kept": f["kept"]} for f in video],
     }
+    tokens = default["tokens"]
     with open(os.path.join(out, "reference.json"), "w") as f:
         json.dump(reference, f)
 
@@ -249,8 +316,7 @@ def build_llava():
         path = os.path.join(out, extra)
         if os.path.exists(path):
             os.remove(path)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(TOKENIZER, name), os.path.join(out, name))
+    copy_tokenizer("legacy", LLAVA_VICUNA, out)
     with open(os.path.join(out, "preprocessor_config.json"), "w") as f:
         json.dump(preprocessor_config(side), f, indent=2)
     total = sum(os.path.getsize(os.path.join(out, f)) for f in os.listdir(out))
@@ -339,7 +405,7 @@ def build_llava_next():
     out = os.path.join(FIXTURES, "llava-next-tiny")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(TOKENIZER, "tokenizer.json"))
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(LLAMA_TOKENIZER, "metaspace"))
     image_id = tokenizer.convert_tokens_to_ids("<image>")
     side, patch = 32, 4
     grid = side // patch
@@ -351,8 +417,8 @@ def build_llava_next():
         text_config=dict(model_type="mistral", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer), head_dim=8,
                          max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=1000000.0, sliding_window=None,
-                         tie_word_embeddings=True, bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+                         tie_word_embeddings=True, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id),
         image_token_id=image_id, image_grid_pinpoints=pinpoints, vision_feature_layer=-1,
         vision_feature_select_strategy="default", projector_hidden_act="gelu", tie_word_embeddings=True)
     generator = torch.Generator().manual_seed(12)
@@ -399,8 +465,7 @@ def build_llava_next():
     kept = [sorted(rng.choice(f.shape[0], size=max(1, f.shape[0] // 3), replace=False).tolist()) for f in view_features]
     packed = pack(view_features, views, kept, inner.image_newline.detach(), grid_cols)
     question = "Describe the picture."
-    text = video_text([{"time": 2.0, "tokens": packed.shape[0]}], question, mistral=True)
-    ids = tokenizer(text)["input_ids"]
+    _, text, ids = processor_prompt("metaspace", LLAVA_MISTRAL, [packed.shape[0]], question)
     with torch.no_grad():
         embed = inner.language_model.get_input_embeddings()
         embeddings = embed(torch.tensor([ids]))
@@ -418,8 +483,7 @@ def build_llava_next():
     state = {k: v.detach().to(torch.bfloat16).contiguous() for k, v in model.state_dict().items() if k != "lm_head.weight"}
     save_file(state, os.path.join(out, "model.safetensors"), metadata={"format": "pt"})
     config.save_pretrained(out)
-    for name in ("tokenizer.json", "tokenizer_config.json"):
-        shutil.copy(os.path.join(TOKENIZER, name), os.path.join(out, name))
+    copy_tokenizer("metaspace", LLAVA_MISTRAL, out)
     pre = preprocessor_config(side)
     pre.update({"image_processor_type": "LlavaNextImageProcessor", "processor_class": "LlavaNextProcessor",
                 "image_grid_pinpoints": pinpoints, "do_pad": True})
@@ -440,11 +504,8 @@ def build_llava_next_video():
     out = os.path.join(FIXTURES, "llava-next-video-tiny")
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(out)
-    raw = Tokenizer.from_file(os.path.join(TOKENIZER, "tokenizer.json"))
-    raw.add_special_tokens([AddedToken("<video>", special=True, normalized=False)])
-    raw.save(os.path.join(out, "tokenizer.json"))
-    shutil.copy(os.path.join(TOKENIZER, "tokenizer_config.json"), os.path.join(out, "tokenizer_config.json"))
-    tokenizer = PreTrainedTokenizerFast(tokenizer_file=os.path.join(out, "tokenizer.json"))
+    copy_tokenizer("legacy", LLAVA_NEXT_VIDEO, out)
+    tokenizer = AutoTokenizer.from_pretrained(os.path.join(LLAMA_TOKENIZER, "legacy"))
     video_id = tokenizer.convert_tokens_to_ids("<video>")
     side, patch, stride = 48, 2, 2
     grid, pooled = side // patch, side // patch // stride
@@ -455,8 +516,7 @@ def build_llava_next_video():
         text_config=dict(model_type="llama", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
                          num_attention_heads=4, num_key_value_heads=2, vocab_size=len(tokenizer),
                          max_position_embeddings=1024, rms_norm_eps=1e-5, rope_theta=10000.0, tie_word_embeddings=False,
-                         bos_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-                         eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>")),
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id),
         image_token_id=tokenizer.convert_tokens_to_ids("<image>"), video_token_id=video_id,
         spatial_pool_mode="average", spatial_pool_stride=stride, vision_feature_layer=-2,
         vision_feature_select_strategy="default", projector_hidden_act="gelu")
@@ -484,8 +544,7 @@ def build_llava_next_video():
     save_file({k: v.contiguous() for k, v in tensors.items()}, os.path.join(out, "reference.safetensors"))
     question = "What moves?"
     total = sum(len(f["kept"]) for f in video)
-    text = "USER: " + "<video>" * total + "\n" + question + " ASSISTANT:"
-    ids = tokenizer(text)["input_ids"]
+    _, text, ids = processor_prompt("legacy", LLAVA_NEXT_VIDEO, [len(f["kept"]) for f in video], question, video=True)
     with torch.no_grad():
         embed = inner.language_model.get_input_embeddings()
         embeddings = embed(torch.tensor([ids]))

@@ -40,11 +40,14 @@ public struct PrunedView: Sendable {
     public var selection: Selection
     /// [kept, featureWidth]: the kept rows of the connector's output, in `selection.indices` order.
     public var features: Matrix
+    /// The encoder view's rows outside the grid, kept whole (EncodedView.leading).
+    public var leading: Matrix?
 
-    public init(place: ViewPlace, selection: Selection, features: Matrix) {
+    public init(place: ViewPlace, selection: Selection, features: Matrix, leading: Matrix? = nil) {
         self.place = place
         self.selection = selection
         self.features = features
+        self.leading = leading
     }
 
     public var grid: TokenGrid { selection.grid }
@@ -233,7 +236,8 @@ public struct PruningStage: Sendable {
             // The random baseline's seed mixes the frame number; a second view must not repeat the first's draw.
             let selection = try pruner.select(tokens, budget: budgets[v], promptEmbedding: promptEmbedding,
                                               candidates: candidates, frameNumber: index &+ v &* 1_000_003)
-            views.append(PrunedView(place: view.place, selection: selection, features: view.features.gathering(rows: selection.indices)))
+            views.append(PrunedView(place: view.place, selection: selection, features: view.features.gathering(rows: selection.indices),
+                                    leading: view.leading))
         }
         let pruneMilliseconds = Double(DispatchTime.now().uptimeNanoseconds - start.uptimeNanoseconds) / 1e6
         func total(_ role: TokenRole) -> Int { views.reduce(0) { $0 + $1.selection.count(of: role) } }

@@ -1,5 +1,6 @@
-// Pre-tokenizers of Hugging Face tokenizer.json that byte-level BPE models use, and the byte-level
-// alphabet. A pre-tokenizer cuts a text segment into pieces; BPE then runs inside each piece.
+// Pre-tokenizers of Hugging Face tokenizer.json that byte-level BPE models use, Metaspace (Llama /
+// Mistral SentencePiece files converted since tokenizers 0.14), and the byte-level alphabet. A
+// pre-tokenizer cuts a text segment into pieces; BPE then runs inside each piece.
 //
 // The word regexes these models ship are matched by hand on Unicode scalars (a regex engine would
 // have to follow Oniguruma's semantics exactly, and a hand-written scanner is many times faster):
@@ -20,6 +21,18 @@ public enum PreTokenizer: Sendable, Equatable {
     /// Split: the pattern's matches (or, with `invert`, what lies between them) are delimiters,
     /// handled as `behavior` says.
     case split(pattern: SplitPattern, behavior: SplitBehavior, invert: Bool)
+    /// Metaspace: every " " becomes `replacement`; the piece gets `replacement` in front as
+    /// `prependScheme` says; with `split`, the text is cut before each `replacement`.
+    case metaspace(replacement: Unicode.Scalar, prependScheme: PrependScheme, split: Bool)
+
+    /// When Metaspace puts its replacement in front of a piece not starting with it.
+    public enum PrependScheme: String, Sendable, Equatable {
+        /// Every piece.
+        case always
+        /// Only a piece that starts the input (not one after an added token).
+        case first
+        case never
+    }
 
     /// Reads a tokenizer.json `pre_tokenizer` object (null means none).
     static func parse(_ json: Any?, file: String) throws(VLMError) -> [PreTokenizer] {
@@ -48,17 +61,41 @@ public enum PreTokenizer: Sendable, Equatable {
             }
             let pattern = try SplitPattern(object["pattern"], file: file)
             return [.split(pattern: pattern, behavior: behavior, invert: object["invert"] as? Bool ?? false)]
+        case "Metaspace":
+            guard let text = object["replacement"] as? String, text.unicodeScalars.count == 1, let replacement = text.unicodeScalars.first else {
+                throw .malformed(file: file, cause: "pre_tokenizer Metaspace replacement is not one character")
+            }
+            // Files written before tokenizers 0.14 say add_prefix_space (true: always) and always split.
+            let scheme: PrependScheme
+            if let name = object["prepend_scheme"] as? String {
+                guard let known = PrependScheme(rawValue: name) else {
+                    throw .unsupported(file: file, feature: "Metaspace prepend_scheme '\(name)' (supported: always, first, never)")
+                }
+                scheme = known
+            } else {
+                scheme = object["add_prefix_space"] as? Bool ?? true ? .always : .never
+            }
+            return [.metaspace(replacement: replacement, prependScheme: scheme, split: object["split"] as? Bool ?? true)]
         default:
-            throw .unsupported(file: file, feature: "pre_tokenizer '\(type)' (supported: Sequence, Split, Digits, ByteLevel)")
+            throw .unsupported(file: file, feature: "pre_tokenizer '\(type)' (supported: Sequence, Split, Digits, ByteLevel, Metaspace)")
         }
     }
 
-    /// Splits every piece further.
-    func split(_ pieces: [[Unicode.Scalar]]) -> [[Unicode.Scalar]] {
+    /// Splits every piece further; `atStart`: the first piece begins the input (Metaspace's `first`).
+    func split(_ pieces: [[Unicode.Scalar]], atStart: Bool = false) -> [[Unicode.Scalar]] {
         var out: [[Unicode.Scalar]] = []
         out.reserveCapacity(pieces.count)
-        for piece in pieces where !piece.isEmpty {
+        for (k, piece) in pieces.enumerated() where !piece.isEmpty {
             switch self {
+            case let .metaspace(replacement, scheme, split):
+                var text = piece.map { $0 == " " ? replacement : $0 }
+                let prepend = scheme == .always || (scheme == .first && atStart && k == 0)
+                if prepend, text.first != replacement { text.insert(replacement, at: 0) }
+                if split {
+                    splitPieces(text, pattern: .literal(String(replacement)), behavior: .mergedWithNext, invert: false, into: &out)
+                } else {
+                    out.append(text)
+                }
             case let .digits(individual):
                 splitDigits(piece, individual: individual, into: &out)
             case let .byteLevel(addPrefixSpace, useRegex):

@@ -1,11 +1,16 @@
-// Byte-level BPE tokenizer as Hugging Face `tokenizers` runs it for SmolLM2 / SmolVLM2 and Qwen2 / Qwen2.5-VL:
+// The BPE tokenizer as Hugging Face `tokenizers` runs it, in its two shapes: byte-level (SmolLM2 /
+// SmolVLM2, Qwen2 / Qwen2.5-VL) and Llama's SentencePiece files with byte fallback (llava-1.5,
+// llava-v1.6 vicuna/mistral):
 //   1. added tokens with normalized=false are cut out of the raw text, leftmost-longest;
-//   2. the normalizers (NFC for Qwen2) run on each remaining segment, and added tokens with
-//      normalized=true are cut out of the normalized text;
-//   3. every other segment goes through the pre-tokenizers (Split, Digits, ByteLevel);
-//   4. each piece's UTF-8 bytes become byte-level characters and BPE merges them by rank;
-//   5. decoding maps token characters back to bytes (text that is not all byte-level characters: its
-//      UTF-8) and reads UTF-8.
+//   2. the normalizers (NFC for Qwen2; Prepend "▁" + Replace " " → "▁" for legacy Llama files) run on
+//      each remaining segment, and added tokens with normalized=true are cut out of the normalized text;
+//   3. every other segment goes through the pre-tokenizers (Split, Digits, ByteLevel; Metaspace);
+//   4. BPE's first symbols: byte-level — each UTF-8 byte as its byte-level character; otherwise each
+//      character in the vocabulary, else (byte_fallback) its UTF-8 bytes as `<0xXX>` tokens, else
+//      unk_token (runs fused with fuse_unk); then merges by rank;
+//   5. decoding: byte-level — token characters back to bytes (text that is not all byte-level
+//      characters: its UTF-8); otherwise the decoder chain of TokenDecoder.swift;
+//   6. `encode(_:addSpecialTokens: true)` adds the post-processor's tokens (Llama's BOS).
 // Built from tokenizer.json (+ tokenizer_config.json for the chat template and special tokens)
 // or from GGUF metadata (tokenizer.ggml.*).
 import Foundation
@@ -89,6 +94,10 @@ public struct Tokenizer: Sendable {
     public let addedTokens: [AddedToken]
     public let normalizers: [Normalizer]
     public let preTokenizers: [PreTokenizer]
+    /// The decoder chain (`[.byteLevel]` for byte-level files).
+    public let decoders: [TokenDecoder]
+    /// The tokens `encode(_:addSpecialTokens: true)` adds.
+    public let postProcessor: PostProcessor
     /// Ids of begin/end of sequence when the files name them.
     public var bosID: Int?
     public var eosID: Int?
@@ -99,7 +108,10 @@ public struct Tokenizer: Sendable {
 
     // (left id, right id) → (rank, merged id).
     private let merges: [UInt64: (rank: Int32, merged: Int32)]
+    private let byteLevel: Bool           // BPE starts from byte-level characters (a ByteLevel pre-tokenizer)
     private let byteIDs: [Int32]          // id of each byte's byte-level character, -1 if absent
+    private let characterIDs: [Unicode.Scalar: Int32]  // single-character tokens (not byte-level)
+    private let fallbackIDs: [Int32]?     // id of each byte's `<0xXX>` token (byte_fallback), -1 if absent
     private let ignoreMerges: Bool
     private let modelVocabulary: [String: Int]  // the BPE model's own tokens (ignore_merges looks words up here)
     private let unknownID: Int32?         // id for a byte outside the vocabulary (BPE unk_token), else it is dropped
@@ -111,8 +123,11 @@ public struct Tokenizer: Sendable {
     public var count: Int { vocabulary.count }
 
     /// Assembles a tokenizer; `merges` are pairs of token texts in rank order.
+    /// BPE starts from byte-level characters when a pre-tokenizer is ByteLevel, else from characters
+    /// (with `byteFallback`, a character outside the vocabulary becomes its `<0xXX>` byte tokens).
     public init(vocabulary: [String: Int], merges: [(String, String)], addedTokens: [AddedToken],
-                normalizers: [Normalizer] = [], preTokenizers: [PreTokenizer], ignoreMerges: Bool = false,
+                normalizers: [Normalizer] = [], preTokenizers: [PreTokenizer], decoders: [TokenDecoder]? = nil,
+                postProcessor: PostProcessor = PostProcessor(), byteFallback: Bool = false, ignoreMerges: Bool = false,
                 unknownToken: String? = nil, fuseUnknown: Bool = false, source: String) throws(VLMError) {
         // tokenizers keeps (matches, and decodes) a normalized added token by its normalized text.
         let addedTokens = addedTokens.map { token in
@@ -163,10 +178,21 @@ public struct Tokenizer: Sendable {
         self.addedTokens = addedTokens
         self.normalizers = normalizers
         self.preTokenizers = preTokenizers
+        let byteLevel = preTokenizers.contains { if case .byteLevel = $0 { return true } else { return false } }
+            || decoders?.contains(.byteLevel) == true
+        self.byteLevel = byteLevel
+        self.decoders = decoders ?? (byteLevel ? [.byteLevel] : [])
+        self.postProcessor = postProcessor
         self.merges = table
         self.ignoreMerges = ignoreMerges
         self.modelVocabulary = ignoreMerges ? vocabulary : [:]
         self.byteIDs = ByteLevelAlphabet.characters.map { Int32(vocabulary[String($0)] ?? -1) }
+        var characters: [Unicode.Scalar: Int32] = [:]
+        if !byteLevel {
+            for (text, id) in vocabulary where text.unicodeScalars.count == 1 { characters[text.unicodeScalars.first!] = Int32(id) }
+        }
+        self.characterIDs = characters
+        self.fallbackIDs = byteFallback ? (0..<256).map { Int32(vocabulary[String(format: "<0x%02X>", $0)] ?? -1) } : nil
         self.rawAdded = AddedTokenMatcher(addedTokens.filter { !$0.normalized })
         self.normalizedAdded = AddedTokenMatcher(addedTokens.filter(\.normalized))
         self.specialIDs = Set(addedTokens.filter(\.special).map(\.id))
@@ -176,6 +202,13 @@ public struct Tokenizer: Sendable {
     public func isSpecial(_ id: Int) -> Bool { specialIDs.contains(id) }
 
     // MARK: Encoding
+
+    /// Token ids of `text`; added tokens in the text are recognised. With `addSpecialTokens`, the
+    /// post-processor's tokens go around them (Llama's BOS), as transformers' `tokenizer(text)` does.
+    public func encode(_ text: String, addSpecialTokens: Bool) -> [Int] {
+        let ids = encode(text)
+        return addSpecialTokens ? postProcessor.prefix + ids + postProcessor.suffix : ids
+    }
 
     /// Token ids of `text`; added tokens in the text are recognised (no BOS/EOS is added).
     public func encode(_ text: String) -> [Int] {
@@ -191,8 +224,10 @@ public struct Tokenizer: Sendable {
                     switch inner {
                     case let .added(id): ids.append(id)
                     case let .text(piece):
+                        // Metaspace's `first` scheme: only the text that begins the input.
+                        let atStart = raw.startIndex == 0 && piece.startIndex == 0
                         var pieces = [Array(piece)]
-                        for step in preTokenizers { pieces = step.split(pieces) }
+                        for step in preTokenizers { pieces = step.split(pieces, atStart: atStart) }
                         for piece in pieces where !piece.isEmpty {
                             if let hit = cache[piece] { ids += hit; continue }
                             let pieceIDs = bpe(piece)
@@ -210,19 +245,32 @@ public struct Tokenizer: Sendable {
     private func bpe(_ piece: [Unicode.Scalar]) -> [Int] {
         var symbols: [Int32] = []
         var text = ""
-        var afterUnknown = false  // fuse_unk joins runs of unknown bytes, not a real token equal to unk_token
-        for scalar in piece {
-            for b in String(scalar).utf8 {
-                let id = byteIDs[Int(b)]
-                if id >= 0 {
+        var afterUnknown = false  // fuse_unk joins runs of unknown symbols, not a real token equal to unk_token
+        func unknown() {
+            guard let unknownID else { return }  // without unk_token, tokenizers drops a symbol outside the vocabulary
+            if !(fuseUnknown && afterUnknown) { symbols.append(unknownID) }
+            afterUnknown = true
+        }
+        if byteLevel {
+            for scalar in piece {
+                for b in String(scalar).utf8 {
+                    let id = byteIDs[Int(b)]
+                    if id >= 0 { symbols.append(id); afterUnknown = false } else { unknown() }
+                    text.append(ByteLevelAlphabet.characters[Int(b)])
+                }
+            }
+        } else {
+            for scalar in piece {
+                if let id = characterIDs[scalar] {
                     symbols.append(id)
                     afterUnknown = false
-                } else if let unknownID {
-                    if !(fuseUnknown && afterUnknown) { symbols.append(unknownID) }
-                    afterUnknown = true
-                }  // without unk_token, tokenizers drops a byte outside the vocabulary
-                text.append(ByteLevelAlphabet.characters[Int(b)])
+                } else if let fallbackIDs, case let bytes = String(scalar).utf8.map({ fallbackIDs[Int($0)] }), !bytes.contains(-1) {
+                    symbols += bytes  // tokenizers adds them without ending a run of unknowns
+                } else {
+                    unknown()
+                }
             }
+            if ignoreMerges { text = String(String.UnicodeScalarView(piece)) }
         }
         if ignoreMerges, let whole = modelVocabulary[text] { return [whole] }
         while symbols.count > 1 {
@@ -251,11 +299,24 @@ public struct Tokenizer: Sendable {
 
     // MARK: Decoding
 
-    /// The bytes a token stands for, as the ByteLevel decoder reads them: text made only of byte-level
-    /// characters maps back to its bytes, any other text (e.g. an added token with a space) is its UTF-8.
+    /// The bytes a token stands for mid-sequence. Byte-level: as the ByteLevel decoder reads them —
+    /// text made only of byte-level characters maps back to its bytes, any other text (e.g. an added
+    /// token with a space) is its UTF-8. Otherwise: a `<0xXX>` token (ByteFallback) is its byte, any
+    /// other token its text after the chain's Replace / Metaspace steps.
     public func bytes(of id: Int) -> [UInt8] {
         guard id >= 0, id < vocabulary.count else { return [] }
         let text = vocabulary[id]
+        guard byteLevel else {
+            if decoders.contains(.byteFallback), let byte = TokenDecoder.fallbackByte(text) { return [byte] }
+            var token = text
+            for step in decoders {
+                switch step {
+                case .replace, .metaspace: token = step.apply(["", token])[1]  // as a token after the first
+                default: break
+                }
+            }
+            return Array(token.utf8)
+        }
         var out: [UInt8] = []
         out.reserveCapacity(text.unicodeScalars.count)
         for scalar in text.unicodeScalars {  // scalars, as Rust's chars(), not grapheme clusters
@@ -265,11 +326,32 @@ public struct Tokenizer: Sendable {
         return out
     }
 
-    /// Text of `ids`; invalid UTF-8 becomes U+FFFD.
+    /// How the start of a decoded text differs from its tokens' bytes: Metaspace drops the
+    /// replacement from the first token (`dropsFirstReplacement`); Strip removes up to
+    /// `leadingStrip` leading `stripCharacter`s of the fused text.
+    var leadingRule: (dropsFirstReplacement: Character?, leadingStrip: Int, stripCharacter: UInt8) {
+        var drop: Character? = nil, strip = 0, character: UInt8 = 0x20
+        for step in decoders {
+            switch step {
+            case let .metaspace(replacement, scheme) where scheme != .never: drop = replacement
+            case let .strip(content, start, _): if let a = content.asciiValue { strip = start; character = a }
+            default: break
+            }
+        }
+        return (drop, strip, character)
+    }
+
+    /// Text of `ids`; byte-level: invalid UTF-8 becomes U+FFFD; otherwise as the decoder chain says.
     public func decode(_ ids: [Int], skipSpecialTokens: Bool = false) -> String {
-        var bytes: [UInt8] = []
-        for id in ids where !(skipSpecialTokens && specialIDs.contains(id)) { bytes += self.bytes(of: id) }
-        return String(decoding: bytes, as: UTF8.self)
+        let kept = ids.filter { !(skipSpecialTokens && specialIDs.contains($0)) }
+        if byteLevel {
+            var bytes: [UInt8] = []
+            for id in kept { bytes += self.bytes(of: id) }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        var tokens = kept.map { $0 >= 0 && $0 < vocabulary.count ? vocabulary[$0] : "" }
+        for step in decoders { tokens = step.apply(tokens) }
+        return tokens.joined()
     }
 }
 
@@ -279,16 +361,32 @@ public struct StreamingDetokenizer: Sendable {
     public let tokenizer: Tokenizer
     public let skipSpecialTokens: Bool
     private var pending: [UInt8] = []
+    private var first = true
+    private var stripLeft: Int
 
     public init(tokenizer: Tokenizer, skipSpecialTokens: Bool = true) {
         self.tokenizer = tokenizer
         self.skipSpecialTokens = skipSpecialTokens
+        self.stripLeft = tokenizer.leadingRule.leadingStrip
     }
 
     /// The text that `id` completes (possibly empty).
     public mutating func append(_ id: Int) -> String {
         if skipSpecialTokens && tokenizer.isSpecial(id) { return "" }
-        pending += tokenizer.bytes(of: id)
+        let rule = tokenizer.leadingRule
+        var bytes = tokenizer.bytes(of: id)
+        if first, let replacement = rule.dropsFirstReplacement, id >= 0, id < tokenizer.count {
+            bytes = Array(String(tokenizer.vocabulary[id].filter { $0 != replacement }).utf8)
+        }
+        first = false
+        // Strip's leading characters of the whole text, however many tokens they span.
+        while stripLeft > 0, let b = bytes.first, pending.isEmpty {
+            guard b == rule.stripCharacter else { stripLeft = 0; break }
+            bytes.removeFirst()
+            stripLeft -= 1
+        }
+        if !bytes.isEmpty { stripLeft = 0 }
+        pending += bytes
         let cut = completePrefixLength(pending)
         guard cut > 0 else { return "" }
         let text = String(decoding: pending[0..<cut], as: UTF8.self)

@@ -25,7 +25,7 @@ extension Tokenizer {
         return nil
     }
 
-    /// Reads one tokenizer.json (byte-level BPE only).
+    /// Reads one tokenizer.json: BPE, byte-level or SentencePiece-style with byte fallback.
     public init(tokenizerJSON path: String) throws(VLMError) {
         guard FileManager.default.fileExists(atPath: path) else {
             throw .unreadable(file: path, cause: "no such file (the model directory needs its tokenizer.json)")
@@ -33,12 +33,10 @@ extension Tokenizer {
         let root = try readJSONObject(path)
         guard let model = root["model"] as? [String: Any] else { throw .missingField(file: path, field: "model") }
         let type = model["type"] as? String ?? "?"
-        guard type == "BPE" else { throw .unsupported(file: path, feature: "tokenizer model '\(type)' (only byte-level BPE)") }
+        guard type == "BPE" else { throw .unsupported(file: path, feature: "tokenizer model '\(type)' (only BPE)") }
         let normalizers = try Normalizer.parse(root["normalizer"], file: path)
-        if let decoder = root["decoder"] as? [String: Any], decoder["type"] as? String != "ByteLevel" {
-            throw .unsupported(file: path, feature: "decoder '\(decoder["type"] as? String ?? "?")' (only ByteLevel)")
-        }
-        if model["byte_fallback"] as? Bool == true { throw .unsupported(file: path, feature: "BPE byte_fallback") }
+        let decoders = try TokenDecoder.parse(root["decoder"], file: path)
+        let post = try PostProcessor.parse(root["post_processor"], file: path)
         // Dropout skips merges at random while encoding; 0 (or null) is plain BPE.
         if let dropout = model["dropout"] as? Double, dropout > 0 {
             throw .unsupported(file: path, feature: "BPE dropout \(dropout)")
@@ -74,7 +72,8 @@ extension Tokenizer {
         }
         let pre = try PreTokenizer.parse(root["pre_tokenizer"], file: path)
         try self.init(vocabulary: vocab, merges: merges, addedTokens: added, normalizers: normalizers, preTokenizers: pre,
-                      ignoreMerges: model["ignore_merges"] as? Bool ?? false, unknownToken: model["unk_token"] as? String,
+                      decoders: root["decoder"] == nil || root["decoder"] is NSNull ? nil : decoders, postProcessor: post,
+                      byteFallback: model["byte_fallback"] as? Bool ?? false, ignoreMerges: model["ignore_merges"] as? Bool ?? false, unknownToken: model["unk_token"] as? String,
                       fuseUnknown: model["fuse_unk"] as? Bool ?? false, source: path)
     }
 

@@ -7,7 +7,7 @@ import Foundation
 import Tensor
 
 /// config.json → vision_config of a CLIP tower (transformers' CLIPVisionConfig defaults).
-public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
+public struct CLIPVisionConfiguration: ViTVisionFields, Codable, Sendable, Equatable {
     public var modelType = "clip_vision_model"
     public var hiddenSize = 768
     public var intermediateSize = 3072
@@ -28,18 +28,8 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        modelType = try c.decodeIfPresent(String.self, forKey: .modelType) ?? d.modelType
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
-        numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? d.numChannels
-        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
-        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
-        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+        try self.init(decodingViTFields: decoder)
+        modelType = try decoder.container(keyedBy: CodingKeys.self).decodeIfPresent(String.self, forKey: .modelType) ?? modelType
     }
 
     /// Patches per side of the trained (and only) input size.

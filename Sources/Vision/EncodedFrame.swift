@@ -50,12 +50,16 @@ public struct EncodedView: Sendable {
     /// mean over each merged block); only the layers asked for.
     public var scores: [Int: [Float]]
     public var place: ViewPlace
+    /// Rows the language model gets ahead of the view's kept tokens, outside the grid and never
+    /// pruned: LLaVA-1.5's CLS row with vision_feature_select_strategy "full"; nil for every other view.
+    public var leading: Matrix?
 
-    public init(grid: TokenGrid, features: Matrix, scores: [Int: [Float]], place: ViewPlace = .frame) {
+    public init(grid: TokenGrid, features: Matrix, scores: [Int: [Float]], place: ViewPlace = .frame, leading: Matrix? = nil) {
         self.grid = grid
         self.features = features
         self.scores = scores
         self.place = place
+        self.leading = leading
     }
 }
 

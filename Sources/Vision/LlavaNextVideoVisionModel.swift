@@ -19,7 +19,7 @@ public struct LlavaNextVideoVisionModel: Sendable {
         let c = llava.configuration
         guard c.visionFeatureSelectStrategy == "default" else {
             throw .invalidConfiguration(file: "config.json", field: "vision_feature_select_strategy",
-                                        cause: "'full' keeps the CLS row, which cannot be pooled on the patch grid; use 'default'")
+                                        cause: "'full' keeps the CLS row, which the 2-D pooling has no place for (transformers' pooling of 577 rows fails too); use 'default'")
         }
         let side = c.visionConfig.gridSide, stride = c.spatialPoolStride
         guard side % stride == 0 else {

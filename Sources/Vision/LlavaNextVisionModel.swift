@@ -13,7 +13,7 @@ public struct LlavaNextVisionModel: Sendable {
     public init(_ llava: LlavaVisionModel) throws(VisionError) {
         guard llava.configuration.visionFeatureSelectStrategy == "default" else {
             throw .invalidConfiguration(file: "config.json", field: "vision_feature_select_strategy",
-                                        cause: "'full' keeps the CLS row, which cannot be pruned on the patch grid; use 'default'")
+                                        cause: "'full' keeps the CLS row, which the crop grid has no place for (transformers' pack_image_features cannot lay out 577 rows either); use 'default'")
         }
         self.llava = llava
     }
@@ -107,6 +107,14 @@ extension LlavaNextVisionModel: FrameEncoder {
     public var featureWidth: Int { llava.featureWidth }
     /// A 16:9 frame: the base and the 2 × 2 crops of 672 × 672 (five tower passes).
     public var flopsPerStep: Double { 5 * llava.flopsPerStep }
+
+    /// nil, on purpose: the frame as decoded. LlavaNextImageProcessor resizes the ORIGINAL image twice,
+    /// to two sizes — the base view to side × side (aspect ignored) and the crops' image to fit inside
+    /// the best pinpoint (aspect kept, then padded) — so no single decode size serves both with one
+    /// resize. Scaling in the decoder to either would resample the other view twice, which moves the
+    /// features off transformers' (a level's difference in the resized pixels moves them ~1 %); the best
+    /// pinpoint itself is the padded canvas, not a frame size (scaling to it would distort the aspect).
+    public func inputSize(sourceWidth: Int, sourceHeight: Int) -> (width: Int, height: Int)? { nil }
 
     /// The base view (`.base`) then every crop's unpadded part (`.crop`, its rectangle in the frame).
     public func encode(_ frames: [RGBImage], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {

@@ -1,7 +1,9 @@
 // The vision side of LLaVA-1.5 (`llava`): CLIP preprocessing, the CLIP tower up to
-// vision_feature_layer, the CLS row dropped ("default") and the multi_modal_projector
+// vision_feature_layer, the CLS row dropped ("default") or kept ("full") and the multi_modal_projector
 // (linear_1, GELU, linear_2). One frame is one view on the tower's patch grid (24 × 24 for
-// ViT-L/14-336); HiPrune's scores are the tower's, CLS column dropped.
+// ViT-L/14-336); HiPrune's scores are the tower's, CLS column dropped. With "full", the CLS row
+// rides outside the grid (EncodedView.leading): never pruned, ahead of the frame's kept rows, where
+// transformers puts it.
 //
 // Weight layouts: llava-hf's (`vision_tower.vision_model.*`, `multi_modal_projector.*`), what
 // transformers 5 saves (`vision_tower.*`), and transformers 5's module names (`model.vision_tower.*`,
@@ -127,14 +129,14 @@ public struct LlavaVisionModel: Sendable {
     /// Encodes packed RGB24: preprocess, tower, projector; one view on the patch grid.
     public func encode(width: Int, height: Int, rgb: [UInt8], scoreLayers: Set<Int>) throws(VisionError) -> EncodedFrame {
         try validate(layers: scoreLayers)
-        guard configuration.visionFeatureSelectStrategy == "default" else {
-            // The CLS row has no place on the patch grid HiPrune prunes.
-            throw .invalidConfiguration(file: "config.json", field: "vision_feature_select_strategy",
-                                        cause: "'full' keeps the CLS row, which cannot be pruned on the patch grid; use 'default'")
-        }
         let pixels = try preprocessor.pixelValues(width: width, height: height, rgb: rgb)
         let (features, scores) = try self.features(pixelValues: pixels, scoreLayers: scoreLayers)
-        return EncodedFrame(grid: patchGrid, features: features, scores: scores)
+        guard features.rows == patchGrid.count + 1 else {
+            return EncodedFrame(grid: patchGrid, features: features, scores: scores)
+        }
+        // "full": the CLS row (first) has no place on the patch grid HiPrune prunes.
+        return EncodedFrame(views: [EncodedView(grid: patchGrid, features: features.rows(1..<features.rows), scores: scores,
+                                                place: .frame, leading: features.rows(0..<1))])
     }
 }
 

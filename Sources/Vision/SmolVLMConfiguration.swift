@@ -29,7 +29,7 @@ public enum VisionError: Error, CustomStringConvertible {
 }
 
 /// config.json → vision_config.
-public struct SmolVLMVisionConfiguration: Codable, Sendable, Equatable {
+public struct SmolVLMVisionConfiguration: ViTVisionFields, Codable, Sendable, Equatable {
     public var hiddenSize = 1152
     public var intermediateSize = 3072
     public var numHiddenLayers = 12
@@ -49,17 +49,45 @@ public struct SmolVLMVisionConfiguration: Codable, Sendable, Equatable {
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let d = Self()
-        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? d.hiddenSize
-        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? d.intermediateSize
-        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? d.numHiddenLayers
-        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? d.numAttentionHeads
-        numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? d.numChannels
-        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? d.imageSize
-        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? d.patchSize
-        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? d.hiddenAct
-        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? d.layerNormEps
+        try self.init(decodingViTFields: decoder)
+    }
+}
+
+/// The fields every ViT tower's vision_config shares (SigLIP's, CLIP's), decoded once over each
+/// type's own defaults (transformers' SiglipVisionConfig / CLIPVisionConfig differ in them).
+public protocol ViTVisionFields {
+    init()
+    var hiddenSize: Int { get set }
+    var intermediateSize: Int { get set }
+    var numHiddenLayers: Int { get set }
+    var numAttentionHeads: Int { get set }
+    var numChannels: Int { get set }
+    var imageSize: Int { get set }
+    var patchSize: Int { get set }
+    var hiddenAct: String { get set }
+    var layerNormEps: Float { get set }
+}
+
+private enum ViTVisionKeys: String, CodingKey {
+    case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", numHiddenLayers = "num_hidden_layers"
+    case numAttentionHeads = "num_attention_heads", numChannels = "num_channels", imageSize = "image_size"
+    case patchSize = "patch_size", hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
+}
+
+extension ViTVisionFields {
+    /// The type's defaults, then every shared field config.json gives.
+    public init(decodingViTFields decoder: Decoder) throws {
+        self.init()
+        let c = try decoder.container(keyedBy: ViTVisionKeys.self)
+        hiddenSize = try c.decodeIfPresent(Int.self, forKey: .hiddenSize) ?? hiddenSize
+        intermediateSize = try c.decodeIfPresent(Int.self, forKey: .intermediateSize) ?? intermediateSize
+        numHiddenLayers = try c.decodeIfPresent(Int.self, forKey: .numHiddenLayers) ?? numHiddenLayers
+        numAttentionHeads = try c.decodeIfPresent(Int.self, forKey: .numAttentionHeads) ?? numAttentionHeads
+        numChannels = try c.decodeIfPresent(Int.self, forKey: .numChannels) ?? numChannels
+        imageSize = try c.decodeIfPresent(Int.self, forKey: .imageSize) ?? imageSize
+        patchSize = try c.decodeIfPresent(Int.self, forKey: .patchSize) ?? patchSize
+        hiddenAct = try c.decodeIfPresent(String.self, forKey: .hiddenAct) ?? hiddenAct
+        layerNormEps = try c.decodeIfPresent(Float.self, forKey: .layerNormEps) ?? layerNormEps
     }
 }
 

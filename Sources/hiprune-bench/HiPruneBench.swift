@@ -3,7 +3,7 @@ import ArgumentParser
 import Foundation
 import Tensor
 @main struct HiPruneBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "hiprune-bench", abstract: "Benchmarks of hiprune-video beside their peers on this machine.", subcommands: [EncodeBench.self, AskBench.self, PruneBench.self, PrefillBench.self, QwenBench.self, DecodeBench.self, QuantBench.self])
+    static let configuration = CommandConfiguration(commandName: "hiprune-bench", abstract: "Benchmarks of hiprune-video beside their peers on this machine.", subcommands: [EncodeBench.self, AskBench.self, PruneBench.self, PrefillBench.self, QwenBench.self, DecodeBench.self, QuantBench.self, LlavaBench.self])
     /// The default main, after BLASRuntime.configure() (it may re-exec with OPENBLAS_CORETYPE set).
     static func main() async {
         BLASRuntime.configure()

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 
 /// Peer programs (PyTorch scripts, llama.cpp tools, numpy) run beside our own measurements.
@@ -61,4 +62,14 @@ extension Peer {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin"
         return path.split(separator: ":").map { "\($0)/\(name)" }.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
+}
+
+/// The timing options of the decoder benchmarks (prefill, quant, llava), defined once; each bench
+/// keeps its own defaults (its cases differ in length), which the help names.
+struct DecoderTimingOptions: ParsableArguments {
+    @Option(help: "Timed runs per case, median reported (default: prefill 5, quant 3, llava 1 with no warm-up: its cases are long).")
+    var runs: Int?
+
+    @Option(help: "Tokens generated per decode run, after the prompt (default: prefill 64, quant 32, llava 8).")
+    var decodeTokens: Int?
 }

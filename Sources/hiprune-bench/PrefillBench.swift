@@ -13,11 +13,9 @@ struct PrefillBench: AsyncParsableCommand {
         commandName: "prefill",
         abstract: "Decoder prefill time at 612/268/142 tokens, decode tokens/s in F32 and BF16 against the memory roofline (SmolLM2-135M shapes); PyTorch and llama.cpp peers.")
 
-    @Option(help: "Timed runs per case (median reported).")
-    var runs = 5
-
-    @Option(help: "Tokens generated per decode run.")
-    var decodeTokens = 64
+    @OptionGroup var timing: DecoderTimingOptions
+    var runs: Int { timing.runs ?? 5 }
+    var decodeTokens: Int { timing.decodeTokens ?? 64 }
 
     @Option(help: "Python for the PyTorch peer (tools/bench_torch_lm.py); skipped if it does not exist.")
     var python = Peer.defaultPython

@@ -12,11 +12,9 @@ struct QuantBench: AsyncParsableCommand {
         commandName: "quant",
         abstract: "Quantized weights: decode t/s and prefill s at 612/268/142 tokens on Q8_0 and Q4_K_M GGUFs (SmolLM2-135M and Llama-2-7B shapes), beside llama-bench.")
 
-    @Option(help: "Timed runs per case (median reported).")
-    var runs = 3
-
-    @Option(help: "Tokens generated per decode run (after a 142-token prompt).")
-    var decodeTokens = 32
+    @OptionGroup var timing: DecoderTimingOptions
+    var runs: Int { timing.runs ?? 3 }
+    var decodeTokens: Int { timing.decodeTokens ?? 32 }
 
     @Option(help: "Blocks of the 7B-shaped model (of 32); figures are also given per block and scaled to 32.")
     var layers = 2

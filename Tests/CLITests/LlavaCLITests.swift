@@ -39,4 +39,40 @@ final class LlavaCLITests: XCTestCase {
             XCTAssertFalse(try XCTUnwrap(object["token_ids"] as? [Int]).isEmpty, name)
         }
     }
+
+    /// live on a real-time stream (loopback UDP, 3 s of a 4:3 test pattern) with each family: frame
+    /// events carry the family's tokens and views, answers come over the window, the summary counts them.
+    func testLiveAnswersWithEveryFamily() throws {
+        // LLaVA-1.5: one 24x24 view; NeXT: base 8x8 and 2x2 crops (4:3 un-padded to 6x8 each); NeXT-Video: 12x12.
+        for (name, tokens, views) in [("llava-tiny", 576, 1), ("llava-next-tiny", 256, 5), ("llava-next-video-tiny", 144, 1)] {
+            let url = "udp://127.0.0.1:\(CLI.freeUDPPort())"
+            let live = try CLI.start(["live", url, "--model", Fixtures.path(name), "--question", "What moves?", "--every", "1s",
+                                      "--window", "2", "--fps", "2", "--max-tokens", "2", "--stall-timeout", "1",
+                                      "--open-timeout", "3", "--max-reconnects", "0"])
+            let streamer = try CLI.streamer(to: url, seconds: 3)
+            streamer.waitUntilExit()
+            let deadline = Date().addingTimeInterval(20)
+            while live.process.isRunning && Date() < deadline { usleep(50_000) }
+            if live.process.isRunning { live.process.terminate() }
+            let result = live.finish()
+            XCTAssertEqual(result.status, 1, "gives up once the stream ends: \(result.stderr)")
+            let events = CLI.events(result.stdout)
+            let frames = events.filter { $0["event"] as? String == "frame" }
+            XCTAssertGreaterThanOrEqual(frames.count, 2, "\(name): \(result.stdout)")
+            for frame in frames {
+                XCTAssertEqual(frame["tokens_before"] as? Int, tokens, name)
+                XCTAssertEqual(frame["views"] as? Int ?? 1, views, name)
+                XCTAssertLessThan(try XCTUnwrap(frame["tokens_after"] as? Int), tokens, name)
+            }
+            let answers = events.filter { $0["event"] as? String == "answer" }
+            XCTAssertGreaterThanOrEqual(answers.count, 1, "\(name): \(result.stdout)")
+            for answer in answers {
+                XCTAssertEqual(answer["question"] as? String, "What moves?", name)
+                XCTAssertTrue((1...2).contains(try XCTUnwrap(answer["frames"] as? Int)), name)
+            }
+            let summary = try XCTUnwrap(events.last)
+            XCTAssertEqual(summary["event"] as? String, "summary", name)
+            XCTAssertEqual(summary["answers"] as? Int, answers.count, name)
+        }
+    }
 }

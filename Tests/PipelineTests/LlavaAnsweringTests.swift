@@ -27,6 +27,14 @@ final class LlavaAnsweringTests: XCTestCase {
         var ids: [Int]
         var tokens: [Int]
         var first_logits: [Float]
+        struct Answer: Decodable {
+            var text: String
+            var ids: [Int]
+            var tokens: [Int]
+            var first_logits: [Float]
+        }
+        /// The same question with vision_feature_select_strategy "full" (CLS row ahead of each frame's kept rows).
+        var full: Answer
     }
 
     func loadReference() throws -> Reference {
@@ -46,11 +54,16 @@ final class LlavaAnsweringTests: XCTestCase {
         }
     }
 
-    func testPromptTextAndIdsMatchTheReference() throws {
+    /// transformers' LlavaProcessor: the checkpoint's chat_template.json rendered for one image part
+    /// per frame and the question, each `<image>` expanded to the frame's kept count, BOS first.
+    func testPromptTextAndIdsMatchTheProcessor() throws {
         let reference = try loadReference()
-        let prompt = LlavaVideoPrompt(layout: .timedImages, frames: reference.frames.map { .init(time: $0.time, tokens: $0.kept.count) })
-        XCTAssertEqual(prompt.text(question: reference.question), reference.text)
         let answering = try LlavaVideoAnswering.load(directory: Self.directory)
+        let prompt = answering.videoPrompt
+        XCTAssertEqual(prompt.layout, .images)
+        XCTAssertEqual(try prompt.chat(frames: 2, question: "Why?"), "USER: <image>\n<image>\nWhy? ASSISTANT:")
+        XCTAssertEqual(try prompt.text(frameTokens: reference.frames.map(\.kept.count), question: reference.question), reference.text)
+        XCTAssertEqual(reference.ids.first, answering.language.tokenizer.bosID)
         let decoderPrompt = try answering.prompt(frames: try frames(reference), question: reference.question)
         XCTAssertEqual(decoderPrompt.ids, reference.ids)
     }
@@ -69,6 +82,51 @@ final class LlavaAnsweringTests: XCTestCase {
         let scale = reference.first_logits.map(abs).max()!
         let worst = zip(session.logits, reference.first_logits).map { abs($0 - $1) }.max()!
         XCTAssertLessThan(worst / scale, 1e-4)
+    }
+
+    /// vision_feature_select_strategy "full": the CLS row stays (never pruned), ahead of each frame's
+    /// kept rows, as transformers feeds it; features, prompt ids and greedy tokens match.
+    func testFullStrategyKeepsTheCLSRowLikeTransformers() throws {
+        let reference = try loadReference()
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("llava-full-\(UUID().uuidString)")
+        try FileManager.default.copyItem(atPath: Self.directory, toPath: directory.path)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let configFile = directory.appendingPathComponent("config.json")
+        var config = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: configFile)) as? [String: Any])
+        config["vision_feature_select_strategy"] = "full"
+        try JSONSerialization.data(withJSONObject: config).write(to: configFile)
+
+        let vision = try LlavaVisionModel.load(directory: directory.path)
+        let file = try SafeTensorsFile(path: Self.directory + "/reference.safetensors")
+        let rgb = try file.int32s("input.rgb").map { UInt8($0) }
+        let view = try vision.encode(width: 48, height: 48, rgb: rgb, scoreLayers: []).views[0]
+        XCTAssertEqual(view.grid, TokenGrid(rows: 24, cols: 24))
+        XCTAssertEqual(view.features.rows, 576, "the grid's rows are the patches")
+        let cls = try XCTUnwrap(view.leading)
+        XCTAssertEqual(cls.rows, 1)
+        XCTAssertLessThanOrEqual(relativeError(cls.storage + view.features.storage, try file.floats("features_full")), 1e-4)
+
+        let answering = try LlavaVideoAnswering.load(directory: directory.path)
+        let frames = try reference.frames.map { f -> LlavaVideoAnswering.Frame in
+            let v = try vision.encode(width: f.width, height: f.height, rgb: f.rgb.map { UInt8($0) }, scoreLayers: [1, 2]).views[0]
+            let selection = try HiPrune(alpha: 0.1, mode: .reference)
+                .select(objectScores: try XCTUnwrap(v.scores[1]), deepScores: try XCTUnwrap(v.scores[2]), grid: v.grid,
+                        budget: .count(f.kept.count))
+            XCTAssertEqual(selection.indices, f.kept)
+            let pruned = PrunedFrame(index: 0, time: f.time, views: [PrunedView(place: .frame, selection: selection,
+                                                                                features: v.features.gathering(rows: f.kept), leading: v.leading)])
+            return try answering.packed(pruned)
+        }
+        XCTAssertEqual(frames.map(\.features.rows), reference.frames.map { $0.kept.count + 1 })
+        let prompt = try answering.prompt(frames: frames, question: reference.question)
+        XCTAssertEqual(prompt.ids, reference.full.ids)
+        let options = GenerationOptions(maxNewTokens: reference.full.tokens.count, stopTokens: [])
+        let result = try answering.answer(frames: frames, questions: [reference.question], generation: options) { _, _ in }
+        XCTAssertEqual(result.answers[0].tokens, reference.full.tokens)
+        let session = try DecoderSession(model: answering.language.model, context: 512)
+        try session.prefill(embeddings: prompt.embeddings)
+        let scale = reference.full.first_logits.map(abs).max()!
+        XCTAssertLessThan(zip(session.logits, reference.full.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
     }
 
     func testPlaceholderCountMismatchIsAClearError() throws {

@@ -26,24 +26,8 @@ final class LlavaInspectionTests: XCTestCase {
     }
 
     func testADroppedAndAReshapedTensorAreReported() throws {
-        let source = Fixtures.path("llava-tiny")
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inspect-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        try FileManager.default.copyItem(atPath: source + "/config.json", toPath: directory + "/config.json")
-        let file = try SafeTensorsFile(path: source + "/model.safetensors")
         let dropped = "multi_modal_projector.linear_2.bias", reshaped = "vision_tower.embeddings.class_embedding"
-        var writer = SafeTensorsWriter()
-        for name in file.entries.keys.sorted() where name != dropped {
-            let values = try file.floats(name)
-            if name == reshaped {
-                try writer.add(name, floats: values + [0], shape: [values.count + 1])
-            } else {
-                try writer.add(name, floats: values, shape: try XCTUnwrap(file.entries[name]).shape)
-            }
-        }
-        try writer.write(to: directory + "/model.safetensors")
-        let report = try ModelFamily.llava.inspect(directory: directory)
+        let report = try inspectWithout(dropped, reshaping: reshaped, of: Fixtures.path("llava-tiny"), family: .llava)
         XCTAssertEqual(report.missingTensors, [dropped])
         XCTAssertEqual(report.misshapenTensors.map(\.name), [reshaped])
     }

@@ -122,7 +122,8 @@ final class LlavaNextTests: XCTestCase {
         let q = try loadReference().question
         let model = try LlavaNextVisionModel.load(directory: Self.directory)
         let answering = try LlavaVideoAnswering.load(directory: Self.directory)
-        XCTAssertEqual(answering.chat, .mistral)
+        XCTAssertEqual(answering.videoPrompt.layout, .images)
+        XCTAssertTrue(answering.videoPrompt.template.source.hasSuffix("chat_template.json"))
         let views = try views(frame: q.frame, model)
         XCTAssertEqual(views.count, q.kept.count)
         let pruned = zip(views, q.kept).map { v, kept in
@@ -132,6 +133,7 @@ final class LlavaNextTests: XCTestCase {
         }
         let packed = try AnyResPacking.pack(pruned, newline: try XCTUnwrap(answering.imageNewline))
         let frames = [LlavaVideoAnswering.Frame(time: q.time, features: packed)]
+        XCTAssertEqual(try answering.videoPrompt.text(frameTokens: [packed.rows], question: q.question), q.text)
         let prompt = try answering.prompt(frames: frames, question: q.question)
         XCTAssertEqual(prompt.ids, q.ids)
         let options = GenerationOptions(maxNewTokens: q.tokens.count, stopTokens: [])

@@ -67,7 +67,7 @@ final class LlavaNextVideoTests: XCTestCase {
     func testSelectionAndGreedyAnswerMatchTransformers() throws {
         let reference = try loadReference()
         let answering = try LlavaVideoAnswering.load(directory: Self.directory)
-        XCTAssertEqual(answering.layout, .video)
+        XCTAssertEqual(answering.videoPrompt.layout, .video)
         var frames: [LlavaVideoAnswering.Frame] = []
         for (view, f) in zip(try views(), reference.frames) {
             let selection = try HiPrune(alpha: 1.0, mode: .reference)
@@ -78,6 +78,8 @@ final class LlavaNextVideoTests: XCTestCase {
             for (r, k) in f.kept.enumerated() { kept.storage.replaceSubrange((r * kept.cols)..<((r + 1) * kept.cols), with: view.features.row(k)) }
             frames.append(LlavaVideoAnswering.Frame(time: f.time, features: kept))
         }
+        XCTAssertEqual(try answering.videoPrompt.text(frameTokens: frames.map(\.features.rows), question: reference.question),
+                       reference.text)
         let prompt = try answering.prompt(frames: frames, question: reference.question)
         XCTAssertEqual(prompt.ids, reference.ids)
         let options = GenerationOptions(maxNewTokens: reference.tokens.count, stopTokens: [])

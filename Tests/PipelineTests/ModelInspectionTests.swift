@@ -50,13 +50,26 @@ final class ModelInspectionTests: XCTestCase {
     }
 
     func testADroppedAndAReshapedTensorAreReported() throws {
-        let source = Self.fixtures.appendingPathComponent("smolvlm-a").path
+        let dropped = "model.text_model.layers.0.mlp.up_proj.weight", reshaped = "model.text_model.norm.weight"
+        let report = try inspectWithout(dropped, reshaping: reshaped, of: Self.fixtures.appendingPathComponent("smolvlm-a").path,
+                                        family: .smolVLM)
+        XCTAssertEqual(report.missingTensors, [dropped])
+        XCTAssertEqual(report.misshapenTensors.map(\.name), [reshaped])
+        XCTAssertEqual(report.dtypes.keys.sorted(), ["F32"])
+        XCTAssertTrue(report.missingFiles.contains("preprocessor_config.json"))
+    }
+}
+
+extension XCTestCase {
+    /// `inspect` of a copy of the checkpoint in `source` (its config.json and weights only) without
+    /// the tensor `dropped` and with `reshaped` one value longer: what each family must report by name.
+    func inspectWithout(_ dropped: String, reshaping reshaped: String, of source: String,
+                        family: ModelFamily) throws -> ModelInspection {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("inspect-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
         try FileManager.default.copyItem(atPath: source + "/config.json", toPath: directory + "/config.json")
         let file = try SafeTensorsFile(path: source + "/model.safetensors")
-        let dropped = "model.text_model.layers.0.mlp.up_proj.weight", reshaped = "model.text_model.norm.weight"
         var writer = SafeTensorsWriter()
         for name in file.entries.keys.sorted() where name != dropped {
             let values = try file.floats(name)
@@ -67,10 +80,6 @@ final class ModelInspectionTests: XCTestCase {
             }
         }
         try writer.write(to: directory + "/model.safetensors")
-        let report = try ModelFamily.smolVLM.inspect(directory: directory)
-        XCTAssertEqual(report.missingTensors, [dropped])
-        XCTAssertEqual(report.misshapenTensors.map(\.name), [reshaped])
-        XCTAssertEqual(report.dtypes.keys.sorted(), ["F32"])
-        XCTAssertTrue(report.missingFiles.contains("preprocessor_config.json"))
+        return try family.inspect(directory: directory)
     }
 }

@@ -4,22 +4,20 @@ import Tensor
 import Vision
 import VLM
 
-/// Answers questions about pruned frames with a LLaVA-family model: the video prompt
+/// Answers questions about pruned frames with a LLaVA-family model: the checkpoint's chat template
 /// (LlavaVideoPrompt) with each frame's placeholder run as long as its packed kept tokens, those
 /// features at the placeholder rows, consecutive positions (the decoder is Llama's or Mistral's,
 /// 1-D RoPE: a pruned prompt is simply shorter), one prefill for all frames. Several questions
 /// share their prompts' common prefix (see DecoderPrompt).
 public struct LlavaVideoAnswering: Sendable {
     public let language: LanguageModel
-    public let layout: LlavaVideoPrompt.Layout
-    public let chat: LlavaVideoPrompt.Chat
+    public let videoPrompt: LlavaVideoPrompt
     /// The id of the placeholder token (`<image>`, or `<video>` for LLaVA-NeXT-Video).
     public let placeholderID: Int
     /// LLaVA-NeXT's image_newline (text hidden), closing each packed row of crops.
     public let imageNewline: [Float]?
 
-    public init(language: LanguageModel, layout: LlavaVideoPrompt.Layout, chat: LlavaVideoPrompt.Chat = .vicuna,
-                placeholderID: Int, imageNewline: [Float]? = nil) throws {
+    public init(language: LanguageModel, layout: LlavaVideoPrompt.Layout, placeholderID: Int, imageNewline: [Float]? = nil) throws {
         let name = layout == .video ? LlavaVideoPrompt.videoToken : LlavaVideoPrompt.imageToken
         guard let id = language.tokenizer.id(of: name) else {
             throw PipelineError.unreadableConfiguration(file: language.source + "/tokenizer.json", cause: "no \(name) token")
@@ -30,8 +28,7 @@ public struct LlavaVideoAnswering: Sendable {
                 cause: "the \(name) token id \(placeholderID) differs from the tokenizer's id \(id)")
         }
         self.language = language
-        self.layout = layout
-        self.chat = chat
+        self.videoPrompt = try LlavaVideoPrompt(tokenizer: language.tokenizer, layout: layout)
         self.placeholderID = id
         self.imageNewline = imageNewline
     }
@@ -47,8 +44,7 @@ public struct LlavaVideoAnswering: Sendable {
             let name = ["image_newline", "model.image_newline"].first(where: weights.contains) ?? "image_newline"
             newline = try weights.matrix(name, shape: [configuration.textHiddenSize]).storage
         }
-        return try LlavaVideoAnswering(language: language, layout: video ? .video : .timedImages,
-                                       chat: configuration.textModelType == "mistral" ? .mistral : .vicuna,
+        return try LlavaVideoAnswering(language: language, layout: video ? .video : .images,
                                        placeholderID: video ? configuration.videoTokenId ?? -1 : configuration.imageTokenId,
                                        imageNewline: newline)
     }
@@ -65,8 +61,7 @@ public struct LlavaVideoAnswering: Sendable {
 
     /// The decoder's input for one question: ids and embeddings with the features at the placeholders.
     public func prompt(frames: [Frame], question: String) throws -> DecoderPrompt {
-        let prompt = LlavaVideoPrompt(layout: layout, chat: chat, frames: frames.map { .init(time: $0.time, tokens: $0.features.rows) })
-        let ids = language.tokenizer.encode(prompt.text(question: question))
+        let ids = try videoPrompt.ids(frameTokens: frames.map(\.features.rows), question: question, tokenizer: language.tokenizer)
         let rows = ids.indices.filter { ids[$0] == placeholderID }
         let width = language.model.configuration.hiddenSize
         var storage: [Float] = []
@@ -80,7 +75,7 @@ public struct LlavaVideoAnswering: Sendable {
         }
         guard rows.count * width == storage.count else {
             throw PipelineError.invalidOption(flag: "question",
-                                              cause: "the prompt has \(rows.count) \(prompt.placeholder) tokens for \(storage.count / max(1, width)) kept tokens (does the question contain \(prompt.placeholder)?)")
+                                              cause: "the prompt has \(rows.count) \(videoPrompt.placeholder) tokens for \(storage.count / max(1, width)) kept tokens (does the question contain \(videoPrompt.placeholder)?)")
         }
         let features = try Matrix(rows: rows.count, cols: width, storage: storage)
         return DecoderPrompt(ids: ids, embeddings: try language.model.embed(ids, injecting: features, at: rows))
@@ -103,11 +98,14 @@ public struct LlavaVideoAnswering: Sendable {
 }
 
 extension LlavaVideoAnswering: VideoAnswerer {
-    /// A pruned frame's placeholder rows: the one view's kept features (LLaVA-1.5, LLaVA-NeXT-Video),
-    /// or AnyRes's packing of the base and crop views with image_newline (LLaVA-NeXT).
+    /// A pruned frame's placeholder rows: the one view's kept features (LLaVA-1.5, LLaVA-NeXT-Video;
+    /// with "full", LLaVA-1.5's CLS row first), or AnyRes's packing of the base and crop views with
+    /// image_newline (LLaVA-NeXT).
     public func packed(_ frame: PrunedFrame) throws -> Frame {
         if frame.views.count == 1, let view = frame.views.first, view.place == .frame {
-            return Frame(time: frame.time, features: view.features)
+            guard let leading = view.leading else { return Frame(time: frame.time, features: view.features) }
+            return Frame(time: frame.time, features: try Matrix(rows: leading.rows + view.features.rows, cols: view.features.cols,
+                                                                storage: leading.storage + view.features.storage))
         }
         guard let imageNewline else {
             throw PipelineError.invalidOption(flag: "model", cause: "frame \(frame.index) has \(frame.views.count) views; this model has no image_newline to pack them")
