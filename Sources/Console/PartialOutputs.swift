@@ -160,14 +160,22 @@ public enum PartialOutputs {
         }
     }
 
-    /// Removes a file or a directory tree; a writer may still be adding to a directory, so a
-    /// failure is retried a few times.
+    /// Removes a file or a directory tree. A writer on another thread may still be adding files to
+    /// a directory (the interrupt arrives while it works): the directory is first renamed aside, so
+    /// that its next file fails to open instead of landing in a tree being removed; a file the
+    /// writer had already opened there is caught by the retries.
     fileprivate static func remove(_ path: String) {
         let manager = FileManager.default
-        for _ in 0..<5 {
-            var isDirectory: ObjCBool = false
-            guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
-            if (try? manager.removeItem(atPath: path)) != nil { return }
+        var isDirectory: ObjCBool = false
+        guard manager.fileExists(atPath: path, isDirectory: &isDirectory) else { return }
+        var target = path
+        if isDirectory.boolValue {
+            let aside = path + ".removing"
+            if rename(path, aside) == 0 { target = aside }
+        }
+        for _ in 0..<50 {
+            guard manager.fileExists(atPath: target) else { return }
+            if (try? manager.removeItem(atPath: target)) != nil { return }
             usleep(2_000)
         }
     }
