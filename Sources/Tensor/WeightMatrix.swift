@@ -422,9 +422,10 @@ extension Float {
 /// W's rows (y's columns) over the cores, each slice a single-threaded sgemm.
 func sgemmXWt(m: Int, n: Int, k: Int, _ x: UnsafePointer<Float>, inputStride: Int, _ w: UnsafePointer<Float>, beta: Float,
               into y: UnsafeMutablePointer<Float>, outputStride: Int) {
-    let cores = ProcessInfo.processInfo.activeProcessorCount
-    // A slice narrower than 256 columns or a product under ~16 M multiply-adds runs below the GEMM's rate.
-    let slices = EncoderPaths.current.gemmThreading == .slices && m >= 64 && m * n * k >= 1 << 24 ? min(cores, n / 256) : 1
+    // As many slices as OpenBLAS would use threads (OPENBLAS_NUM_THREADS, or a benchmark's setting); a
+    // slice narrower than 256 columns or a product under ~16 M multiply-adds runs below the GEMM's rate.
+    let threads = Int(openblas_get_num_threads())
+    let slices = EncoderPaths.current.gemmThreading == .slices && m >= 64 && m * n * k >= 1 << 24 ? min(threads, n / 256) : 1
     guard slices > 1 else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
                     x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
