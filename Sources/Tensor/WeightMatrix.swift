@@ -11,6 +11,8 @@
 // in a memory-mapped file that a part keeps open.
 import CKernels
 import COpenBLAS
+import Dispatch
+import Foundation
 
 /// How a weight matrix's values are stored; raw values are ggml's type numbers.
 public enum WeightFormat: UInt32, Sendable, CaseIterable {
@@ -325,8 +327,7 @@ extension WeightMatrix {
                               outputStride: Int, beta: Float, scratch: inout [Float]) {
         let k = cols
         func gemm(_ w: UnsafePointer<Float>, rows n: Int, firstRow: Int) {
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                        x, Int32(inputStride), w, Int32(k), beta, y + firstRow, Int32(outputStride))
+            sgemmXWt(m: m, n: n, k: k, x, inputStride: inputStride, w, beta: beta, into: y + firstRow, outputStride: outputStride)
         }
         if let panels, let part = parts.first, bf16_gemm_mode() != 0 {
             // The native BF16 kernel (activations rounded to BF16, F32 accumulation).
@@ -423,4 +424,29 @@ extension Float {
         if isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x40 }
         return UInt16(truncatingIfNeeded: (bits &+ 0x7FFF &+ ((bits >> 16) & 1)) >> 16)
     }
+}
+
+/// y[m, n] = x[m, k] · w[n, k]ᵀ + beta · y, as EncoderPaths.current.gemmThreading says: big products split
+/// W's rows (y's columns) over the cores, each slice a single-threaded sgemm.
+func sgemmXWt(m: Int, n: Int, k: Int, _ x: UnsafePointer<Float>, inputStride: Int, _ w: UnsafePointer<Float>, beta: Float,
+              into y: UnsafeMutablePointer<Float>, outputStride: Int) {
+    // As many slices as OpenBLAS would use threads (OPENBLAS_NUM_THREADS, or a benchmark's setting); a
+    // slice narrower than 256 columns or a product under ~16 M multiply-adds runs below the GEMM's rate.
+    let threads = Int(openblas_get_num_threads())
+    let slices = EncoderPaths.current.gemmThreading == .slices && m >= 64 && m * n * k >= 1 << 24 ? min(threads, n / 256) : 1
+    guard slices > 1 else {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                    x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
+        return
+    }
+    let a = ReadPointer(x), b = ReadPointer(w), c = SendablePointer(y)
+    let restore = blasThreads
+    openblas_set_num_threads(1)
+    DispatchQueue.concurrentPerform(iterations: slices) { i in
+        // Slice bounds on multiples of 16 columns (whole vector registers of the kernel's tiles).
+        let start = n * i / slices / 16 * 16, end = i == slices - 1 ? n : n * (i + 1) / slices / 16 * 16
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(end - start), Int32(k), 1,
+                    a.pointer, Int32(inputStride), b.pointer + start * k, Int32(k), beta, c.pointer! + start, Int32(outputStride))
+    }
+    openblas_set_num_threads(restore)
 }

@@ -132,21 +132,27 @@ public struct SmolVLMVisionModel: Sendable {
 
     /// Runs the encoder on channel-first pixel values [channels, height, width].
     /// - scoreLayers: 1-based layers whose scores to capture (others cost nothing extra).
+    /// - profile: receives each operation's time (benchmarks).
     public func forward(pixelValues: [Float], height: Int, width: Int, scoreLayers: Set<Int> = [],
-                        keepHiddenStates: Bool = false) throws(VisionError) -> Output {
+                        keepHiddenStates: Bool = false, profile: OperationProfile? = nil) throws(VisionError) -> Output {
         let v = vision
         do {
-            var h = try patchEmbedding(pixels: pixelValues, channels: v.numChannels, height: height, width: width,
-                                       patch: v.patchSize, weight: patchWeight, bias: patchBias)
-            let ids = positionIDs(rows: height / v.patchSize, cols: width / v.patchSize)
-            let d = v.hiddenSize
-            try addRows(of: positionEmbedding, at: ids, to: &h)
+            let patches = height / v.patchSize * (width / v.patchSize), d = v.hiddenSize
+            var h = try profile.time("patch embedding (im2col + GEMM)", flops: 2 * Double(patches * patchWeight.count)) {
+                () throws(TensorError) in
+                var h = try patchEmbedding(pixels: pixelValues, channels: v.numChannels, height: height, width: width,
+                                           patch: v.patchSize, weight: patchWeight, bias: patchBias)
+                try addRows(of: positionEmbedding, at: positionIDs(rows: height / v.patchSize, cols: width / v.patchSize), to: &h)
+                return h
+            }
             let embeddings = keepHiddenStates ? h : Matrix(rows: 0, cols: 0)
-            let run = try encoder.run(&h, layers: encoder.shape.layers, scoreLayers: scoreLayers, keepHiddenStates: keepHiddenStates)
-            let n = h.rows
-            var last = Matrix(rows: n, cols: d)
-            try layerNorm(&h, addingBias: run.pendingBias, weight: postLayerNormWeight, bias: postLayerNormBias,
-                          eps: v.layerNormEps, into: &last)
+            let run = try encoder.run(&h, layers: encoder.shape.layers, scoreLayers: scoreLayers, keepHiddenStates: keepHiddenStates,
+                                      profile: profile)
+            var last = Matrix(rows: h.rows, cols: d)
+            try profile.time("layer norm") { () throws(TensorError) in
+                try layerNorm(&h, addingBias: run.pendingBias, weight: postLayerNormWeight, bias: postLayerNormBias,
+                              eps: v.layerNormEps, into: &last)
+            }
             return Output(hiddenStates: keepHiddenStates ? [embeddings] + run.hiddenStates : [], lastHiddenState: last,
                           patchScores: run.scores)
         } catch {

@@ -127,8 +127,9 @@ public struct ViTEncoder: Sendable {
     }
 
     /// Runs layers 1...count over the residual stream `h` ([tokens, hidden]) in place.
+    /// - profile: when given, receives the wall and CPU time of every operation (a benchmark's view).
     public func run(_ h: inout Matrix, layers count: Int, scoreLayers: Set<Int> = [],
-                    keepHiddenStates: Bool = false) throws(TensorError) -> Run {
+                    keepHiddenStates: Bool = false, profile: OperationProfile? = nil) throws(TensorError) -> Run {
         let s = shape, d = s.hidden, n = h.rows, heads = s.heads
         guard h.cols == d, count >= 0, count <= layers.count else {
             throw .invalidArgument(operation: "ViT encoder", detail: "\(count) of \(layers.count) layers over \(h.rows)x\(h.cols)")
@@ -146,54 +147,55 @@ public struct ViTEncoder: Sendable {
         // The bias of the projection that last added onto h (fc2 of the layer before) is left out of
         // that GEMM and added by the next layer norm.
         var pendingBias: [Float]? = nil
-        for (index, layer) in layers.prefix(count).enumerated() {
-            let capture = scoreLayers.contains(index + 1)
-            try layerNorm(&h, addingBias: pendingBias, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias,
-                          eps: s.layerNormEps, into: &x)
-            x.storage.withUnsafeBufferPointer { px in
-                qkv.storage.withUnsafeMutableBufferPointer { pqkv in
-                    linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.qkvWeight, bias: layer.qkvBias,
-                           into: pqkv.baseAddress!, outputStride: 3 * d, scratch: &unused)
+        // y (+)= input · Wᵀ (+ bias), timed under a name that gives the GEMM's shape.
+        func project(_ name: String, _ input: Matrix, _ weight: WeightMatrix, bias: [Float]?, into out: inout Matrix,
+                     accumulate: Bool) {
+            profile.time("\(name) GEMM \(n)x\(weight.rows)x\(weight.cols)" + (bias == nil ? "" : " + bias") + (accumulate ? ", onto h" : ""),
+                         flops: 2 * Double(n * weight.rows * weight.cols)) {
+                input.storage.withUnsafeBufferPointer { pi in
+                    out.storage.withUnsafeMutableBufferPointer { po in
+                        linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: weight, bias: bias,
+                               into: po.baseAddress!, outputStride: out.cols, accumulate: accumulate, scratch: &unused)
+                    }
                 }
             }
-            qkv.storage.withUnsafeBufferPointer { pqkv in
-                attended.storage.withUnsafeMutableBufferPointer { po in
-                    layerScores.withUnsafeMutableBufferPointer { ps in
-                        let q = pqkv.baseAddress!
-                        attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d,
-                                  queries: n, keys: n, heads: heads, kvHeads: heads, headDimension: d / heads,
-                                  output: po.baseAddress!, scores: capture ? ps.baseAddress : nil)
+        }
+        for (index, layer) in layers.prefix(count).enumerated() {
+            let capture = scoreLayers.contains(index + 1)
+            try profile.time("layer norm") { () throws(TensorError) in
+                try layerNorm(&h, addingBias: pendingBias, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias,
+                              eps: s.layerNormEps, into: &x)
+            }
+            project("qkv", x, layer.qkvWeight, bias: layer.qkvBias, into: &qkv, accumulate: false)
+            profile.time(capture ? "attention + scores" : "attention", flops: 4 * Double(n * n * d)) {
+                qkv.storage.withUnsafeBufferPointer { pqkv in
+                    attended.storage.withUnsafeMutableBufferPointer { po in
+                        layerScores.withUnsafeMutableBufferPointer { ps in
+                            let q = pqkv.baseAddress!
+                            attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d,
+                                      queries: n, keys: n, heads: heads, kvHeads: heads, headDimension: d / heads,
+                                      output: po.baseAddress!, scores: capture ? ps.baseAddress : nil)
+                        }
                     }
                 }
             }
             if capture { scores[index + 1] = layerScores }
-            attended.storage.withUnsafeBufferPointer { pa in
-                h.storage.withUnsafeMutableBufferPointer { ph in
-                    linear(pa.baseAddress!, rows: n, inputStride: d, weight: layer.outWeight, bias: nil,
-                           into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
-                }
+            project("out", attended, layer.outWeight, bias: nil, into: &h, accumulate: true)
+            try profile.time("layer norm") { () throws(TensorError) in
+                try layerNorm(&h, addingBias: layer.outBias, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias,
+                              eps: s.layerNormEps, into: &x)
             }
-            try layerNorm(&h, addingBias: layer.outBias, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias,
-                          eps: s.layerNormEps, into: &x)
             // The tanh form takes fc1's bias in its own pass; the others in the GEMM.
             let biasInActivation = s.activation == .geluTanh
-            x.storage.withUnsafeBufferPointer { px in
-                f.storage.withUnsafeMutableBufferPointer { pf in
-                    linear(px.baseAddress!, rows: n, inputStride: d, weight: layer.fc1Weight, bias: biasInActivation ? nil : layer.fc1Bias,
-                           into: pf.baseAddress!, outputStride: s.intermediate, scratch: &unused)
+            project("fc1", x, layer.fc1Weight, bias: biasInActivation ? nil : layer.fc1Bias, into: &f, accumulate: false)
+            try profile.time(biasInActivation ? "bias + activation" : "activation") { () throws(TensorError) in
+                switch s.activation {
+                case .geluTanh: try geluTanh(&f, bias: layer.fc1Bias)
+                case .geluErf: geluErf(&f)
+                case .quickGelu: quickGelu(&f)
                 }
             }
-            switch s.activation {
-            case .geluTanh: try geluTanh(&f, bias: layer.fc1Bias)
-            case .geluErf: geluErf(&f)
-            case .quickGelu: quickGelu(&f)
-            }
-            f.storage.withUnsafeBufferPointer { pf in
-                h.storage.withUnsafeMutableBufferPointer { ph in
-                    linear(pf.baseAddress!, rows: n, inputStride: s.intermediate, weight: layer.fc2Weight, bias: nil,
-                           into: ph.baseAddress!, outputStride: d, accumulate: true, scratch: &unused)
-                }
-            }
+            project("fc2", f, layer.fc2Weight, bias: nil, into: &h, accumulate: true)
             pendingBias = layer.fc2Bias
             if keepHiddenStates {
                 try addRow(&h, layer.fc2Bias)

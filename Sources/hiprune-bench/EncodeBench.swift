@@ -42,14 +42,17 @@ struct EncodeBench: AsyncParsableCommand {
     @Option(help: "The text GGUF for llama-mtmd-cli (tools/make_mmproj.py writes one).")
     var llamaModel: String?
 
-    @Option(help: "The vision projector GGUF for llama-mtmd-cli (F32, from tools/make_mmproj.py).")
+    @Option(help: "The vision projector GGUF for llama-mtmd-cli (F16: tools/make_mmproj.py --mmproj-type f16).")
     var mmproj: String?
 
     @Option(help: "A clip whose frames are decoded and preprocessed both ways (--preprocess reference and fast) to weigh the reference's resize against a frame's encode; '' skips it.")
     var clip = "media/bigbuckbunny.mp4"
 
-    @Flag(help: "Instead, time each phase of one encoder layer alone (GEMMs, attention, GELU, layer norm), × layers.")
-    var phases = false
+    @Flag(help: "Instead, time every operation inside whole frames (GEMMs by shape against their own sgemm ceiling, attention, layer norm, GELU, …).")
+    var profile = false
+
+    @Flag(help: "Instead, A/B in this process: the earlier paths (see `EncoderPaths.earlier`) against the current ones, frame by frame alternating, medians and their ratio.")
+    var ab = false
 
     @Option(help: ArgumentHelp(
         "Run with OPENBLAS_THREAD_TIMEOUT=N (2^N cycles of spinning before an idle OpenBLAS thread sleeps; OpenBLAS "
@@ -65,7 +68,6 @@ struct EncodeBench: AsyncParsableCommand {
             throw ValidationError("could not re-execute with OPENBLAS_THREAD_TIMEOUT=\(timeout)")
         }
         openblas_set_num_threads(Int32(threads))
-        if phases { return try phaseProfile() }
         var config = SmolVLMConfiguration()
         config.visionConfig.hiddenSize = hidden
         config.visionConfig.numHiddenLayers = layers
@@ -93,6 +95,16 @@ struct EncodeBench: AsyncParsableCommand {
         let model = try build(.f32)
         let rgb = (0..<(image * image * 3)).map { _ in UInt8.random(in: 0...255) }
         let all = Set(1...layers)
+        if ab {
+            try compareEarlierPaths(model, rgb: rgb, scoreLayers: [], label: "F32, no score capture")
+            try compareEarlierPaths(model, rgb: rgb, scoreLayers: all, label: "F32, scores of all \(layers) layers")
+            return
+        }
+        if profile {
+            try operationProfile(model, rgb: rgb, scoreLayers: [], label: "swift F32, no score capture")
+            try operationProfile(model, rgb: rgb, scoreLayers: all, label: "swift F32, scores of all \(layers) layers")
+            return
+        }
         let flops = model.flopsPerFrame
 
         // Plain and captured runs alternate, so that load from other processes hits both alike.
@@ -161,7 +173,10 @@ struct EncodeBench: AsyncParsableCommand {
                          fastestTorch / swiftBest, flops / plain / 1e9 / gemm * 100))
         }
         if !clip.isEmpty { try await preprocessingCost(model: model, encodeSeconds: plain) }
-        guard llamaMtmd != nil || llamaModel != nil || mmproj != nil else { return }
+        guard llamaMtmd != nil || llamaModel != nil || mmproj != nil else {
+            print("llama.cpp peer skipped: not given (--llama-mtmd PATH --llama-model GGUF --mmproj F16-GGUF; tools/make_mmproj.py writes the pair)")
+            return
+        }
         guard let llama = try llamaPeer() else {
             print("llama.cpp peer skipped: --llama-mtmd, --llama-model and --mmproj must all name existing files")
             return
@@ -268,100 +283,118 @@ struct EncodeBench: AsyncParsableCommand {
         return (milliseconds / 1000, slices, batches)
     }
 
-    /// Each phase of one layer on its own at the bench's shapes, median of `runs` · 3 calls, printed
-    /// per frame (× layers): where the time goes, without a profiler.
-    func phaseProfile() throws {
-        let n = (image / patch) * (image / patch), d = hidden, f = intermediate
-        var random = BenchRandom(seed: 3)
-        func matrix(_ rows: Int, _ cols: Int, _ scale: Float = 1) -> Matrix {
-            var m = Matrix(rows: rows, cols: cols)
-            for i in m.storage.indices { m.storage[i] = random.next() * scale }
-            return m
+    /// The earlier paths against the current ones on the same frames: runs alternate (which goes
+    /// first alternates too), so load from other processes falls on both alike.
+    func compareEarlierPaths(_ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>, label: String) throws {
+        func frame(_ earlier: Bool) throws -> (wall: Double, cpu: Double) {
+            let previous = EncoderPaths.current
+            EncoderPaths.current = earlier ? .earlier : previous
+            defer { EncoderPaths.current = previous }
+            let start = DispatchTime.now().uptimeNanoseconds, cpu = OperationProfile.processCPUSeconds()
+            _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: scoreLayers)
+            return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, OperationProfile.processCPUSeconds() - cpu)
         }
-        func vector(_ count: Int) -> [Float] { (0..<count).map { _ in random.next() } }
-        let qkvWeight = WeightMatrix(matrix(3 * d, d, 1 / Float(d).squareRoot())), outWeight = WeightMatrix(matrix(d, d, 0.03))
-        let fc1Weight = WeightMatrix(matrix(f, d, 0.03)), fc2Weight = WeightMatrix(matrix(d, f, 0.02))
-        var h = matrix(n, d), x = matrix(n, d), qkv = matrix(n, 3 * d), attended = matrix(n, d), mlp = matrix(n, f)
-        let w = vector(d), b = vector(d), fcBias = vector(f), qkvBias = vector(3 * d)
-        var scores = [Float](repeating: 0, count: n)
-        var unused: [Float] = []
-        // Process CPU time beside wall time: under load from other processes the CPU seconds still
-        // compare variants fairly (OpenBLAS's spinning threads inflate them for threaded GEMMs).
-        var cpu: [String: Double] = [:]
-        func cpuSeconds() -> Double {
-            var t = timespec()
-            clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
-            return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+        _ = try frame(true)
+        _ = try frame(false)
+        var before: [Double] = [], after: [Double] = [], ratios: [Double] = [], cpuBefore: [Double] = [], cpuAfter: [Double] = []
+        for run in 0..<runs {
+            let first = try frame(run % 2 == 0), second = try frame(run % 2 != 0)
+            let (old, new) = run % 2 == 0 ? (first, second) : (second, first)
+            before.append(old.wall)
+            after.append(new.wall)
+            cpuBefore.append(old.cpu)
+            cpuAfter.append(new.cpu)
+            ratios.append(old.wall / new.wall)
         }
-        func time(_ name: String, _ body: () throws -> Void) rethrows -> Double {
-            var samples: [Double] = [], cpuSamples: [Double] = []
-            for _ in 0..<(3 * runs + 1) {
-                let start = DispatchTime.now().uptimeNanoseconds, cpuStart = cpuSeconds()
-                try body()
-                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-                cpuSamples.append(cpuSeconds() - cpuStart)
-            }
-            cpu[name] = cpuSamples.dropFirst().sorted()[cpuSamples.count / 2 - 1] * Double(layers)
-            return samples.dropFirst().sorted()[samples.count / 2 - 1] * Double(layers)
-        }
-        func gemm(_ input: Matrix, _ weight: WeightMatrix, _ bias: [Float]?, into out: inout Matrix, accumulate: Bool) {
-            input.storage.withUnsafeBufferPointer { pi in
-                out.storage.withUnsafeMutableBufferPointer { po in
-                    linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: weight, bias: bias, into: po.baseAddress!,
-                           outputStride: out.cols, accumulate: accumulate, scratch: &unused)
-                }
-            }
-        }
-        func attend(capture: Bool) {
-            qkv.storage.withUnsafeBufferPointer { pq in
-                attended.storage.withUnsafeMutableBufferPointer { po in
-                    scores.withUnsafeMutableBufferPointer { ps in
-                        let q = pq.baseAddress!
-                        attention(query: q, queryStride: 3 * d, key: q + d, value: q + 2 * d, keyValueStride: 3 * d, queries: n,
-                                  keys: n, heads: heads, kvHeads: heads, headDimension: d / heads, output: po.baseAddress!,
-                                  scores: capture ? ps.baseAddress : nil)
-                    }
-                }
+        func median(_ v: [Double]) -> Double { v.sorted()[v.count / 2] }
+        let flops = model.flopsPerFrame
+        print("A/B \(label), \(runs) alternating pairs; earlier: \(EncoderPaths.earlier), current: \(EncoderPaths.current)")
+        print(String(format: "  earlier %.3f s/frame (%.1f GFLOP/s)   current %.3f s/frame (%.1f GFLOP/s)   "
+                     + "earlier/current: median of pair ratios %.3f ×, ratio of medians %.3f ×",
+                     median(before), flops / median(before) / 1e9, median(after), flops / median(after) / 1e9,
+                     median(ratios), median(before) / median(after)))
+        print(String(format: "  CPU seconds per frame (all threads): earlier %.3f, current %.3f, earlier/current %.3f ×",
+                     median(cpuBefore), median(cpuAfter), median(cpuBefore) / median(cpuAfter)))
+    }
+
+    /// Where a frame's time goes: every operation of `runs` whole frames timed in place (so OpenBLAS's
+    /// idle threads, caches and hand-offs are as in a real frame), per frame, beside each GEMM shape's
+    /// own cblas_sgemm rate alone (its ceiling) and the MLP-shaped ceiling for attention.
+    func operationProfile(_ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>, label: String) throws {
+        let profile = OperationProfile()
+        var totals: [Double] = []
+        for run in 0...runs {
+            if run == 1 { profile.reset() }  // the first frame warms up
+            let cpu = OperationProfile.processCPUSeconds(), start = DispatchTime.now().uptimeNanoseconds
+            let side = model.preprocessor.side
+            let pixels = try profile.time("preprocess") { () throws(VisionError) in try model.preprocessor.pixelValues(width: image, height: image, rgb: rgb) }
+            let out = try model.forward(pixelValues: pixels, height: side, width: side, scoreLayers: scoreLayers, profile: profile)
+            _ = try profile.time("connector (shuffle + GEMM)") { () throws(VisionError) in try model.connect(out.lastHiddenState, side: model.shuffle.side) }
+            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+            if run > 0 {
+                totals.append(seconds)
+                profile.record("whole frame", seconds: seconds, cpuSeconds: OperationProfile.processCPUSeconds() - cpu, flops: 0)
             }
         }
-        gemm(x, qkvWeight, qkvBias, into: &qkv, accumulate: false)
-        let cases: [(String, Double, Double)] = [
-            ("qkv projection (+bias)", 2.0 * Double(n * d * 3 * d), time("qkv projection (+bias)") { gemm(x, qkvWeight, qkvBias, into: &qkv, accumulate: false) }),
-            ("attention", 4.0 * Double(n * n * d), time("attention") { attend(capture: false) }),
-            ("attention + scores", 4.0 * Double(n * n * d), time("attention + scores") { attend(capture: true) }),
-            ("out projection (onto h)", 2.0 * Double(n * d * d), time("out projection (onto h)") { gemm(attended, outWeight, nil, into: &h, accumulate: true) }),
-            ("layer norm (+residual bias)", 0, try time("layer norm (+residual bias)") { try layerNorm(&h, addingBias: b, weight: w, bias: b, eps: 1e-6, into: &x) }),
-            ("fc1", 2.0 * Double(n * d * f), time("fc1") { gemm(x, fc1Weight, nil, into: &mlp, accumulate: false) }),
-            ("bias + gelu_tanh", 0, try time("bias + gelu_tanh") { try geluTanh(&mlp, bias: fcBias) }),
-            ("fc2 (onto h)", 2.0 * Double(n * d * f), time("fc2 (onto h)") { gemm(mlp, fc2Weight, nil, into: &h, accumulate: true) }),
-        ]
-        print("phases of one layer × \(layers) (median of \(3 * runs)):")
-        var total = 0.0
-        for (name, flops, seconds) in cases where name != "attention + scores" {
-            total += seconds
-            print(name.padding(toLength: 40, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", seconds * 1e3)
-                  + String(format: " %8.1f CPU-ms", (cpu[name] ?? 0) * 1e3)
-                  + (flops > 0 ? String(format: "  %7.1f GFLOP/s", flops * Double(layers) / seconds / 1e9) : ""))
+        let frames = Double(runs)
+        let entries = profile.entries.filter { $0.name != "whole frame" }
+        guard let whole = profile.entries.first(where: { $0.name == "whole frame" }) else { return }
+        // Each GEMM alone at its shape ("qkv GEMM MxNxK …"): x · Wᵀ as linear runs it.
+        func ceiling(_ name: String) throws -> (wall: Double, cpu: Double)? {
+            guard let shape = name.split(separator: " ").first(where: { $0.split(separator: "x").count == 3 }) else { return nil }
+            let dims = shape.split(separator: "x").compactMap { Int($0) }
+            guard dims.count == 3 else { return nil }
+            return try sgemmRates(m: dims[0], n: dims[1], k: dims[2])
         }
-        if let captured = cases.first(where: { $0.0 == "attention + scores" }) {
-            print("attention + scores".padding(toLength: 34, withPad: " ", startingAt: 0) + String(format: "%8.1f ms/frame", captured.2 * 1e3)
-                  + String(format: " %8.1f CPU-ms", (cpu[captured.0] ?? 0) * 1e3))
+        let mlp = try sgemmRates(m: (image / patch) * (image / patch), n: intermediate, k: hidden)
+        print("\(label): per-operation profile, mean of \(runs) frames after one warm-up; CPU/wall = cores busy "
+              + "(OpenBLAS's spinning threads count)")
+        print("operation".padding(toLength: 44, withPad: " ", startingAt: 0)
+              + "calls   ms/frame  share  CPU/wall  GFLOP/s  ceiling  % of ceiling | per CPU-s: GFLOP  ceiling  %")
+        var sum = 0.0
+        for e in entries {
+            sum += e.seconds
+            var line = e.name.padding(toLength: 44, withPad: " ", startingAt: 0)
+                + String(format: "%5.0f %10.1f %5.1f%% %8.2f", Double(e.calls) / frames, e.seconds / frames * 1e3,
+                         e.seconds / whole.seconds * 100, e.cpuSeconds / max(e.seconds, 1e-12))
+            if e.flops > 0 {
+                let rate = e.flops / e.seconds / 1e9, cpuRate = e.flops / e.cpuSeconds / 1e9
+                let top = try ceiling(e.name) ?? mlp
+                line += String(format: " %8.1f %8.1f %8.0f %%    | %14.1f %8.1f %3.0f %%", rate, top.wall, rate / top.wall * 100,
+                               cpuRate, top.cpu, cpuRate / top.cpu * 100)
+            }
+            print(line)
         }
-        print("sum of phases (2 layer norms)".padding(toLength: 34, withPad: " ", startingAt: 0)
-              + String(format: "%8.1f ms/frame", (total + cases[4].2) * 1e3))
+        print("outside the timed operations".padding(toLength: 44, withPad: " ", startingAt: 0)
+              + String(format: "      %10.1f %5.1f%%", (whole.seconds - sum) / frames * 1e3, (whole.seconds - sum) / whole.seconds * 100))
+        let median = totals.sorted()[totals.count / 2]
+        print("whole frame".padding(toLength: 44, withPad: " ", startingAt: 0)
+              + String(format: "      %10.1f        %8.2f %8.1f %8.1f %8.0f %%    | %14.1f %8.1f %3.0f %%  (median %.3f s)",
+                       whole.seconds / frames * 1e3, whole.cpuSeconds / whole.seconds, model.flopsPerFrame * frames / whole.seconds / 1e9,
+                       mlp.wall, model.flopsPerFrame * frames / whole.seconds / 1e9 / mlp.wall * 100,
+                       model.flopsPerFrame * frames / whole.cpuSeconds / 1e9, mlp.cpu,
+                       model.flopsPerFrame * frames / whole.cpuSeconds / 1e9 / mlp.cpu * 100, median))
     }
 
     /// GFLOP/s of one big sgemm shaped like the MLP's, median of 5.
-    func sgemmGFLOPs(m: Int, n: Int, k: Int) throws -> Double {
+    func sgemmGFLOPs(m: Int, n: Int, k: Int) throws -> Double { try sgemmRates(m: m, n: n, k: k).wall }
+
+    /// The same sgemm's GFLOP per wall second and per CPU second (the latter holds up better when
+    /// other processes share the cores: it counts only the time this process ran).
+    func sgemmRates(m: Int, n: Int, k: Int) throws -> (wall: Double, cpu: Double) {
         let a = [Float](repeating: 0.5, count: m * k), b = [Float](repeating: 0.25, count: n * k)
         var c = [Float](repeating: 0, count: m * n)
-        var samples: [Double] = []
+        var samples: [Double] = [], cpuSamples: [Double] = []
         for i in 0..<6 {
-            let start = DispatchTime.now().uptimeNanoseconds
+            let start = DispatchTime.now().uptimeNanoseconds, cpu = OperationProfile.processCPUSeconds()
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1, a, Int32(k), b, Int32(k), 0, &c, Int32(n))
-            if i > 0 { samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9) }
+            if i > 0 {
+                samples.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                cpuSamples.append(OperationProfile.processCPUSeconds() - cpu)
+            }
         }
-        return 2 * Double(m * n * k) / samples.sorted()[samples.count / 2] / 1e9
+        let flops = 2 * Double(m * n * k)
+        return (flops / samples.sorted()[samples.count / 2] / 1e9, flops / cpuSamples.sorted()[cpuSamples.count / 2] / 1e9)
     }
 
     /// Median seconds per frame of the PyTorch peer, or nil when it cannot run.

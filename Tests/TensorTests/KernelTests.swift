@@ -41,6 +41,42 @@ final class KernelTests: XCTestCase {
         XCTAssertThrowsError(try linear(random(2, 3), weight: random(4, 3), bias: [1]))
     }
 
+    /// A product large enough to split into column slices (one single-threaded sgemm per core) and the
+    /// same on OpenBLAS's threads, against Double: strided input and output, a bias, accumulation onto
+    /// y, and a width that is no multiple of 16 (the last slice takes the rest).
+    func testLargeProductBothThreadingsAgainstNaive() throws {
+        let m = 70, k = 260, n = 1030, inputStride = k + 3, outputStride = n + 5
+        let x = (0..<(m * inputStride)).map { _ in rng.nextFloat() }, w = random(n, k, scale: 0.1)
+        let bias = (0..<n).map { _ in rng.nextFloat() }, start = (0..<(m * outputStride)).map { _ in rng.nextFloat() }
+        let weight = WeightMatrix(w)
+        var expected = [Double](repeating: 0, count: m * n)
+        for i in 0..<m {
+            for j in 0..<n {
+                var s = Double(start[i * outputStride + j]) + Double(bias[j])
+                for t in 0..<k { s += Double(x[i * inputStride + t]) * Double(w[j, t]) }
+                expected[i * n + j] = s
+            }
+        }
+        let previous = EncoderPaths.current
+        defer { EncoderPaths.current = previous }
+        for threading in [EncoderPaths.GEMMThreading.slices, .openBLAS] {
+            EncoderPaths.current.gemmThreading = threading
+            var y = start, scratch: [Float] = []
+            x.withUnsafeBufferPointer { px in
+                y.withUnsafeMutableBufferPointer { py in
+                    linear(px.baseAddress!, rows: m, inputStride: inputStride, weight: weight, bias: bias, into: py.baseAddress!,
+                           outputStride: outputStride, accumulate: true, scratch: &scratch)
+                }
+            }
+            let got = (0..<m).flatMap { i in y[(i * outputStride)..<(i * outputStride + n)] }
+            assertClose(got, expected, tolerance: 1e-4, "\(threading) \(m)x\(n)x\(k)")
+            for i in 0..<m {
+                XCTAssertEqual(Array(y[(i * outputStride + n)..<((i + 1) * outputStride)]),
+                               Array(start[(i * outputStride + n)..<((i + 1) * outputStride)]), "\(threading) wrote past row \(i)")
+            }
+        }
+    }
+
     func testMatmulAgainstNaive() throws {
         for (m, k, n) in shapes {
             let a = random(m, k), b = random(k, n)
