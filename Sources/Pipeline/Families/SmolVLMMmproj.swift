@@ -51,6 +51,9 @@ extension SmolVLMVisionModel {
         }
         pre.maxImageSize = ["longest_edge": v.imageSize]
         pre.size = ["longest_edge": try m.optionalSize("clip.vision.preproc_image_size", .imageSide) ?? v.imageSize]
+        // The video processor's first resize: the longest edge to video_sampling.video_size, which
+        // the converter does not record; SmolVLM2's checkpoints set it to the encoder's side (512).
+        pre.videoResize = ["longest_edge": v.imageSize]
         return try SmolVLMVisionModel(configuration: c, preprocessing: pre, prefix: "", precision: precision) { (name, shape) throws(WeightsError) in
             try m.tensor(Self.mmprojName(name), shape: shape)
         }
