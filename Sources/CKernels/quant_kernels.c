@@ -39,7 +39,7 @@ enum { QK = 32, QKK = 256 };
 // the K-quants (ggml's q8_K: sums of each 16 for the minimums and Q6_K's offset).
 typedef struct {
     float d;
-    int32_t sum;
+    float dsum;  // d · Σ qs
     int8_t qs[QK];
 } act32;
 
@@ -306,7 +306,7 @@ static long activation_bytes(int type, long cols) {
     }
 }
 
-static void prepare_activation(int type, const float *x, long cols, void *scratch) {
+static void prepare_activation_portable(int type, const float *x, long cols, void *scratch) {
     if (quant_block_values(type) == QK) {
         act32 *a = scratch;
         for (long b = 0; b < cols / QK; b++, x += QK) {
@@ -315,12 +315,12 @@ static void prepare_activation(int type, const float *x, long cols, void *scratc
             float d = amax / 127, id = d ? 1 / d : 0;
             int sum = 0;
             for (int j = 0; j < QK; j++) {
-                int q = (int)roundf(x[j] * id);
+                int q = (int)rintf(x[j] * id);  // to nearest even, as the SIMD quantizers round
                 a[b].qs[j] = (int8_t)q;
                 sum += q;
             }
             a[b].d = d;
-            a[b].sum = sum;
+            a[b].dsum = d * (float)sum;
         }
     } else if (quant_block_values(type) == QKK) {
         // ggml's quantize_row_q8_K_ref: the scale comes from the signed value of largest magnitude.
@@ -360,7 +360,7 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
         for (long i = 0; i < cols / QK; i++, b += size) {
             const int8_t *y = a[i].qs;
             int s = 0;
-            float d = half_at(b) * a[i].d;
+            float dw = half_at(b), d = dw * a[i].d;
             switch (type) {
             case T_Q8_0:
                 for (int j = 0; j < QK; j++) s += (int8_t)b[2 + j] * y[j];
@@ -370,8 +370,7 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
             case T_Q4_1: {
                 const uint8_t *q = b + (type == T_Q4_1 ? 4 : 2);
                 for (int j = 0; j < 16; j++) s += (q[j] & 0xF) * y[j] + (q[j] >> 4) * y[j + 16];
-                if (type == T_Q4_0) sum += d * (float)(s - 8 * a[i].sum);
-                else sum += d * (float)s + half_at(b + 2) * a[i].d * (float)a[i].sum;
+                sum += d * (float)s + (type == T_Q4_0 ? -8 * dw : half_at(b + 2)) * a[i].dsum;
                 break;
             }
             default: {  // Q5_0, Q5_1
@@ -383,8 +382,7 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
                     s += ((q[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) * y[j];
                     s += ((q[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) * y[j + 16];
                 }
-                if (one) sum += d * (float)s + half_at(b + 2) * a[i].d * (float)a[i].sum;
-                else sum += d * (float)(s - 16 * a[i].sum);
+                sum += d * (float)s + (one ? half_at(b + 2) : -16 * dw) * a[i].dsum;
                 break;
             }
             }
@@ -455,6 +453,32 @@ static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
 // the first and second 16 bytes multiplied by two small integer scales). It is compiled twice: with
 // AVX2's maddubs + madd, and with AVX-512 VNNI's dpbusd.
 
+// The products' tasks, which the SIMD row loops take whole.
+typedef struct {
+    int type, isa;
+    const uint8_t *w;
+    long row_bytes, cols;
+    const uint8_t *activation;
+    const float *x;
+    float *y;
+    int accumulate;
+} matvec_task;
+
+typedef struct {
+    int type, isa;
+    const uint8_t *w;
+    long row_bytes, cols, m;
+    const uint8_t *activation;
+    long act_stride;
+    float *y;
+    long y_stride;
+    int accumulate;
+} gemm_task;
+
+// Weight rows per tile: a tile (e.g. 16 rows of 4096 Q8_0 values, 70 KB) stays in L2 while every
+// group of four activation rows passes over it; each group's blocks stay in L1 across the tile.
+enum { GEMM_TILE = 16 };
+
 #if HAVE_X86
 #define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
 #define SIMD_SUFFIX avx2
@@ -481,27 +505,32 @@ static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
 
 // MARK: - Products
 
-typedef struct {
-    int type, isa;
-    const uint8_t *w;
-    long row_bytes, cols;
-    const void *activation;
-    const float *x;
-    float *y;
-    int accumulate;
-} matvec_task;
+static void prepare_activation(int isa, int type, const float *x, long cols, void *scratch) {
+#if HAVE_X86
+    if (isa == 2) { prepare_activation_vnni(type, x, cols, scratch); return; }
+    if (isa == 1) { prepare_activation_avx2(type, x, cols, scratch); return; }
+#endif
+    (void)isa;
+    prepare_activation_portable(type, x, cols, scratch);
+}
 
 static void matvec_body(void *context, long begin, long end) {
     const matvec_task *t = context;
+#if HAVE_X86
+    if (t->type == T_F16 && t->isa >= 1) {
+        for (long r = begin; r < end; r++) {
+            const uint8_t *row = t->w + r * t->row_bytes;
+            float v = t->isa == 2 ? dot_f16_vnni(row, t->x, t->cols) : dot_f16_avx2(row, t->x, t->cols);
+            t->y[r] = t->accumulate ? t->y[r] + v : v;
+        }
+        return;
+    }
+    if (t->isa == 2) { matvec_rows_vnni(t->type, t, begin, end); return; }
+    if (t->isa == 1) { matvec_rows_avx2(t->type, t, begin, end); return; }
+#endif
     for (long r = begin; r < end; r++) {
         const uint8_t *row = t->w + r * t->row_bytes;
-        float v;
-#if HAVE_X86
-        if (t->isa == 2) v = t->type == T_F16 ? dot_f16_vnni(row, t->x, t->cols) : dot_vnni(t->type, row, t->activation, t->cols);
-        else if (t->isa == 1) v = t->type == T_F16 ? dot_f16_avx2(row, t->x, t->cols) : dot_avx2(t->type, row, t->activation, t->cols);
-        else
-#endif
-            v = t->type == T_F16 ? dot_f16_portable(row, t->x, t->cols) : dot_portable(t->type, row, t->activation, t->cols);
+        float v = t->type == T_F16 ? dot_f16_portable(row, t->x, t->cols) : dot_portable(t->type, row, t->activation, t->cols);
         t->y[r] = t->accumulate ? t->y[r] + v : v;
     }
 }
@@ -518,9 +547,56 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
         scratch = grown;
         scratch_bytes = need;
     }
-    if (need) prepare_activation(type, x, cols, scratch);
-    matvec_task task = {type, isa(), w, row_bytes, cols, scratch, x, y, accumulate};
+    int level = isa();
+    if (need) prepare_activation(level, type, x, cols, scratch);
+    matvec_task task = {type, level, w, row_bytes, cols, scratch, x, y, accumulate};
     hp_team_run(matvec_body, &task, rows, 4, rows * cols >= 65536);
+    return 0;
+}
+
+int quant_gemm_supported(int type) { return activation_bytes(type, quant_block_values(type)) > 0; }
+
+typedef struct {
+    int type, isa;
+    const float *x;
+    long x_stride, cols, act_stride;
+    uint8_t *activation;
+} activation_task;
+
+static void activation_body(void *context, long begin, long end) {
+    const activation_task *t = context;
+    for (long i = begin; i < end; i++) prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride);
+}
+
+static void gemm_body(void *context, long begin, long end) {
+    const gemm_task *t = context;
+#if HAVE_X86
+    if (t->isa == 2) { gemm_rows_vnni(t->type, t, begin, end); return; }
+    if (t->isa == 1) { gemm_rows_avx2(t->type, t, begin, end); return; }
+#endif
+    for (long r = begin; r < end; r++) {
+        const uint8_t *row = t->w + r * t->row_bytes;
+        for (long i = 0; i < t->m; i++) {
+            float v = dot_portable(t->type, row, t->activation + i * t->act_stride, t->cols), *y = t->y + i * t->y_stride + r;
+            *y = t->accumulate ? *y + v : v;
+        }
+    }
+}
+
+int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
+               float *y, long y_stride, int accumulate) {
+    if (rows <= 0 || m <= 0) return 0;
+    long act_stride = activation_bytes(type, cols);
+    if (act_stride <= 0) return -1;
+    // Freed on return: a prefill's activations (MBs at 7B shapes) are not kept between products.
+    uint8_t *activation = malloc((size_t)(act_stride * m));
+    if (!activation) return -1;
+    int level = isa();
+    activation_task prepare = {type, level, x, x_stride, cols, act_stride, activation};
+    hp_team_run(activation_body, &prepare, m, 1, m * cols >= 65536);
+    gemm_task task = {type, level, w, row_bytes, cols, m, activation, act_stride, y, y_stride, accumulate};
+    hp_team_run(gemm_body, &task, rows, 4, 1);
+    free(activation);
     return 0;
 }
 

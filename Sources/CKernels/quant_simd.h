@@ -1,7 +1,13 @@
 // The SIMD row dot products of quant_kernels.c, included once per instruction set with SIMD_TARGET,
 // SIMD_SUFFIX, DOT and DOT_SCALED defined (see there). Integer sums per block are exact; each block's
-// sum is scaled into eight F32 lanes, so a row's result depends only on the row and the activation.
+// sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
+// row (never on how many activation rows are computed together, nor on the thread).
 // Weights are unpacked to unsigned bytes (Q8_0's signed bytes go in as |w| with y carrying w's sign).
+//
+// `dot_rows` computes one weight row against `mr` (1 to 4) activation rows at once: the decode step
+// calls it with one, the many-row product with four, so a weight block is unpacked once for four
+// activation rows. It is always inlined with a constant `mr`, so the per-row accumulators live in
+// registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -14,6 +20,12 @@ static inline SIMD_TARGET float SIMD_NAME(hsum)(__m256 v) {
     return _mm_cvtss_f32(s);
 }
 
+static inline SIMD_TARGET float SIMD_NAME(hsum128)(__m128 m) {
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_add_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
 /// A half at `p` (F16C's one-instruction conversion).
 static inline SIMD_TARGET float SIMD_NAME(half)(const uint8_t *p) {
     uint16_t h;
@@ -22,13 +34,13 @@ static inline SIMD_TARGET float SIMD_NAME(half)(const uint8_t *p) {
 }
 
 /// 16 bytes of nibbles → 32 bytes: low halves (values 0–15), then high halves (values 16–31).
-static inline SIMD_TARGET __m256i SIMD_NAME(nibbles)(const uint8_t *q) {
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(nibbles)(const uint8_t *q) {
     __m128i v = _mm_loadu_si128((const __m128i *)q);
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
 /// 32 bits → 32 bytes holding 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1 values).
-static inline SIMD_TARGET __m256i SIMD_NAME(fifth_bits)(const uint8_t *p) {
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(fifth_bits)(const uint8_t *p) {
     uint32_t bits;
     memcpy(&bits, p, 4);
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
@@ -38,70 +50,87 @@ static inline SIMD_TARGET __m256i SIMD_NAME(fifth_bits)(const uint8_t *p) {
     return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
 }
 
-/// One 32-value block's integer products (eight sums of four) and its scale; the _0 types' offset
-/// and the _1 types' minimum go into `extra` (they need only the activation block's sum).
-static inline SIMD_TARGET __m256i SIMD_NAME(block32)(int type, const uint8_t *b, const act32 *a, float *d, float *extra) {
-    __m256i y = _mm256_loadu_si256((const __m256i *)a->qs), u;
-    *d = SIMD_NAME(half)(b) * a->d;
+/// One 32-value weight block unpacked: unsigned bytes `u`, for Q8_0 the signed bytes `w` whose signs
+/// the activation takes, the weight scale, and the factor of the activation block's d·Σq that the
+/// block adds (−8·d, −16·d for the _0 types' offset; the minimum m for the _1 types; 0 for Q8_0).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(unpack32)(int type, const uint8_t *b, __m256i *w, float *d, float *offset) {
+    *d = SIMD_NAME(half)(b);
     switch (type) {
-    case T_Q8_0: {
-        __m256i w = _mm256_loadu_si256((const __m256i *)(b + 2));
-        u = _mm256_sign_epi8(w, w);
-        y = _mm256_sign_epi8(y, w);
-        break;
-    }
+    case T_Q8_0:
+        *w = _mm256_loadu_si256((const __m256i *)(b + 2));
+        *offset = 0;
+        return _mm256_sign_epi8(*w, *w);
     case T_Q4_0:
-        u = SIMD_NAME(nibbles)(b + 2);
-        *extra -= *d * (float)(8 * a->sum);
-        break;
+        *offset = -8 * *d;
+        return SIMD_NAME(nibbles)(b + 2);
     case T_Q4_1:
-        u = SIMD_NAME(nibbles)(b + 4);
-        *extra += SIMD_NAME(half)(b + 2) * a->d * (float)a->sum;
-        break;
+        *offset = SIMD_NAME(half)(b + 2);
+        return SIMD_NAME(nibbles)(b + 4);
     case T_Q5_0:
-        u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), SIMD_NAME(fifth_bits)(b + 2));
-        *extra -= *d * (float)(16 * a->sum);
-        break;
+        *offset = -16 * *d;
+        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), SIMD_NAME(fifth_bits)(b + 2));
     default:  // Q5_1
-        u = _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), SIMD_NAME(fifth_bits)(b + 4));
-        *extra += SIMD_NAME(half)(b + 2) * a->d * (float)a->sum;
-        break;
+        *offset = SIMD_NAME(half)(b + 2);
+        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), SIMD_NAME(fifth_bits)(b + 4));
     }
-    return DOT(u, y);
 }
 
-static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *activation, long cols) {
-    __m256 acc = _mm256_setzero_ps();
-    float extra = 0;
+/// out[k] = weight row `b` · activation row k (at `activation + k · stride` bytes), k < mr.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(dot_rows)(
+    int type, const uint8_t *b, const uint8_t *activation, long stride, long cols, const int mr, float *out) {
+    __m256 acc[4], acc1[4];
+    float extra[4], extra1[4];
+    for (int k = 0; k < mr; k++) {
+        acc[k] = acc1[k] = _mm256_setzero_ps();
+        extra[k] = extra1[k] = 0;
+    }
     if (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1) {
-        // Two blocks per iteration into two accumulators: one chain of dependent FMAs would bound
-        // the loop by their latency.
-        const act32 *a = activation;
+        // Two blocks per iteration into two accumulators (and two offset sums) per row: one chain of
+        // dependent additions would bound a single row's loop by their latency.
         long size = quant_block_bytes(type), nb = cols / QK, i = 0;
-        __m256 acc1 = _mm256_setzero_ps();
-        float extra1 = 0;
+        int signed_weights = type == T_Q8_0;
         for (; i + 1 < nb; i += 2, b += 2 * size) {
-            float d0, d1;
-            __m256i p0 = SIMD_NAME(block32)(type, b, a + i, &d0, &extra);
-            __m256i p1 = SIMD_NAME(block32)(type, b + size, a + i + 1, &d1, &extra1);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0), acc);
-            acc1 = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p1), _mm256_set1_ps(d1), acc1);
+            __m256i w0, w1;
+            float d0, o0, d1, o1;
+            __m256i u0 = SIMD_NAME(unpack32)(type, b, &w0, &d0, &o0);
+            __m256i u1 = SIMD_NAME(unpack32)(type, b + size, &w1, &d1, &o1);
+            for (int k = 0; k < mr; k++) {
+                const act32 *a = (const act32 *)(activation + k * stride) + i;
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)a[0].qs), y1 = _mm256_loadu_si256((const __m256i *)a[1].qs);
+                if (signed_weights) {
+                    y0 = _mm256_sign_epi8(y0, w0);
+                    y1 = _mm256_sign_epi8(y1, w1);
+                }
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u0, y0)), _mm256_set1_ps(d0 * a[0].d), acc[k]);
+                acc1[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u1, y1)), _mm256_set1_ps(d1 * a[1].d), acc1[k]);
+                if (!signed_weights) {
+                    extra[k] += o0 * a[0].dsum;
+                    extra1[k] += o1 * a[1].dsum;
+                }
+            }
         }
         if (i < nb) {
-            float d0;
-            __m256i p0 = SIMD_NAME(block32)(type, b, a + i, &d0, &extra);
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p0), _mm256_set1_ps(d0), acc);
+            __m256i w0;
+            float d0, o0;
+            __m256i u0 = SIMD_NAME(unpack32)(type, b, &w0, &d0, &o0);
+            for (int k = 0; k < mr; k++) {
+                const act32 *a = (const act32 *)(activation + k * stride) + i;
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)a->qs);
+                if (signed_weights) y0 = _mm256_sign_epi8(y0, w0);
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u0, y0)), _mm256_set1_ps(d0 * a->d), acc[k]);
+                if (!signed_weights) extra[k] += o0 * a->dsum;
+            }
         }
-        return SIMD_NAME(hsum)(_mm256_add_ps(acc, acc1)) + (extra + extra1);
+        for (int k = 0; k < mr; k++) out[k] = SIMD_NAME(hsum)(_mm256_add_ps(acc[k], acc1[k])) + (extra[k] + extra1[k]);
+        return;
     }
-    const act256 *a = activation;
     long size = quant_block_bytes(type);
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), three = _mm256_set1_epi8(3);
-    __m128 minimums = _mm_setzero_ps();
+    __m128 minimums[4];
+    for (int k = 0; k < mr; k++) minimums[k] = _mm_setzero_ps();
     for (long i = 0; i < cols / QKK; i++, b += size) {
-        const int8_t *y = a[i].qs;
-        const int16_t *bs = a[i].bsums;
-        __m256i sumi = _mm256_setzero_si256();
+        __m256i sumi[4];
+        for (int k = 0; k < mr; k++) sumi[k] = _mm256_setzero_si256();
         if (type == T_Q6_K) {
             const int8_t *sc = (const int8_t *)(b + 192);
             for (int n = 0; n < 2; n++) {
@@ -116,17 +145,24 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
                     _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
                                     _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4)),
                 };
-                for (int k = 0; k < 4; k++) {
-                    const int8_t *s = sc + 8 * n + 2 * k;
-                    __m256i yy = _mm256_loadu_si256((const __m256i *)(y + 128 * n + 32 * k));
-                    sumi = _mm256_add_epi32(sumi, DOT_SCALED(q[k], yy, s[0], s[1]));
+                for (int c = 0; c < 4; c++) {
+                    const int8_t *s = sc + 8 * n + 2 * c;
+                    for (int k = 0; k < mr; k++) {
+                        const act256 *a = (const act256 *)(activation + k * stride) + i;
+                        __m256i yy = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * n + 32 * c));
+                        sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(q[c], yy, s[0], s[1]));
+                    }
                 }
             }
             // The −32 offset of every value: Σ_g scale_g · (activation sum of group g) · 32.
-            __m256i offset = _mm256_madd_epi16(_mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc)),
-                                               _mm256_loadu_si256((const __m256i *)bs));
-            sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(offset, 5));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(SIMD_NAME(half)(b + 208) * a[i].d), acc);
+            __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+            float d = SIMD_NAME(half)(b + 208);
+            for (int k = 0; k < mr; k++) {
+                const act256 *a = (const act256 *)(activation + k * stride) + i;
+                __m256i offset = _mm256_madd_epi16(scales, _mm256_loadu_si256((const __m256i *)a->bsums));
+                sumi[k] = _mm256_sub_epi32(sumi[k], _mm256_slli_epi32(offset, 5));
+                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_set1_ps(d * a->d), acc[k]);
+            }
             continue;
         }
         int five = type == T_Q5_K;
@@ -141,10 +177,14 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
         packed[2] = mins_low;
         packed[0] &= 0x3F3F3F3F;
         const uint8_t *sc = (const uint8_t *)packed;
+        float d = SIMD_NAME(half)(b), dmin = SIMD_NAME(half)(b + 2);
         // Σ_s min_s · (activation sum of sub-block s), from the sums of each 16.
-        __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)bs), _mm_loadu_si128((const __m128i *)(bs + 8)));
         __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
-        __m128i summ = _mm_madd_epi16(mins, pairs);
+        for (int k = 0; k < mr; k++) {
+            const act256 *a = (const act256 *)(activation + k * stride) + i;
+            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
+            minimums[k] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(mins, pairs)), _mm_set1_ps(-dmin * a->d), minimums[k]);
+        }
         __m256i high = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
         for (int c = 0; c < 4; c++, q += 32) {
             __m256i w = _mm256_loadu_si256((const __m256i *)q);
@@ -155,18 +195,150 @@ static SIMD_TARGET float SIMD_NAME(dot)(int type, const uint8_t *b, const void *
                 hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
                 high = _mm256_srli_epi16(high, 1);
             }
-            __m256i y0 = _mm256_loadu_si256((const __m256i *)(y + 64 * c));
-            __m256i y1 = _mm256_loadu_si256((const __m256i *)(y + 64 * c + 32));
-            sumi = _mm256_add_epi32(sumi, DOT_SCALED(lo, y0, sc[2 * c], sc[2 * c]));
-            sumi = _mm256_add_epi32(sumi, DOT_SCALED(hi, y1, sc[2 * c + 1], sc[2 * c + 1]));
+            for (int k = 0; k < mr; k++) {
+                const act256 *a = (const act256 *)(activation + k * stride) + i;
+                __m256i y0 = _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c));
+                __m256i y1 = _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c + 32));
+                sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(lo, y0, sc[2 * c], sc[2 * c]));
+                sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(hi, y1, sc[2 * c + 1], sc[2 * c + 1]));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi), _mm256_set1_ps(SIMD_NAME(half)(b) * a[i].d), acc);
-        minimums = _mm_fmadd_ps(_mm_cvtepi32_ps(summ), _mm_set1_ps(-SIMD_NAME(half)(b + 2) * a[i].d), minimums);
+        for (int k = 0; k < mr; k++) {
+            const act256 *a = (const act256 *)(activation + k * stride) + i;
+            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_set1_ps(d * a->d), acc[k]);
+        }
     }
-    __m128 m = _mm_add_ps(minimums, _mm_movehl_ps(minimums, minimums));
-    m = _mm_add_ss(m, _mm_movehdup_ps(m));
-    return SIMD_NAME(hsum)(acc) + extra + _mm_cvtss_f32(m);
+    for (int k = 0; k < mr; k++) out[k] = SIMD_NAME(hsum)(acc[k]) + SIMD_NAME(hsum128)(minimums[k]);
 }
+
+/// int32 lanes of a, b, c, d (8 each) → 32 signed bytes in order, saturating.
+static inline SIMD_TARGET __m256i SIMD_NAME(pack_bytes)(__m256i a, __m256i b, __m256i c, __m256i d) {
+    __m256i bytes = _mm256_packs_epi16(_mm256_packs_epi32(a, b), _mm256_packs_epi32(c, d));
+    return _mm256_permutevar8x32_epi32(bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static inline SIMD_TARGET __m256 SIMD_NAME(abs_ps)(__m256 v) { return _mm256_andnot_ps(_mm256_set1_ps(-0.0f), v); }
+
+static inline SIMD_TARGET float SIMD_NAME(hmax)(__m256 v) {
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+static inline SIMD_TARGET int SIMD_NAME(hsum_epi32)(__m256i v) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0x4E));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xB1));
+    return _mm_cvtsi128_si32(s);
+}
+
+/// prepare_activation's numbers (the portable quantizer's, value for value: the same scales, and
+/// rounding to nearest even), eight lanes at a time.
+static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, long cols, void *scratch) {
+    if (quant_block_values(type) == QK) {
+        act32 *a = scratch;
+        for (long b = 0; b < cols / QK; b++, x += QK) {
+            __m256 v[4];
+            __m256 m = _mm256_setzero_ps();
+            for (int j = 0; j < 4; j++) {
+                v[j] = _mm256_loadu_ps(x + 8 * j);
+                m = _mm256_max_ps(m, SIMD_NAME(abs_ps)(v[j]));
+            }
+            float d = SIMD_NAME(hmax)(m) / 127, id = d ? 1 / d : 0;
+            __m256i q[4], sum = _mm256_setzero_si256();
+            for (int j = 0; j < 4; j++) {
+                q[j] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[j], _mm256_set1_ps(id)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                sum = _mm256_add_epi32(sum, q[j]);
+            }
+            _mm256_storeu_si256((__m256i *)a[b].qs, SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]));
+            a[b].d = d;
+            a[b].dsum = d * (float)SIMD_NAME(hsum_epi32)(sum);
+        }
+        return;
+    }
+    act256 *a = scratch;
+    for (long b = 0; b < cols / QKK; b++, x += QKK) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QKK; j += 8) m = _mm256_max_ps(m, SIMD_NAME(abs_ps)(_mm256_loadu_ps(x + j)));
+        float amax = SIMD_NAME(hmax)(m);
+        if (!amax) {
+            memset(&a[b], 0, sizeof a[b]);
+            continue;
+        }
+        // The signed value of the first element of largest magnitude, as the portable loop finds it.
+        float max = 0;
+        for (int j = 0; j < QKK; j += 8) {
+            int hits = _mm256_movemask_ps(_mm256_cmp_ps(SIMD_NAME(abs_ps)(_mm256_loadu_ps(x + j)), _mm256_set1_ps(amax), _CMP_EQ_OQ));
+            if (hits) {
+                max = x[j + __builtin_ctz((unsigned)hits)];
+                break;
+            }
+        }
+        float iscale = -127.f / max;
+        for (int j = 0; j < QKK; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + j + 8 * k)),
+                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            a[b].bsums[j / 16] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[0], q[1]));
+            a[b].bsums[j / 16 + 1] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[2], q[3]));
+            // Packing saturates at 127, the portable loop's clamp.
+            _mm256_storeu_si256((__m256i *)(a[b].qs + j), SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]));
+        }
+        a[b].d = 1 / iscale;
+    }
+}
+
+/// Rows begin ..< end of a single-row product (matvec_task), with `dot_rows` inlined for one type.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
+                                                                                  long begin, long end) {
+    for (long r = begin; r < end; r++) {
+        float v;
+        SIMD_NAME(dot_rows)(type, t->w + r * t->row_bytes, t->activation, 0, t->cols, 1, &v);
+        t->y[r] = t->accumulate ? t->y[r] + v : v;
+    }
+}
+
+/// Weight rows begin ..< end of a many-row product (gemm_task): tiles of GEMM_TILE weight rows, each
+/// passed by every group of four activation rows (the last group may be shorter: its rows go one
+/// at a time, with the same arithmetic per row).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
+                                                                                long begin, long end) {
+    float out[4];
+    for (long r0 = begin; r0 < end; r0 += GEMM_TILE) {
+        long r1 = r0 + GEMM_TILE < end ? r0 + GEMM_TILE : end;
+        for (long i = 0; i < t->m; i += 4) {
+            long n = t->m - i < 4 ? t->m - i : 4;
+            const uint8_t *a = t->activation + i * t->act_stride;
+            for (long r = r0; r < r1; r++) {
+                const uint8_t *row = t->w + r * t->row_bytes;
+                if (n == 4) SIMD_NAME(dot_rows)(type, row, a, t->act_stride, t->cols, 4, out);
+                else for (long k = 0; k < n; k++) SIMD_NAME(dot_rows)(type, row, a + k * t->act_stride, 0, t->cols, 1, out + k);
+                for (long k = 0; k < n; k++) {
+                    float *y = t->y + (i + k) * t->y_stride + r;
+                    *y = t->accumulate ? *y + out[k] : out[k];
+                }
+            }
+        }
+    }
+}
+
+#define SIMD_BY_TYPE(call)                                         \
+    switch (type) {                                                \
+    case T_Q8_0: SIMD_NAME(call)(T_Q8_0, t, begin, end); break;     \
+    case T_Q4_0: SIMD_NAME(call)(T_Q4_0, t, begin, end); break;     \
+    case T_Q4_1: SIMD_NAME(call)(T_Q4_1, t, begin, end); break;     \
+    case T_Q5_0: SIMD_NAME(call)(T_Q5_0, t, begin, end); break;     \
+    case T_Q5_1: SIMD_NAME(call)(T_Q5_1, t, begin, end); break;     \
+    case T_Q4_K: SIMD_NAME(call)(T_Q4_K, t, begin, end); break;     \
+    case T_Q5_K: SIMD_NAME(call)(T_Q5_K, t, begin, end); break;     \
+    default: SIMD_NAME(call)(T_Q6_K, t, begin, end); break;         \
+    }
+
+static SIMD_TARGET void SIMD_NAME(matvec_rows)(int type, const matvec_task *t, long begin, long end) { SIMD_BY_TYPE(matvec_typed) }
+static SIMD_TARGET void SIMD_NAME(gemm_rows)(int type, const gemm_task *t, long begin, long end) { SIMD_BY_TYPE(gemm_typed) }
+#undef SIMD_BY_TYPE
 
 static SIMD_TARGET float SIMD_NAME(dot_f16)(const uint8_t *b, const float *x, long cols) {
     __m256 a0 = _mm256_setzero_ps(), a1 = a0;

@@ -3,8 +3,9 @@
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
 // dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
-// (a prefill) convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm
-// consumes, so no product ever holds the whole matrix in F32.
+// (a prefill) run integer dot products too for the K-quants (each weight block unpacked once for four
+// rows), and otherwise convert the matrix a panel of rows at a time into a cache-sized F32 tile that
+// sgemm consumes, so no product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
 // for Q and K). Values live in CKernels' weight memory (2 MiB pages where the system grants them: a
 // decode step streams every weight once, and 4 KiB pages measured several per cent slower), or stay
@@ -307,11 +308,31 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
 }
 
 extension WeightMatrix {
-    /// How a product of many rows meets weights not held as F32: tiles of rows converted inside the
-    /// product (the default), or the whole matrix converted first (the earlier path, kept for the
-    /// benchmark's comparison). Process-wide.
-    public enum PrefillConversion: Sendable { case tiles, wholeMatrix }
-    nonisolated(unsafe) public static var prefillConversion = PrefillConversion.tiles
+    /// How a product of many rows meets weights not held as F32. `automatic` (the default): integer
+    /// dot products (quant_gemm) for Q6_K, and for Q4_K / Q5_K up to `integerRowsLimit` rows; tiles
+    /// of rows converted to F32 inside sgemm otherwise. Measured on one thread of this project's AVX2
+    /// machine (integer time / tiles time): Q6_K 0.66–0.85 at 142–612 rows; Q4_K 0.46 at 32 rows,
+    /// 0.84 at 142, 0.92 at 268 but 1.08 at 612 (sgemm amortizes its conversion over more rows);
+    /// Q8_0 0.99–1.04 and Q5_0 1.23–1.33 at 142: without VNNI a 32-value block pays a float scale per
+    /// block and row, while a K-quant block sums 256 values in integers. `integer` and `tiles` force
+    /// one path for every block format, `wholeMatrix` converts the whole matrix first (the earliest
+    /// path); those three are kept for the benchmark's comparison. Process-wide.
+    public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
+    nonisolated(unsafe) public static var prefillConversion = PrefillConversion.automatic
+
+    /// Rows up to which Q4_K and Q5_K take the integer path under `automatic` (between the 268 rows
+    /// where it still won and the 612 where it lost).
+    public static let integerRowsLimit = 448
+
+    /// Whether a product of `rows` input rows on weights in `format` runs integer dot products now.
+    public static func integerProducts(_ format: WeightFormat, rows: Int) -> Bool {
+        guard quant_gemm_supported(Int32(format.rawValue)) != 0 else { return false }
+        switch prefillConversion {
+        case .automatic: return format == .q6_K || ((format == .q4_K || format == .q5_K) && rows <= integerRowsLimit)
+        case .integer: return true
+        case .tiles, .wholeMatrix: return false
+        }
+    }
 
     /// Weight rows converted per tile: about 4 MB of F32 (L3-resident when the GEMM reads it) and at
     /// least 128 rows — a thinner panel leaves the GEMM too narrow to run at full rate (measured with
@@ -343,13 +364,23 @@ extension WeightMatrix {
             return
         }
         let tileRows = min(rows, Self.widenedPanelRows(cols: k))
-        if scratch.count < tileRows * k { scratch = [Float](repeating: 0, count: tileRows * k) }
-        scratch.withUnsafeMutableBufferPointer { tile in
-            for p in parts {
-                if p.format == .f32 {
-                    withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
-                    continue
+        for p in parts {
+            if p.format == .f32 {
+                withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
+                continue
+            }
+            if Self.integerProducts(p.format, rows: m) {
+                withExtendedLifetime(p.buffer) {
+                    // Fails only when the quantized activations (about m · k bytes) cannot be had.
+                    let status = quant_gemm(Int32(p.format.rawValue), p.bytes, p.rowBytes, p.rows, k, x, m, inputStride,
+                                            y + p.firstRow, outputStride, beta != 0 ? 1 : 0)
+                    precondition(status == 0, "out of memory for \(m) quantized activation rows of \(k) values")
                 }
+                continue
+            }
+            // The scratch tile is grown only when a part converts (K-quant models never hold it).
+            if scratch.count < tileRows * k { scratch = [Float](repeating: 0, count: tileRows * k) }
+            scratch.withUnsafeMutableBufferPointer { tile in
                 var r = 0
                 while r < p.rows {
                     let n = min(tileRows, p.rows - r)

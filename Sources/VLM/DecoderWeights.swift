@@ -235,6 +235,14 @@ public final class DecoderWeights: Sendable {
         return n
     }
 
+    /// The formats the matrices are held in, each once (embedding first).
+    public var weightFormats: [WeightFormat] {
+        var seen: [WeightFormat] = []
+        let matrices = [embedding, lmHead] + layers.flatMap { [$0.qkv, $0.output, $0.gateUp, $0.down] }
+        for m in matrices { for f in m.formats where !seen.contains(f) { seen.append(f) } }
+        return seen
+    }
+
     /// Whether the matrices are held as BF16 (all of them are, or none).
     public var holdsBF16: Bool { embedding.isBF16 }
 

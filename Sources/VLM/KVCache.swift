@@ -36,6 +36,9 @@ public struct KVCache: Sendable {
         values = keys
     }
 
+    /// Bytes held by keys and values (the whole capacity: the arrays are written when made).
+    public var byteCount: Int { (keys.count + values.count) * MemoryLayout<Float>.stride }
+
     /// Forgets everything after the first `count` tokens (to reuse a common prefix of plain text,
     /// whose positions are its slots).
     public mutating func truncate(to count: Int) {

@@ -31,7 +31,7 @@ struct QuantBench: AsyncParsableCommand {
     @Option(help: "Where the GGUF files are written and reused.")
     var dir = ".cache/bench-quant"
 
-    @Flag(help: "Also time prefill with the whole matrix converted to F32 before each product (the earlier path).")
+    @Flag(help: "Also time prefill with every block format through F32 tiles + sgemm, and through integer dot products (the default picks per format).")
     var compareConversion = false
 
     @Option(help: "MB read by the memory-bandwidth probe.")
@@ -98,14 +98,21 @@ struct QuantBench: AsyncParsableCommand {
             random = random &* 6364136223846793005 &+ 1442695040888963407
             return Int((random >> 33) % UInt64(shape.vocabulary))
         }
-        var prefill: [Int: Double] = [:], whole: [Int: Double] = [:]
+        // With --compare-conversion the three paths alternate run by run, so load changes touch all alike.
+        var prefill: [Int: Double] = [:], tiles: [Int: Double] = [:], integer: [Int: Double] = [:]
         for n in Self.lengths {
             let ids = (0..<n).map { _ in token() }
-            prefill[n] = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
+            let paths: [WeightMatrix.PrefillConversion] = compareConversion ? [.automatic, .tiles, .integer] : [.automatic]
+            let times = try medians(paths.count) { path in
+                WeightMatrix.prefillConversion = paths[path]
+                defer { WeightMatrix.prefillConversion = .automatic }
+                session.cache.truncate(to: 0)
+                try session.prefill(tokens: ids)
+            }
+            prefill[n] = times[0]
             if compareConversion {
-                WeightMatrix.prefillConversion = .wholeMatrix
-                defer { WeightMatrix.prefillConversion = .tiles }
-                whole[n] = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
+                tiles[n] = times[1]
+                integer[n] = times[2]
             }
         }
         let prompt = (0..<142).map { _ in token() }
@@ -129,19 +136,22 @@ struct QuantBench: AsyncParsableCommand {
         let layerBytes = Double(gguf.tensors.values.filter { $0.name.hasPrefix("blk.") }.reduce(0) { $0 + $1.range.count }) / Double(blocks)
         let fullScale = Double(shape.totalLayers) / Double(blocks)
         let kvBytes = Double(2 * blocks * shape.kvHeads * (shape.hidden / shape.heads) * 4) * (142 + Double(decodeTokens + 1) / 2)
-        print("case              swift       llama.cpp   swift/llama" + (compareConversion ? "   whole-matrix F32" : "")
+        print("prefill path: " + Set(model.decoder.weightFormats).sorted { $0.rawValue < $1.rawValue }
+              .map { "\($0.name) \(WeightMatrix.integerProducts($0, rows: 142) ? "integer" : "F32 tiles")" }.joined(separator: ", ")
+              + " at 142 rows (Q4_K/Q5_K integer up to \(WeightMatrix.integerRowsLimit) rows)")
+        print("case              swift       llama.cpp   swift/llama" + (compareConversion ? "   all F32 tiles  all integer" : "")
               + (blocks < shape.totalLayers ? "   per block   ×\(shape.totalLayers) estimate" : ""))
         for n in Self.lengths {
             let ours = prefill[n]!
             var line = String(format: "prefill %4d  %9.3f s  ", n, ours)
             if let t = theirs?.prefill[n] { line += String(format: "%9.3f s   %8.2fx", t, t / ours) } else { line += "        -            -" }
-            if compareConversion { line += String(format: "      %9.3f s", whole[n]!) }
+            if compareConversion { line += String(format: "   %9.3f s  %9.3f s", tiles[n]!, integer[n]!) }
             if blocks < shape.totalLayers { line += String(format: "   %7.3f s   %8.2f s", ours / Double(blocks), ours * fullScale) }
             print(line)
         }
         var line = String(format: "decode       %9.2f t/s ", rate)
         if let t = theirs?.decode { line += String(format: "%7.2f t/s %8.2fx", t, rate / t) } else { line += "        -            -" }
-        if compareConversion { line += "                 " }
+        if compareConversion { line += "                          " }
         if blocks < shape.totalLayers {
             let perToken = 1 / rate
             let full = perToken * (headBytes + Double(shape.totalLayers) * layerBytes) / (headBytes + Double(blocks) * layerBytes)
@@ -151,11 +161,11 @@ struct QuantBench: AsyncParsableCommand {
         let perToken = headBytes + Double(blocks) * layerBytes + kvBytes
         print(String(format: "decode roofline: %.1f MB per token (weights read + KV cache) at %.1f GB/s = %.1f t/s; ours at %.0f %% of it",
                      perToken / 1e6, bandwidth / 1e9, bandwidth / perToken, 100 * rate * perToken / bandwidth))
-        let cache = session.cache
-        let cacheBytes = Double(2 * cache.layers * cache.kvHeads * cache.capacity * cache.headDimension * 4)
-        print(String(format: "resident: %.1f MB (VmRSS) for %.1f MB of weights held + %.1f MB of KV cache (%.2fx)",
-                     Self.residentBytes() / 1e6, weightBytes / 1e6, cacheBytes / 1e6,
-                     Self.residentBytes() / (weightBytes + cacheBytes)))
+        let cacheBytes = Double(session.cache.byteCount)
+        let resident = Self.residentBytes(), code = Double(ProcessMemory.codeResident ?? 0)
+        print(String(format: "resident: %.1f MB (VmRSS; %.1f MB of it executable and library pages) for %.1f MB of weights held + %.1f MB of KV cache (%.2fx, %.2fx without those pages)",
+                     resident / 1e6, code / 1e6, weightBytes / 1e6, cacheBytes / 1e6,
+                     resident / (weightBytes + cacheBytes), (resident - code) / (weightBytes + cacheBytes)))
         if peer != nil && theirs == nil { print("llama-bench failed on \(path)") }
     }
 
@@ -185,10 +195,24 @@ struct QuantBench: AsyncParsableCommand {
             }
             let tiles = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
             WeightMatrix.prefillConversion = .wholeMatrix
-            defer { WeightMatrix.prefillConversion = .tiles }
+            defer { WeightMatrix.prefillConversion = .automatic }
             let whole = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
             print(String(format: "prefill %4d  %7.3f s  %7.3f s", n, tiles, whole))
         }
+    }
+
+    /// Medians of `count` cases timed in turn (case 0, 1, …, then again), after one warm-up of each.
+    private func medians(_ count: Int, _ body: (Int) throws -> Void) throws -> [Double] {
+        for c in 0..<count { try body(c) }
+        var samples = [[Double]](repeating: [], count: count)
+        for _ in 0..<runs {
+            for c in 0..<count {
+                let start = DispatchTime.now()
+                try body(c)
+                samples[c].append(Self.seconds(since: start))
+            }
+        }
+        return samples.map { $0.sorted()[$0.count / 2] }
     }
 
     private func median(_ body: () throws -> Void) throws -> Double {
@@ -218,12 +242,7 @@ struct QuantBench: AsyncParsableCommand {
     }
 
     /// VmRSS of this process in bytes.
-    static func residentBytes() -> Double {
-        guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-              let kb = Double(line.split(separator: " ").dropFirst().first ?? "") else { return .nan }
-        return kb * 1024
-    }
+    static func residentBytes() -> Double { ProcessMemory.resident.map(Double.init) ?? .nan }
 
     static func onPath(_ name: String) -> String? {
         for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {

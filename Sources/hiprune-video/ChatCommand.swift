@@ -1,6 +1,7 @@
 import Console
 import ArgumentParser
 import Foundation
+import Tensor
 import VLM
 
 /// `hiprune-video chat`: text chat with a language model in its own chat template, streamed.
@@ -55,5 +56,15 @@ struct ChatCommand: AsyncParsableCommand {
                              Double(result.promptTokens) / max(result.promptSeconds, 1e-9),
                              result.tokens.count, result.tokensPerSecond)
         Console.err(summary, newline: false)
+        // What the process holds against what the model needs (weights as held + the KV cache):
+        // all of it, and without the executable's and shared libraries' pages (a fixed cost of
+        // every run, shared with other processes).
+        if let now = ProcessMemory.resident, let peak = ProcessMemory.peakResident, let code = ProcessMemory.codeResident {
+            let weights = language.model.decoder.weightBytes, cache = session.cache.byteCount
+            let needed = Double(weights + cache)
+            Console.err(String(format: "memory: resident %.1f MB (peak %.1f MB), %.1f MB of it executable and library pages, for %.1f MB of weights + %.1f MB of KV cache: %.2fx with those pages, %.2fx without",
+                               Double(now) / 1e6, Double(peak) / 1e6, Double(code) / 1e6, Double(weights) / 1e6, Double(cache) / 1e6,
+                               Double(now) / needed, Double(now - code) / needed))
+        }
     }
 }

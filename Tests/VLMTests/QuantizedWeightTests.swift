@@ -114,9 +114,9 @@ final class QuantizedWeightTests: XCTestCase {
         try checkMatvec(isa: "avx512vnni")
     }
 
-    /// A product of many rows converts tiles of rows inside the GEMM: it equals the F32 product of the
-    /// dequantized weights (sgemm on the same values), for every block type and for stacked parts
-    /// of different types, and the whole-matrix conversion gives the same numbers.
+    /// A product of many rows through F32 tiles converted inside the GEMM equals the F32 product of
+    /// the dequantized weights (sgemm on the same values), for every block type and for stacked
+    /// parts of different types, and the whole-matrix conversion gives the same numbers.
     func testPrefillProductEqualsTheDequantizedProduct() throws {
         let f = try file()
         let m = 5
@@ -132,9 +132,10 @@ final class QuantizedWeightTests: XCTestCase {
         let dense = try Matrix(rows: mixed.rows, cols: 512, storage: reference.flatMap { $0 })
         var scratch: [Float] = []
         let expected = try linear(x, weight: WeightMatrix(dense), scratch: &scratch)
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .tiles
         let tiled = try linear(x, weight: mixed, scratch: &scratch)
         WeightMatrix.prefillConversion = .wholeMatrix
-        defer { WeightMatrix.prefillConversion = .tiles }
         let whole = try linear(x, weight: mixed, scratch: &scratch)
         // sgemm sums in an order that depends on the panel width: bound by F32 rounding of Σ|x|·|w|.
         let magnitude = try linear(Matrix(rows: m, cols: 512, storage: x.storage.map(abs)),
@@ -143,6 +144,91 @@ final class QuantizedWeightTests: XCTestCase {
             let scale = magnitude.storage[i] + 1e-12
             XCTAssertEqual(tiled.storage[i], expected.storage[i], accuracy: scale * 1e-5, "element \(i)")
             XCTAssertEqual(whole.storage[i], expected.storage[i], accuracy: scale * 1e-5, "element \(i)")
+        }
+    }
+
+    /// The integer many-row product (quant_gemm: four activation rows per unpacked weight block) on
+    /// `isa`: each output equals the single-row integer product of its row bit for bit (so it keeps
+    /// that product's bound against the F32 product of the dequantized weights, checked here too),
+    /// 1 to 7 rows (whole groups of four and a shorter last group), accumulating or not, with the
+    /// team and on one thread alike.
+    private func checkIntegerProduct(isa: String) throws {
+        let f = try file()
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        for type in Self.blockTypes where !["F16", "BF16"].contains(type) {
+            // 64 copies of the 4 rows: enough rows for the product to go to the team.
+            let w = try WeightMatrix(stacking: Array(repeating: try f.weightMatrix(type), count: 64))
+            let values = try f.floats(type + ".expected")
+            for m in [1, 4, 7] {
+                let rows = (0..<m).map { activation(512, seed: UInt64(40 + $0)) }
+                let x = try Matrix(rows: m, cols: 512, storage: rows.flatMap { $0 })
+                var scratch: [Float] = []
+                var product = Matrix(rows: 0, cols: 0), alone = product
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    product = try linear(x, weight: w, scratch: &scratch)
+                    try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch) }
+                }
+                XCTAssertEqual(product.storage, alone.storage, "\(type) on \(isa), \(m) rows: team and single thread differ")
+                for i in 0..<m {
+                    var single = [Float](repeating: 0, count: w.rows)
+                    DecodeTeam.with(quantISA: isa) {
+                        rows[i].withUnsafeBufferPointer { px in
+                            single.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                        }
+                    }
+                    XCTAssertEqual(Array(product.storage[(i * w.rows)..<((i + 1) * w.rows)]), single,
+                                   "\(type) on \(isa), row \(i) of \(m): not the single-row product")
+                    for r in 0..<4 {
+                        let row = values[(r * 512)..<(r * 512 + 512)]
+                        var exact = 0.0
+                        for (c, v) in row.enumerated() { exact += Double(v) * Double(rows[i][c]) }
+                        XCTAssertLessThanOrEqual(abs(Double(product[i, r]) - exact), bound(type: type, weights: row, x: rows[i]),
+                                                 "\(type) on \(isa), row \(i), output \(r)")
+                    }
+                }
+                // Accumulating adds onto what the output holds.
+                var twice = product
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    x.storage.withUnsafeBufferPointer { px in
+                        twice.storage.withUnsafeMutableBufferPointer { py in
+                            linear(px.baseAddress!, rows: m, inputStride: 512, weight: w, into: py.baseAddress!, outputStride: w.rows,
+                                   accumulate: true, scratch: &scratch)
+                        }
+                    }
+                }
+                for i in 0..<product.count {
+                    XCTAssertEqual(twice.storage[i], product.storage[i] + product.storage[i], "\(type): accumulate")
+                }
+            }
+        }
+    }
+
+    func testIntegerProductPortable() throws { try checkIntegerProduct(isa: "portable") }
+
+    func testIntegerProductAVX2() throws {
+        guard DecodeTeam.quantInstructionSets.contains("avx2") else { throw XCTSkip("CPU lacks avx2+fma+f16c") }
+        try checkIntegerProduct(isa: "avx2")
+    }
+
+    func testIntegerProductAVX512VNNI() throws {
+        guard DecodeTeam.quantInstructionSets.contains("avx512vnni") else { throw XCTSkip("CPU lacks avx512vnni (with avx512f, avx512vl)") }
+        try checkIntegerProduct(isa: "avx512vnni")
+    }
+
+    /// The default many-row path per format: integer dot products for Q6_K, and for Q4_K / Q5_K up to
+    /// the row limit, F32 tiles for the 32-value block formats (the measured choices), never for
+    /// F16/BF16/F32.
+    func testAutomaticPrefillPathPerFormat() {
+        XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
+        let limit = WeightMatrix.integerRowsLimit
+        for rows in [2, limit, limit + 1, 612] {
+            XCTAssertTrue(WeightMatrix.integerProducts(.q6_K, rows: rows))
+            XCTAssertEqual(WeightMatrix.integerProducts(.q4_K, rows: rows), rows <= limit)
+            XCTAssertEqual(WeightMatrix.integerProducts(.q5_K, rows: rows), rows <= limit)
+            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .f16, .bf16, .f32] {
+                XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
+            }
         }
     }
 

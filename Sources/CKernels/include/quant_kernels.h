@@ -35,6 +35,18 @@ void quant_dequantize_rows(int type, const void *src, long row_bytes, long rows,
 int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, const float *x, float *y,
                  int accumulate);
 
+/// Y[i, r] (+)= Σ_c W[r, c] · X[i, c] for i < m, r < rows (X rows `x_stride` floats apart, Y rows
+/// `y_stride`): the many-row product with integer dot products. Each row of X is quantized as
+/// quant_matvec quantizes it, then each weight block is unpacked once for four rows of X; every Y[i, r]
+/// equals what quant_matvec gives for X[i] (bit for bit, on the same instruction set). Rows of W are
+/// split over the decode team. Returns -1 for a type without an integer path (F16, BF16, F32) or when
+/// the quantized activations (m blocks' worth, freed on return) cannot be had, else 0.
+int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
+               float *y, long y_stride, int accumulate);
+
+/// Whether quant_gemm takes `type` (the block formats; not F16, BF16, F32).
+int quant_gemm_supported(int type);
+
 /// Quantizes `rows` rows of `cols` floats into `type` blocks at `dst` (rows contiguous) with ggml's
 /// reference quantizers: Q8_0 (round to nearest, scale amax/127), Q5_0 (scale max/−16), Q5_1 (scale
 /// (max − min)/31 and minimum) and Q4_K (make_qkx2 scale and min search). Returns 0, or -1 for
