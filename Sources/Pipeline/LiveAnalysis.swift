@@ -269,6 +269,9 @@ public final class LiveAnalysis: Sendable {
                 }
             }
             watchdog.cancel()
+            // The next connection listens on the same address (a UDP port): this one's socket must
+            // be closed first, or the reopen fails with EADDRINUSE.
+            await frames.close()
             droppedBefore += frames.counters.droppedFrames
             if control.isStopped { break }
             if control.didStall {
