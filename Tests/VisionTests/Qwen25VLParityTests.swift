@@ -110,7 +110,7 @@ final class Qwen25VLParityTests: XCTestCase {
             let path = Self.directory + "/resize.\(c.name).\(target.width)x\(target.height).rgb"
             let expected = [UInt8](try XCTUnwrap(FileManager.default.contents(atPath: path)))
             XCTAssertEqual(mine.count, expected.count)
-            let diffs = zip(mine, expected).map { abs(Int($0) - Int($1)) }
+            let diffs = zipSameLength(mine, expected).map { abs(Int($0) - Int($1)) }
             XCTAssertLessThanOrEqual(diffs.max() ?? 99, 1, "\(c.name): bicubic within one grey level")
             let off = diffs.filter { $0 != 0 }.count
             XCTAssertLessThanOrEqual(Double(off) / Double(diffs.count), 0.02, "\(c.name): \(off) of \(diffs.count) values off by one")
