@@ -161,7 +161,11 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
     /// and no byte: packets that do not decode yet (a stream joined between keyframes, 10 s apart
     /// at libx264's default -g 250) keep the connection alive, and say so once on stderr.
     func checkStall(timeout: Double, openTimeout: Double, input: String) -> Bool {
-        let bytes = lock.withLock { self.source }?.bytesRead ?? 0
+        let current = lock.withLock { self.source }
+        let bytes = current?.bytesRead ?? 0
+        // Decoded, not yet delivered: the first frame is on its way through the encoder (slow on a
+        // busy machine), not waiting for a keyframe.
+        let decoded = current?.counters.decodedFrames ?? 0
         var waiting = false
         let source = lock.withLock { () -> LiveFrames? in
             let now = DispatchTime.now()
@@ -169,7 +173,7 @@ final class LiveControl: @unchecked Sendable {  // the lock guards every field
                 lastBytes = bytes
                 lastActivity = now
                 let since = Double(now.uptimeNanoseconds - attached.uptimeNanoseconds) / 1e9
-                if !sawFrame && !reportedWaiting && since > 3 {
+                if !sawFrame && decoded == 0 && !reportedWaiting && since > 3 {
                     reportedWaiting = true
                     waiting = true
                 }
@@ -269,6 +273,9 @@ public final class LiveAnalysis: Sendable {
                 }
             }
             watchdog.cancel()
+            // The next connection listens on the same address (a UDP port): this one's socket must
+            // be closed first, or the reopen fails with EADDRINUSE.
+            await frames.close()
             droppedBefore += frames.counters.droppedFrames
             if control.isStopped { break }
             if control.didStall {

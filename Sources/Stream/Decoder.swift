@@ -46,6 +46,8 @@ final class Decoder {
     private let timeBase: AVRational
     private let interrupt: UnsafeMutablePointer<hv_interrupt>?
     private let threads: Int
+    /// The source's counters, told when this decoder opens and closes.
+    private let census: StreamCounters?
 
     private var draining = false
     private var finished = false
@@ -61,9 +63,10 @@ final class Decoder {
 
     /// Opens `input` and its best video stream; `decode` false only reads the facts (probe).
     init(input: String, decode: Bool = true, threads: Int = 0,
-         interrupt: UnsafeMutablePointer<hv_interrupt>? = nil) throws(StreamError) {
+         interrupt: UnsafeMutablePointer<hv_interrupt>? = nil, census: StreamCounters? = nil) throws(StreamError) {
         _ = ffmpegReady
         self.input = input
+        self.census = census
         self.interrupt = interrupt
         self.threads = threads
         let kind = InputKind(input)
@@ -125,7 +128,7 @@ final class Decoder {
         timeBase = stream.pointee.time_base
         info = Decoder.facts(input: input, format: opened, stream: stream)
         // Fully initialised: from here on `deinit` frees everything, on a throw too.
-        StreamDiagnostics.census.add(1)
+        census?.decoderOpened()
 
         guard decode else { return }
         guard let decoderCodec else { throw .unsupportedCodec(input: input, codec: info.codec) }
@@ -153,7 +156,7 @@ final class Decoder {
     }
 
     deinit {
-        StreamDiagnostics.census.add(-1)
+        census?.decoderClosed()
         if let scaler { sws_freeContext(scaler) }
         av_frame_free(&scaleTarget)
         av_frame_free(&heldFrame)

@@ -10,6 +10,7 @@ public final class StreamCounters: @unchecked Sendable {
     private var dropped = 0
     private var buffered = 0
     private var highWater = 0
+    private var open = 0
 
     public init() {}
 
@@ -24,6 +25,12 @@ public final class StreamCounters: @unchecked Sendable {
     /// Live sources only: frames waiting for the consumer now, and the most ever waiting.
     public var bufferedFrames: Int { lock.withLock { buffered } }
     public var bufferHighWater: Int { lock.withLock { highWater } }
+    /// Decoders (each owning its FFmpeg contexts) of this source alive right now: 0 once it ended
+    /// or was cancelled. Per source, so a leak check sees only its own source's decoders.
+    public var openDecoders: Int { lock.withLock { open } }
+
+    func decoderOpened() { lock.withLock { open += 1 } }
+    func decoderClosed() { lock.withLock { open -= 1 } }
 
     func recordDecode(decoded: Int, errors: Int) {
         lock.withLock {
@@ -41,21 +48,6 @@ public final class StreamCounters: @unchecked Sendable {
             if droppedOne { dropped += 1 }
         }
     }
-}
-
-/// Process-wide facts for leak checks in tests.
-public enum StreamDiagnostics {
-    final class Census: @unchecked Sendable {
-        private let lock = NSLock()
-        private var count = 0
-        func add(_ delta: Int) { lock.withLock { count += delta } }
-        var value: Int { lock.withLock { count } }
-    }
-
-    static let census = Census()
-
-    /// Decoders (each owning its FFmpeg contexts) alive right now in this process.
-    public static var openDecoders: Int { census.value }
 }
 
 /// Decoder + sampling + scaling: yields sampled `VideoFrame`s one by one. Runs wherever its
@@ -83,9 +75,9 @@ final class FrameProducer {
         var candidates: Int?
         if case .uniform(let count) = options.sampling {
             guard count > 0 else { throw .invalidRequest(input: input, reason: "frame count must be positive, not \(count)") }
-            candidates = try FrameProducer.countCandidates(input: input, options: options)
+            candidates = try FrameProducer.countCandidates(input: input, options: options, counters: counters)
         }
-        decoder = try Decoder(input: input, threads: options.threads, interrupt: interrupt)
+        decoder = try Decoder(input: input, threads: options.threads, interrupt: interrupt, census: counters)
         self.options = options
         self.counters = counters
         selector = FrameSelector(sampling: options.sampling, start: options.start, end: options.end, candidates: candidates)
@@ -93,18 +85,18 @@ final class FrameProducer {
 
     /// Uniform sampling needs the number of frames in range before the first one is chosen:
     /// files are counted by a demux-only pass; other inputs must state it in their header.
-    private static func countCandidates(input: String, options: DecodeOptions) throws(StreamError) -> Int {
+    private static func countCandidates(input: String, options: DecodeOptions, counters: StreamCounters) throws(StreamError) -> Int {
         let kind = InputKind(input)
         // A pipe cannot be opened once to count and again to decode: its bytes are read once. (A
         // path that is missing or a directory goes on to the decoder's own message.)
         var status = stat()
         let pipeLike = kind == .file && stat(input, &status) == 0 && [S_IFIFO, S_IFCHR, S_IFSOCK].contains(status.st_mode & S_IFMT)
         if kind == .file && !pipeLike || kind == .stdin && InputKind.canReopen(input) {
-            let counter = try Decoder(input: input, decode: false)
+            let counter = try Decoder(input: input, decode: false, census: counters)
             return try counter.countPackets(keyframesOnly: options.keyframesOnly, start: options.start, end: options.end)
         }
         if kind == .network, !InputKind.isLive(input), !options.keyframesOnly, options.start == nil, options.end == nil,
-           let total = try Decoder(input: input, decode: false).info.frameCount {
+           let total = try Decoder(input: input, decode: false, census: counters).info.frameCount {
             return total
         }
         throw .invalidRequest(input: input, reason: "uniform sampling (--frames) needs the frame count, which a pipe or a stream cannot give before it is read; use --fps or --every-frame")

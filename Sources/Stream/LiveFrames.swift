@@ -45,10 +45,17 @@ public final class LiveFrames: AsyncSequence, Sendable {
     /// before any of them decodes to a frame (a stream joined between keyframes).
     public var bytesRead: Int64 { hv_interrupt_bytes(ring.interrupt) }
 
-    /// True while the reader thread still holds FFmpeg objects.
+    /// True while the reader thread still holds FFmpeg objects (its socket among them).
     public var isReading: Bool { ring.isReading }
 
-    public struct AsyncIterator: AsyncIteratorProtocol {
+    /// Stops reading and waits until the reader has freed its FFmpeg objects: a new source may
+    /// then bind the port this one listened on.
+    public func close() async {
+        stop()
+        while ring.isReading { try? await Task.sleep(nanoseconds: 10_000_000) }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol, Sendable {
         let ring: LiveRing
         let stopper: Stopper
 
@@ -107,15 +114,7 @@ final class LiveRing: @unchecked Sendable {
         guard start else { return }
         // A thread, not a task: av_read_frame blocks, and must not hold a cooperative thread.
         let thread = Thread { [self] in
-            do throws(StreamError) {
-                let producer = try FrameProducer(input: input, options: options, counters: counters, interrupt: interrupt)
-                while let frame = try producer.next() {
-                    push(frame)
-                }
-                finish(nil)
-            } catch {
-                finish(error)
-            }
+            finish(read(input: input, options: options))
         }
         thread.name = "hiprune-live-reader"
         thread.start()
@@ -140,7 +139,22 @@ final class LiveRing: @unchecked Sendable {
         waiting?.resume(returning: frame)
     }
 
-    /// The reader is done (the FFmpeg objects were freed when the producer went out of scope).
+    /// Reads until the input ends, fails or is interrupted. The producer (and with it every FFmpeg
+    /// object and the socket) is freed when this returns, before `finish` says the reader is done:
+    /// a reconnect may bind the same port as soon as `isReading` is false.
+    private func read(input: String, options: DecodeOptions) -> StreamError? {
+        do throws(StreamError) {
+            let producer = try FrameProducer(input: input, options: options, counters: counters, interrupt: interrupt)
+            while let frame = try producer.next() {
+                push(frame)
+            }
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    /// The reader is done (`read` freed the FFmpeg objects as it returned).
     private func finish(_ error: StreamError?) {
         let waiting: CheckedContinuation<VideoFrame?, any Error>? = lock.withLock {
             reading = false

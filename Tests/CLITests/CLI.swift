@@ -1,12 +1,21 @@
 import Foundation
 import TestSupport
 import XCTest
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// Runs the built `hiprune-video` (next to the test bundle) as a user would.
 enum CLI {
     static let repository = URL(fileURLWithPath: Fixtures.repository)
 
     static func path(_ relative: String) -> String { repository.appendingPathComponent(relative).path }
+
+    /// A test's precondition that did not hold (the server never started, no HTTP reply): a failure.
+    struct Failure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
 
     struct NotBuilt: Error, CustomStringConvertible {
         var places: [String]
@@ -36,8 +45,7 @@ enum CLI {
     /// Runs to completion (killed after `timeout` seconds), output captured; `environment` adds to ours.
     static func run(_ arguments: [String], timeout: Double = 120, environment: [String: String] = [:]) throws -> Result {
         let process = try start(arguments, environment: environment)
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.process.isRunning && Date() < deadline { usleep(20_000) }
+        Wait.until(backstop: timeout) { !process.process.isRunning }
         if process.process.isRunning { process.process.terminate() }
         return process.finish()
     }
@@ -97,22 +105,24 @@ enum CLI {
         return running
     }
 
-    /// A UDP port nobody listens on now.
-    static func freeUDPPort() -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        return Int(UInt16(bigEndian: address.sin_port))
+    /// A command that listens on a loopback UDP URL (`live`), started with that URL and returned
+    /// once its process has bound the port (so a streamer started next loses nothing to the start-up);
+    /// a port taken in between is given up for another.
+    static func startListening(_ arguments: (String) -> [String]) throws -> (Running, String) {
+        let (running, port) = try LoopbackUDP.listen(
+            start: { port in try start(arguments("udp://127.0.0.1:\(port)")) },
+            pid: { $0.process.processIdentifier },
+            failed: { !$0.process.isRunning || $0.stdoutSoFar.contains("Address already in use") },
+            discard: { running in
+                if running.process.isRunning { running.process.terminate() }
+                _ = running.finish()
+            })
+        return (running, "udp://127.0.0.1:\(port)")
     }
 
-    /// The ffmpeg CLI streaming a synthetic clip in real time to `url` (loopback only).
-    static func streamer(to url: String, seconds: Double, size: String = "160x120", rate: Int = 10,
+    /// The ffmpeg CLI streaming a synthetic clip in real time to `url` (loopback only); tests that
+    /// wait for events stop it themselves, `seconds` only bounds it.
+    static func streamer(to url: String, seconds: Double = 300, size: String = "160x120", rate: Int = 10,
                          codec: [String] = ["-c:v", "mpeg2video"]) throws -> Process {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -7,13 +7,6 @@ enum HostileCorpus {
     static let model = CLI.path("models/demo-smolvlm2")
     static let clip = CLI.path("media/aspect-4x3.mp4")
 
-    /// A fresh directory for one test's inputs and outputs.
-    static func directory(_ name: String) throws -> URL {
-        let url = FileManager.default.temporaryDirectory.appendingPathComponent("hv-\(name)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-        return url
-    }
-
     /// Every entry of a directory tree, hidden ones too.
     static func contents(_ url: URL) -> [String] {
         guard let walker = FileManager.default.enumerator(atPath: url.path) else { return [] }

@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
 
 /// Hostile inputs, full disks, closed pipes and Ctrl-C: no crash, no silent success, nothing
@@ -40,8 +41,7 @@ final class HostileInputTests: XCTestCase {
 
     /// Every command that reads a video, on each broken video input.
     func testEveryVideoCommandRefusesEachBrokenInputInOneLine() throws {
-        let root = try Corpus.directory("videos"), out = root.appendingPathComponent("out")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let root = try temporaryDirectory("videos"), out = root.appendingPathComponent("out")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         func make(_ name: String, _ data: Data) throws -> String {
             let url = root.appendingPathComponent(name)
@@ -77,8 +77,7 @@ final class HostileInputTests: XCTestCase {
 
     /// Every command that reads a model directory, on each hostile one.
     func testEveryModelCommandRefusesEachHostileModelInOneLine() throws {
-        let root = try Corpus.directory("models"), out = root.appendingPathComponent("out")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let root = try temporaryDirectory("models"), out = root.appendingPathComponent("out")
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         func text(_ edit: @escaping (inout [String: Any]) -> Void) -> (inout [String: Any]) -> Void {
             { json in
@@ -166,8 +165,7 @@ final class HostileInputTests: XCTestCase {
 
     /// A GGUF whose llama.block_count is 10^9: refused at once, naming the file and the field.
     func testGGUFBlockCountIsBoundedBeforeAllocating() throws {
-        let root = try Corpus.directory("gguf")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let root = try temporaryDirectory("gguf")
         var bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: CLI.path("Tests/Fixtures/lm-gguf/model.gguf"))))
         let key = Array("llama.block_count".utf8)
         let at = try XCTUnwrap((0..<(bytes.count - key.count)).first { Array(bytes[$0..<($0 + key.count)]) == key })
@@ -177,12 +175,11 @@ final class HostileInputTests: XCTestCase {
         for (i, b) in [UInt8(0x00), 0xCA, 0x9A, 0x3B].enumerated() { bytes[value + i] = b }  // 10^9
         let path = root.appendingPathComponent("layers.gguf").path
         try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let start = Date()
-        let result = try CLI.run(["chat", "--model", path, "Hi", "--max-tokens", "2"], timeout: 30)
+        // Refused from the header: a 10^9-layer allocation would have been killed (a signal, not status 1).
+        let result = try CLI.run(["chat", "--model", path, "Hi", "--max-tokens", "2"])
         XCTAssertEqual(result.status, 1, result.stderr)
         XCTAssertEqual(result.stderrLines.count, 1, result.stderr)
         XCTAssertTrue(result.stderr.contains(path) && result.stderr.contains("llama.block_count"), result.stderr)
-        XCTAssertLessThan(Date().timeIntervalSince(start), 20, "refused before any allocation")
     }
 
     /// --max-tokens far beyond the context is bounded by it: no 8 TB reservation, no overflow trap.
@@ -206,14 +203,13 @@ final class HostileInputTests: XCTestCase {
             (["frames", Corpus.clip, "--frames", "0"], "--frames"),
             (["frames", Corpus.clip, "--start", "nan"], "--start"),
             (["stats", Corpus.clip, "--model", Corpus.model, "--end", "nan"], "--end"),
-        ], outputs: try Corpus.directory("flags"), status: 64...64)
+        ], outputs: try temporaryDirectory("flags"), status: 64...64)
     }
 
     // MARK: messages
 
     func testMessagesSayWhatTheInputIs() throws {
-        let root = try Corpus.directory("messages")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let root = try temporaryDirectory("messages")
         let fifo = root.appendingPathComponent("fifo").path
         XCTAssertEqual(mkfifo(fifo, 0o600), 0)
         // A writer that closes at once: the fifo is empty, but not "a file of 0 bytes".
@@ -362,8 +358,7 @@ final class HostileInputTests: XCTestCase {
     /// `stats -` reads a pipe (an MP4 whose index comes first, and MPEG-TS) without probing it
     /// first: the probe used to eat the bytes the decoder needed.
     func testStatsReadsAPipe() throws {
-        let root = try Corpus.directory("pipe")
-        defer { try? FileManager.default.removeItem(at: root) }
+        let root = try temporaryDirectory("pipe")
         let ts = try Corpus.transportStream(seconds: 3, in: root)
         for (bytes, frames) in [(try Data(contentsOf: URL(fileURLWithPath: CLI.path("media/aspect-16x9.mp4"))), 1), (ts, 3)] {
             let pipe = Pipe()

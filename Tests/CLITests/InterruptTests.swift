@@ -1,5 +1,6 @@
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
 
 /// SIGINT / SIGTERM in the middle of writing: visualize (a video file, a directory of PNGs) and
@@ -16,11 +17,9 @@ final class InterruptTests: XCTestCase {
 
     override func setUpWithError() throws {
         signal(SIGPIPE, SIG_IGN)  // the feeder may outlive its reader
-        root = try HostileCorpus.directory("interrupt")
+        root = try temporaryDirectory("interrupt")
         clip = try HostileCorpus.transportStream(seconds: 30, in: root)
     }
-
-    override func tearDownWithError() throws { try? FileManager.default.removeItem(at: root) }
 
     /// Writes the first half of the clip to `handle`, then waits for `release` and closes it.
     func feed(_ open: @escaping @Sendable () -> FileHandle?, release: DispatchSemaphore) {
@@ -33,11 +32,9 @@ final class InterruptTests: XCTestCase {
         }.start()
     }
 
-    /// Waits until `ready()` or 60 s.
+    /// Waits until `ready()` (the backstop fails a test that would hang).
     func waitFor(_ what: String, _ ready: () -> Bool) {
-        let deadline = Date().addingTimeInterval(60)
-        while !ready() && Date() < deadline { usleep(50_000) }
-        XCTAssertTrue(ready(), "timed out waiting for \(what)")
+        XCTAssertTrue(Wait.until(ready), "timed out waiting for \(what)")
     }
 
     func size(_ path: String) -> Int { (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? 0 }

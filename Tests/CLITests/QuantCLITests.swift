@@ -1,13 +1,10 @@
 import Foundation
+import TestSupport
 import XCTest
 
-/// The real SmolLM2 Q4_1 GGUF (scripts/fetch-smollm2.sh) kept quantized, through the CLI.
+/// The real SmolLM2 Q4_1 GGUF (`make models`) kept quantized, through the CLI.
 final class QuantCLITests: XCTestCase {
-    private func smolLM2() throws -> String {
-        let p = CLI.path(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        guard FileManager.default.fileExists(atPath: p) else { throw XCTSkip("SmolLM2 GGUF not found at \(p); run scripts/fetch-smollm2.sh") }
-        return p
-    }
+    private func smolLM2() throws -> String { try Fixtures.smolLM2() }
 
     /// Every row of a quantized product is computed whole by one thread, so the decode team's size
     /// cannot change a number: 1, 2 and 3 threads (HIPRUNE_THREADS) give the same greedy answer, for

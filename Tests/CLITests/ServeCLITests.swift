@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `serve` on a loopback port with the demo model, driven by curl as a client would. Every wait
@@ -18,15 +19,15 @@ final class ServeCLITests: XCTestCase {
     func startServer(_ extra: [String] = []) throws -> (CLI.Running, Int) {
         let server = try CLI.start(["serve", "--model", model, "--port", "0", "--allow-path", CLI.path("media")] + extra)
         servers.append(server)
-        let deadline = Date().addingTimeInterval(60)
-        while Date() < deadline && server.process.isRunning {
+        var port: Int?
+        Wait.until {
             if let range = server.stderrSoFar.range(of: #"listening on http://127\.0\.0\.1:(\d+)"#, options: .regularExpression) {
-                let port = Int(server.stderrSoFar[range].split(separator: ":").last!)!
-                return (server, port)
+                port = server.stderrSoFar[range].split(separator: ":").last.flatMap { Int($0) }
             }
-            usleep(20_000)
+            return port != nil || !server.process.isRunning
         }
-        throw XCTSkip("serve did not start: \(server.stderrSoFar)")
+        guard let port else { throw CLI.Failure("serve did not start: \(server.stderrSoFar)") }
+        return (server, port)
     }
 
     struct Reply {
@@ -55,8 +56,7 @@ final class ServeCLITests: XCTestCase {
 
     static func curl(_ arguments: [String], timeout: Double) throws -> CLI.Result {
         let process = try curlProcess(arguments)
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.process.isRunning && Date() < deadline { usleep(10_000) }
+        Wait.until(backstop: timeout) { !process.process.isRunning }
         if process.process.isRunning { process.process.terminate() }
         return process.finish()
     }
@@ -75,7 +75,7 @@ final class ServeCLITests: XCTestCase {
     }
 
     static func parse(_ raw: String) throws -> Reply {
-        guard let split = raw.range(of: "\r\n\r\n") else { throw XCTSkip("no HTTP response: \(raw.prefix(200))") }
+        guard let split = raw.range(of: "\r\n\r\n") else { throw CLI.Failure("no HTTP response: \(raw.prefix(200))") }
         let head = raw[..<split.lowerBound].split(separator: "\r\n")
         let status = Int(head.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
         var headers: [String: String] = [:]
@@ -105,13 +105,8 @@ final class ServeCLITests: XCTestCase {
         return nil
     }
 
-    func waitFor(_ what: String, timeout: Double = 60, _ condition: () throws -> Bool) throws {
-        let deadline = Date().addingTimeInterval(timeout)
-        while Date() < deadline {
-            if try condition() { return }
-            usleep(50_000)
-        }
-        XCTFail("timed out waiting for \(what)")
+    func waitFor(_ what: String, _ condition: () throws -> Bool) throws {
+        if try !Wait.until(condition) { XCTFail("timed out waiting for \(what)") }
     }
 
     /// SSE `data:` payloads of a stream, in order.
@@ -290,12 +285,19 @@ final class ServeCLITests: XCTestCase {
     }
 
     func testLiveSessionStreamsEventsAndStopsOnDelete() throws {
-        let (_, port) = try startServer()
-        let udp = CLI.freeUDPPort()
-        let start = try http(port, "POST", "/v1/live", body: """
-            {"url": "udp://127.0.0.1:\(udp)", "questions": ["What is shown?"], "every": "1s", "window": 3, "fps": 2,
-             "max_tokens": 4, "hiprune": {"budget": 0.33}}
-            """)
+        let (server, port) = try startServer()
+        // The session's source binds the UDP port inside the server: it is ours once the server holds it.
+        let (start, udp) = try LoopbackUDP.listen(
+            start: { udp in
+                try http(port, "POST", "/v1/live", body: """
+                    {"url": "udp://127.0.0.1:\(udp)", "questions": ["What is shown?"], "every": "1s", "window": 3, "fps": 2,
+                     "max_tokens": 4, "hiprune": {"budget": 0.33}}
+                    """)
+            },
+            pid: { _ in server.process.processIdentifier }, failed: { $0.status != 200 },
+            discard: { reply in
+                if let id = reply.json["id"] as? String { _ = try? self.http(port, "DELETE", "/v1/live/\(id)") }
+            })
         XCTAssertEqual(start.status, 200, start.body)
         let id = try XCTUnwrap(start.json["id"] as? String)
         XCTAssertEqual(try http(port, "POST", "/v1/live", body: #"{"url": "udp://127.0.0.1:1", "every": "soon"}"#).json["error"]

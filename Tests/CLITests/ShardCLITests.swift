@@ -1,4 +1,5 @@
 import Foundation
+import TestSupport
 import XCTest
 
 /// `stats`/`encode --inputs LIST --shard I/N`: workers split a list without coordination and
@@ -7,7 +8,7 @@ final class ShardCLITests: XCTestCase {
     let model = CLI.path("models/demo-smolvlm2")
 
     func list() throws -> String {
-        let file = FileManager.default.temporaryDirectory.appendingPathComponent("shard-\(UUID().uuidString).txt")
+        let file = try temporaryDirectory("shard").appendingPathComponent("inputs.txt")
         let inputs = ["media/bigbuckbunny.mp4", "# a comment", "", "media/aspect-4x3.mp4", "media/still.png"].map {
             $0.hasPrefix("media/") ? CLI.path($0) : $0
         }
@@ -27,7 +28,6 @@ final class ShardCLITests: XCTestCase {
 
     func testStatsShardsConcatenateToTheWholeList() throws {
         let list = try list()
-        defer { try? FileManager.default.removeItem(atPath: list) }
         let common = ["stats", "--inputs", list, "--model", model, "--frames", "2", "--format", "jsonl"]
         let whole = try CLI.run(common)
         XCTAssertEqual(whole.status, 0, whole.stderr)
@@ -48,12 +48,7 @@ final class ShardCLITests: XCTestCase {
 
     func testEncodeShardWritesOneFilePerInput() throws {
         let list = try list()
-        let out = FileManager.default.temporaryDirectory.appendingPathComponent("shard-out-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        defer {
-            try? FileManager.default.removeItem(atPath: list)
-            try? FileManager.default.removeItem(at: out)
-        }
+        let out = try temporaryDirectory("shard-out")
         let result = try CLI.run(["encode", model, "--inputs", list, "--shard", "1/2", "--frames", "2", "--layers", "1",
                                   "--out", out.path])
         XCTAssertEqual(result.status, 0, result.stderr)

@@ -3,6 +3,7 @@ import Pipeline
 import Prune
 import Tensor
 import Vision
+import TestSupport
 import XCTest
 
 /// `--encoder-precision bf16` keeps HiPrune's choice: over every case of the selection fixtures
@@ -36,7 +37,7 @@ final class EncoderBF16SelectionTests: XCTestCase {
         }
         let f32 = try selections(.f32)
         func agreement(_ bf16: [[Int]]) -> Double {
-            let same = zip(f32, bf16).reduce(0) { $0 + Set($1.0).intersection($1.1).count }
+            let same = zipSameLength(f32, bf16).reduce(0) { $0 + Set($1.0).intersection($1.1).count }
             return Double(same) / Double(f32.reduce(0) { $0 + $1.count })
         }
         let widened = agreement(try selections(.bf16))

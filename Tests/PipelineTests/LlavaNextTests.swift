@@ -65,9 +65,9 @@ final class LlavaNextTests: XCTestCase {
         let plane = theirs.count / mine.count
         let views = (0..<mine.count).map { Array(theirs[($0 * plane)..<(($0 + 1) * plane)]) }
         // One uint8 level at most (torch's uint8 kernel rounds with fixed-point weights): 1 / (255 · std).
-        for (a, b) in zip(mine, views) {
+        for (a, b) in zipSameLength(mine, views) {
             XCTAssertEqual(a.count, b.count)
-            XCTAssertLessThanOrEqual(zip(a, b).map { abs($0 - $1) }.max() ?? 0, 0.0153, "frame \(i) pixels")
+            XCTAssertLessThanOrEqual(zipSameLength(a, b).map { abs($0 - $1) }.max() ?? 0, 0.0153, "frame \(i) pixels")
         }
         return try model.encodeViews(layout: layout, pixelValues: views, scoreLayers: [1, 2])
     }
@@ -82,7 +82,7 @@ final class LlavaNextTests: XCTestCase {
         for (i, frame) in reference.frames.enumerated() {
             let views = try views(frame: i, model)
             XCTAssertEqual(views.count, frame.views.count, "frame \(i)")
-            for (v, expected) in zip(views, frame.views) {
+            for (v, expected) in zipSameLength(views, frame.views) {
                 let place: Reference.Place = v.crop.map { .crop($0.row, $0.col) } ?? .base
                 XCTAssertEqual(place, expected.place, "frame \(i)")
                 let rows = v.crop?.rows ?? 0..<8, cols = v.crop?.cols ?? 0..<8
@@ -126,7 +126,7 @@ final class LlavaNextTests: XCTestCase {
         XCTAssertTrue(answering.videoPrompt.template.source.hasSuffix("chat_template.json"))
         let views = try views(frame: q.frame, model)
         XCTAssertEqual(views.count, q.kept.count)
-        let pruned = zip(views, q.kept).map { v, kept in
+        let pruned = zipSameLength(views, q.kept).map { v, kept in
             var rows = Matrix(rows: kept.count, cols: v.features.cols)
             for (r, k) in kept.enumerated() { rows.storage.replaceSubrange((r * rows.cols)..<((r + 1) * rows.cols), with: v.features.row(k)) }
             return AnyResPacking.View(crop: v.crop.map { ($0.row, $0.col) }, grid: v.grid, kept: kept, features: rows)
@@ -142,7 +142,7 @@ final class LlavaNextTests: XCTestCase {
         let session = try DecoderSession(model: answering.language.model, context: 512)
         try session.prefill(embeddings: prompt.embeddings)
         let scale = q.first_logits.map(abs).max()!
-        XCTAssertLessThan(zip(session.logits, q.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+        XCTAssertLessThan(zipSameLength(session.logits, q.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
     }
 
     func testBestResolutionFollowsTransformers() {

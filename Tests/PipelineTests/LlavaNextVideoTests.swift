@@ -59,7 +59,7 @@ final class LlavaNextVideoTests: XCTestCase {
             XCTAssertLessThanOrEqual(relativeError(view.features.storage, try file.floats("pooled.\(i)")), 1e-4, "frame \(i)")
             for layer in [reference.object_layer, reference.deep_layer] {
                 let mine = try XCTUnwrap(view.scores[layer]), theirs = try file.floats("scores.\(i).\(layer)")
-                XCTAssertLessThanOrEqual(zip(mine, theirs).map { abs($0 - $1) }.max()!, 1e-5, "frame \(i) layer \(layer)")
+                XCTAssertLessThanOrEqual(zipSameLength(mine, theirs).map { abs($0 - $1) }.max()!, 1e-5, "frame \(i) layer \(layer)")
             }
         }
     }
@@ -69,7 +69,7 @@ final class LlavaNextVideoTests: XCTestCase {
         let answering = try LlavaVideoAnswering.load(directory: Self.directory)
         XCTAssertEqual(answering.videoPrompt.layout, .video)
         var frames: [LlavaVideoAnswering.Frame] = []
-        for (view, f) in zip(try views(), reference.frames) {
+        for (view, f) in zipSameLength(try views(), reference.frames) {
             let selection = try HiPrune(alpha: 1.0, mode: .reference)
                 .select(objectScores: try XCTUnwrap(view.scores[reference.object_layer]),
                         deepScores: try XCTUnwrap(view.scores[reference.deep_layer]), grid: view.grid, budget: .count(48))
@@ -88,6 +88,6 @@ final class LlavaNextVideoTests: XCTestCase {
         let session = try DecoderSession(model: answering.language.model, context: 512)
         try session.prefill(embeddings: prompt.embeddings)
         let scale = reference.first_logits.map(abs).max()!
-        XCTAssertLessThan(zip(session.logits, reference.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+        XCTAssertLessThan(zipSameLength(session.logits, reference.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
     }
 }

@@ -1,3 +1,4 @@
+import TestSupport
 import XCTest
 import Pipeline
 import Vision
@@ -41,7 +42,7 @@ final class OverlayTests: XCTestCase {
                     XCTAssertGreaterThan(d[0], s[0]); XCTAssertGreaterThan(d[1], s[1]); XCTAssertLessThanOrEqual(d[2], s[2])
                     XCTAssertGreaterThan(Int(d[0]) - Int(d[2]), 100)
                 } else if token == 1 || token == 2 {
-                    XCTAssertTrue(zip(d, s).allSatisfy { (a: UInt8, b: UInt8) -> Bool in a <= b / 2 + 1 }, "pruned (\(x), \(y)) darker: \(d) vs \(s)")
+                    XCTAssertTrue(zipSameLength(d, s).allSatisfy { (a: UInt8, b: UInt8) -> Bool in a <= b / 2 + 1 }, "pruned (\(x), \(y)) darker: \(d) vs \(s)")
                 }
             }
         }

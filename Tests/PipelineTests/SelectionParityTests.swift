@@ -43,7 +43,7 @@ final class SelectionParityTests: XCTestCase {
                                          objectLayer: test.object_layer, deepLayer: test.deep_layer)
             var stage = try PruningStage(settings: settings, encoder: encoder)
             XCTAssertEqual(encoded.count, test.frames.count)
-            for (i, (frame, expected)) in zip(encoded, test.frames).enumerated() {
+            for (i, (frame, expected)) in zipSameLength(encoded, test.frames).enumerated() {
                 XCTAssertEqual(frame.views.count, 1)
                 XCTAssertEqual(frame.views[0].grid.description, reference.grid)
                 let (pruned, statistics) = try stage.prune(frame, index: i, time: Double(i), encodeMilliseconds: 0)

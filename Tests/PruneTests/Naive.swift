@@ -1,3 +1,4 @@
+import TestSupport
 @testable import Prune
 
 /// Straightforward restatements of the rules, for checking the fast code against.
@@ -16,7 +17,7 @@ enum Naive {
 
     static func cosine(_ a: ArraySlice<Float>, _ b: ArraySlice<Float>) -> Float {
         var dot: Float = 0, na: Float = 0, nb: Float = 0
-        for (x, y) in zip(a, b) { dot += x * y; na += x * x; nb += y * y }
+        for (x, y) in zipSameLength(a, b) { dot += x * y; na += x * x; nb += y * y }
         return na * nb > 0 ? dot / (na * nb).squareRoot() : 0
     }
 }

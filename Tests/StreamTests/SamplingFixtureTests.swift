@@ -35,7 +35,7 @@ final class SamplingFixtureTests: XCTestCase {
                     got.append((frame.sourceFrameNumber, frame.time))
                 }
                 XCTAssertEqual(got.count, mode.expected.count, "\(clip.clip) \(mode.name)")
-                for (g, e) in zip(got, mode.expected) {
+                for (g, e) in zipSameLength(got, mode.expected) {
                     XCTAssertEqual(g.0, Int(e[0]), "\(clip.clip) \(mode.name)")
                     XCTAssertEqual(g.1, e[1], accuracy: 1e-6, "\(clip.clip) \(mode.name)")
                 }

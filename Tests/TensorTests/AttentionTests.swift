@@ -42,10 +42,10 @@ final class AttentionTests: XCTestCase {
                                    keyOffset: offset, captureScores: true)
         let (out, scores) = naive(q, k, v, heads: heads, kvHeads: kvHeads, causal: causal, offset: offset)
         XCTAssertEqual(result.output.shape, [nq, heads * d], line: line)
-        let outError = zip(result.output.storage, out).map { abs(Double($0) - $1) }.max() ?? 0
+        let outError = zipSameLength(result.output.storage, out).map { abs(Double($0) - $1) }.max() ?? 0
         XCTAssertLessThan(outError, 1e-4, "output \(nq)x\(nk) h\(heads)/\(kvHeads) d\(d) causal \(causal)", line: line)
         let s = try XCTUnwrap(result.scores, line: line)
-        let scoreError = zip(s, scores).map { abs(Double($0) - $1) }.max() ?? 0
+        let scoreError = zipSameLength(s, scores).map { abs(Double($0) - $1) }.max() ?? 0
         XCTAssertLessThan(scoreError, 1e-6, "scores", line: line)
         // Scores are a mean of probability rows: they sum to 1.
         XCTAssertEqual(Double(s.reduce(0, +)), 1, accuracy: 1e-4, line: line)

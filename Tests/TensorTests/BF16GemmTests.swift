@@ -54,8 +54,8 @@ final class BF16GemmTests: XCTestCase {
     func testPackedKernelPortableEmulation() { checkPackedKernel(forcePortable: true, label: "emulated") }
 
     func testPackedKernelAVX512BF16() throws {
-        if let missing = InstructionSet.avx512.missingFeature { throw XCTSkip("AVX512-BF16 kernel not run: CPU lacks \(missing)") }
-        guard InstructionSet.cpuHas("avx512_bf16") else { throw XCTSkip("AVX512-BF16 kernel not run: CPU lacks avx512_bf16") }
+        try skipUnlessCPU(missing: InstructionSet.avx512.missingFeature ?? (InstructionSet.cpuHas("avx512_bf16") ? nil : "avx512_bf16"),
+                          "AVX512-BF16 kernel")
         InstructionSet.with(.avx512) {
             XCTAssertEqual(bf16_gemm_native(), 1)
             checkPackedKernel(forcePortable: false, label: "avx512_bf16")

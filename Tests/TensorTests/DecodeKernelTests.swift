@@ -110,7 +110,7 @@ final class DecodeKernelTests: XCTestCase {
                     }
                     XCTAssertTrue(scratch.isEmpty, "a single row needs no expanded copy")
                     assertProduct(y, reference: reference, magnitude: magnitude, "WeightMatrix bf16 \(held) \(n)x\(k) acc \(accumulate)")
-                    let withoutBias = zip(reference, bias).map { $0 - Double($1) }
+                    let withoutBias = zipSameLength(reference, bias).map { $0 - Double($1) }
                     var z = accumulate ? start : [Float](repeating: .nan, count: n)
                     z.withUnsafeMutableBufferPointer { weight.multiply(x, into: $0.baseAddress!, accumulate: accumulate) }
                     assertProduct(z, reference: withoutBias, magnitude: magnitude, "multiply bf16 \(held) \(n)x\(k)")
@@ -190,7 +190,7 @@ final class DecodeKernelTests: XCTestCase {
                                             length: length, firstSlot: firstSlot, output: po.baseAddress!,
                                             outputStride: heads * d, scratch: &scratch)
                         }
-                        let worst = zip(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
+                        let worst = zipSameLength(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
                         XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) heads \(heads)/\(kvHeads) d \(d) length \(length) first \(firstSlot)")
                     }
                 }

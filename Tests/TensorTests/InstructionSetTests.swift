@@ -1,13 +1,14 @@
 import CKernels
 import Foundation
 import Tensor
+import TestSupport
 import XCTest
 
 extension XCTestCase {
     /// Runs `body` with the kernels forced onto `level`; skips (naming the CPU flag that is missing)
     /// when this CPU cannot run that path, so a skipped path is never mistaken for a passed one.
     func onPath(_ level: InstructionSet, _ body: (InstructionSet) throws -> Void) throws {
-        if let missing = level.missingFeature { throw XCTSkip("\(level) path not run: CPU lacks \(missing)") }
+        try skipUnlessCPU(missing: level.missingFeature, "\(level) path")
         try InstructionSet.with(level) {
             XCTAssertEqual(InstructionSet.active, level)
             try body(level)
@@ -19,11 +20,10 @@ extension XCTestCase {
 /// by every per-path test.
 final class InstructionSetTests: XCTestCase {
     func testFeaturesMatchProcCPUInfo() throws {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else {
-            throw XCTSkip("no /proc/cpuinfo on this system")
-        }
-        guard let line = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }),
-              let colon = line.firstIndex(of: ":") else { throw XCTSkip("/proc/cpuinfo lists no flags (not x86)") }
+        // Linux on x86-64 (the only target): /proc/cpuinfo and its flags line are always there.
+        let info = try String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+        let line = try XCTUnwrap(info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }), "/proc/cpuinfo lists no flags")
+        let colon = try XCTUnwrap(line.firstIndex(of: ":"), "/proc/cpuinfo flags line without a colon")
         let flags = Set(line[line.index(after: colon)...].split(separator: " ").map(String.init))
         for index in 0..<HP_CPU_FEATURE_COUNT.rawValue {
             let name = String(cString: hp_cpu_feature_name(hp_cpu_feature(rawValue: index)))

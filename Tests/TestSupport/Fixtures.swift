@@ -24,12 +24,16 @@ public enum Fixtures {
         return try XCTUnwrap(try JSONSerialization.jsonObject(with: data) as? [String: Any])
     }
 
-    /// SmolLM2-135M-Instruct Q4_1, fetched by scripts/fetch-smollm2.sh; tests that need it skip without it.
+    public struct MissingModel: Error, CustomStringConvertible {
+        public var path: String
+        public var description: String { "SmolLM2 GGUF not found at \(path): run `make models` (`make test` fetches it)" }
+    }
+
+    /// SmolLM2-135M-Instruct Q4_1, fetched by `make models` (scripts/fetch-smollm2.sh), which
+    /// `make test` runs first. Without it the tests that need it fail, saying so: never a skip.
     public static func smolLM2() throws -> String {
         let p = (repository as NSString).appendingPathComponent(".cache/models/SmolLM2-135M-Instruct.Q4_1.gguf")
-        guard FileManager.default.fileExists(atPath: p) else {
-            throw XCTSkip("SmolLM2 GGUF not found at \(p); run scripts/fetch-smollm2.sh")
-        }
+        guard FileManager.default.fileExists(atPath: p) else { throw MissingModel(path: p) }
         return p
     }
 }

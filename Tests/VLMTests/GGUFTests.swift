@@ -34,7 +34,7 @@ final class GGUFTests: XCTestCase {
             let shape = try XCTUnwrap(e["shape"] as? [Int])
             let got = try file.floats(name)
             XCTAssertEqual(got.count, values.count, name)
-            for (a, b) in zip(got, values) { XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), name) }
+            for (a, b) in zipSameLength(got, values) { XCTAssertEqual(a, b, accuracy: 1e-6 * max(1, abs(b)), name) }
             let m = try file.matrix(name)
             XCTAssertEqual(m.cols, shape.last)
             XCTAssertEqual(m.count, values.count)

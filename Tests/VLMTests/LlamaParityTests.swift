@@ -94,7 +94,7 @@ final class LlamaParityTests: XCTestCase {
         try continued.prefill(embeddings: model.embed(Array(ids[10...])))
         let last = e.logits.row(e.logits.rows - 1)
         let scale = max(1, last.map(abs).max() ?? 1)
-        for (a, b) in zip(continued.logits, last) { XCTAssertEqual(a, b, accuracy: 1e-4 * scale) }
+        for (a, b) in zipSameLength(continued.logits, last) { XCTAssertEqual(a, b, accuracy: 1e-4 * scale) }
         // The copied prefix is untouched by the continuation.
         XCTAssertEqual(prefix.cache.count, 10)
         XCTAssertEqual(continued.cache.count, ids.count)
@@ -118,7 +118,7 @@ final class LlamaParityTests: XCTestCase {
             if r == 0 { try stepping.prefill(tokens: [id]) } else { try stepping.step(token: id) }
             let want = all.row(r)
             let scale = max(1, want.map(abs).max() ?? 1)
-            let worst = zip(stepping.logits, want).map { abs($0 - $1) }.max() ?? 0
+            let worst = zipSameLength(stepping.logits, want).map { abs($0 - $1) }.max() ?? 0
             XCTAssertLessThan(worst / scale, 1e-4, "row \(r)")
         }
     }
@@ -152,7 +152,8 @@ final class LlamaParityTests: XCTestCase {
 
 final class LanguageModelErrorTests: XCTestCase {
     private func temporaryCopy(of fixture: String, editConfig: (inout [String: Any]) -> Void, dropping: [String] = []) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("lm-\(UUID().uuidString)")
+        // Removed when the test ends, however it ends (a failed copy or edit included).
+        let dir = try temporaryDirectory("lm").appendingPathComponent("model")
         try FileManager.default.copyItem(atPath: Fixtures.path(fixture), toPath: dir.path)
         var config = try Fixtures.json(fixture, "config.json")
         editConfig(&config)

@@ -105,12 +105,13 @@ final class QuantizedWeightTests: XCTestCase {
     func testMatvecPortable() throws { try checkMatvec(isa: "portable") }
 
     func testMatvecAVX2() throws {
-        guard DecodeTeam.quantInstructionSets.contains("avx2") else { throw XCTSkip("CPU lacks avx2+fma+f16c") }
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 matvec")
         try checkMatvec(isa: "avx2")
     }
 
     func testMatvecAVX512VNNI() throws {
-        guard DecodeTeam.quantInstructionSets.contains("avx512vnni") else { throw XCTSkip("CPU lacks avx512f (avx512vl + avx512vnni)") }
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
+                          "AVX512-VNNI matvec")
         try checkMatvec(isa: "avx512vnni")
     }
 
@@ -207,12 +208,13 @@ final class QuantizedWeightTests: XCTestCase {
     func testIntegerProductPortable() throws { try checkIntegerProduct(isa: "portable") }
 
     func testIntegerProductAVX2() throws {
-        guard DecodeTeam.quantInstructionSets.contains("avx2") else { throw XCTSkip("CPU lacks avx2+fma+f16c") }
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 integer product")
         try checkIntegerProduct(isa: "avx2")
     }
 
     func testIntegerProductAVX512VNNI() throws {
-        guard DecodeTeam.quantInstructionSets.contains("avx512vnni") else { throw XCTSkip("CPU lacks avx512vnni (with avx512f, avx512vl)") }
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
+                          "AVX-512 VNNI integer product")
         try checkIntegerProduct(isa: "avx512vnni")
     }
 

@@ -82,7 +82,7 @@ final class QwenTokenizerTests: XCTestCase {
             let pieces = try XCTUnwrap(split["pieces"] as? [[String]])
             let steps = try PreTokenizer.parse(config, file: "expected.json")
             XCTAssertEqual(steps.count, 1)
-            for (text, want) in zip(corpus, pieces) {
+            for (text, want) in zipSameLength(corpus, pieces) {
                 var got = [Array(text.unicodeScalars)]
                 for step in steps { got = step.split(got) }
                 XCTAssertEqual(got.map { String(String.UnicodeScalarView($0)) }, want, "\(config) on \(text.debugDescription)")

@@ -99,7 +99,7 @@ final class LlavaParityTests: XCTestCase {
         // Resized values are whole numbers 0...255 on both sides; torch's uint8 kernel uses fixed-point
         // weights, which round the odd value the other way: one level at most (1 / (255 · std) ≈ 0.0152).
         XCTAssertLessThanOrEqual(maxAbsDiff(pixels, expected), 0.0153)
-        let differing = zip(pixels, expected).filter { abs($0 - $1) > 1e-4 }.count
+        let differing = zipSameLength(pixels, expected).filter { abs($0 - $1) > 1e-4 }.count
         XCTAssertLessThan(differing, expected.count / 100, "\(differing) of \(expected.count) values differ")
     }
 
