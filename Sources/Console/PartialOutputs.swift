@@ -117,6 +117,16 @@ public enum PartialOutputs {
         state.lock.withLock { state.entries[token.id]?.onInterrupt = action }
     }
 
+    /// Runs `body`, a write into a registered partial directory, so that SIGINT/SIGTERM cannot
+    /// remove the directory in the middle of it (a write's temporary file would land in the tree
+    /// being removed): the interrupt waits for the write in flight, and no write starts after it.
+    /// `body` must not register, finish or discard outputs, nor end the process.
+    public static func writing<T>(_ body: () throws -> T) rethrows -> T {
+        state.lock.lock()
+        defer { state.lock.unlock() }
+        return try body()
+    }
+
     /// The output is complete (renamed into place) or was removed by its owner: forget it.
     public static func done(_ token: Token) {
         state.lock.withLock { state.entries.removeValue(forKey: token.id) }?.release()

@@ -63,7 +63,8 @@ struct FramesCommand: AsyncParsableCommand {
                 : "frame \(frame.index) source \(frame.sourceFrameNumber) time \(time) size \(frame.width)x\(frame.height)"
             if streams { Console.line(line) } else { lines.append(line) }
             if let staging {
-                try PNGWriter.write(frame, to: (staging.folder as NSString).appendingPathComponent(String(format: "frame-%06d.png", frame.index)))
+                let path = (staging.folder as NSString).appendingPathComponent(String(format: "frame-%06d.png", frame.index))
+                try PartialOutputs.writing { try PNGWriter.write(frame, to: path) }
             }
         }
         do {

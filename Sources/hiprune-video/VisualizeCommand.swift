@@ -174,7 +174,7 @@ private struct FrameSink {
             let name = String(format: "frame-%06d.png", count)
             let bytes = try PNGWriter.encode(rgb: rgb, width: width, height: height, name: name)
             do {
-                try Data(bytes).write(to: URL(fileURLWithPath: staging.path).appendingPathComponent(name))
+                try PartialOutputs.writing { try Data(bytes).write(to: URL(fileURLWithPath: staging.path).appendingPathComponent(name)) }
             } catch {
                 throw PipelineError.output(path: path, cause: "cannot write \(name) (\(error.localizedDescription))")
             }

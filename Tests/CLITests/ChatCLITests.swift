@@ -53,7 +53,9 @@ final class ChatCLITests: XCTestCase {
         XCTAssertEqual(counts.prompt, c.promptTokens, "\(name): prompt tokens", file: file, line: line)
         XCTAssertEqual(counts.generated, c.tokens.count, "\(name): generated tokens", file: file, line: line)
         XCTAssertEqual(result.stdout, c.text + "\n", "\(name): the answer", file: file, line: line)
-        XCTAssertEqual(result.stderrLines.count, 1, "\(name): one summary line: \(result.stderr)", file: file, line: line)
+        // The summary line, then the resident-memory line (weights, KV cache, library pages).
+        XCTAssertEqual(result.stderrLines.count, 2, "\(name): summary and memory lines: \(result.stderr)", file: file, line: line)
+        XCTAssertTrue(result.stderrLines.last?.hasPrefix("memory: resident ") ?? false, result.stderr, file: file, line: line)
     }
 
     /// The template's default system prompt; <|im_end|> ends the answer well before --max-tokens.

@@ -45,15 +45,14 @@ final class LlavaCLITests: XCTestCase {
     func testLiveAnswersWithEveryFamily() throws {
         // LLaVA-1.5: one 24x24 view; NeXT: base 8x8 and 2x2 crops (4:3 un-padded to 6x8 each); NeXT-Video: 12x12.
         for (name, tokens, views) in [("llava-tiny", 576, 1), ("llava-next-tiny", 256, 5), ("llava-next-video-tiny", 144, 1)] {
-            let url = "udp://127.0.0.1:\(CLI.freeUDPPort())"
-            let live = try CLI.start(["live", url, "--model", Fixtures.path(name), "--question", "What moves?", "--every", "1s",
-                                      "--window", "2", "--fps", "2", "--max-tokens", "2", "--stall-timeout", "1",
-                                      "--open-timeout", "3", "--max-reconnects", "0"])
+            let (live, url) = try CLI.startListening { url in
+                ["live", url, "--model", Fixtures.path(name), "--question", "What moves?", "--every", "1s",
+                 "--window", "2", "--fps", "2", "--max-tokens", "2", "--stall-timeout", "1",
+                 "--open-timeout", "3", "--max-reconnects", "0"]
+            }
             let streamer = try CLI.streamer(to: url, seconds: 3)
             streamer.waitUntilExit()
-            let deadline = Date().addingTimeInterval(20)
-            while live.process.isRunning && Date() < deadline { usleep(50_000) }
-            if live.process.isRunning { live.process.terminate() }
+            // live gives up on its own once the stream has ended (--stall-timeout 1, no reconnects).
             let result = live.finish()
             XCTAssertEqual(result.status, 1, "gives up once the stream ends: \(result.stderr)")
             let events = CLI.events(result.stdout)
