@@ -71,17 +71,8 @@ final class LlavaAnsweringTests: XCTestCase {
     func testGreedyAnswerIsTokenIdenticalToTransformers() throws {
         let reference = try loadReference()
         let answering = try LlavaVideoAnswering.load(directory: Self.directory)
-        let frames = try frames(reference)
-        let options = GenerationOptions(maxNewTokens: reference.tokens.count, stopTokens: [])
-        let result = try answering.answer(frames: frames, questions: [reference.question], generation: options) { _, _ in }
-        XCTAssertEqual(result.answers[0].tokens, reference.tokens)
-
-        let prompt = try answering.prompt(frames: frames, question: reference.question)
-        let session = try DecoderSession(model: answering.language.model, context: 512)
-        try session.prefill(embeddings: prompt.embeddings)
-        let scale = reference.first_logits.map(abs).max()!
-        let worst = zipSameLength(session.logits, reference.first_logits).map { abs($0 - $1) }.max()!
-        XCTAssertLessThan(worst / scale, 1e-4)
+        try assertAnswerMatchesTransformers(answering, frames: try frames(reference), question: reference.question,
+                                            tokens: reference.tokens, firstLogits: reference.first_logits)
     }
 
     /// vision_feature_select_strategy "full": the CLS row stays (never pruned), ahead of each frame's
@@ -120,13 +111,8 @@ final class LlavaAnsweringTests: XCTestCase {
         XCTAssertEqual(frames.map(\.features.rows), reference.frames.map { $0.kept.count + 1 })
         let prompt = try answering.prompt(frames: frames, question: reference.question)
         XCTAssertEqual(prompt.ids, reference.full.ids)
-        let options = GenerationOptions(maxNewTokens: reference.full.tokens.count, stopTokens: [])
-        let result = try answering.answer(frames: frames, questions: [reference.question], generation: options) { _, _ in }
-        XCTAssertEqual(result.answers[0].tokens, reference.full.tokens)
-        let session = try DecoderSession(model: answering.language.model, context: 512)
-        try session.prefill(embeddings: prompt.embeddings)
-        let scale = reference.full.first_logits.map(abs).max()!
-        XCTAssertLessThan(zip(session.logits, reference.full.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+        try assertAnswerMatchesTransformers(answering, frames: frames, question: reference.question,
+                                            tokens: reference.full.tokens, firstLogits: reference.full.first_logits)
     }
 
     func testPlaceholderCountMismatchIsAClearError() throws {

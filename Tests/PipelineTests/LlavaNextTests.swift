@@ -136,13 +136,7 @@ final class LlavaNextTests: XCTestCase {
         XCTAssertEqual(try answering.videoPrompt.text(frameTokens: [packed.rows], question: q.question), q.text)
         let prompt = try answering.prompt(frames: frames, question: q.question)
         XCTAssertEqual(prompt.ids, q.ids)
-        let options = GenerationOptions(maxNewTokens: q.tokens.count, stopTokens: [])
-        let result = try answering.answer(frames: frames, questions: [q.question], generation: options) { _, _ in }
-        XCTAssertEqual(result.answers[0].tokens, q.tokens)
-        let session = try DecoderSession(model: answering.language.model, context: 512)
-        try session.prefill(embeddings: prompt.embeddings)
-        let scale = q.first_logits.map(abs).max()!
-        XCTAssertLessThan(zipSameLength(session.logits, q.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+        try assertAnswerMatchesTransformers(answering, frames: frames, question: q.question, tokens: q.tokens, firstLogits: q.first_logits)
     }
 
     func testBestResolutionFollowsTransformers() {

@@ -82,12 +82,7 @@ final class LlavaNextVideoTests: XCTestCase {
                        reference.text)
         let prompt = try answering.prompt(frames: frames, question: reference.question)
         XCTAssertEqual(prompt.ids, reference.ids)
-        let options = GenerationOptions(maxNewTokens: reference.tokens.count, stopTokens: [])
-        let result = try answering.answer(frames: frames, questions: [reference.question], generation: options) { _, _ in }
-        XCTAssertEqual(result.answers[0].tokens, reference.tokens)
-        let session = try DecoderSession(model: answering.language.model, context: 512)
-        try session.prefill(embeddings: prompt.embeddings)
-        let scale = reference.first_logits.map(abs).max()!
-        XCTAssertLessThan(zipSameLength(session.logits, reference.first_logits).map { abs($0 - $1) }.max()! / scale, 1e-4)
+        try assertAnswerMatchesTransformers(answering, frames: frames, question: reference.question,
+                                            tokens: reference.tokens, firstLogits: reference.first_logits)
     }
 }
