@@ -9,11 +9,10 @@ mmproj-f16.gguf (convert_hf_to_gguf.py --mmproj --outtype f32 / f16):
 - Tests/Fixtures/smolvlm-vqa → Tests/Fixtures/mmproj-smolvlm (projector type idefics3, text llama)
 - Tests/Fixtures/qwen25vl-tiny → Tests/Fixtures/mmproj-qwen25vl (projector type qwen2.5vl_merger,
   text qwen2vl)
-LLaVA-1.5 is not converted: convert_hf_to_gguf.py takes LlavaForConditionalGeneration only for
+LLaVA is not converted here: convert_hf_to_gguf.py takes LlavaForConditionalGeneration only for
 pixtral vision towers ("Unsupported model type: clip_vision_model"), and llama.cpp converts LLaVA-1.5
-with its legacy two-step scripts (tools/mtmd/legacy-models: llava_surgery_v2.py, then
-convert_image_encoder_to_gguf.py on the original CLIP directory), which take the original LLaVA
-layout and a CLIP processor directory, not a transformers LlavaForConditionalGeneration checkpoint.
+and LLaVA-NeXT with its legacy scripts (tools/mtmd/legacy-models), which
+tools/make_llava_mmproj_fixtures.py runs.
 
 The converter is run unchanged except where a tiny random-weight directory differs from a released
 checkpoint (tools/make_mmproj.py's `convert` does both):
