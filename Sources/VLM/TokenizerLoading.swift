@@ -77,17 +77,22 @@ extension Tokenizer {
                       fuseUnknown: model["fuse_unk"] as? Bool ?? false, source: path)
     }
 
-    /// The tokenizer stored in a GGUF (tokenizer.ggml.model "gpt2": byte-level BPE).
+    /// The tokenizer stored in a GGUF: tokenizer.ggml.model "gpt2" (byte-level BPE) or "llama"
+    /// (SentencePiece with byte fallback, see `init(sentencePiece:tokens:)`).
     public init(gguf: GGUFFile) throws(VLMError) {
         let file = gguf.path
         guard let model = gguf.string("tokenizer.ggml.model") else {
             throw .missingField(file: file, field: "tokenizer.ggml.model")
         }
-        guard model == "gpt2" else {
-            throw .unsupported(file: file, feature: "tokenizer.ggml.model '\(model)' (only gpt2 byte-level BPE)")
+        guard model == "gpt2" || model == "llama" else {
+            throw .unsupported(file: file, feature: "tokenizer.ggml.model '\(model)' (supported: gpt2 byte-level BPE, llama SentencePiece)")
         }
         guard let tokens = gguf.metadata["tokenizer.ggml.tokens"]?.arrayValue else {
             throw .missingField(file: file, field: "tokenizer.ggml.tokens")
+        }
+        if model == "llama" {
+            try self.init(sentencePiece: gguf, tokens: tokens)
+            return
         }
         let types = gguf.metadata["tokenizer.ggml.token_type"]?.arrayValue?.map { $0.intValue ?? 1 }
         var vocab: [String: Int] = [:]
@@ -126,6 +131,75 @@ extension Tokenizer {
         try self.init(vocabulary: vocab, merges: merges, addedTokens: added, normalizers: normalizers, preTokenizers: pre, source: file)
         bosID = gguf.int("tokenizer.ggml.bos_token_id")
         eosID = gguf.int("tokenizer.ggml.eos_token_id")
+        chatTemplate = gguf.string("tokenizer.chat_template")
+        chatTemplateFile = ChatTemplate.ggufSource(file)
+    }
+}
+
+extension Tokenizer {
+    /// llama.cpp's SentencePiece tokenizer (tokenizer.ggml.model "llama": Llama, vicuna, Mistral):
+    /// tokens with scores and types, no merges. llama.cpp's llm_tokenizer_spm escapes spaces as "▁",
+    /// prefixes one to the text and after every special token (tokenizer.ggml.add_space_prefix,
+    /// default true), then repeatedly joins the adjacent pair whose concatenation is a token of the
+    /// highest score, and spells what is left outside the vocabulary as <0xXX> byte tokens. That is
+    /// BPE whose merges are every split (a, b) of a normal token t into two normal tokens, ranked by
+    /// t's score (highest first; equal scores by t's id, as Hugging Face's SentencePiece converter
+    /// orders them), over the legacy Llama pipeline (Prepend "▁" + Replace " " → "▁" on each segment
+    /// between added tokens) — which is how it is built here. Control tokens (type 3) are special
+    /// added tokens, user-defined ones (4) plain added tokens, both matched on the raw text.
+    init(sentencePiece gguf: GGUFFile, tokens: [GGUFValue]) throws(VLMError) {
+        let file = gguf.path
+        let types = gguf.metadata["tokenizer.ggml.token_type"]?.arrayValue?.map { $0.intValue ?? 1 }
+        let scores = gguf.metadata["tokenizer.ggml.scores"]?.arrayValue?.map { $0.doubleValue ?? 0 }
+        for (field, count) in [("tokenizer.ggml.token_type", types?.count), ("tokenizer.ggml.scores", scores?.count)] {
+            if let count, count != tokens.count {
+                throw .malformed(file: file, cause: "\(field) has \(count) entries for \(tokens.count) tokens")
+            }
+        }
+        var vocab: [String: Int] = [:], normal: [String: Int] = [:]
+        vocab.reserveCapacity(tokens.count)
+        var added: [AddedToken] = []
+        var unknown: String?
+        for (id, token) in tokens.enumerated() {
+            guard let text = token.stringValue else { throw .malformed(file: file, cause: "tokenizer.ggml.tokens[\(id)] is not a string") }
+            // token_type: 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+            switch types?[id] ?? 1 {
+            case 3: added.append(AddedToken(id: id, content: text, special: true))
+            case 4: added.append(AddedToken(id: id, content: text, special: false))
+            case 1:
+                if normal[text] == nil { normal[text] = id }
+                if vocab[text] == nil { vocab[text] = id }
+            case 2:
+                unknown = unknown ?? text
+                if vocab[text] == nil { vocab[text] = id }
+            default:
+                if vocab[text] == nil { vocab[text] = id }
+            }
+        }
+        var candidates: [(score: Double, id: Int, split: Int, a: String, b: String)] = []
+        for (text, id) in normal {
+            let scalars = Array(text.unicodeScalars)
+            guard scalars.count >= 2 else { continue }
+            for k in 1..<scalars.count {
+                let a = String(String.UnicodeScalarView(scalars[..<k])), b = String(String.UnicodeScalarView(scalars[k...]))
+                if normal[a] != nil, normal[b] != nil { candidates.append((scores?[id] ?? 0, id, k, a, b)) }
+            }
+        }
+        candidates.sort { ($0.score, -$0.id, -$0.split) > ($1.score, -$1.id, -$1.split) }
+        let spacePrefix = gguf.metadata["tokenizer.ggml.add_space_prefix"]?.boolValue ?? true
+        let bos = gguf.int("tokenizer.ggml.bos_token_id"), eos = gguf.int("tokenizer.ggml.eos_token_id")
+        let addBOS = gguf.metadata["tokenizer.ggml.add_bos_token"]?.boolValue ?? true
+        let addEOS = gguf.metadata["tokenizer.ggml.add_eos_token"]?.boolValue ?? false
+        for (field, id) in [("tokenizer.ggml.bos_token_id", bos), ("tokenizer.ggml.eos_token_id", eos)] {
+            if let id, !tokens.indices.contains(id) { throw .malformed(file: file, cause: "\(field) \(id) is outside the \(tokens.count) tokens") }
+        }
+        let post = PostProcessor(prefix: addBOS ? bos.map { [$0] } ?? [] : [], suffix: addEOS ? eos.map { [$0] } ?? [] : [])
+        try self.init(vocabulary: vocab, merges: candidates.map { ($0.a, $0.b) }, addedTokens: added,
+                      normalizers: (spacePrefix ? [.prepend("▁")] : []) + [.replace(pattern: " ", content: "▁")], preTokenizers: [],
+                      decoders: [.replace(pattern: "▁", content: " "), .byteFallback, .fuse] + (spacePrefix ? [.strip(content: " ", start: 1, stop: 0)] : []),
+                      postProcessor: post, byteFallback: true, unknownToken: unknown, fuseUnknown: true, source: file)
+        bosID = bos
+        eosID = eos
         chatTemplate = gguf.string("tokenizer.chat_template")
         chatTemplateFile = ChatTemplate.ggufSource(file)
     }
