@@ -1,19 +1,24 @@
 """llama.cpp GGUF pairs (text model + vision projector) of the tiny LLaVA fixtures, made the way
 LLaVA-1.5 / LLaVA-NeXT mmproj files in the wild are made: by llama.cpp's legacy scripts
-(tools/mtmd/legacy-models: llava_surgery_v2.py, then convert_image_encoder_to_gguf.py, as
-docs/multimodal/llava.md's "LLaVA 1.6" recipe runs them), and the text model by convert_hf_to_gguf.py
-from the language-model part. convert_hf_to_gguf.py --mmproj takes LlavaForConditionalGeneration only
-for pixtral towers, so it cannot make these.
+(tools/mtmd/legacy-models: llava_surgery_v2.py, then convert_image_encoder_to_gguf.py on a CLIP
+model directory with the extracted projector, as docs/multimodal/llava.md's LLaVA-1.5 recipe runs
+them), and the text model by convert_hf_to_gguf.py from the language-model part.
+convert_hf_to_gguf.py --mmproj takes LlavaForConditionalGeneration only for pixtral towers, so it
+cannot make these.
 
-Usage: python3 tools/make_llava_mmproj_fixtures.py --llama-cpp DIR   (or LLAMA_CPP_DIR=DIR)
+Usage: PYTHONPATH=PKGS python3 tools/make_llava_mmproj_fixtures.py --llama-cpp DIR   (or LLAMA_CPP_DIR=DIR)
   DIR: a llama.cpp source tree (e.g. the llama-cpp-python sdist's vendor/llama.cpp)
+  PKGS: where `pip install --target PKGS pillow sentencepiece` put the two packages the converters
+  import and the venv lacks (CLIPProcessor needs an image backend; convert_hf_to_gguf.py imports
+  sentencepiece before it looks for tokenizer.model). Kept out of the venv: with Pillow there,
+  transformers would pick other image processor classes for every tool.
 
 Writes, for each pair:
   Tests/Fixtures/llava-tiny      → Tests/Fixtures/mmproj-llava/       (LLaVA-1.5, projector "mlp")
   Tests/Fixtures/llava-next-tiny → Tests/Fixtures/mmproj-llava-next/  (LLaVA-NeXT, "mlp" + pinpoints)
   text-f32.gguf    convert_hf_to_gguf.py --outtype f32 on the language model alone
-  mmproj-f32.gguf  convert_image_encoder_to_gguf.py --clip-model-is-vision --use-f32
-  mmproj-f16.gguf  convert_image_encoder_to_gguf.py --clip-model-is-vision
+  mmproj-f32.gguf  convert_image_encoder_to_gguf.py --llava-projector … --use-f32
+  mmproj-f16.gguf  convert_image_encoder_to_gguf.py --llava-projector …
 
 What the legacy scripts do, and so what the files hold (our reader, Families/LlavaMmproj.swift,
 relies on each point):
@@ -22,19 +27,20 @@ relies on each point):
   v.blk.N, self_attn.{q,k,v,out}_proj → attn_{q,k,v,out}, layer_norm1/2 → ln1/ln2, and mlp.fc1 →
   ffn_down, mlp.fc2 → ffn_up (swapped: clip.cpp swaps them back for "mlp" projectors);
   multi_modal_projector.linear_1 / linear_2 → mm.0 / mm.2; image_newline → model.image_newline;
-  post_layernorm is dropped (LLaVA reads an inner layer).
-- the tower is cut: without clip.vision.feature_layer the last layer is dropped (block_count =
-  num_hidden_layers − 1, LLaVA's vision_feature_layer −2); with vision_feature_layer in the tower's
-  config.json it keeps max(feature layers) layers (non-negative hidden_states indices) and writes
-  clip.vision.feature_layer. LLaVA-NeXT-tiny reads layer −1, so its config carries it.
+  post_layernorm, the text tower and both CLIP projections are dropped.
+- the tower is cut: without vision_feature_layer in the CLIP config.json the last layer is dropped
+  (block_count = num_hidden_layers − 1, LLaVA's vision_feature_layer −2) and no
+  clip.vision.feature_layer is written; with it, max(feature layers) layers are kept (non-negative
+  hidden_states indices) and written as clip.vision.feature_layer. LLaVA-NeXT-tiny reads layer −1,
+  so its CLIP config carries it; LLaVA-1.5-tiny's (−2) does not, as openai's CLIP configs do not.
 - types: the patch embedding (4-D) is always F16 and the projector's matrices (2-D) always F16,
   even with --use-f32; the rest is F32 with --use-f32, and without it every 2-D ".weight" is F16.
 - metadata: image_size, patch_size, embedding_length, feed_forward_length, projection_dim (CLIP's
   own projection_dim, not the language model's width), head_count, layer_norm_epsilon, block_count,
-  image_mean / image_std (from --image-mean / --image-std here: a pure vision directory has no
-  processor), use_gelu (hidden_act == "gelu"; false for CLIP's quick_gelu), projector_type "mlp",
-  and for LLaVA-NeXT the config's image_grid_pinpoints (flattened, [height, width] pairs as in the
-  config), image_aspect_ratio and mm_patch_merge_type.
+  image_mean / image_std (the CLIP processor's), use_gelu (hidden_act == "gelu"; false for CLIP's
+  quick_gelu), projector_type "mlp", and for LLaVA-NeXT the vision config's image_grid_pinpoints
+  (flattened, [height, width] pairs as in the checkpoint's config), image_aspect_ratio and
+  mm_patch_merge_type.
 
 The scripts are run unchanged. What is adapted is their input, where a transformers-5 checkpoint
 differs from what they were written for:
@@ -44,14 +50,20 @@ differs from what they were written for:
   saves `vision_tower.*` / `model.vision_tower.*` and `model.multi_modal_projector.*`;
 - the fixtures are stored in BF16, which convert_image_encoder_to_gguf.py cannot hand to numpy:
   the staged tensors are F32 (BF16 → F32 is exact);
-- the tower's config.json is the checkpoint's vision_config (the recipe's `config_vit.json`), with
-  LLaVA-NeXT's image_grid_pinpoints / image_aspect_ratio "anyres" / mm_patch_merge_type
-  "spatial_unpad" as the recipe's file carries them, and vision_feature_layer where it is not −2.
+- the LLaVA-1.6 recipe's --clip-model-is-vision route loads a CLIPVisionModel and cuts
+  `model.vision_model.encoder.layers`, an attribute transformers 5's CLIPVisionModel no longer has
+  (it is the tower itself); the LLaVA-1.5 route loads a CLIPModel, whose `vision_model` is there.
+  So both fixtures take that route: a CLIP model directory (stage_clip) with the checkpoint's
+  vision_config (plus LLaVA-NeXT's pinpoints, "anyres", "spatial_unpad" as the 1.6 recipe's
+  config_vit.json carries them), the tower's weights from llava_surgery_v2.py, a CLIP image
+  processor with the checkpoint's sizes and mean/std, a byte-level CLIP tokenizer, and a small text
+  tower that is never written.
 The text side: convert_hf_to_gguf.py on a directory holding the language model alone (text_config
 as config.json, the decoder's tensors under their causal-LM names, the tokenizer and chat template),
 as llava.md suggests for language models the legacy converter does not take. The fixture tokenizer
 has no SentencePiece tokenizer.model, so the converter takes its LlamaHfVocab path
-(tokenizer.ggml.model "llama", token scores −1000: ids follow the BPE merge order).
+(tokenizer.ggml.model "llama", every score −1000: ids follow the BPE merge order, which our reader
+uses to break ties).
 """
 import argparse
 import json

@@ -55,6 +55,25 @@ public struct MmprojFile: Sendable {
         return values
     }
 
+    /// A pre-norm ViT's sizes from `clip.vision.*`: embedding_length → hidden_size,
+    /// feed_forward_length → intermediate_size, attention.head_count → num_attention_heads,
+    /// image_size, patch_size, layer_norm_epsilon; the depth, channels and activation are the family's to read.
+    public func readViTSizes<V: ViTVisionFields>(into v: inout V) throws(VLMError) {
+        v.hiddenSize = try size("clip.vision.embedding_length", .width)
+        v.intermediateSize = try size("clip.vision.feed_forward_length", .width)
+        v.numAttentionHeads = try size("clip.vision.attention.head_count", .heads)
+        v.imageSize = try size("clip.vision.image_size", .imageSide)
+        v.patchSize = try size("clip.vision.patch_size", .patch)
+        v.layerNormEps = layerNormEpsilon
+    }
+
+    /// `clip.vision.image_mean` / `image_std`, every standard deviation non-zero.
+    public func imageNormalization() throws(VLMError) -> (mean: [Float], std: [Float]) {
+        let mean = try channelValues("clip.vision.image_mean"), std = try channelValues("clip.vision.image_std")
+        guard std.allSatisfy({ $0 != 0 }) else { throw .malformed(file: path, cause: "clip.vision.image_std: a standard deviation is 0") }
+        return (mean, std)
+    }
+
     /// The encoder's layer-norm epsilon (`clip.vision.attention.layer_norm_epsilon`; clip.cpp's default 1e-6).
     public var layerNormEpsilon: Float { Float(gguf.double("clip.vision.attention.layer_norm_epsilon") ?? 1e-6) }
 
@@ -91,24 +110,37 @@ public struct MmprojFile: Sendable {
     }
 }
 
-/// How a family reads llama.cpp's GGUF pair: the `clip.projector_type`s it claims, the text
-/// architectures it pairs them with, and loaders for the encoder (from the mmproj), the answerer
-/// (the text GGUF's decoder, tokenizer and chat template, with the mmproj for the connector's facts)
-/// and the decoder's shape. A family without one refuses `--mmproj`.
+/// How a family reads llama.cpp's GGUF pair: the `clip.projector_type`s it claims (and, where two
+/// families share a type, which files of it), the text architectures it pairs them with, the
+/// language model's width the projector maps into, and loaders for the encoder (from the mmproj),
+/// the answerer (the text GGUF's decoder, tokenizer and chat template, with the mmproj for the
+/// connector's facts) and the decoder's shape. A family without one refuses `--mmproj`.
 public struct MmprojSupport: Sendable {
     public let projectorTypes: [String]
     /// `general.architecture` values of the text GGUF the family's answerer reads.
     public let textArchitectures: [String]
+    /// Whether a file of one of `projectorTypes` is this family's (LLaVA-1.5 and LLaVA-NeXT share "mlp").
+    let accepts: @Sendable (_ mmproj: MmprojFile) -> Bool
+    /// The width of the projector's output (the text model's embedding_length) and the field it was read from.
+    let outputWidth: @Sendable (_ mmproj: MmprojFile) throws -> (width: Int, field: String)
     let encoder: @Sendable (_ mmproj: MmprojFile, _ precision: EncoderPrecision) throws -> any FrameEncoder
     let answerer: @Sendable (_ text: String, _ mmproj: MmprojFile, _ precision: WeightPrecision) throws -> any VideoAnswerer
     let decoderShape: @Sendable (_ text: GGUFFile) throws -> DecoderShape
 
+    /// `outputWidth` defaults to `clip.vision.projection_dim`, as convert_hf_to_gguf.py --mmproj writes it.
     public init(projectorTypes: [String], textArchitectures: [String],
+                accepts: @escaping @Sendable (_ mmproj: MmprojFile) -> Bool = { _ in true },
+                outputWidth: (@Sendable (_ mmproj: MmprojFile) throws -> (width: Int, field: String))? = nil,
                 encoder: @escaping @Sendable (_ mmproj: MmprojFile, _ precision: EncoderPrecision) throws -> any FrameEncoder,
                 answerer: @escaping @Sendable (_ text: String, _ mmproj: MmprojFile, _ precision: WeightPrecision) throws -> any VideoAnswerer,
                 decoderShape: @escaping @Sendable (_ text: GGUFFile) throws -> DecoderShape) {
         self.projectorTypes = projectorTypes
         self.textArchitectures = textArchitectures
+        self.accepts = accepts
+        self.outputWidth = outputWidth ?? { m in
+            let width = try m.size("clip.vision.projection_dim", .width)
+            return (width, "clip.vision.projection_dim")
+        }
         self.encoder = encoder
         self.answerer = answerer
         self.decoderShape = decoderShape

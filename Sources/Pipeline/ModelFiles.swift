@@ -34,7 +34,7 @@ public struct ModelFiles: Sendable {
             throw PipelineError.invalidOption(flag: "--mmproj", cause: "goes with a text-model .gguf as --model, and \(model) is a model directory")
         }
         let projector = try MmprojFile(path: mmproj)
-        guard let family = ModelRegistry.family(projectorType: projector.projectorType), let support = family.mmproj else {
+        guard let family = ModelRegistry.family(mmproj: projector), let support = family.mmproj else {
             let known = ModelRegistry.projectorTypes.joined(separator: ", ")
             throw VLMError.unsupported(file: mmproj, feature: "clip.projector_type '\(projector.projectorType)' (supported: \(known))")
         }
@@ -46,9 +46,9 @@ public struct ModelFiles: Sendable {
         }
         let widthKey = "\(architecture).embedding_length"
         guard let width = text.int(widthKey) else { throw VLMError.missingField(file: model, field: widthKey) }
-        let projection = try projector.size("clip.vision.projection_dim", .width)
+        let (projection, field) = try support.outputWidth(projector)
         guard projection == width else {
-            throw VLMError.malformed(file: mmproj, cause: "clip.vision.projection_dim \(projection) differs from \(model)'s \(widthKey) \(width): the text model and the projector are of different models")
+            throw VLMError.malformed(file: mmproj, cause: "\(field) \(projection) differs from \(model)'s \(widthKey) \(width): the text model and the projector are of different models")
         }
         self.family = family
         source = .gguf(text: model, mmproj: projector, reader: support)

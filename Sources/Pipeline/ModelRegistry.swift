@@ -14,13 +14,17 @@ public enum ModelRegistry {
         families.first { $0.modelTypes.contains(modelType) }
     }
 
-    /// The family reading mmproj files of `clip.projector_type` `projectorType`, if any.
-    public static func family(projectorType: String) -> ModelFamily? {
-        families.first { $0.mmproj?.projectorTypes.contains(projectorType) == true }
+    /// The family reading `mmproj` (its `clip.projector_type`, and the family's own test where
+    /// two share a type), if any.
+    public static func family(mmproj: MmprojFile) -> ModelFamily? {
+        families.first { family in
+            guard let support = family.mmproj else { return false }
+            return support.projectorTypes.contains(mmproj.projectorType) && support.accepts(mmproj)
+        }
     }
 
     /// Every `clip.projector_type` some family reads, sorted.
-    public static var projectorTypes: [String] { families.flatMap { $0.mmproj?.projectorTypes ?? [] }.sorted() }
+    public static var projectorTypes: [String] { Array(Set(families.flatMap { $0.mmproj?.projectorTypes ?? [] })).sorted() }
 
     /// Every claimed `model_type`, sorted.
     public static var modelTypes: [String] { families.flatMap(\.modelTypes).sorted() }

@@ -22,6 +22,8 @@ final class MmprojCLITests: XCTestCase {
     static let pairs = [
         Pair(name: "SmolVLM2", directory: "smolvlm-vqa", folder: "mmproj-smolvlm", clip: "media/bigbuckbunny.mp4", frames: "3"),
         Pair(name: "Qwen2.5-VL", directory: "qwen25vl-tiny", folder: "mmproj-qwen25vl", clip: "media/aspect-16x9.mp4", frames: "4"),
+        // llama.cpp's legacy LLaVA scripts (tools/make_llava_mmproj_fixtures.py).
+        Pair(name: "LLaVA-1.5", directory: "llava-tiny", folder: "mmproj-llava", clip: "media/bigbuckbunny.mp4", frames: "2"),
     ]
 
     /// The JSON lines without the fields that time the run.
@@ -119,6 +121,23 @@ final class MmprojCLITests: XCTestCase {
         XCTAssertEqual(bytes(textHeld), stored, textHeld)
     }
 
+    func testInspectOnALlavaPairShowsTheLegacyConvertersTypes() throws {
+        for (folder, family) in [("mmproj-llava", "LLaVA-1.5"), ("mmproj-llava-next", "LLaVA-NeXT")] {
+            let result = try CLI.run(["inspect", CLI.path("Tests/Fixtures/\(folder)/text-f32.gguf"),
+                                      "--mmproj", CLI.path("Tests/Fixtures/\(folder)/mmproj-f32.gguf")])
+            XCTAssertEqual(result.status, 0, result.stderr)
+            let lines = result.stdoutLines
+            XCTAssertTrue(lines.contains { $0.hasPrefix("family") && $0.contains(family) }, result.stdout)
+            XCTAssertTrue(lines.contains { $0.hasPrefix("arch") && $0.hasSuffix("clip") }, result.stdout)
+            // --use-f32 keeps the layers in F32 but the projector's matrices (and the patch embedding) in F16.
+            XCTAssertTrue(lines.contains { $0.hasPrefix("tensor") && $0.contains("v.blk.0.attn_q.weight  F32  32x32  4096 bytes") }, result.stdout)
+            XCTAssertTrue(lines.contains { $0.hasPrefix("tensor") && $0.contains("mm.0.weight  F16  32x32  2048 bytes") }, result.stdout)
+            XCTAssertTrue(lines.contains { $0.hasPrefix("tensor") && $0.contains("v.class_embd  F32  32  128 bytes") }, result.stdout)
+            XCTAssertEqual(lines.contains { $0.contains("model.image_newline") }, family == "LLaVA-NeXT", result.stdout)
+            XCTAssertEqual(lines.filter { $0.hasPrefix("held") }.count, 2, result.stdout)
+        }
+    }
+
     func testMismatchedPairsAreOneLine() throws {
         let smol = "Tests/Fixtures/mmproj-smolvlm", qwen = "Tests/Fixtures/mmproj-qwen25vl"
         let cases: [([String], [String])] = [
@@ -127,6 +146,8 @@ final class MmprojCLITests: XCTestCase {
             (["--model", CLI.path("\(smol)/text-f32.gguf")], ["--mmproj"]),
             (["--model", CLI.path("\(smol)/mmproj-f32.gguf"), "--mmproj", CLI.path("\(smol)/text-f32.gguf")],
              ["text-f32.gguf", "general.architecture 'llama'"]),
+            (["--model", CLI.path("\(smol)/text-f32.gguf"), "--mmproj", CLI.path("Tests/Fixtures/mmproj-llava/mmproj-f16.gguf")],
+             ["mmproj-llava/mmproj-f16.gguf", "mm.0.weight's output width 32", "llama.embedding_length 64"]),
         ]
         for (model, expected) in cases {
             let result = try CLI.run(["stats", CLI.path("media/bigbuckbunny.mp4"), "--frames", "1"] + model)

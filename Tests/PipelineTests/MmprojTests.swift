@@ -21,6 +21,9 @@ final class MmprojTests: XCTestCase {
 
     static let smolVLM = Pair(directory: Fixtures.path("smolvlm-vqa"), folder: "mmproj-smolvlm")
     static let qwen = Pair(directory: Fixtures.path("qwen25vl-tiny"), folder: "mmproj-qwen25vl")
+    /// llama.cpp's legacy LLaVA scripts (tools/make_llava_mmproj_fixtures.py).
+    static let llava = Pair(directory: Fixtures.path("llava-tiny"), folder: "mmproj-llava")
+    static let llavaNext = Pair(directory: Fixtures.path("llava-next-tiny"), folder: "mmproj-llava-next")
 
     /// F16's unit roundoff: rounding a weight to F16 moves it by at most u·|w|.
     static let f16Roundoff: Float = 1.0 / 2048
@@ -144,6 +147,127 @@ final class MmprojTests: XCTestCase {
         }
     }
 
+    /// Worst relative error of features and every layer's scores over the views of two frames.
+    func compareViews(_ a: EncodedFrame, _ b: EncodedFrame, file: StaticString = #filePath, line: UInt = #line) -> (features: Float, scores: Float) {
+        XCTAssertEqual(a.views.count, b.views.count, file: file, line: line)
+        guard a.views.count == b.views.count, !a.views.isEmpty else { return (.infinity, .infinity) }
+        var worst: (features: Float, scores: Float) = (0, 0)
+        for (x, y) in zip(a.views, b.views) {
+            XCTAssertEqual("\(x.place)", "\(y.place)", file: file, line: line)
+            let e = compare(x, y, file: file, line: line)
+            worst = (max(worst.features, e.features), max(worst.scores, e.scores))
+        }
+        return worst
+    }
+
+    /// The safetensors directory's LLaVA encoder (LLaVA-NeXT's AnyRes one for llava_next), its
+    /// weights rounded to F16 where `mmproj` holds them in F16 (nil: as stored), and how many
+    /// tensors were rounded.
+    func llavaDirectoryEncoder(_ pair: Pair, roundingAs mmproj: MmprojFile?) throws -> (encoder: any FrameEncoder, rounded: Int) {
+        let d = pair.directory
+        let c = try LlavaConfiguration.load(directory: d)
+        let store = try WeightStore(directory: d)
+        let (tower, projector) = LlavaVisionModel.prefixes(of: store)
+        let swapped = try mmproj.map { try LlavaVisionModel.ffnSwapped($0, hidden: c.visionConfig.hiddenSize) } ?? false
+        var rounded = 0
+        let model = try LlavaVisionModel(configuration: c, preprocessing: try CLIPPreprocessorConfiguration.load(directory: d),
+                                         towerPrefix: tower, projectorPrefix: projector) { (name, shape) throws(WeightsError) in
+            var m = try store.matrix(name, shape: shape)
+            let local = String(name.dropFirst(name.hasPrefix(tower) ? tower.count : projector.count))
+            if let mmproj, let source = LlavaVisionModel.mmprojName(local, ffnSwapped: swapped), mmproj.gguf.tensors[source]?.type == .f16 {
+                m.storage = m.storage.map { Float(Float16($0)) }
+                rounded += 1
+            }
+            return m
+        }
+        if c.modelType == "llava_next" { return (try LlavaNextVisionModel(model), rounded) }
+        return (model, rounded)
+    }
+
+    /// llama.cpp's legacy converter stores the patch embedding and the projector's matrices in F16
+    /// even with --use-f32 (every 2-D weight without it). Two checks on each file:
+    /// - exact reading: the safetensors encoder fed the directory's weights rounded to F16 where the
+    ///   file holds them in F16 gives the mmproj's features and every layer's scores within 1e-5
+    ///   (every view of LLaVA-NeXT's AnyRes frame);
+    /// - the bound against the directory's own weights, derived as for the F16 test below: the
+    ///   products on the path (the patch embedding, 4 per layer, the projector's 2) add u = 2⁻¹¹
+    ///   each, 4·n·u with cancellation. The fixtures' weights are BF16, which F16 holds exactly
+    ///   unless tiny (subnormal in F16), so the drift is far below the bound and may be 0.
+    func testLlavaEncodersOnTheLegacyMmprojsReadTheSafetensorsWeights() throws {
+        for (pair, family) in [(Self.llava, ModelFamily.llava), (Self.llavaNext, ModelFamily.llavaNext)] {
+            let frame = frames()[0]
+            let plain = try llavaDirectoryEncoder(pair, roundingAs: nil).encoder
+            let layers = Set(1...plain.layerCount)
+            let reference = try plain.encode([frame], scoreLayers: layers)
+            for file in [pair.f32, pair.f16] {
+                let files = try ModelFiles(model: pair.text, mmproj: file)
+                XCTAssertEqual(files.family.name, family.name, file)
+                guard case let .gguf(_, mmproj, _) = files.source else { return XCTFail("\(file): not a GGUF pair") }
+                let encoder = try files.loadEncoder()
+                XCTAssertEqual(encoder.layerCount, plain.layerCount, file)
+                XCTAssertEqual(encoder.defaultObjectLayer, plain.defaultObjectLayer, file)
+                XCTAssertEqual(encoder.defaultDeepLayer, plain.defaultDeepLayer, file)
+                let encoded = try encoder.encode([frame], scoreLayers: layers)
+                if family.name == ModelFamily.llavaNext.name {
+                    XCTAssertGreaterThan(encoded.views.count, 2, "\(file): the 96x72 frame must give a base view and crops")
+                }
+                let (rounding, count) = try llavaDirectoryEncoder(pair, roundingAs: mmproj)
+                XCTAssertGreaterThan(count, 0, "\(file) holds no F16 tensor")
+                let exact = compareViews(encoded, try rounding.encode([frame], scoreLayers: layers))
+                XCTAssertLessThanOrEqual(exact.features, 1e-5, file)
+                XCTAssertLessThanOrEqual(exact.scores, 1e-5, file)
+                let products = 1 + 4 * encoder.layerCount + 2
+                let bound = 4 * Float(products) * Self.f16Roundoff
+                let drift = compareViews(encoded, reference)
+                print("\(file): against the directory's weights features \(drift.features), scores \(drift.scores); bound \(bound)")
+                XCTAssertLessThanOrEqual(drift.features, bound, "\(file): bound 4·\(products)·2⁻¹¹")
+                XCTAssertLessThanOrEqual(drift.scores, bound, "\(file): bound 4·\(products)·2⁻¹¹")
+            }
+        }
+        // LLaVA-1.5's file has no clip.vision.feature_layer: the converter dropped the last of the 3
+        // layers (vision_feature_layer −2) and both layers held are run. LLaVA-NeXT-tiny reads −1:
+        // its file records feature_layer [2] and holds both layers.
+        let legacy = try MmprojFile(path: Self.llava.f32), next = try MmprojFile(path: Self.llavaNext.f32)
+        XCTAssertNil(legacy.gguf.metadata["clip.vision.feature_layer"])
+        XCTAssertEqual(legacy.gguf.int("clip.vision.block_count"), 2)
+        XCTAssertEqual(next.gguf.metadata["clip.vision.feature_layer"]?.arrayValue?.compactMap(\.intValue), [2])
+        XCTAssertEqual(try LlavaVisionModel.load(mmproj: legacy, precision: .f32).tower.layers, 2)
+    }
+
+    func testLlavaTextGGUFsLoadTheDirectorysDecoderAndTokenizer() throws {
+        for (pair, family) in [(Self.llava, ModelFamily.llava), (Self.llavaNext, ModelFamily.llavaNext)] {
+            let files = try ModelFiles(model: pair.text, mmproj: pair.f32)
+            XCTAssertEqual(try files.languageModelShape(), try family.languageModelShape(directory: pair.directory), pair.text)
+            let gguf = try GGUFFile(path: pair.text)
+            XCTAssertEqual(gguf.string("tokenizer.ggml.model"), "llama", pair.text)
+            let fromGGUF = try Tokenizer(gguf: gguf), fromJSON = try Tokenizer(directory: pair.directory)
+            XCTAssertEqual(fromGGUF.chatTemplate, fromJSON.chatTemplate, pair.text)
+            XCTAssertEqual(fromGGUF.id(of: "<image>"), fromJSON.id(of: "<image>"), pair.text)
+            XCTAssertEqual(fromGGUF.eosID, fromJSON.eosID, pair.text)
+            // Plain text: llama.cpp's SentencePiece (scores, space prefix, byte fallback) splits as the
+            // directory's tokenizer.json does, BOS first, and decodes back alike. (Text that starts
+            // with a space is left out: Metaspace does not prefix a second "▁", llama.cpp does.)
+            let plain = ["Hello world", "What is happening here?", "two inner   spaces and a trailing one ",
+                         "line one\nline two\n\nline four\n", "tabs\tand\r\nCRLF", "Café naïve résumé", "東京は日本の首都です。",
+                         "emoji 😀🎉 👍🏽 end", "digits 1234567890 and 3.14", "I'm, you'll, they've", "unseen words: zxqv quuxly",
+                         "The quick brown fox jumps over the lazy dog. What moves?"]
+            for text in plain {
+                let ids = fromGGUF.encode(text, addSpecialTokens: true)
+                XCTAssertEqual(ids, fromJSON.encode(text, addSpecialTokens: true), "\(pair.text): \(text)")
+                XCTAssertEqual(fromGGUF.decode(ids), fromJSON.decode(ids), "\(pair.text): \(text)")
+            }
+        }
+        // llama.cpp prefixes a space to the text, and to the text after each added token, whatever is
+        // there, as the legacy Llama normalizer (LLaVA-1.5's file) does; Metaspace's "first" scheme
+        // (llava-next-tiny's) prefixes only the first segment and not before a space, so leading spaces
+        // and prompts are compared on LLaVA-1.5's only.
+        let fromGGUF = try Tokenizer(gguf: try GGUFFile(path: Self.llava.text)), fromJSON = try Tokenizer(directory: Self.llava.directory)
+        for text in [" leading space", "  two leading and   three inner spaces  ", "USER: <image>\n<image>\nWhat is happening here? ASSISTANT:", "x<image>y<video> z", "<s>text after bos</s>",
+                     "<image><image><image>", "tail <image> "] {
+            XCTAssertEqual(fromGGUF.encode(text, addSpecialTokens: true), fromJSON.encode(text, addSpecialTokens: true), text)
+        }
+    }
+
     // MARK: - Language side
 
     func testTextGGUFsLoadTheDirectorysDecoderAndTokenizer() throws {
@@ -194,5 +318,12 @@ final class MmprojTests: XCTestCase {
         try wide.write(to: URL(fileURLWithPath: unknown))
         m = message(Self.smolVLM.text, unknown)
         XCTAssertTrue(m.contains(unknown) && m.contains("clip.vision.projection_dim 96") && m.contains("llama.embedding_length 64"), m)
+        // LLaVA's projector records no width of the language model: mm.0.weight's output is checked.
+        m = message(Self.smolVLM.text, Self.llava.f32)
+        XCTAssertTrue(m.contains(Self.llava.f32) && m.contains("mm.0.weight's output width 32") && m.contains("llama.embedding_length 64"), m)
+        m = message(Self.llava.text, Self.smolVLM.f32)
+        XCTAssertTrue(m.contains(Self.smolVLM.f32) && m.contains("clip.vision.projection_dim 64") && m.contains("llama.embedding_length 32"), m)
+        m = message(Self.qwen.text, Self.llava.f32)
+        XCTAssertTrue(m.contains(Self.qwen.text) && m.contains("general.architecture 'qwen2vl'") && m.contains("LLaVA-1.5"), m)
     }
 }

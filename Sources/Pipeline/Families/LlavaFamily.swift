@@ -12,7 +12,8 @@ extension ModelFamily {
         encoder: { directory, precision in try LlavaVisionModel.load(directory: directory, precision: precision) },
         answerer: { directory, precision in try LlavaVideoAnswering.load(directory: directory, precision: precision) },
         decoderShape: { directory in try llavaDecoder(directory).decoderShape },
-        inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) })
+        inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) },
+        mmproj: llavaMmproj(anyRes: false) { mmproj, precision in try LlavaVisionModel.load(mmproj: mmproj, precision: precision) })
 
     /// LLaVA-NeXT (`llava_next`): LLaVA-1.5's tower and projector on AnyRes views (the base image
     /// and the crops of the best pinpoint, un-padded), each pruned on its own grid, rows of crops
@@ -22,7 +23,8 @@ extension ModelFamily {
         encoder: { directory, precision in try LlavaNextVisionModel.load(directory: directory, precision: precision) },
         answerer: { directory, precision in try LlavaVideoAnswering.load(directory: directory, precision: precision) },
         decoderShape: { directory in try llavaDecoder(directory).decoderShape },
-        inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) })
+        inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) },
+        mmproj: llavaMmproj(anyRes: true) { mmproj, precision in try LlavaNextVisionModel.load(mmproj: mmproj, precision: precision) })
 
     /// LLaVA-NeXT-Video (`llava_next_video`): each frame through the CLIP tower, pooled 2 × 2 (24 × 24
     /// → 12 × 12) before the projector, one `<video>` run for all frames; `ask` takes 8 frames.
@@ -32,6 +34,20 @@ extension ModelFamily {
         answerer: { directory, precision in try LlavaVideoAnswering.load(directory: directory, precision: precision) },
         decoderShape: { directory in try llavaDecoder(directory).decoderShape },
         inspection: { directory, weights in try llavaInspection(directory: directory, weights: weights) })
+}
+
+/// llama.cpp's "mlp" projector (its legacy converter's LLaVA files, Families/LlavaMmproj.swift):
+/// LLaVA-NeXT's when it records AnyRes pinpoints, LLaVA-1.5's otherwise; the text GGUF is a Llama
+/// (vicuna) or Mistral decoder, both "llama" to llama.cpp.
+private func llavaMmproj(anyRes: Bool,
+                         encoder: @escaping @Sendable (MmprojFile, EncoderPrecision) throws -> any FrameEncoder) -> MmprojSupport {
+    MmprojSupport(
+        projectorTypes: ["mlp"], textArchitectures: ["llama"],
+        accepts: { LlavaVisionModel.isAnyRes($0) == anyRes },
+        outputWidth: { try LlavaVisionModel.outputWidth($0) },
+        encoder: encoder,
+        answerer: { text, mmproj, precision in try LlavaVideoAnswering.load(text: text, mmproj: mmproj, precision: precision) },
+        decoderShape: { text in try LlamaConfiguration(gguf: text).decoderShape })
 }
 
 private func llavaDecoder(_ directory: String) throws -> LlamaConfiguration {

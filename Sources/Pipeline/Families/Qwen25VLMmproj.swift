@@ -50,11 +50,7 @@ extension Qwen25VLVisionModel {
         pre.patchSize = v.patchSize
         pre.mergeSize = v.spatialMergeSize
         pre.temporalPatchSize = v.temporalPatchSize
-        pre.imageMean = try m.channelValues("clip.vision.image_mean")
-        pre.imageStd = try m.channelValues("clip.vision.image_std")
-        guard pre.imageStd.allSatisfy({ $0 != 0 }) else {
-            throw VLMError.malformed(file: m.path, cause: "clip.vision.image_std: a standard deviation is 0")
-        }
+        (pre.imageMean, pre.imageStd) = try m.imageNormalization()
         let side = SizeKind.imageSide.bounds.upperBound
         let minimum = m.gguf.int("clip.vision.image_min_pixels") ?? pre.minPixels
         let maximum = m.gguf.int("clip.vision.image_max_pixels") ?? max(pre.maxPixels, minimum)

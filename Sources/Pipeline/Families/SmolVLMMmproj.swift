@@ -21,13 +21,8 @@ extension SmolVLMVisionModel {
     static func load(mmproj m: MmprojFile, precision: EncoderPrecision) throws -> SmolVLMVisionModel {
         var c = SmolVLMConfiguration()
         c.modelType = "smolvlm"
-        c.visionConfig.hiddenSize = try m.size("clip.vision.embedding_length", .width)
-        c.visionConfig.intermediateSize = try m.size("clip.vision.feed_forward_length", .width)
+        try m.readViTSizes(into: &c.visionConfig)
         c.visionConfig.numHiddenLayers = try m.size("clip.vision.block_count", .layers)
-        c.visionConfig.numAttentionHeads = try m.size("clip.vision.attention.head_count", .heads)
-        c.visionConfig.imageSize = try m.size("clip.vision.image_size", .imageSide)
-        c.visionConfig.patchSize = try m.size("clip.vision.patch_size", .patch)
-        c.visionConfig.layerNormEps = m.layerNormEpsilon
         guard m.gguf.metadata["clip.use_gelu"]?.boolValue == true else {
             throw VLMError.unsupported(file: m.path, feature: "an idefics3 projector without clip.use_gelu (SigLIP's MLP is GELU)")
         }
@@ -44,11 +39,7 @@ extension SmolVLMVisionModel {
             throw VLMError.malformed(file: m.path, cause: "clip.vision.embedding_length \(v.hiddenSize) / head_count \(v.numAttentionHeads), image_size \(v.imageSize) / patch_size \(v.patchSize) / projector.scale_factor \(c.scaleFactor) do not divide")
         }
         var pre = SmolVLMPreprocessorConfiguration()
-        pre.imageMean = try m.channelValues("clip.vision.image_mean")
-        pre.imageStd = try m.channelValues("clip.vision.image_std")
-        guard pre.imageStd.allSatisfy({ $0 != 0 }) else {
-            throw VLMError.malformed(file: m.path, cause: "clip.vision.image_std: a standard deviation is 0")
-        }
+        (pre.imageMean, pre.imageStd) = try m.imageNormalization()
         pre.maxImageSize = ["longest_edge": v.imageSize]
         pre.size = ["longest_edge": try m.optionalSize("clip.vision.preproc_image_size", .imageSide) ?? v.imageSize]
         // The video processor's first resize: the longest edge to video_sampling.video_size, which
