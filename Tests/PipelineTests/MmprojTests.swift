@@ -326,4 +326,23 @@ final class MmprojTests: XCTestCase {
         m = message(Self.qwen.text, Self.llava.f32)
         XCTAssertTrue(m.contains(Self.qwen.text) && m.contains("general.architecture 'qwen2vl'") && m.contains("LLaVA-1.5"), m)
     }
+
+    /// A LLaVA mmproj without a key or a tensor the encoder needs: one line naming the file and it.
+    func testLlavaMmprojWithoutAKeyOrATensorNamesIt() throws {
+        let damaged = FileManager.default.temporaryDirectory.appendingPathComponent("mmproj-llava-damaged-\(getpid()).gguf").path
+        defer { try? FileManager.default.removeItem(atPath: damaged) }
+        func loading(renaming name: String, to other: String) throws -> String {
+            var bytes = try Data(contentsOf: URL(fileURLWithPath: Self.llava.f32))
+            let range = try XCTUnwrap(bytes.range(of: Data(name.utf8)), name)
+            bytes.replaceSubrange(range, with: Data(other.utf8))
+            try bytes.write(to: URL(fileURLWithPath: damaged))
+            do { _ = try ModelFiles(model: Self.llava.text, mmproj: damaged).loadEncoder(); return "" } catch { return "\(error)" }
+        }
+        var m = try loading(renaming: "clip.vision.block_count", to: "clip.vision.block_coun_")
+        XCTAssertTrue(m.contains(damaged) && m.contains("clip.vision.block_count") && !m.contains("\n"), m)
+        m = try loading(renaming: "clip.vision.image_mean", to: "clip.vision.image_mea_")
+        XCTAssertTrue(m.contains(damaged) && m.contains("clip.vision.image_mean"), m)
+        m = try loading(renaming: "v.blk.1.attn_q.weight", to: "v.blk.1.attn_X.weight")
+        XCTAssertTrue(m.contains(damaged) && m.contains("v.blk.1.attn_q.weight") && !m.contains("\n"), m)
+    }
 }
