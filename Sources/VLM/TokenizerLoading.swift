@@ -143,8 +143,10 @@ extension Tokenizer {
     /// default true), then repeatedly joins the adjacent pair whose concatenation is a token of the
     /// highest score, and spells what is left outside the vocabulary as <0xXX> byte tokens. That is
     /// BPE whose merges are every split (a, b) of a normal token t into two normal tokens, ranked by
-    /// t's score (highest first; equal scores by t's id, as Hugging Face's SentencePiece converter
-    /// orders them), over the legacy Llama pipeline (Prepend "▁" + Replace " " → "▁" on each segment
+    /// t's score (highest first; equal scores by t's id — convert_hf_to_gguf.py writes −1000 for
+    /// every token of a tokenizer.json without tokenizer.model, whose ids follow the merge order;
+    /// llama.cpp breaks such ties by position and splits those files unlike their tokenizer.json),
+    /// over the legacy Llama pipeline (Prepend "▁" + Replace " " → "▁" on each segment
     /// between added tokens) — which is how it is built here. Control tokens (type 3) are special
     /// added tokens, user-defined ones (4) plain added tokens, both matched on the raw text.
     init(sentencePiece gguf: GGUFFile, tokens: [GGUFValue]) throws(VLMError) {
