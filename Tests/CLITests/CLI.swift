@@ -50,40 +50,51 @@ enum CLI {
         return process.finish()
     }
 
-    final class Running: @unchecked Sendable {  // read from one test thread only
+    /// A started process whose stdout and stderr are read to their ends by one thread each, so every
+    /// byte is in the result once `finish` returns: FileHandle's readabilityHandler could hand a last
+    /// chunk to a callback still in flight after the handler was cleared and the rest read — a whole
+    /// one-line stderr lost on a busy machine.
+    final class Running: @unchecked Sendable {  // the lock guards outData and errData
         let process: Process
         let out: Pipe, err: Pipe
         private var outData = Data(), errData = Data()
         private let lock = NSLock()
+        private let outEnded = DispatchSemaphore(value: 0), errEnded = DispatchSemaphore(value: 0)
 
         init(process: Process, out: Pipe, err: Pipe) {
             self.process = process
             self.out = out
             self.err = err
-            out.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.lock.withLock { self?.outData.append(d) }
-            }
-            err.fileHandleForReading.readabilityHandler = { [weak self] h in
-                let d = h.availableData
-                self?.lock.withLock { self?.errData.append(d) }
-            }
+            Self.drain(out.fileHandleForReading, ended: outEnded) { [weak self] d in self?.lock.withLock { self?.outData.append(d) } }
+            Self.drain(err.fileHandleForReading, ended: errEnded) { [weak self] d in self?.lock.withLock { self?.errData.append(d) } }
+        }
+
+        /// Reads `handle` until end of file (every writer closed it) on a thread of its own (blocking
+        /// reads would starve Dispatch's pool when many processes run at once), then signals `ended`.
+        private static func drain(_ handle: FileHandle, ended: DispatchSemaphore, append: @escaping @Sendable (Data) -> Void) {
+            let fd = handle.fileDescriptor
+            Thread {
+                var buffer = [UInt8](repeating: 0, count: 65536)
+                while true {
+                    let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if n > 0 { append(Data(buffer[..<n])) } else if n < 0 && errno == EINTR { continue } else { break }
+                }
+                withExtendedLifetime(handle) {}  // the descriptor stays open while it is read
+                ended.signal()
+            }.start()
         }
 
         var stdoutSoFar: String { lock.withLock { String(decoding: outData, as: UTF8.self) } }
         var stderrSoFar: String { lock.withLock { String(decoding: errData, as: UTF8.self) } }
 
+        /// Waits for the exit and for both streams' ends (a descendant still holding a pipe after the
+        /// exit gets 30 s, then what was read is the output). Callable again: an end seen stays seen.
         func finish() -> Result {
             process.waitUntilExit()
-            out.fileHandleForReading.readabilityHandler = nil
-            err.fileHandleForReading.readabilityHandler = nil
-            let restOut = out.fileHandleForReading.readDataToEndOfFile()
-            let restErr = err.fileHandleForReading.readDataToEndOfFile()
+            for ended in [outEnded, errEnded] where ended.wait(timeout: .now() + 30) == .success { ended.signal() }
             return lock.withLock {
-                outData.append(restOut)
-                errData.append(restErr)
-                return Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
-                              stderr: String(decoding: errData, as: UTF8.self))
+                Result(status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
+                       stderr: String(decoding: errData, as: UTF8.self))
             }
         }
     }
