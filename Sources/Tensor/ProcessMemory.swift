@@ -7,6 +7,9 @@ public enum ProcessMemory {
     /// read in place, the executable and its shared libraries — that this process has touched).
     public static var resident: Int? { field("VmRSS:") }
 
+    /// RssAnon: resident bytes not backed by a file (heap, KV cache, copied weights, thread stacks).
+    public static var anonymousResident: Int? { field("RssAnon:") }
+
     /// VmHWM: the most bytes ever resident at once.
     public static var peakResident: Int? { field("VmHWM:") }
 
