@@ -364,18 +364,27 @@ extension WeightMatrix {
             return
         }
         let tileRows = min(rows, Self.widenedPanelRows(cols: k))
+        // Consecutive parts on the integer path go as one product (the activation quantized once).
+        var integerRun: [Part] = []
+        func flushIntegerRun() {
+            guard let first = integerRun.first else { return }
+            Self.withQuantParts(integerRun) { table in
+                // Fails only when the quantized activations (about m · k bytes) cannot be had.
+                let status = quant_gemm_parts(table.baseAddress, table.count, k, x, m, inputStride, y + first.firstRow, outputStride,
+                                              beta != 0 ? 1 : 0)
+                precondition(status == 0, "out of memory for \(m) quantized activation rows of \(k) values")
+            }
+            integerRun.removeAll()
+        }
+        defer { flushIntegerRun() }
         for p in parts {
-            if p.format == .f32 {
-                withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
+            if Self.integerProducts(p.format, rows: m) {
+                integerRun.append(p)
                 continue
             }
-            if Self.integerProducts(p.format, rows: m) {
-                withExtendedLifetime(p.buffer) {
-                    // Fails only when the quantized activations (about m · k bytes) cannot be had.
-                    let status = quant_gemm(Int32(p.format.rawValue), p.bytes, p.rowBytes, p.rows, k, x, m, inputStride,
-                                            y + p.firstRow, outputStride, beta != 0 ? 1 : 0)
-                    precondition(status == 0, "out of memory for \(m) quantized activation rows of \(k) values")
-                }
+            flushIntegerRun()
+            if p.format == .f32 {
+                withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
                 continue
             }
             // The scratch tile is grown only when a part converts (K-quant models never hold it).
@@ -389,6 +398,16 @@ extension WeightMatrix {
                     r += n
                 }
             }
+        }
+    }
+
+    /// `parts` (consecutive rows) as quant_kernels' part table, on the stack, for `body`.
+    private static func withQuantParts(_ parts: [Part], _ body: (UnsafeMutableBufferPointer<quant_part>) -> Void) {
+        withUnsafeTemporaryAllocation(of: quant_part.self, capacity: parts.count) { table in
+            for (i, p) in parts.enumerated() {
+                table.initializeElement(at: i, to: quant_part(type: Int32(p.format.rawValue), w: p.bytes, row_bytes: p.rowBytes, rows: p.rows))
+            }
+            withExtendedLifetime(parts) { body(table) }
         }
     }
 
@@ -410,6 +429,15 @@ extension WeightMatrix {
         guard rows > 0 else { return }
         guard cols > 0 else {
             if !accumulate { y.update(repeating: 0, count: rows) }
+            return
+        }
+        if parts.allSatisfy({ $0.format != .f32 && $0.format != .bf16 }) {
+            // Block formats and F16: one product over every part (stacked Q, K, V: one team run).
+            Self.withQuantParts(parts) { table in
+                // Fails only when the activation's few KB of scratch cannot be had.
+                let status = quant_matvec_parts(table.baseAddress, table.count, cols, x, y, accumulate ? 1 : 0)
+                precondition(status == 0, "out of memory for a \(cols)-value activation")
+            }
             return
         }
         for p in parts {
