@@ -86,6 +86,9 @@ struct QuantBench: AsyncParsableCommand {
     }
 
     private func measure(path: String, shape: Shape, blocks: Int, scheme: String, bandwidth: Double, peer: String?) throws {
+        // The previous file's model is gone, but the allocator may keep its freed heap resident:
+        // hand that back, so the resident figure below is this model's, as in a process of its own.
+        ProcessMemory.returnFreedHeap()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(gguf: gguf)
         let session = try DecoderSession(model: model, context: 1024)
