@@ -314,7 +314,9 @@ extension WeightMatrix {
     /// machine (integer time / tiles time): Q6_K 0.66–0.85 at 142–612 rows; Q4_K 0.46 at 32 rows,
     /// 0.84 at 142, 0.92 at 268 but 1.08 at 612 (sgemm amortizes its conversion over more rows);
     /// Q8_0 0.99–1.04 and Q5_0 1.23–1.33 at 142: without VNNI a 32-value block pays a float scale per
-    /// block and row, while a K-quant block sums 256 values in integers. `integer` and `tiles` force
+    /// block and row, while a K-quant block sums 256 values in integers (the register tiles since then
+    /// took Q5_0's integer time to 0.77× and Q4_0's to 0.92× of the earlier kernel's, Q8_0's unchanged,
+    /// one thread, same data, alternating: still no clear win over tiles). `integer` and `tiles` force
     /// one path for every block format, `wholeMatrix` converts the whole matrix first (the earliest
     /// path); those three are kept for the benchmark's comparison. Process-wide.
     public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
