@@ -10,6 +10,9 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -839,4 +842,10 @@ void decode_weights_release(void *pointer) {
     weight_region *region;
     memcpy(&region, (char *)pointer - HEADER, sizeof region);
     drop_region(region);
+}
+
+void decode_heap_trim(void) {
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
 }

@@ -475,8 +475,15 @@ typedef struct {
     int accumulate;
 } gemm_task;
 
-// Weight rows per tile: a tile (e.g. 16 rows of 4096 Q8_0 values, 70 KB) stays in L2 while every
-// group of four activation rows passes over it; each group's blocks stay in L1 across the tile.
+// Weight rows per tile: a tile (e.g. 16 rows of 4096 values, 64 KB unpacked) stays in L2 while every
+// group of activation rows passes over it; each group's blocks stay in L1 across the tile. The
+// 32-value types run register tiles of GEMM_RW weight rows × GEMM_RA activation rows (at most 4 × 4).
+#ifndef GEMM_RW
+#define GEMM_RW 2
+#endif
+#ifndef GEMM_RA
+#define GEMM_RA 4
+#endif
 enum { GEMM_TILE = 16 };
 
 #if HAVE_X86
@@ -535,25 +542,6 @@ static void matvec_body(void *context, long begin, long end) {
     }
 }
 
-int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, const float *x, float *y,
-                 int accumulate) {
-    if (rows <= 0) return 0;
-    static _Thread_local void *scratch;
-    static _Thread_local long scratch_bytes;
-    long need = activation_bytes(type, cols);
-    if (need > scratch_bytes) {
-        void *grown = realloc(scratch, (size_t)need);
-        if (!grown) return -1;
-        scratch = grown;
-        scratch_bytes = need;
-    }
-    int level = isa();
-    if (need) prepare_activation(level, type, x, cols, scratch);
-    matvec_task task = {type, level, w, row_bytes, cols, scratch, x, y, accumulate};
-    hp_team_run(matvec_body, &task, rows, 4, rows * cols >= 65536);
-    return 0;
-}
-
 int quant_gemm_supported(int type) { return activation_bytes(type, quant_block_values(type)) > 0; }
 
 typedef struct {
@@ -568,11 +556,28 @@ static void activation_body(void *context, long begin, long end) {
     for (long i = begin; i < end; i++) prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride);
 }
 
+/// The calling thread's buffer for a tile of unpacked weights (GEMM_TILE rows of `cols` values),
+/// grown as needed and kept for the thread's next product; NULL when it cannot be had, and the
+/// rows are then read as stored (the same numbers, unpacked once per group of activation rows).
+static uint8_t *tile_buffer(long cols) {
+    static _Thread_local uint8_t *buffer;
+    static _Thread_local long size;
+    long need = GEMM_TILE * (cols / QK) * (QK + 2 * (long)sizeof(float));
+    if (need > size) {
+        void *grown = realloc(buffer, (size_t)need);
+        if (!grown) return NULL;
+        buffer = grown;
+        size = need;
+    }
+    return buffer;
+}
+
 static void gemm_body(void *context, long begin, long end) {
     const gemm_task *t = context;
 #if HAVE_X86
-    if (t->isa == 2) { gemm_rows_vnni(t->type, t, begin, end); return; }
-    if (t->isa == 1) { gemm_rows_avx2(t->type, t, begin, end); return; }
+    uint8_t *tile = quant_block_values(t->type) == QK && t->type != T_Q8_0 ? tile_buffer(t->cols) : NULL;
+    if (t->isa == 2) { gemm_rows_vnni(t->type, t, begin, end, tile); return; }
+    if (t->isa == 1) { gemm_rows_avx2(t->type, t, begin, end, tile); return; }
 #endif
     for (long r = begin; r < end; r++) {
         const uint8_t *row = t->w + r * t->row_bytes;
@@ -583,21 +588,133 @@ static void gemm_body(void *context, long begin, long end) {
     }
 }
 
-int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
-               float *y, long y_stride, int accumulate) {
+// MARK: - Products over stacked parts
+//
+// A stacked matrix (Q, K and V one above the other, gate above up) is one product: the activation
+// quantized once per block size its parts need (32-value blocks, 256-value q8_K blocks), one team
+// run over all rows, each claim cut at the parts' boundaries. Rows are numbered across the parts.
+
+typedef struct {
+    const quant_part *parts;
+    long count, cols;
+    int isa, accumulate;
+    const uint8_t *act32, *act256;  // the activation rows in each block size (as a part needs)
+    long stride32, stride256;       // bytes between rows of X in each
+    const float *x;
+    float *y;
+    long m, y_stride;
+} parts_task;
+
+/// Whether the parts are all types these products take (block formats; F16 too for `single`), with
+/// their total rows and which activation block sizes they need.
+static int parts_shape(const quant_part *parts, long count, int single, long *rows, int *need32, int *need256) {
+    *rows = 0;
+    *need32 = *need256 = 0;
+    for (long p = 0; p < count; p++) {
+        long values = quant_block_values(parts[p].type);
+        if (!(values == QK || values == QKK || (single && parts[p].type == T_F16))) return 0;
+        *need32 |= values == QK;
+        *need256 |= values == QKK;
+        *rows += parts[p].rows;
+    }
+    return 1;
+}
+
+typedef void (*part_range)(const parts_task *t, const quant_part *part, long first, long begin, long end);
+
+/// Runs `run` on each part's share of rows begin ..< end (its rows begin − first ..< end − first).
+static void each_part(const parts_task *t, long begin, long end, part_range run) {
+    long first = 0;
+    for (long p = 0; p < t->count && first < end; p++) {
+        long last = first + t->parts[p].rows, b = begin > first ? begin : first, e = end < last ? end : last;
+        if (b < e) run(t, &t->parts[p], first, b - first, e - first);
+        first = last;
+    }
+}
+
+static const uint8_t *activation_of(const parts_task *t, int type, long *stride) {
+    int small = quant_block_values(type) == QK;
+    *stride = small ? t->stride32 : t->stride256;
+    return small ? t->act32 : t->act256;
+}
+
+static void matvec_part(const parts_task *t, const quant_part *part, long first, long begin, long end) {
+    long stride;
+    matvec_task task = {part->type, t->isa, part->w, part->row_bytes, t->cols, activation_of(t, part->type, &stride), t->x,
+                        t->y + first, t->accumulate};
+    matvec_body(&task, begin, end);
+}
+
+static void matvec_parts_body(void *context, long begin, long end) { each_part(context, begin, end, matvec_part); }
+
+static void gemm_part(const parts_task *t, const quant_part *part, long first, long begin, long end) {
+    long stride;
+    const uint8_t *activation = activation_of(t, part->type, &stride);
+    gemm_task task = {part->type, t->isa, part->w, part->row_bytes, t->cols, t->m, activation, stride, t->y + first,
+                      t->y_stride, t->accumulate};
+    gemm_body(&task, begin, end);
+}
+
+static void gemm_parts_body(void *context, long begin, long end) { each_part(context, begin, end, gemm_part); }
+
+int quant_matvec_parts(const quant_part *parts, long count, long cols, const float *x, float *y, int accumulate) {
+    long rows;
+    int need32, need256;
+    if (!parts_shape(parts, count, 1, &rows, &need32, &need256)) return -1;
+    if (rows <= 0) return 0;
+    static _Thread_local uint8_t *scratch;
+    static _Thread_local long scratch_bytes;
+    long bytes32 = need32 ? activation_bytes(T_Q8_0, cols) : 0, bytes256 = need256 ? activation_bytes(T_Q4_K, cols) : 0;
+    if (bytes32 + bytes256 > scratch_bytes) {
+        void *grown = realloc(scratch, (size_t)(bytes32 + bytes256));
+        if (!grown) return -1;
+        scratch = grown;
+        scratch_bytes = bytes32 + bytes256;
+    }
+    int level = isa();
+    if (bytes32) prepare_activation(level, T_Q8_0, x, cols, scratch);
+    if (bytes256) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32);
+    parts_task task = {parts, count, cols, level, accumulate, scratch, scratch + bytes32, 0, 0, x, y, 1, 0};
+    hp_team_run(matvec_parts_body, &task, rows, 4, rows * cols >= 65536);
+    return 0;
+}
+
+int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, const float *x, float *y,
+                 int accumulate) {
+    quant_part part = {type, w, row_bytes, rows};
+    return quant_matvec_parts(&part, 1, cols, x, y, accumulate);
+}
+
+int quant_gemm_parts(const quant_part *parts, long count, long cols, const float *x, long m, long x_stride, float *y,
+                     long y_stride, int accumulate) {
+    long rows;
+    int need32, need256;
+    if (!parts_shape(parts, count, 0, &rows, &need32, &need256)) return -1;
     if (rows <= 0 || m <= 0) return 0;
-    long act_stride = activation_bytes(type, cols);
-    if (act_stride <= 0) return -1;
+    long stride32 = need32 ? activation_bytes(T_Q8_0, cols) : 0, stride256 = need256 ? activation_bytes(T_Q4_K, cols) : 0;
     // Freed on return: a prefill's activations (MBs at 7B shapes) are not kept between products.
-    uint8_t *activation = malloc((size_t)(act_stride * m));
+    uint8_t *activation = malloc((size_t)((stride32 + stride256) * m));
     if (!activation) return -1;
     int level = isa();
-    activation_task prepare = {type, level, x, x_stride, cols, act_stride, activation};
-    hp_team_run(activation_body, &prepare, m, 1, m * cols >= 65536);
-    gemm_task task = {type, level, w, row_bytes, cols, m, activation, act_stride, y, y_stride, accumulate};
-    hp_team_run(gemm_body, &task, rows, 4, 1);
+    uint8_t *act256 = activation + stride32 * m;
+    if (stride32) {
+        activation_task prepare = {T_Q8_0, level, x, x_stride, cols, stride32, activation};
+        hp_team_run(activation_body, &prepare, m, 1, m * cols >= 65536);
+    }
+    if (stride256) {
+        activation_task prepare = {T_Q4_K, level, x, x_stride, cols, stride256, act256};
+        hp_team_run(activation_body, &prepare, m, 1, m * cols >= 65536);
+    }
+    parts_task task = {parts, count, cols, level, accumulate, activation, act256, stride32, stride256, x, y, m, y_stride};
+    hp_team_run(gemm_parts_body, &task, rows, 4, 1);
     free(activation);
     return 0;
+}
+
+int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
+               float *y, long y_stride, int accumulate) {
+    quant_part part = {type, w, row_bytes, rows};
+    return quant_gemm_parts(&part, 1, cols, x, m, x_stride, y, y_stride, accumulate);
 }
 
 // MARK: - Quantizers (ggml's quantize_row_q8_0_ref, _q5_0_ref, _q5_1_ref and _q4_K_ref)

@@ -1,13 +1,16 @@
 // The SIMD row dot products of quant_kernels.c, included once per instruction set with SIMD_TARGET,
 // SIMD_SUFFIX, DOT and DOT_SCALED defined (see there). Integer sums per block are exact; each block's
 // sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
-// row (never on how many activation rows are computed together, nor on the thread).
-// Weights are unpacked to unsigned bytes (Q8_0's signed bytes go in as |w| with y carrying w's sign).
+// row (never on how many rows are computed together, nor on the thread).
 //
-// `dot_rows` computes one weight row against `mr` (1 to 4) activation rows at once: the decode step
-// calls it with one, the many-row product with four, so a weight block is unpacked once for four
-// activation rows. It is always inlined with a constant `mr`, so the per-row accumulators live in
-// registers.
+// 32-value types (`tile32`): weights as signed bytes (block32), their magnitudes against the
+// activation carrying their signs, one accumulator chain per (weight row, activation row) pair; a
+// register tile of up to 4 × 4 pairs shares each weight block's unpacking among its activation rows
+// and each activation block's load among its weight rows. The decode step runs tiles of four weight
+// rows × one activation row, the many-row product GEMM_RW × GEMM_RA over weights unpacked once per
+// tile of GEMM_TILE rows. K-quants (`dot_rows`): one weight row against 1 to 4 activation rows, the
+// integer sub-block scales applied inside the integer sums. Both are always inlined with constant
+// shapes, so the accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -26,11 +29,12 @@ static inline SIMD_TARGET float SIMD_NAME(hsum128)(__m128 m) {
     return _mm_cvtss_f32(m);
 }
 
-/// A half at `p` (F16C's one-instruction conversion).
+/// A half at `p` (F16C's conversion). Moved in through a zero-extended register: _cvtsh_ss inserts
+/// into whatever register the compiler picks, which made each block wait for an accumulator.
 static inline SIMD_TARGET float SIMD_NAME(half)(const uint8_t *p) {
     uint16_t h;
     memcpy(&h, p, 2);
-    return _cvtsh_ss(h);
+    return _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(h)));
 }
 
 /// 16 bytes of nibbles → 32 bytes: low halves (values 0–15), then high halves (values 16–31).
@@ -39,91 +43,123 @@ static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(nibbl
     return _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(v, 4), v), _mm256_set1_epi8(0x0F));
 }
 
-/// 32 bits → 32 bytes holding 0x10 where the bit is set (the fifth bit of Q5_0 / Q5_1 values).
-static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(fifth_bits)(const uint8_t *p) {
+/// 32 bits → 32 bytes all ones where the bit is set.
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(bit_bytes)(const uint8_t *p) {
     uint32_t bits;
     memcpy(&bits, p, 4);
     const __m256i spread = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
     __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)bits), spread);
     const __m256i select = _mm256_set1_epi64x((long long)0x8040201008040201ULL);
-    __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select);
-    return _mm256_and_si256(set, _mm256_set1_epi8(0x10));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select);
 }
 
-/// One 32-value weight block unpacked: unsigned bytes `u`, for Q8_0 the signed bytes `w` whose signs
-/// the activation takes, the weight scale, and the factor of the activation block's d·Σq that the
-/// block adds (−8·d, −16·d for the _0 types' offset; the minimum m for the _1 types; 0 for Q8_0).
-static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(unpack32)(int type, const uint8_t *b, __m256i *w, float *d, float *offset) {
+/// One 32-value weight block as signed bytes `w` with its scale `d` (value = d·w, plus the minimum m
+/// for the _1 types): Q8_0's bytes as stored, Q4_0's nibbles − 8, Q5_0's
+/// five bits − 16, the _1 types' unsigned values (0–31, non-negative as signed bytes too).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(block32)(const int type, const uint8_t *b, float *d,
+                                                                                    float *m) {
     *d = SIMD_NAME(half)(b);
+    *m = 0;
     switch (type) {
     case T_Q8_0:
-        *w = _mm256_loadu_si256((const __m256i *)(b + 2));
-        *offset = 0;
-        return _mm256_sign_epi8(*w, *w);
+        return _mm256_loadu_si256((const __m256i *)(b + 2));
     case T_Q4_0:
-        *offset = -8 * *d;
-        return SIMD_NAME(nibbles)(b + 2);
+        return _mm256_sub_epi8(SIMD_NAME(nibbles)(b + 2), _mm256_set1_epi8(8));
     case T_Q4_1:
-        *offset = SIMD_NAME(half)(b + 2);
+        *m = SIMD_NAME(half)(b + 2);
         return SIMD_NAME(nibbles)(b + 4);
-    case T_Q5_0:
-        *offset = -16 * *d;
-        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), SIMD_NAME(fifth_bits)(b + 2));
+    case T_Q5_0:  // q − 16 is q | 0xF0 as a signed byte where the fifth bit is clear, q where it is set
+        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), _mm256_andnot_si256(SIMD_NAME(bit_bytes)(b + 2), _mm256_set1_epi8((char)0xF0)));
     default:  // Q5_1
-        *offset = SIMD_NAME(half)(b + 2);
-        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), SIMD_NAME(fifth_bits)(b + 4));
+        *m = SIMD_NAME(half)(b + 2);
+        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), _mm256_and_si256(SIMD_NAME(bit_bytes)(b + 4), _mm256_set1_epi8(0x10)));
     }
 }
 
-/// out[k] = weight row `b` · activation row k (at `activation + k · stride` bytes), k < mr.
+/// Whether a 32-value type has a minimum (the _1 types): its values are non-negative, so the bytes
+/// go into the dot product as they are, with no sign transfer.
+#define HAS_MIN(type) ((type) == T_Q4_1 || (type) == T_Q5_1)
+
+/// One block of one (weight row, activation row) pair onto the pair's accumulator: the exact
+/// integer dot product of w (magnitudes `u`, signs moved onto y) and the activation's bytes, in
+/// eight lanes, times `scale` = d_w · d_a. The _1 types' minimum adds m · d_a·Σq to the pair's
+/// scalar `extra`. A pair's result is this chain over its blocks in order, summed across lanes at
+/// the end, plus `extra`: the same whether the pair is computed alone (decode) or inside a tile of
+/// pairs (prefill), on any thread.
+static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(pair32)(const int type, __m256i u, __m256i w,
+                                                                                const float *scale, float m, const act32 *a,
+                                                                                __m256 acc, float *extra) {
+    __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
+    if (!HAS_MIN(type)) y = _mm256_sign_epi8(y, w);
+    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u, y)), _mm256_broadcast_ss(scale), acc);
+    if (HAS_MIN(type)) *extra = fmaf(m, a->dsum, *extra);
+    return acc;
+}
+
+/// out[j][k] = weight row j · activation row k for j < rw, k < ra (compile-time constants, up to 4):
+/// a register tile of pairs, each weight block unpacked (or loaded from an unpacked tile) once for
+/// the ra activation rows. Weights come from `rows[j]` as stored, or with `unpacked` from a tile:
+/// row j's block i at tq[(j·tile_blocks + i)·32], its d and m at td / tm[j·tile_blocks + i].
+/// The pairs' scales d_w · d_a of a block are multiplied eight at a time and then broadcast from
+/// memory: the multiply pipes, not the loads, bound this loop.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32)(
+    const int type, const int rw, const int ra, const int unpacked, const uint8_t *const *rows, const int8_t *tq,
+    const float *td, const float *tm, long tile_blocks, const uint8_t *activation, long stride, long nb, float out[4][4]) {
+    __m256 acc[4][4];
+    float extra[4][4];
+    for (int j = 0; j < rw; j++)
+        for (int k = 0; k < ra; k++) {
+            acc[j][k] = _mm256_setzero_ps();
+            extra[j][k] = 0;
+        }
+    long size = quant_block_bytes(type);
+    _Alignas(32) float scales[16];
+    for (long i = 0; i < nb; i++) {
+        __m256i w[4], u[4];
+        float d[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0}, da[4] = {0, 0, 0, 0};
+        for (int j = 0; j < rw; j++) {
+            if (unpacked) {
+                w[j] = _mm256_loadu_si256((const __m256i *)(tq + (j * tile_blocks + i) * QK));
+                d[j] = td[j * tile_blocks + i];
+                if (HAS_MIN(type)) m[j] = tm[j * tile_blocks + i];
+            } else {
+                w[j] = SIMD_NAME(block32)(type, rows[j] + i * size, &d[j], &m[j]);
+            }
+            u[j] = HAS_MIN(type) ? w[j] : _mm256_sign_epi8(w[j], w[j]);
+        }
+        if (ra == 1) {
+            // One activation row (decode): the same products, one multiply each.
+            const act32 *a = (const act32 *)activation + i;
+            for (int j = 0; j < rw; j++) {
+                float scale = d[j] * a->d;
+                acc[j][0] = SIMD_NAME(pair32)(type, u[j], w[j], &scale, m[j], a, acc[j][0], &extra[j][0]);
+            }
+            continue;
+        }
+        for (int k = 0; k < ra; k++) da[k] = ((const act32 *)(activation + k * stride) + i)->d;
+        // scales[4j + k] = d[j] · da[k], two weight rows per multiply.
+        __m128 da4 = _mm_loadu_ps(da);
+        for (int j = 0; j < rw; j += 2) {
+            __m256 dw = _mm256_set_m128(_mm_set1_ps(d[j + 1 < 4 ? j + 1 : j]), _mm_set1_ps(d[j]));
+            _mm256_store_ps(scales + 4 * j, _mm256_mul_ps(dw, _mm256_set_m128(da4, da4)));
+        }
+        // Read back through memory (broadcast loads), not picked out of the register by shuffles.
+        __asm__ volatile("" : : "r"(scales) : "memory");
+        for (int j = 0; j < rw; j++)
+            for (int k = 0; k < ra; k++)
+                acc[j][k] = SIMD_NAME(pair32)(type, u[j], w[j], scales + 4 * j + k, m[j], (const act32 *)(activation + k * stride) + i,
+                                              acc[j][k], &extra[j][k]);
+    }
+    for (int j = 0; j < rw; j++)
+        for (int k = 0; k < ra; k++) out[j][k] = SIMD_NAME(hsum)(acc[j][k]) + extra[j][k];
+}
+
+/// out[k] = weight row `b` · activation row k (at `activation + k · stride` bytes), k < mr: the
+/// K-quants (256-value blocks, integer sub-block scales applied inside the integer sums).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(dot_rows)(
     int type, const uint8_t *b, const uint8_t *activation, long stride, long cols, const int mr, float *out) {
-    __m256 acc[4], acc1[4];
-    float extra[4], extra1[4];
-    for (int k = 0; k < mr; k++) {
-        acc[k] = acc1[k] = _mm256_setzero_ps();
-        extra[k] = extra1[k] = 0;
-    }
-    if (type == T_Q8_0 || type == T_Q4_0 || type == T_Q4_1 || type == T_Q5_0 || type == T_Q5_1) {
-        // Two blocks per iteration into two accumulators (and two offset sums) per row: one chain of
-        // dependent additions would bound a single row's loop by their latency.
-        long size = quant_block_bytes(type), nb = cols / QK, i = 0;
-        int signed_weights = type == T_Q8_0;
-        for (; i + 1 < nb; i += 2, b += 2 * size) {
-            __m256i w0, w1;
-            float d0, o0, d1, o1;
-            __m256i u0 = SIMD_NAME(unpack32)(type, b, &w0, &d0, &o0);
-            __m256i u1 = SIMD_NAME(unpack32)(type, b + size, &w1, &d1, &o1);
-            for (int k = 0; k < mr; k++) {
-                const act32 *a = (const act32 *)(activation + k * stride) + i;
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)a[0].qs), y1 = _mm256_loadu_si256((const __m256i *)a[1].qs);
-                if (signed_weights) {
-                    y0 = _mm256_sign_epi8(y0, w0);
-                    y1 = _mm256_sign_epi8(y1, w1);
-                }
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u0, y0)), _mm256_set1_ps(d0 * a[0].d), acc[k]);
-                acc1[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u1, y1)), _mm256_set1_ps(d1 * a[1].d), acc1[k]);
-                if (!signed_weights) {
-                    extra[k] += o0 * a[0].dsum;
-                    extra1[k] += o1 * a[1].dsum;
-                }
-            }
-        }
-        if (i < nb) {
-            __m256i w0;
-            float d0, o0;
-            __m256i u0 = SIMD_NAME(unpack32)(type, b, &w0, &d0, &o0);
-            for (int k = 0; k < mr; k++) {
-                const act32 *a = (const act32 *)(activation + k * stride) + i;
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)a->qs);
-                if (signed_weights) y0 = _mm256_sign_epi8(y0, w0);
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u0, y0)), _mm256_set1_ps(d0 * a->d), acc[k]);
-                if (!signed_weights) extra[k] += o0 * a->dsum;
-            }
-        }
-        for (int k = 0; k < mr; k++) out[k] = SIMD_NAME(hsum)(_mm256_add_ps(acc[k], acc1[k])) + (extra[k] + extra1[k]);
-        return;
-    }
+    __m256 acc[4];
+    for (int k = 0; k < mr; k++) acc[k] = _mm256_setzero_ps();
     long size = quant_block_bytes(type);
     const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), three = _mm256_set1_epi8(3);
     __m128 minimums[4];
@@ -290,9 +326,38 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
     }
 }
 
-/// Rows begin ..< end of a single-row product (matvec_task), with `dot_rows` inlined for one type.
+/// tile32 for rw × ra pairs given at run time (1 to GEMM_RW, 1 to GEMM_RA), each case inlined with
+/// constants.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32_any)(
+    const int type, long rw, long ra, const int unpacked, const uint8_t *const *rows, const int8_t *tq, const float *td,
+    const float *tm, long tile_blocks, const uint8_t *activation, long stride, long nb, float out[4][4]) {
+#define TILE32_CASE(J, K) \
+    case (J) * 8 + (K): SIMD_NAME(tile32)(type, J, K, unpacked, rows, tq, td, tm, tile_blocks, activation, stride, nb, out); break;
+    switch (rw * 8 + ra) {
+    TILE32_CASE(1, 1) TILE32_CASE(1, 2) TILE32_CASE(1, 3) TILE32_CASE(1, 4)
+    TILE32_CASE(2, 1) TILE32_CASE(2, 2) TILE32_CASE(2, 3) TILE32_CASE(2, 4)
+    TILE32_CASE(3, 1) TILE32_CASE(3, 2) TILE32_CASE(3, 3) TILE32_CASE(3, 4)
+    TILE32_CASE(4, 1) TILE32_CASE(4, 2) TILE32_CASE(4, 3) TILE32_CASE(4, 4)
+    default: break;
+    }
+#undef TILE32_CASE
+}
+
+/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type: 32-value types
+/// four weight rows at a time (four independent accumulator chains), K-quants a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
+    if (quant_block_values(type) == QK) {
+        float out[4][4];
+        for (long r = begin; r < end; r += 4) {
+            long rw = end - r < 4 ? end - r : 4;
+            const uint8_t *rows[4];
+            for (long j = 0; j < rw; j++) rows[j] = t->w + (r + j) * t->row_bytes;
+            SIMD_NAME(tile32_any)(type, rw, 1, 0, rows, NULL, NULL, NULL, 0, t->activation, 0, t->cols / QK, out);
+            for (long j = 0; j < rw; j++) t->y[r + j] = t->accumulate ? t->y[r + j] + out[j][0] : out[j][0];
+        }
+        return;
+    }
     for (long r = begin; r < end; r++) {
         float v;
         SIMD_NAME(dot_rows)(type, t->w + r * t->row_bytes, t->activation, 0, t->cols, 1, &v);
@@ -300,11 +365,52 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
     }
 }
 
-/// Weight rows begin ..< end of a many-row product (gemm_task): tiles of GEMM_TILE weight rows, each
-/// passed by every group of four activation rows (the last group may be shorter: its rows go one
-/// at a time, with the same arithmetic per row).
+/// Weight rows begin ..< end of a many-row product (gemm_task) in tiles of GEMM_TILE weight rows,
+/// each passed by every group of activation rows. 32-value types: the tile's blocks are unpacked
+/// once into signed bytes and scales (`tile`, GEMM_TILE · nb · (QK + 8) bytes; Q8_0 is read as
+/// stored, its bytes already are that), then register tiles of GEMM_RW weight × GEMM_RA activation
+/// rows run over it. K-quants: each weight row against four activation rows at a time (the last
+/// group may be shorter: its rows go one at a time, with the same arithmetic per row).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
-                                                                                long begin, long end) {
+                                                                                long begin, long end, uint8_t *tile) {
+    if (quant_block_values(type) == QK) {
+        long nb = t->cols / QK, size = quant_block_bytes(type);
+        const int unpacked = tile != NULL && type != T_Q8_0;
+        int8_t *tq = (int8_t *)tile;
+        float *td = (float *)(tile + GEMM_TILE * nb * QK), *tm = td + GEMM_TILE * nb;
+        float out[4][4];
+        for (long r0 = begin; r0 < end; r0 += GEMM_TILE) {
+            long r1 = r0 + GEMM_TILE < end ? r0 + GEMM_TILE : end;
+            if (unpacked) {
+                for (long r = r0; r < r1; r++) {
+                    const uint8_t *row = t->w + r * t->row_bytes;
+                    long at = (r - r0) * nb;
+                    for (long i = 0; i < nb; i++) {
+                        __m256i w = SIMD_NAME(block32)(type, row + i * size, td + at + i, tm + at + i);
+                        _mm256_storeu_si256((__m256i *)(tq + (at + i) * QK), w);
+                    }
+                }
+            }
+            for (long i = 0; i < t->m; i += GEMM_RA) {
+                long ra = t->m - i < GEMM_RA ? t->m - i : GEMM_RA;
+                const uint8_t *a = t->activation + i * t->act_stride;
+                for (long r = r0; r < r1; r += GEMM_RW) {
+                    long rw = r1 - r < GEMM_RW ? r1 - r : GEMM_RW;
+                    const uint8_t *rows[4];
+                    for (long j = 0; j < rw; j++) rows[j] = t->w + (r + j) * t->row_bytes;
+                    long first = (r - r0) * nb;
+                    SIMD_NAME(tile32_any)(type, rw, ra, unpacked, rows, tq + first * QK, td + first, tm + first, nb, a,
+                                          t->act_stride, nb, out);
+                    for (long j = 0; j < rw; j++)
+                        for (long k = 0; k < ra; k++) {
+                            float *y = t->y + (i + k) * t->y_stride + r + j;
+                            *y = t->accumulate ? *y + out[j][k] : out[j][k];
+                        }
+                }
+            }
+        }
+        return;
+    }
     float out[4];
     for (long r0 = begin; r0 < end; r0 += GEMM_TILE) {
         long r1 = r0 + GEMM_TILE < end ? r0 + GEMM_TILE : end;
@@ -324,20 +430,22 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typ
     }
 }
 
-#define SIMD_BY_TYPE(call)                                         \
-    switch (type) {                                                \
-    case T_Q8_0: SIMD_NAME(call)(T_Q8_0, t, begin, end); break;     \
-    case T_Q4_0: SIMD_NAME(call)(T_Q4_0, t, begin, end); break;     \
-    case T_Q4_1: SIMD_NAME(call)(T_Q4_1, t, begin, end); break;     \
-    case T_Q5_0: SIMD_NAME(call)(T_Q5_0, t, begin, end); break;     \
-    case T_Q5_1: SIMD_NAME(call)(T_Q5_1, t, begin, end); break;     \
-    case T_Q4_K: SIMD_NAME(call)(T_Q4_K, t, begin, end); break;     \
-    case T_Q5_K: SIMD_NAME(call)(T_Q5_K, t, begin, end); break;     \
-    default: SIMD_NAME(call)(T_Q6_K, t, begin, end); break;         \
+#define SIMD_BY_TYPE(call, ...)                                                \
+    switch (type) {                                                            \
+    case T_Q8_0: SIMD_NAME(call)(T_Q8_0, t, begin, end __VA_ARGS__); break;     \
+    case T_Q4_0: SIMD_NAME(call)(T_Q4_0, t, begin, end __VA_ARGS__); break;     \
+    case T_Q4_1: SIMD_NAME(call)(T_Q4_1, t, begin, end __VA_ARGS__); break;     \
+    case T_Q5_0: SIMD_NAME(call)(T_Q5_0, t, begin, end __VA_ARGS__); break;     \
+    case T_Q5_1: SIMD_NAME(call)(T_Q5_1, t, begin, end __VA_ARGS__); break;     \
+    case T_Q4_K: SIMD_NAME(call)(T_Q4_K, t, begin, end __VA_ARGS__); break;     \
+    case T_Q5_K: SIMD_NAME(call)(T_Q5_K, t, begin, end __VA_ARGS__); break;     \
+    default: SIMD_NAME(call)(T_Q6_K, t, begin, end __VA_ARGS__); break;         \
     }
 
 static SIMD_TARGET void SIMD_NAME(matvec_rows)(int type, const matvec_task *t, long begin, long end) { SIMD_BY_TYPE(matvec_typed) }
-static SIMD_TARGET void SIMD_NAME(gemm_rows)(int type, const gemm_task *t, long begin, long end) { SIMD_BY_TYPE(gemm_typed) }
+static SIMD_TARGET void SIMD_NAME(gemm_rows)(int type, const gemm_task *t, long begin, long end, uint8_t *tile) {
+    SIMD_BY_TYPE(gemm_typed, , tile)
+}
 #undef SIMD_BY_TYPE
 
 static SIMD_TARGET float SIMD_NAME(dot_f16)(const uint8_t *b, const float *x, long cols) {

@@ -1,11 +1,19 @@
 // This process's resident memory, as Linux reports it in /proc/self (nil elsewhere or when the
 // files cannot be read): the figures the quantized-model memory bound is stated in.
+import CKernels
 import Foundation
 
 public enum ProcessMemory {
     /// VmRSS: bytes resident now (anonymous memory, and the pages of mapped files — a GGUF's weights
     /// read in place, the executable and its shared libraries — that this process has touched).
     public static var resident: Int? { field("VmRSS:") }
+
+    /// RssAnon: resident bytes not backed by a file (heap, KV cache, copied weights, thread stacks).
+    public static var anonymousResident: Int? { field("RssAnon:") }
+
+    /// Hands the allocator's freed heap back to the system, so `resident` counts memory in use (a
+    /// benchmark measuring one model after another; a freed model's heap may otherwise stay).
+    public static func returnFreedHeap() { decode_heap_trim() }
 
     /// VmHWM: the most bytes ever resident at once.
     public static var peakResident: Int? { field("VmHWM:") }

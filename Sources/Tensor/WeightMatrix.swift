@@ -314,7 +314,9 @@ extension WeightMatrix {
     /// machine (integer time / tiles time): Q6_K 0.66–0.85 at 142–612 rows; Q4_K 0.46 at 32 rows,
     /// 0.84 at 142, 0.92 at 268 but 1.08 at 612 (sgemm amortizes its conversion over more rows);
     /// Q8_0 0.99–1.04 and Q5_0 1.23–1.33 at 142: without VNNI a 32-value block pays a float scale per
-    /// block and row, while a K-quant block sums 256 values in integers. `integer` and `tiles` force
+    /// block and row, while a K-quant block sums 256 values in integers (the register tiles since then
+    /// took Q5_0's integer time to 0.77× and Q4_0's to 0.92× of the earlier kernel's, Q8_0's unchanged,
+    /// one thread, same data, alternating: still no clear win over tiles). `integer` and `tiles` force
     /// one path for every block format, `wholeMatrix` converts the whole matrix first (the earliest
     /// path); those three are kept for the benchmark's comparison. Process-wide.
     public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
@@ -364,18 +366,27 @@ extension WeightMatrix {
             return
         }
         let tileRows = min(rows, Self.widenedPanelRows(cols: k))
+        // Consecutive parts on the integer path go as one product (the activation quantized once).
+        var integerRun: [Part] = []
+        func flushIntegerRun() {
+            guard let first = integerRun.first else { return }
+            Self.withQuantParts(integerRun) { table in
+                // Fails only when the quantized activations (about m · k bytes) cannot be had.
+                let status = quant_gemm_parts(table.baseAddress, table.count, k, x, m, inputStride, y + first.firstRow, outputStride,
+                                              beta != 0 ? 1 : 0)
+                precondition(status == 0, "out of memory for \(m) quantized activation rows of \(k) values")
+            }
+            integerRun.removeAll()
+        }
+        defer { flushIntegerRun() }
         for p in parts {
-            if p.format == .f32 {
-                withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
+            if Self.integerProducts(p.format, rows: m) {
+                integerRun.append(p)
                 continue
             }
-            if Self.integerProducts(p.format, rows: m) {
-                withExtendedLifetime(p.buffer) {
-                    // Fails only when the quantized activations (about m · k bytes) cannot be had.
-                    let status = quant_gemm(Int32(p.format.rawValue), p.bytes, p.rowBytes, p.rows, k, x, m, inputStride,
-                                            y + p.firstRow, outputStride, beta != 0 ? 1 : 0)
-                    precondition(status == 0, "out of memory for \(m) quantized activation rows of \(k) values")
-                }
+            flushIntegerRun()
+            if p.format == .f32 {
+                withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
                 continue
             }
             // The scratch tile is grown only when a part converts (K-quant models never hold it).
@@ -389,6 +400,16 @@ extension WeightMatrix {
                     r += n
                 }
             }
+        }
+    }
+
+    /// `parts` (consecutive rows) as quant_kernels' part table, on the stack, for `body`.
+    private static func withQuantParts(_ parts: [Part], _ body: (UnsafeMutableBufferPointer<quant_part>) -> Void) {
+        withUnsafeTemporaryAllocation(of: quant_part.self, capacity: parts.count) { table in
+            for (i, p) in parts.enumerated() {
+                table.initializeElement(at: i, to: quant_part(type: Int32(p.format.rawValue), w: p.bytes, row_bytes: p.rowBytes, rows: p.rows))
+            }
+            withExtendedLifetime(parts) { body(table) }
         }
     }
 
@@ -410,6 +431,15 @@ extension WeightMatrix {
         guard rows > 0 else { return }
         guard cols > 0 else {
             if !accumulate { y.update(repeating: 0, count: rows) }
+            return
+        }
+        if parts.allSatisfy({ $0.format != .f32 && $0.format != .bf16 }) {
+            // Block formats and F16: one product over every part (stacked Q, K, V: one team run).
+            Self.withQuantParts(parts) { table in
+                // Fails only when the activation's few KB of scratch cannot be had.
+                let status = quant_matvec_parts(table.baseAddress, table.count, cols, x, y, accumulate ? 1 : 0)
+                precondition(status == 0, "out of memory for a \(cols)-value activation")
+            }
             return
         }
         for p in parts {

@@ -69,7 +69,7 @@ struct QuantBench: AsyncParsableCommand {
         print("load before: \(Self.loadAverage())")
         let bandwidth = DecodeTeam.streamingBandwidth(megabytes: probeMegabytes, passes: 3) ?? .nan
         print(String(format: "memory bandwidth: %.1f GB/s (streaming sum of %d MB on the decode team)", bandwidth / 1e9, probeMegabytes))
-        print("median of \(runs) runs; decode: \(decodeTokens) tokens after a 142-token prompt; llama-bench: \(peer ?? "not found"), 2 threads")
+        print("\(runs) rounds after a warm-up, each ours then llama-bench's (one repetition) or the reverse; decode: \(decodeTokens) tokens after a 142-token prompt; llama-bench: \(peer ?? "not found"), 2 threads")
         for shapeName in shapeNames {
             let shape = Self.knownShapes[shapeName]!
             let blocks = shapeName == "smollm2" ? shape.totalLayers : layers
@@ -86,6 +86,9 @@ struct QuantBench: AsyncParsableCommand {
     }
 
     private func measure(path: String, shape: Shape, blocks: Int, scheme: String, bandwidth: Double, peer: String?) throws {
+        // The previous file's model is gone, but the allocator may keep its freed heap resident:
+        // hand that back, so the resident figure below is this model's, as in a process of its own.
+        ProcessMemory.returnFreedHeap()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(gguf: gguf)
         let session = try DecoderSession(model: model, context: 1024)
@@ -98,26 +101,27 @@ struct QuantBench: AsyncParsableCommand {
             random = random &* 6364136223846793005 &+ 1442695040888963407
             return Int((random >> 33) % UInt64(shape.vocabulary))
         }
-        // With --compare-conversion the three paths alternate run by run, so load changes touch all alike.
-        var prefill: [Int: Double] = [:], tiles: [Int: Double] = [:], integer: [Int: Double] = [:]
-        for n in Self.lengths {
-            let ids = (0..<n).map { _ in token() }
-            let paths: [WeightMatrix.PrefillConversion] = compareConversion ? [.automatic, .tiles, .integer] : [.automatic]
-            let times = try medians(paths.count) { path in
-                WeightMatrix.prefillConversion = paths[path]
-                defer { WeightMatrix.prefillConversion = .automatic }
-                session.cache.truncate(to: 0)
-                try session.prefill(tokens: ids)
-            }
-            prefill[n] = times[0]
-            if compareConversion {
-                tiles[n] = times[1]
-                integer[n] = times[2]
-            }
-        }
+        // Rounds alternate ours and llama-bench's (one repetition each; which goes first alternates
+        // too), so drift of this shared machine's load touches both sides alike. With
+        // --compare-conversion our three prefill paths also alternate inside each round.
+        let paths: [WeightMatrix.PrefillConversion] = compareConversion ? [.automatic, .tiles, .integer] : [.automatic]
+        let prompts = Self.lengths.map { n in (0..<n).map { _ in token() } }
         let prompt = (0..<142).map { _ in token() }
-        var rates: [Double] = []
-        for run in 0...runs {
+        var ourPrefill = [[Samples]](repeating: [Samples](repeating: Samples(), count: paths.count), count: Self.lengths.count)
+        var ourDecode = Samples(), theirDecode = Samples(), decodeRatios = Samples()
+        var theirPrefill = [Samples](repeating: Samples(), count: Self.lengths.count), prefillRatios = theirPrefill
+        var peerFailed = false
+        func ours(record: Bool) throws {
+            for (i, ids) in prompts.enumerated() {
+                for (p, path) in paths.enumerated() {
+                    WeightMatrix.prefillConversion = path
+                    defer { WeightMatrix.prefillConversion = .automatic }
+                    session.cache.truncate(to: 0)
+                    let start = DispatchTime.now()
+                    try session.prefill(tokens: ids)
+                    if record { ourPrefill[i][p].add(Self.seconds(since: start)) }
+                }
+            }
             session.cache.truncate(to: 0)
             try session.prefill(tokens: prompt)
             var next = argmax(session.logits)
@@ -126,10 +130,29 @@ struct QuantBench: AsyncParsableCommand {
                 try session.step(token: next)
                 next = argmax(session.logits)
             }
-            if run > 0 { rates.append(Double(decodeTokens) / Self.seconds(since: start)) }  // run 0 warms up
+            if record { ourDecode.add(Double(decodeTokens) / Self.seconds(since: start)) }
         }
-        let rate = rates.sorted()[rates.count / 2]
-        let theirs = peer.flatMap { Peer.llamaBench($0, gguf: path, prompts: Self.lengths, depth: 142, runs: runs, decodeTokens: decodeTokens) }
+        func theirs() {
+            guard let peer, !peerFailed else { return }
+            guard let t = Peer.llamaBench(peer, gguf: path, prompts: Self.lengths, depth: 142, runs: 1, decodeTokens: decodeTokens) else {
+                peerFailed = true
+                return
+            }
+            for (i, n) in Self.lengths.enumerated() { if let s = t.prefill[n] { theirPrefill[i].add(s) } }
+            if let d = t.decode { theirDecode.add(d) }
+        }
+        try ours(record: false)  // warm-up (llama-bench warms up inside each run)
+        for round in 0..<runs {
+            let before = theirPrefill.map(\.values.count), decodesBefore = theirDecode.values.count
+            if round % 2 == 1 { theirs() }
+            try ours(record: true)
+            if round % 2 == 0 { theirs() }
+            // Each round's own ratios (llama.cpp's time / ours): paired in time, so drift cancels.
+            for i in Self.lengths.indices where theirPrefill[i].values.count > before[i] {
+                prefillRatios[i].add(theirPrefill[i].values.last! / ourPrefill[i][0].values.last!)
+            }
+            if theirDecode.values.count > decodesBefore { decodeRatios.add(ourDecode.values.last! / theirDecode.values.last!) }
+        }
         // Scaling to the full depth: prefill is work per block (the head is computed for one row);
         // decode reads the head and every block once per token (the untied embedding only a row).
         let headBytes = Double(gguf.tensors[shape.tied ? "token_embd.weight" : "output.weight"]?.range.count ?? 0)
@@ -139,18 +162,24 @@ struct QuantBench: AsyncParsableCommand {
         print("prefill path: " + Set(model.decoder.weightFormats).sorted { $0.rawValue < $1.rawValue }
               .map { "\($0.name) \(WeightMatrix.integerProducts($0, rows: 142) ? "integer" : "F32 tiles")" }.joined(separator: ", ")
               + " at 142 rows (Q4_K/Q5_K integer up to \(WeightMatrix.integerRowsLimit) rows)")
-        print("case              swift       llama.cpp   swift/llama" + (compareConversion ? "   all F32 tiles  all integer" : "")
+        print("median [min–max] of \(runs) rounds, ours and llama-bench's alternating; speed-up: median of the rounds' own ratios [min–max]")
+        print("case          swift                        llama.cpp                    speed-up (llama.cpp time / ours)" + (compareConversion ? "   all F32 tiles  all integer" : "")
               + (blocks < shape.totalLayers ? "   per block   ×\(shape.totalLayers) estimate" : ""))
-        for n in Self.lengths {
-            let ours = prefill[n]!
-            var line = String(format: "prefill %4d  %9.3f s  ", n, ours)
-            if let t = theirs?.prefill[n] { line += String(format: "%9.3f s   %8.2fx", t, t / ours) } else { line += "        -            -" }
-            if compareConversion { line += String(format: "   %9.3f s  %9.3f s", tiles[n]!, integer[n]!) }
+        for (i, n) in Self.lengths.enumerated() {
+            let ours = ourPrefill[i][0].median
+            var line = String(format: "prefill %4d  ", n) + ourPrefill[i][0].text("s") + "  "
+            if theirPrefill[i].values.isEmpty { line += String(repeating: " ", count: 29) + "        -" } else {
+                line += theirPrefill[i].text("s") + "  " + prefillRatios[i].text("x")
+            }
+            if compareConversion { line += String(format: "   %9.3f s  %9.3f s", ourPrefill[i][1].median, ourPrefill[i][2].median) }
             if blocks < shape.totalLayers { line += String(format: "   %7.3f s   %8.2f s", ours / Double(blocks), ours * fullScale) }
             print(line)
         }
-        var line = String(format: "decode       %9.2f t/s ", rate)
-        if let t = theirs?.decode { line += String(format: "%7.2f t/s %8.2fx", t, rate / t) } else { line += "        -            -" }
+        let rate = ourDecode.median
+        var line = "decode        " + ourDecode.text("t/s") + "  "
+        if theirDecode.values.isEmpty { line += String(repeating: " ", count: 29) + "        -" } else {
+            line += theirDecode.text("t/s") + "  " + decodeRatios.text("x")
+        }
         if compareConversion { line += "                          " }
         if blocks < shape.totalLayers {
             let perToken = 1 / rate
@@ -163,10 +192,11 @@ struct QuantBench: AsyncParsableCommand {
                      perToken / 1e6, bandwidth / 1e9, bandwidth / perToken, 100 * rate * perToken / bandwidth))
         let cacheBytes = Double(session.cache.byteCount)
         let resident = Self.residentBytes(), code = Double(ProcessMemory.codeResident ?? 0)
-        print(String(format: "resident: %.1f MB (VmRSS; %.1f MB of it executable and library pages) for %.1f MB of weights held + %.1f MB of KV cache (%.2fx, %.2fx without those pages)",
-                     resident / 1e6, code / 1e6, weightBytes / 1e6, cacheBytes / 1e6,
+        let anonymous = Double(ProcessMemory.anonymousResident ?? 0)
+        print(String(format: "resident: %.1f MB (VmRSS; %.1f MB of it executable and library pages, %.1f MB anonymous) for %.1f MB of weights held + %.1f MB of KV cache (%.2fx, %.2fx without those pages)",
+                     resident / 1e6, code / 1e6, anonymous / 1e6, weightBytes / 1e6, cacheBytes / 1e6,
                      resident / (weightBytes + cacheBytes), (resident - code) / (weightBytes + cacheBytes)))
-        if peer != nil && theirs == nil { print("llama-bench failed on \(path)") }
+        if peerFailed { print("llama-bench failed on \(path)") }
     }
 
     /// BF16 weights (the way Hugging Face ships checkpoints) at SmolLM2 shapes: prefill with tiles
@@ -201,20 +231,6 @@ struct QuantBench: AsyncParsableCommand {
         }
     }
 
-    /// Medians of `count` cases timed in turn (case 0, 1, …, then again), after one warm-up of each.
-    private func medians(_ count: Int, _ body: (Int) throws -> Void) throws -> [Double] {
-        for c in 0..<count { try body(c) }
-        var samples = [[Double]](repeating: [], count: count)
-        for _ in 0..<runs {
-            for c in 0..<count {
-                let start = DispatchTime.now()
-                try body(c)
-                samples[c].append(Self.seconds(since: start))
-            }
-        }
-        return samples.map { $0.sorted()[$0.count / 2] }
-    }
-
     private func median(_ body: () throws -> Void) throws -> Double {
         try body()  // warm-up
         var samples: [Double] = []
@@ -224,6 +240,22 @@ struct QuantBench: AsyncParsableCommand {
             samples.append(Self.seconds(since: start))
         }
         return samples.sorted()[samples.count / 2]
+    }
+
+    /// Timings of one case: the median and the range.
+    struct Samples {
+        var values: [Double] = []
+        mutating func add(_ v: Double) { values.append(v) }
+        var median: Double { values.isEmpty ? .nan : values.sorted()[values.count / 2] }
+        /// "  1.234 s [1.200–1.300]" (3 decimals for seconds, 2 for ratios, 1 otherwise), padded to 27.
+        func text(_ unit: String) -> String {
+            guard let low = values.min(), let high = values.max() else { return "-" }
+            let digits = unit == "s" ? 3 : unit == "x" ? 2 : 1
+            let f = "%.\(digits)f"
+            let body = String(format: "%7.\(digits)f", median) + " " + unit + " ["
+                + String(format: f, low) + "–" + String(format: f, high) + "]"
+            return body.padding(toLength: 27, withPad: " ", startingAt: 0)
+        }
     }
 
     static func seconds(since start: DispatchTime) -> Double {

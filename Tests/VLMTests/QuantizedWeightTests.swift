@@ -218,6 +218,65 @@ final class QuantizedWeightTests: XCTestCase {
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
+    /// A matrix stacked from parts of every block type (as Q4_K_M files stack Q5_0 / Q8_0 / Q6_K rows)
+    /// is one product (the activation quantized once per block size, one team run, claims cut at the
+    /// parts' boundaries): on `isa` each row's result equals its part's own single-row product bit for
+    /// bit, the many-row product equals the single-row product of each input row, with the team and on
+    /// one thread alike.
+    private func checkStackedParts(isa: String) throws {
+        let f = try file()
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let types = Self.blockTypes.filter { !["F16", "BF16"].contains($0) }
+        let singles = try types.map { try f.weightMatrix($0) }
+        // 8 copies of the 8 types' 4 rows: 256 rows, enough for both products to go to the team.
+        let stacked = try WeightMatrix(stacking: Array(Array(repeating: singles, count: 8).joined()))
+        let m = 5
+        let inputs = (0..<m).map { activation(512, seed: UInt64(60 + $0)) }
+        let x = try Matrix(rows: m, cols: 512, storage: inputs.flatMap { $0 })
+        var scratch: [Float] = []
+        var product = Matrix(rows: 0, cols: 0), alone = product
+        try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+            product = try linear(x, weight: stacked, scratch: &scratch)
+            try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: stacked, scratch: &scratch) }
+        }
+        XCTAssertEqual(product.storage, alone.storage, "\(isa): team and single thread differ")
+        for i in 0..<m {
+            var y = [Float](repeating: 0, count: stacked.rows), yAlone = y
+            var own = [[Float]](repeating: [Float](repeating: 0, count: 4), count: singles.count)
+            DecodeTeam.with(quantISA: isa) {
+                inputs[i].withUnsafeBufferPointer { px in
+                    y.withUnsafeMutableBufferPointer { stacked.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    DecodeTeam.with(team: false) {
+                        yAlone.withUnsafeMutableBufferPointer { stacked.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    for (t, single) in singles.enumerated() {
+                        own[t].withUnsafeMutableBufferPointer { single.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                }
+            }
+            XCTAssertEqual(y, yAlone, "\(isa), input \(i): single-row product, team and single thread differ")
+            for r in 0..<stacked.rows {
+                XCTAssertEqual(y[r], own[r / 4 % types.count][r % 4], "\(isa), input \(i), row \(r) (\(types[r / 4 % types.count]))")
+            }
+            XCTAssertEqual(Array(product.storage[(i * stacked.rows)..<((i + 1) * stacked.rows)]), y,
+                           "\(isa), input \(i): many-row product is not the single-row product")
+        }
+    }
+
+    func testStackedPartsPortable() throws { try checkStackedParts(isa: "portable") }
+
+    func testStackedPartsAVX2() throws {
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 stacked parts")
+        try checkStackedParts(isa: "avx2")
+    }
+
+    func testStackedPartsAVX512VNNI() throws {
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
+                          "AVX-512 VNNI stacked parts")
+        try checkStackedParts(isa: "avx512vnni")
+    }
+
     /// The default many-row path per format: integer dot products for Q6_K, and for Q4_K / Q5_K up to
     /// the row limit, F32 tiles for the 32-value block formats (the measured choices), never for
     /// F16/BF16/F32.

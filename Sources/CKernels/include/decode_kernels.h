@@ -56,6 +56,10 @@ void *decode_weights_allocate(long bytes);
 /// Returns memory from `decode_weights_allocate` (NULL is ignored).
 void decode_weights_release(void *pointer);
 
+/// Hands the allocator's freed but still resident heap back to the system (glibc's malloc_trim;
+/// nothing elsewhere). For measurements of resident memory.
+void decode_heap_trim(void);
+
 /// Threads that take part in a product: the caller plus the workers.
 int decode_team_size(void);
 

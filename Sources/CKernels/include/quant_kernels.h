@@ -37,12 +37,33 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
 
 /// Y[i, r] (+)= Σ_c W[r, c] · X[i, c] for i < m, r < rows (X rows `x_stride` floats apart, Y rows
 /// `y_stride`): the many-row product with integer dot products. Each row of X is quantized as
-/// quant_matvec quantizes it, then each weight block is unpacked once for four rows of X; every Y[i, r]
-/// equals what quant_matvec gives for X[i] (bit for bit, on the same instruction set). Rows of W are
-/// split over the decode team. Returns -1 for a type without an integer path (F16, BF16, F32) or when
+/// quant_matvec quantizes it; weights are taken in tiles of 16 rows (32-value types unpacked once per
+/// tile into signed bytes) and multiplied in register tiles of several weight rows × several rows of X
+/// (K-quants: one weight row × four rows of X); every Y[i, r] equals what quant_matvec gives for X[i]
+/// (bit for bit, on the same instruction set). Rows of W are split over the decode team. Returns -1 for a type without an integer path (F16, BF16, F32) or when
 /// the quantized activations (m blocks' worth, freed on return) cannot be had, else 0.
 int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
                float *y, long y_stride, int accumulate);
+
+/// One run of rows of a stacked matrix: `rows` rows of `type` blocks, `row_bytes` apart, at `w`.
+typedef struct {
+    int type;
+    const void *w;
+    long row_bytes;
+    long rows;
+} quant_part;
+
+/// quant_matvec over the rows of `count` parts one after another (y's rows in the same order): the
+/// activation quantized once per block size the parts need, one team run for all rows; each row's
+/// result is what quant_matvec gives for its part. Returns -1 for a part of another type (F32, BF16)
+/// or when the activation's memory cannot be had, else 0.
+int quant_matvec_parts(const quant_part *parts, long count, long cols, const float *x, float *y, int accumulate);
+
+/// quant_gemm over the rows of `count` parts one after another (Y's columns in the same order), as
+/// quant_matvec_parts does for one row. Returns -1 for a part without an integer path (F16, BF16,
+/// F32) or when the quantized activations cannot be had, else 0.
+int quant_gemm_parts(const quant_part *parts, long count, long cols, const float *x, long m, long x_stride, float *y,
+                     long y_stride, int accumulate);
 
 /// Whether quant_gemm takes `type` (the block formats; not F16, BF16, F32).
 int quant_gemm_supported(int type);
