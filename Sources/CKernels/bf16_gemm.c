@@ -409,16 +409,44 @@ static void wide_body(void *context, long begin, long end) {
                 }
             }
         }
+        // Into y row by row (each row's outputs contiguous; the tile's accumulators stay in L1).
         for (long tile = 0; tile < tiles; tile++) {
             const long r0 = tile * rt, valid = t->rows - r0 < rt ? t->rows - r0 : rt;
-            for (long panel = 0; panel < panels; panel++) {
-                const float *acc = unit_acc + (tile * panels + panel) * block;
-                for (int i = 0; i < mr && panel * mr + i < outputs; i++) {
-                    float *out = t->y + r0 * t->y_stride + j0 + panel * mr + i;
-                    for (long r = 0; r < valid; r++) {
-                        float *o = out + r * t->y_stride;
-                        *o = t->beta == 0 ? acc[i * rt + r] : t->beta * *o + acc[i * rt + r];
-                    }
+            const float *acc = unit_acc + tile * panels * block;
+            for (long r = 0; r < valid; r++) {
+                float *out = t->y + (r0 + r) * t->y_stride + j0;
+                for (long panel = 0, j = 0; panel < panels; panel++) {
+                    const float *a = acc + panel * block + r;
+                    for (int i = 0; i < mr && j < outputs; i++, j++) out[j] = t->beta == 0 ? a[i * rt] : t->beta * out[j] + a[i * rt];
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    const float *x;
+    long rows, x_stride, k;
+    int rt;
+    float *xt;
+} pack_task;
+
+/// x^T by tiles of rt rows ([tile][t][rt]), zero past the last row; 128 columns at a time, so the
+/// tile's lines being filled stay in L1 while its rows pass.
+static void pack_body(void *context, long begin, long end) {
+    const pack_task *p = context;
+    const int rt = p->rt;
+    for (long tile = begin; tile < end; tile++) {
+        float *dst = p->xt + tile * p->k * rt;
+        for (long c0 = 0; c0 < p->k; c0 += 128) {
+            const long c1 = p->k - c0 < 128 ? p->k : c0 + 128;
+            for (long r = 0; r < rt; r++) {
+                const long row = tile * rt + r;
+                if (row < p->rows) {
+                    const float *src = p->x + row * p->x_stride;
+                    for (long c = c0; c < c1; c++) dst[c * rt + r] = src[c];
+                } else {
+                    for (long c = c0; c < c1; c++) dst[c * rt + r] = 0;
                 }
             }
         }
@@ -463,19 +491,8 @@ int bf16w_gemm(const float *x, long rows, long x_stride, const uint16_t *w, long
     const long chunk = chunk_rows(rows, rt);
     for (long r0 = 0; r0 < rows; r0 += chunk) {
         const long m = rows - r0 < chunk ? rows - r0 : chunk, tiles = (m + rt - 1) / rt;
-        // x^T by tiles of rt rows, zero past the last row.
-        for (long tile = 0; tile < tiles; tile++) {
-            float *dst = xt + tile * k * rt;
-            for (long r = 0; r < rt; r++) {
-                const long row = tile * rt + r;
-                if (row < m) {
-                    const float *src = x + (r0 + row) * x_stride;
-                    for (long c = 0; c < k; c++) dst[c * rt + r] = src[c];
-                } else {
-                    for (long c = 0; c < k; c++) dst[c * rt + r] = 0;
-                }
-            }
-        }
+        pack_task pack = {x + r0 * x_stride, m, x_stride, k, rt, xt};
+        hp_team_run(pack_body, &pack, tiles, 1, m * k >= 1 << 16);
         wide_task task = {xt, w, y + r0 * y_stride, m, n, k, w_stride, y_stride, beta, rt, mr, kernel};
         hp_team_run(wide_body, &task, (n + UNIT_OUTPUTS - 1) / UNIT_OUTPUTS, 1, m * n * k >= 1 << 20);
     }

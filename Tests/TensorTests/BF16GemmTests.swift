@@ -66,10 +66,11 @@ final class BF16GemmTests: XCTestCase {
     /// bf16w_gemm (F32 activations × BF16 weights as stored, widened in registers) on `isa`, against
     /// Double: odd shapes (row tiles of 16 / 32 and chunks of 256 rows with tails, micro-panels of 6 /
     /// 12 and units of 96 outputs with tails, k below, at and past the 256-column blocks, k = 1), row
-    /// strides past the row's end, beta 0 and 0.5; the same bits with the team and on one thread.
+    /// strides past the row's end, beta 0 and 0.5; the same bits with the team (packing and product)
+    /// and on one thread.
     func checkWideKernel(_ isa: InstructionSet) throws {
         XCTAssertEqual(bf16w_gemm_supported(), 1)
-        for (rows, n, k) in [(1, 1, 1), (2, 7, 3), (17, 97, 256), (33, 13, 257), (300, 200, 70), (5, 193, 600)] {
+        for (rows, n, k) in [(1, 1, 1), (2, 7, 3), (17, 97, 256), (33, 13, 257), (300, 200, 70), (5, 193, 600), (70, 100, 1100)] {
             let xStride = k + 3, wStride = k + 1, yStride = n + 1
             let x = values(rows * xStride, scale: 3), w = values(n * wStride).map(\.bf16Rounded)
             var scratch = [Float](repeating: .nan, count: bf16w_gemm_scratch_floats(rows, k))
