@@ -214,3 +214,287 @@ void bf16_gemm(const float *x, long rows, long x_stride, const uint32_t *packed,
     gemm_task task = {x, packed, y, rows, x_stride, n, k, y_stride, beta, !force_portable && bf16_gemm_native()};
     hp_team_run(gemm_body, &task, (rows + BLOCK - 1) / BLOCK, 1, rows * n * k >= 1 << 20);
 }
+
+// MARK: - F32 activations × BF16 weights as stored (bf16w_gemm)
+//
+// C's transpose is computed: a micro-kernel holds RT rows of x as vector lanes (x packed once per
+// call into tiles of RT rows, [t][RT]) and broadcasts MR weights per column t straight from the
+// row-major BF16 rows. A weight is widened by one AND: the 32-bit word ending at w[t] holds w[t] in
+// its high half, so masking off the low half (w[t − 1]) leaves the F32 value. The weights are never
+// copied: each MR-row micro-panel streams from L2 while a tile of x (RT × KC floats) stays in L1.
+// Sums over t run in a fixed order (KC blocks, t ascending), whatever the thread split.
+
+enum { KC = 256, UNIT_OUTPUTS = 96, CHUNK_ROWS = 256 };
+
+static long round_up(long v, long to) { return (v + to - 1) / to * to; }
+
+/// Rows of x per call of the inner driver (and packed at once): at most CHUNK_ROWS, balanced.
+static long chunk_rows(long rows, long rt) {
+    const long chunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+    return round_up((rows + chunks - 1) / chunks, rt);
+}
+
+#ifdef BF16_X86
+#define AVX2_FMA __attribute__((target("avx2,fma")))
+#define AVX512F_ONLY __attribute__((target("avx2,fma,avx512f,avx512bw,avx512vl,avx512dq")))
+
+// A float read at any 2-byte boundary (the word ending at a BF16 value).
+typedef float loose_float __attribute__((aligned(2), may_alias));
+
+/// acc (MR = 6 outputs × 16 rows, 12 vectors) (+)= Σ_{t0 ≤ t < t0 + kc} w_i[t] · xt[t][0 ..< 16].
+AVX2_FMA static void micro_avx2(const uint16_t *const *w, long t0, long kc, const float *xt, float *acc, int load) {
+    __m256 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    if (load) {
+        c00 = _mm256_load_ps(acc + 0), c01 = _mm256_load_ps(acc + 8), c10 = _mm256_load_ps(acc + 16), c11 = _mm256_load_ps(acc + 24);
+        c20 = _mm256_load_ps(acc + 32), c21 = _mm256_load_ps(acc + 40), c30 = _mm256_load_ps(acc + 48), c31 = _mm256_load_ps(acc + 56);
+        c40 = _mm256_load_ps(acc + 64), c41 = _mm256_load_ps(acc + 72), c50 = _mm256_load_ps(acc + 80), c51 = _mm256_load_ps(acc + 88);
+    } else {
+        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = c40 = c41 = c50 = c51 = _mm256_setzero_ps();
+    }
+    const uint16_t *w0 = w[0] - 1, *w1 = w[1] - 1, *w2 = w[2] - 1, *w3 = w[3] - 1, *w4 = w[4] - 1, *w5 = w[5] - 1;
+    const __m256 high = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFFFF0000u));
+    long t = t0;
+    const long end = t0 + kc;
+    if (t == 0) {
+        // Column 0 has no word ending at it inside the row: widened on its own.
+#define FIRST(I) _mm256_castsi256_ps(_mm256_set1_epi32((int)((uint32_t)w[I][0] << 16)))
+        const __m256 x0 = _mm256_load_ps(xt), x1 = _mm256_load_ps(xt + 8);
+        __m256 b;
+        b = FIRST(0); c00 = _mm256_fmadd_ps(b, x0, c00); c01 = _mm256_fmadd_ps(b, x1, c01);
+        b = FIRST(1); c10 = _mm256_fmadd_ps(b, x0, c10); c11 = _mm256_fmadd_ps(b, x1, c11);
+        b = FIRST(2); c20 = _mm256_fmadd_ps(b, x0, c20); c21 = _mm256_fmadd_ps(b, x1, c21);
+        b = FIRST(3); c30 = _mm256_fmadd_ps(b, x0, c30); c31 = _mm256_fmadd_ps(b, x1, c31);
+        b = FIRST(4); c40 = _mm256_fmadd_ps(b, x0, c40); c41 = _mm256_fmadd_ps(b, x1, c41);
+        b = FIRST(5); c50 = _mm256_fmadd_ps(b, x0, c50); c51 = _mm256_fmadd_ps(b, x1, c51);
+#undef FIRST
+        t = 1;
+        xt += 16;
+    }
+    if (t < end) {
+        // In assembly: with intrinsics the compiler spills an accumulator (12 accumulators, two
+        // columns of x, the weight and the mask fill all 16 registers) or turns the broadcast and
+        // mask into shuffle-port instructions. Per column: two loads of x, six broadcast loads of the
+        // word ending at w_i[t], six ANDs, twelve FMAs.
+        long index = t;
+        const float *xp = xt;
+        __m256 x0, x1, b;
+        __asm__ volatile(
+            "1:\n\t"
+            "vmovaps (%[xp]), %[x0]\n\t"
+            "vmovaps 32(%[xp]), %[x1]\n\t"
+            "vbroadcastss (%[w0],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c00]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c01]\n\t"
+            "vbroadcastss (%[w1],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c10]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c11]\n\t"
+            "vbroadcastss (%[w2],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c20]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c21]\n\t"
+            "vbroadcastss (%[w3],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c30]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c31]\n\t"
+            "vbroadcastss (%[w4],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c40]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c41]\n\t"
+            "vbroadcastss (%[w5],%[i],2), %[b]\n\t"
+            "vandps %[high], %[b], %[b]\n\t"
+            "vfmadd231ps %[x0], %[b], %[c50]\n\t"
+            "vfmadd231ps %[x1], %[b], %[c51]\n\t"
+            "addq $64, %[xp]\n\t"
+            "incq %[i]\n\t"
+            "cmpq %[end], %[i]\n\t"
+            "jl 1b\n\t"
+            : [c00] "+x"(c00), [c01] "+x"(c01), [c10] "+x"(c10), [c11] "+x"(c11), [c20] "+x"(c20), [c21] "+x"(c21),
+              [c30] "+x"(c30), [c31] "+x"(c31), [c40] "+x"(c40), [c41] "+x"(c41), [c50] "+x"(c50), [c51] "+x"(c51),
+              [x0] "=&x"(x0), [x1] "=&x"(x1), [b] "=&x"(b), [xp] "+r"(xp), [i] "+r"(index)
+            : [w0] "r"(w0), [w1] "r"(w1), [w2] "r"(w2), [w3] "r"(w3), [w4] "r"(w4), [w5] "r"(w5), [high] "x"(high),
+              [end] "r"(end)
+            : "cc", "memory");
+    }
+    _mm256_store_ps(acc + 0, c00), _mm256_store_ps(acc + 8, c01), _mm256_store_ps(acc + 16, c10), _mm256_store_ps(acc + 24, c11);
+    _mm256_store_ps(acc + 32, c20), _mm256_store_ps(acc + 40, c21), _mm256_store_ps(acc + 48, c30), _mm256_store_ps(acc + 56, c31);
+    _mm256_store_ps(acc + 64, c40), _mm256_store_ps(acc + 72, c41), _mm256_store_ps(acc + 80, c50), _mm256_store_ps(acc + 88, c51);
+}
+
+/// acc (MR = 12 outputs × 32 rows, 24 vectors) (+)= Σ w_i[t] · xt[t][0 ..< 32]. Named accumulators
+/// (arrays of vectors stay in memory): 24 of them, two columns of x, the weight and the mask fit the
+/// 32 registers.
+#define EACH12(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
+AVX512F_ONLY static void micro_avx512(const uint16_t *const *w, long t0, long kc, const float *xt, float *acc, int load) {
+#define DECLARE(I)                                                              \
+    __m512 a##I = load ? _mm512_load_ps(acc + 32 * I) : _mm512_setzero_ps();    \
+    __m512 b##I = load ? _mm512_load_ps(acc + 32 * I + 16) : _mm512_setzero_ps(); \
+    const uint16_t *p##I = w[I] - 1;
+    EACH12(DECLARE)
+#undef DECLARE
+    const __m512i high = _mm512_set1_epi32((int)0xFFFF0000u);
+    long t = t0;
+    const long end = t0 + kc;
+    if (t == 0) {
+        const __m512 x0 = _mm512_load_ps(xt), x1 = _mm512_load_ps(xt + 16);
+#define FIRST(I)                                                                                   \
+    {                                                                                              \
+        const __m512 v = _mm512_castsi512_ps(_mm512_set1_epi32((int)((uint32_t)w[I][0] << 16)));   \
+        a##I = _mm512_fmadd_ps(v, x0, a##I);                                                       \
+        b##I = _mm512_fmadd_ps(v, x1, b##I);                                                       \
+    }
+        EACH12(FIRST)
+#undef FIRST
+        t = 1;
+        xt += 32;
+    }
+    for (; t < end; t++, xt += 32) {
+        const __m512 x0 = _mm512_load_ps(xt), x1 = _mm512_load_ps(xt + 16);
+#define STEP(I)                                                                                                       \
+    {                                                                                                                 \
+        const __m512 v = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(_mm512_set1_ps(*(const loose_float *)(p##I + t))), high)); \
+        a##I = _mm512_fmadd_ps(v, x0, a##I);                                                                          \
+        b##I = _mm512_fmadd_ps(v, x1, b##I);                                                                          \
+    }
+        EACH12(STEP)
+#undef STEP
+    }
+#define STORE(I)                               \
+    _mm512_store_ps(acc + 32 * I, a##I);       \
+    _mm512_store_ps(acc + 32 * I + 16, b##I);
+    EACH12(STORE)
+#undef STORE
+}
+#undef EACH12
+#endif
+
+typedef void (*micro_kernel)(const uint16_t *const *w, long t0, long kc, const float *xt, float *acc, int load);
+
+typedef struct {
+    const float *xt;  // packed tiles of this chunk
+    const uint16_t *w;
+    float *y;         // the chunk's first row
+    long rows, n, k, w_stride, y_stride;
+    float beta;
+    int rt, mr;
+    micro_kernel kernel;
+} wide_task;
+
+/// Per thread: the unit's accumulators, [tile][panel][mr][rt] (at most CHUNK_ROWS × UNIT_OUTPUTS).
+static _Thread_local float *unit_acc;
+
+static void wide_body(void *context, long begin, long end) {
+    const wide_task *t = context;
+    if (!unit_acc) {
+        unit_acc = aligned_alloc(64, (size_t)CHUNK_ROWS * UNIT_OUTPUTS * sizeof(float));
+        if (!unit_acc) abort();  // 96 KB: nothing sensible is left to do without it
+    }
+    const int rt = t->rt, mr = t->mr;
+    const long tiles = (t->rows + rt - 1) / rt, block = (long)mr * rt;
+    for (long unit = begin; unit < end; unit++) {
+        const long j0 = unit * UNIT_OUTPUTS, outputs = t->n - j0 < UNIT_OUTPUTS ? t->n - j0 : UNIT_OUTPUTS;
+        const long panels = (outputs + mr - 1) / mr;
+        for (long t0 = 0; t0 < t->k; t0 += KC) {
+            const long kc = t->k - t0 < KC ? t->k - t0 : KC;
+            for (long tile = 0; tile < tiles; tile++) {
+                const float *xt = t->xt + (tile * t->k + t0) * rt;
+                for (long panel = 0; panel < panels; panel++) {
+                    const uint16_t *w[12];
+                    for (int i = 0; i < mr; i++) {
+                        const long j = j0 + panel * mr + i < t->n ? j0 + panel * mr + i : t->n - 1;  // past n: any row, not stored
+                        w[i] = t->w + j * t->w_stride;
+                    }
+                    t->kernel(w, t0, kc, xt, unit_acc + (tile * panels + panel) * block, t0 > 0);
+                }
+            }
+        }
+        // Into y row by row (each row's outputs contiguous; the tile's accumulators stay in L1).
+        for (long tile = 0; tile < tiles; tile++) {
+            const long r0 = tile * rt, valid = t->rows - r0 < rt ? t->rows - r0 : rt;
+            const float *acc = unit_acc + tile * panels * block;
+            for (long r = 0; r < valid; r++) {
+                float *out = t->y + (r0 + r) * t->y_stride + j0;
+                for (long panel = 0, j = 0; panel < panels; panel++) {
+                    const float *a = acc + panel * block + r;
+                    for (int i = 0; i < mr && j < outputs; i++, j++) out[j] = t->beta == 0 ? a[i * rt] : t->beta * out[j] + a[i * rt];
+                }
+            }
+        }
+    }
+}
+
+typedef struct {
+    const float *x;
+    long rows, x_stride, k;
+    int rt;
+    float *xt;
+} pack_task;
+
+/// x^T by tiles of rt rows ([tile][t][rt]), zero past the last row; 128 columns at a time, so the
+/// tile's lines being filled stay in L1 while its rows pass.
+static void pack_body(void *context, long begin, long end) {
+    const pack_task *p = context;
+    const int rt = p->rt;
+    for (long tile = begin; tile < end; tile++) {
+        float *dst = p->xt + tile * p->k * rt;
+        for (long c0 = 0; c0 < p->k; c0 += 128) {
+            const long c1 = p->k - c0 < 128 ? p->k : c0 + 128;
+            for (long r = 0; r < rt; r++) {
+                const long row = tile * rt + r;
+                if (row < p->rows) {
+                    const float *src = p->x + row * p->x_stride;
+                    for (long c = c0; c < c1; c++) dst[c * rt + r] = src[c];
+                } else {
+                    for (long c = c0; c < c1; c++) dst[c * rt + r] = 0;
+                }
+            }
+        }
+    }
+}
+
+static int wide_path(int *rt, int *mr, micro_kernel *kernel) {
+#ifdef BF16_X86
+    if (hp_isa_active() >= HP_ISA_AVX512) {
+        *rt = 32, *mr = 12, *kernel = micro_avx512;
+        return 1;
+    }
+    if (hp_isa_active() >= HP_ISA_AVX2) {
+        *rt = 16, *mr = 6, *kernel = micro_avx2;
+        return 1;
+    }
+#endif
+    (void)rt, (void)mr, (void)kernel;
+    return 0;
+}
+
+int bf16w_gemm_supported(void) {
+    int rt, mr;
+    micro_kernel kernel;
+    return wide_path(&rt, &mr, &kernel);
+}
+
+size_t bf16w_gemm_scratch_floats(long rows, long k) {
+    int rt, mr;
+    micro_kernel kernel;
+    if (rows <= 0 || k <= 0 || !wide_path(&rt, &mr, &kernel)) return 0;
+    return (size_t)chunk_rows(rows, rt) * (size_t)k + 16;  // + 16: room to align to 64 bytes
+}
+
+int bf16w_gemm(const float *x, long rows, long x_stride, const uint16_t *w, long n, long k, long w_stride, float *y,
+               long y_stride, float beta, float *scratch) {
+    int rt, mr;
+    micro_kernel kernel;
+    if (!wide_path(&rt, &mr, &kernel)) return -1;
+    if (rows <= 0 || n <= 0 || k <= 0) return 0;
+    float *xt = (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    const long chunk = chunk_rows(rows, rt);
+    for (long r0 = 0; r0 < rows; r0 += chunk) {
+        const long m = rows - r0 < chunk ? rows - r0 : chunk, tiles = (m + rt - 1) / rt;
+        pack_task pack = {x + r0 * x_stride, m, x_stride, k, rt, xt};
+        hp_team_run(pack_body, &pack, tiles, 1, m * k >= 1 << 16);
+        wide_task task = {xt, w, y + r0 * y_stride, m, n, k, w_stride, y_stride, beta, rt, mr, kernel};
+        hp_team_run(wide_body, &task, (n + UNIT_OUTPUTS - 1) / UNIT_OUTPUTS, 1, m * n * k >= 1 << 20);
+    }
+    return 0;
+}

@@ -4,8 +4,9 @@
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
 // dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
 // (a prefill) run integer dot products too for the K-quants (each weight block unpacked once for four
-// rows), and otherwise convert the matrix a panel of rows at a time into a cache-sized F32 tile that
-// sgemm consumes, so no product ever holds the whole matrix in F32 (PrefillConversion says why).
+// rows), BF16 through bf16w_gemm (widened in registers, the weights read as stored), and otherwise
+// convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
+// product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
 // for Q and K). Values live in CKernels' weight memory (2 MiB pages where the system grants them: a
 // decode step streams every weight once, and 4 KiB pages measured several per cent slower), or stay
@@ -316,9 +317,10 @@ extension WeightMatrix {
     /// Q8_0 0.99–1.04 and Q5_0 1.23–1.33 at 142: without VNNI a 32-value block pays a float scale per
     /// block and row, while a K-quant block sums 256 values in integers (the register tiles since then
     /// took Q5_0's integer time to 0.77× and Q4_0's to 0.92× of the earlier kernel's, Q8_0's unchanged,
-    /// one thread, same data, alternating: still no clear win over tiles). `integer` and `tiles` force
-    /// one path for every block format, `wholeMatrix` converts the whole matrix first (the earliest
-    /// path); those three are kept for the benchmark's comparison. Process-wide.
+    /// one thread, same data, alternating: still no clear win over tiles). BF16 runs bf16w_gemm under
+    /// `automatic` only (the weights widened in registers; tiles and sgemm under the others). `integer`
+    /// and `tiles` force one path for every block format, `wholeMatrix` converts the whole matrix first
+    /// (the earliest path); those three are kept for the benchmark's comparison. Process-wide.
     public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
     nonisolated(unsafe) public static var prefillConversion = PrefillConversion.automatic
 
@@ -385,6 +387,18 @@ extension WeightMatrix {
                 continue
             }
             flushIntegerRun()
+            if p.format == .bf16, Self.prefillConversion == .automatic, bf16w_gemm_supported() != 0 {
+                // BF16 widened in registers inside the product: the weights are read as stored.
+                let need = bf16w_gemm_scratch_floats(m, k)
+                if scratch.count < need { scratch = [Float](repeating: 0, count: need) }
+                scratch.withUnsafeMutableBufferPointer { packed in
+                    withExtendedLifetime(p.buffer) {
+                        _ = bf16w_gemm(x, m, inputStride, p.bytes.assumingMemoryBound(to: UInt16.self), p.rows, k, k,
+                                       y + p.firstRow, outputStride, beta, packed.baseAddress!)
+                    }
+                }
+                continue
+            }
             if p.format == .f32 {
                 withExtendedLifetime(p.buffer) { gemm(p.bytes.assumingMemoryBound(to: Float.self), rows: p.rows, firstRow: p.firstRow) }
                 continue

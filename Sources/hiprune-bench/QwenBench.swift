@@ -1,4 +1,5 @@
 import ArgumentParser
+import CKernels
 import COpenBLAS
 import Foundation
 import Pipeline
@@ -35,6 +36,10 @@ struct QwenBench: AsyncParsableCommand {
     var threads = 2
     @Flag(help: "Skip the PyTorch peer.")
     var noPeer = false
+    @Flag(help: "Skip the vision tower (prefill only).")
+    var noVision = false
+    @Flag(help: "Also time BF16 prefill with the weights widened into F32 tiles for sgemm (the earlier path), alternating run by run with the default, and the BF16 products alone.")
+    var compareTiles = false
 
     func run() async throws {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
@@ -63,7 +68,8 @@ struct QwenBench: AsyncParsableCommand {
             return samples.sorted()[samples.count / 2]
         }
         var random = BenchRandom(seed: 7)
-        for (width, height) in [(448, 252), (448, 448)] {
+        print("BF16 many-row products: \(bf16w_gemm_supported() != 0 ? "bf16w_gemm on the \(InstructionSet.active) path" : "F32 tiles and sgemm"); load average \(QuantBench.loadAverage())")
+        for (width, height) in noVision ? [] : [(448, 252), (448, 448)] {
             let frames = (0..<2).map { _ in
                 RGBImage(width: width, height: height, rgb: (0..<(width * height * 3)).map { _ in UInt8(truncatingIfNeeded: Int(random.next() * 127) + 128) })
             }
@@ -111,8 +117,17 @@ struct QwenBench: AsyncParsableCommand {
             positions += (0..<suffix).map { MRoPEPosition(text: after + $0) }
             var embeddings = Matrix(rows: positions.count, cols: c.hiddenSize)
             for i in 0..<embeddings.storage.count { embeddings.storage[i] = random.next() }
-            var samples: [Double] = [], samples32: [Double] = []
+            var samples: [Double] = [], samples32: [Double] = [], samplesTiles: [Double] = [], samplesProducts: [Double] = []
             for _ in 0..<runs {
+                if compareTiles {
+                    WeightMatrix.prefillConversion = .tiles
+                    defer { WeightMatrix.prefillConversion = .automatic }
+                    let session = try DecoderSession(model: model, context: positions.count + 8)
+                    let start = DispatchTime.now().uptimeNanoseconds
+                    try session.prefill(embeddings: embeddings, positions: positions)
+                    samplesTiles.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+                }
+                if compareTiles { samplesProducts.append(try productsAlone(c, rows: positions.count)) }
                 let session32 = try DecoderSession(model: model32, context: positions.count + 8)
                 let start32 = DispatchTime.now().uptimeNanoseconds
                 try session32.prefill(embeddings: embeddings, positions: positions)
@@ -132,6 +147,11 @@ struct QwenBench: AsyncParsableCommand {
             let label = String(format: "%3.0f %%", ratio * 100)
             let seconds32 = samples32.sorted()[samples32.count / 2]
             print(String(format: "  prefill %@ of %d visual tokens (%d rows): swift BF16 %7.2f s, F32 %7.2f s", label, visual, positions.count, seconds, seconds32))
+            if compareTiles {
+                let tiles = samplesTiles.sorted()[samplesTiles.count / 2], products = samplesProducts.sorted()[samplesProducts.count / 2]
+                print(String(format: "  prefill %@: swift BF16 via F32 tiles %7.2f s (tiles / default %.2f ×); the default's BF16 products alone %7.2f s (%.0f GFLOP/s), the rest %.2f s; load %@",
+                             label, tiles, tiles / seconds, products, productFLOPs(c, rows: positions.count) / products / 1e9, seconds - products, QuantBench.loadAverage()))
+            }
             if let torch = peerRun(["prefill", "--tokens", "\(positions.count)", "--layers", "\(c.layers)"]) {
                 print(String(format: "  prefill %@: pytorch F32 %7.2f s  (pytorch / swift BF16 %.2f ×, pytorch / swift F32 %.2f ×, peer peak RSS %.0f MB)",
                              label, torch.seconds, torch.seconds / seconds, torch.seconds / seconds32, torch.peakMB))
@@ -141,6 +161,38 @@ struct QwenBench: AsyncParsableCommand {
             print(String(format: "  decode after the full prompt: swift %.2f s/token (BF16 weights read as they are)", prefillDecode))
         }
         print(String(format: "swift peak RSS %.0f MB", peakRSSMegabytes()))
+    }
+
+    /// The four products of each layer (q/k/v, o, gate/up, down) over `rows` rows, `c.layers` times,
+    /// on BF16 weights of one layer's shapes: the prefill's matrix work without attention, norms, RoPE.
+    func productsAlone(_ c: Qwen2Configuration, rows: Int) throws -> Double {
+        let h = c.hiddenSize, d = h / c.heads, inter = c.intermediateSize
+        var random = BenchRandom(seed: 3)
+        let shapes = [((c.heads + 2 * c.kvHeads) * d, h), (h, h), (2 * inter, h), (h, inter)]
+        let weights = try shapes.map { n, k in
+            WeightMatrix(try Matrix(rows: n, cols: k, storage: (0..<(n * k)).map { _ in random.next() }), bf16: true)
+        }
+        let inputs = try shapes.map { _, k in try Matrix(rows: rows, cols: k, storage: (0..<(rows * k)).map { _ in random.next() }) }
+        var outputs = shapes.map { n, _ in [Float](repeating: 0, count: rows * n) }
+        var scratch: [Float] = []
+        let start = DispatchTime.now().uptimeNanoseconds
+        for _ in 0..<c.layers {
+            for i in 0..<shapes.count {
+                inputs[i].storage.withUnsafeBufferPointer { px in
+                    outputs[i].withUnsafeMutableBufferPointer { py in
+                        linear(px.baseAddress!, rows: rows, inputStride: shapes[i].1, weight: weights[i], into: py.baseAddress!,
+                               outputStride: shapes[i].0, scratch: &scratch)
+                    }
+                }
+            }
+        }
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    }
+
+    func productFLOPs(_ c: Qwen2Configuration, rows: Int) -> Double {
+        let h = Double(c.hiddenSize), d = h / Double(c.heads), inter = Double(c.intermediateSize)
+        let weights = (Double(c.heads + 2 * c.kvHeads) * d + h + 3 * inter) * h
+        return 2 * weights * Double(rows) * Double(c.layers)
     }
 
     func peerRun(_ arguments: [String]) -> (seconds: Double, peakMB: Double)? {

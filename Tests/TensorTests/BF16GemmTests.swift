@@ -6,7 +6,8 @@ import XCTest
 
 /// BF16 products (the encoder's `--encoder-precision bf16`) against Double: the packed AVX512-BF16
 /// kernel (native where the CPU has it; its portable emulation everywhere, which follows the
-/// instruction's arithmetic), and the widened-panel F32 GEMM used elsewhere.
+/// instruction's arithmetic), bf16w_gemm (F32 activations, BF16 weights widened in registers: BF16
+/// checkpoints' prefill), and the widened-panel F32 GEMM.
 final class BF16GemmTests: XCTestCase {
     var rng = SplitMix(seed: 16)
     func values(_ count: Int, scale: Float = 1) -> [Float] { (0..<count).map { _ in rng.nextFloat() * scale } }
@@ -62,13 +63,64 @@ final class BF16GemmTests: XCTestCase {
         }
     }
 
-    /// linear() with a bf16Products matrix: the widened-panel F32 GEMM (two full panels and a short
-    /// one), and the emulated BF16 kernel, with bias and accumulation.
+    /// bf16w_gemm (F32 activations × BF16 weights as stored, widened in registers) on `isa`, against
+    /// Double: odd shapes (row tiles of 16 / 32 and chunks of 256 rows with tails, micro-panels of 6 /
+    /// 12 and units of 96 outputs with tails, k below, at and past the 256-column blocks, k = 1), row
+    /// strides past the row's end, beta 0 and 0.5; the same bits with the team (packing and product)
+    /// and on one thread.
+    func checkWideKernel(_ isa: InstructionSet) throws {
+        XCTAssertEqual(bf16w_gemm_supported(), 1)
+        for (rows, n, k) in [(1, 1, 1), (2, 7, 3), (17, 97, 256), (33, 13, 257), (300, 200, 70), (5, 193, 600), (70, 100, 1100)] {
+            let xStride = k + 3, wStride = k + 1, yStride = n + 1
+            let x = values(rows * xStride, scale: 3), w = values(n * wStride).map(\.bf16Rounded)
+            var scratch = [Float](repeating: .nan, count: bf16w_gemm_scratch_floats(rows, k))
+            for beta: Float in [0, 0.5] {
+                let start = values(rows * yStride)
+                var y = start, alone = start
+                XCTAssertEqual(bf16w_gemm(x, rows, xStride, w, n, k, wStride, &y, yStride, beta, &scratch), 0)
+                DecodeTeam.with(team: false) {
+                    _ = bf16w_gemm(x, rows, xStride, w, n, k, wStride, &alone, yStride, beta, &scratch)
+                }
+                XCTAssertEqual(y, alone, "\(isa) \(rows)x\(n)x\(k): the split changed bits")
+                var worst = 0.0
+                for r in 0..<rows {
+                    for j in 0..<n {
+                        var sum = Double(beta) * Double(start[r * yStride + j]), magnitude = abs(sum)
+                        for t in 0..<k {
+                            let term = Double(x[r * xStride + t]) * widen(w[j * wStride + t])
+                            sum += term
+                            magnitude += abs(term)
+                        }
+                        worst = max(worst, abs(Double(y[r * yStride + j]) - sum) / (magnitude + 1e-30))
+                    }
+                    XCTAssertEqual(y[r * yStride + n], start[r * yStride + n], "\(isa) wrote past row \(r)")
+                }
+                XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) \(rows)x\(n)x\(k) beta \(beta)")
+            }
+        }
+    }
+
+    func testWideKernelAVX2() throws { try onPath(.avx2) { try checkWideKernel($0) } }
+    func testWideKernelAVX512() throws { try onPath(.avx512) { try checkWideKernel($0) } }
+    func testWideKernelNotOnThePortablePath() throws {
+        try onPath(.portable) { _ in
+            XCTAssertEqual(bf16w_gemm_supported(), 0)
+            var y: [Float] = [7]
+            XCTAssertEqual(bf16w_gemm([1], 1, 1, [Float(1).bf16Rounded], 1, 1, 1, &y, 1, 0, nil), -1)
+            XCTAssertEqual(y, [7], "nothing written")
+        }
+    }
+
+    /// linear() with a bf16Products matrix: bf16w_gemm (the default where it runs), the widened-panel
+    /// F32 GEMM (two full panels and a short one), and the emulated BF16 kernel, with bias and
+    /// accumulation.
     func testLinearWithBF16ProductsAgainstDouble() throws {
         let k = 3001, panel = WeightMatrix.widenedPanelRows(cols: k), rows = 9, n = 2 * panel + 5
         let w = try Matrix(rows: n, cols: k, storage: values(n * k))
         let x = values(rows * k), bias = values(n), start = values(rows * n)
-        for emulate in [false, true] {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        for (emulate, conversion) in [(false, WeightMatrix.PrefillConversion.automatic), (false, .tiles), (true, .automatic)] {
+            WeightMatrix.prefillConversion = conversion
             let run = { () -> (WeightMatrix, [Float], [Float]) in
                 let weight = WeightMatrix(w, bf16Products: true)
                 var y = start, plain = [Float](repeating: .nan, count: rows * n), scratch: [Float] = []
@@ -80,7 +132,9 @@ final class BF16GemmTests: XCTestCase {
                     linear(x, rows: rows, inputStride: k, weight: weight, into: py.baseAddress!, outputStride: n, scratch: &scratch)
                 }
                 if !emulate || !weight.usesNativeBF16 {
-                    XCTAssertEqual(scratch.count, panel * k, "one panel of widened rows, never the whole matrix")
+                    // bf16w_gemm's packed rows, or one panel of widened rows: never the whole matrix.
+                    let wide = conversion == .automatic && bf16w_gemm_supported() != 0
+                    XCTAssertEqual(scratch.count, wide ? bf16w_gemm_scratch_floats(rows, k) : panel * k, "\(conversion)")
                 }
                 return (weight, y, plain)
             }
@@ -104,8 +158,8 @@ final class BF16GemmTests: XCTestCase {
                     worstPlain = max(worstPlain, abs(Double(plain[r * n + j]) - sum) / magnitude)
                 }
             }
-            XCTAssertLessThanOrEqual(worst, 1e-5, "emulate \(emulate): with bias, accumulated")
-            XCTAssertLessThanOrEqual(worstPlain, 1e-5, "emulate \(emulate)")
+            XCTAssertLessThanOrEqual(worst, 1e-5, "emulate \(emulate), \(conversion): with bias, accumulated")
+            XCTAssertLessThanOrEqual(worstPlain, 1e-5, "emulate \(emulate), \(conversion)")
         }
     }
 }

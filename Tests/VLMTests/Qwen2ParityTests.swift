@@ -147,8 +147,22 @@ final class Qwen2ParityTests: XCTestCase {
         for i in 0..<x.storage.count { x.storage[i] = Float(i % 7) - 3 }
         var scratch: [Float] = []
         let bias = (0..<37).map { Float($0) / 10 }
-        XCTAssertEqual(try linear(x, weight: half, bias: bias, scratch: &scratch), try linear(x, weight: m, bias: bias))
-        XCTAssertGreaterThanOrEqual(scratch.count, m.count, "the expansion went to the caller's scratch")
+        let product = try linear(x, weight: m, bias: bias)
+        do {
+            // Widened into F32 tiles for sgemm: the F32 result bit for bit.
+            WeightMatrix.prefillConversion = .tiles
+            defer { WeightMatrix.prefillConversion = .automatic }
+            XCTAssertEqual(try linear(x, weight: half, bias: bias, scratch: &scratch), product)
+            XCTAssertGreaterThanOrEqual(scratch.count, m.count, "the expansion went to the caller's scratch")
+        }
+        // The default (bf16w_gemm where it runs: widened in registers, its own summation order): the
+        // F32 result up to F32 rounding of Σ|x·w|.
+        let magnitude = try linear(Matrix(rows: 5, cols: 19, storage: x.storage.map(abs)),
+                                   weight: Matrix(rows: 37, cols: 19, storage: m.storage.map(abs)))
+        let widenedInRegisters = try linear(x, weight: half, bias: bias, scratch: &scratch)
+        for i in 0..<product.count {
+            XCTAssertEqual(widenedInRegisters.storage[i], product.storage[i], accuracy: 1e-6 * (magnitude.storage[i] + abs(bias[i % 37])))
+        }
         // One row (a decode step) widens BF16 on the fly: same values up to summation order.
         let one = x.rows(0..<1)
         let fused = try linear(one, weight: half, bias: bias, scratch: &scratch)

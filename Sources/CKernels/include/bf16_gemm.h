@@ -7,6 +7,10 @@
 // computes exactly the same sums in the same order (the pair's odd product first, then the even
 // one, each rounded into the F32 accumulator, as the instruction does), so the contract can be
 // tested on any CPU; it is slow and is used only for that.
+//
+// bf16w_gemm is the other product on BF16 weights: F32 activations kept exact, the weights (a BF16
+// checkpoint's, as stored) widened in registers on the AVX2 and AVX-512 paths — prefill of BF16
+// language models without converting any weight to F32 in memory.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -39,6 +43,21 @@ int bf16_gemm_emulate(int on);
 /// takes the portable path even where the native one runs (tests).
 void bf16_gemm(const float *x, long rows, long x_stride, const uint32_t *packed, long n, long k, float *y,
                long y_stride, float beta, int force_portable);
+
+/// Non-zero when bf16w_gemm runs here (the avx2 or avx512 kernel path); callers widen otherwise.
+int bf16w_gemm_supported(void);
+
+/// Floats of scratch bf16w_gemm needs for `rows` rows of k values (0 when it does not run here).
+size_t bf16w_gemm_scratch_floats(long rows, long k);
+
+/// y[r·y_stride + j] = beta · y[…] + Σ_t x[r·x_stride + t] · w[j·w_stride + t] for r < rows, j < n:
+/// F32 activations times BF16 weights as stored (row-major), widened in registers, F32 sums (not the
+/// BF16 dot products above: the activations keep every bit). x is packed into `scratch`
+/// (bf16w_gemm_scratch_floats(rows, k) floats) by tiles of rows; y's columns are split over the
+/// decode team; each output's sum runs in the same order whatever the split. Returns -1 (nothing
+/// written) where bf16w_gemm_supported() is 0.
+int bf16w_gemm(const float *x, long rows, long x_stride, const uint16_t *w, long n, long k, long w_stride, float *y,
+               long y_stride, float beta, float *scratch);
 
 #ifdef __cplusplus
 }
