@@ -7,6 +7,9 @@
 // Positions: by default a row's position is the cache's `nextPosition` onwards; M-RoPE prompts
 // give (t, h, w) per row. Either way generation continues from the cache's `nextPosition`.
 import Tensor
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One row's rotary position: (t, h, w) for M-RoPE; a text row (and every row of a 1-D RoPE model)
 /// has the same position on all three axes.
@@ -125,7 +128,17 @@ public final class DecoderSession {
         embeddings.storage.withUnsafeBufferPointer { hidden.pointer.update(from: $0.baseAddress!, count: n * s.hiddenSize) }
         rowPositions = rows
         forward(rows: n)
+        defer { if n > 1 { releaseRowBuffers() } }
         return finish(rows: n, output: output)
+    }
+
+    /// After a multi-row run: the row buffers shrink back (the next step sizes them for one row) and
+    /// the converted weight tiles' scratch goes, so what stays resident between prompts is weights,
+    /// cache, logits and the attention scores' few blocks of rows.
+    private func releaseRowBuffers() {
+        for buffer in [hidden, normed, qkv, attended, gateUp, rotaryCos, rotarySin] { buffer.release() }
+        rowCapacity = 0
+        scratch = []
     }
 
     private func checkCacheShape() throws(VLMError) {
@@ -243,23 +256,42 @@ public final class DecoderSession {
     }
 }
 
-/// A growable scratch buffer with a stable pointer between resizes.
+/// A growable scratch buffer with a stable pointer between resizes. Its pages are mapped for it alone,
+/// so `release` hands them back to the system: a prompt's rows take tens of MB at 7B shapes (gate+up
+/// alone is rows × 2 × intermediate floats) that the one-row decode steps after it never touch, and
+/// memory freed to the heap would stay resident.
 private final class Buffer {
     private(set) var pointer: UnsafeMutablePointer<Float>
-    private var capacity = 1
+    private var capacity: Int
 
-    init() {
-        pointer = .allocate(capacity: 1)
-        pointer.initialize(to: 0)
-    }
+    init() { (pointer, capacity) = Self.map(1) }
 
     func resize(_ count: Int) {
         guard count > capacity else { return }
-        pointer.deallocate()
-        pointer = .allocate(capacity: count)
-        pointer.initialize(repeating: 0, count: count)
-        capacity = count
+        Self.unmap(pointer, capacity)
+        (pointer, capacity) = Self.map(count)
     }
 
-    deinit { pointer.deallocate() }
+    /// Back to one float: the pages go back to the system.
+    func release() {
+        guard capacity > 1 else { return }
+        Self.unmap(pointer, capacity)
+        (pointer, capacity) = Self.map(1)
+    }
+
+    deinit { Self.unmap(pointer, capacity) }
+
+    /// Zero-filled pages (anonymous mappings start zeroed). Running out of address space is fatal, as
+    /// any allocation's failure is in Swift.
+    private static func map(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
+        let bytes = count * MemoryLayout<Float>.stride
+        guard let raw = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), raw != MAP_FAILED else {
+            fatalError("out of memory: \(bytes) bytes of decoder working buffers")
+        }
+        return (raw.bindMemory(to: Float.self, capacity: count), count)
+    }
+
+    private static func unmap(_ pointer: UnsafeMutablePointer<Float>, _ count: Int) {
+        munmap(pointer, count * MemoryLayout<Float>.stride)
+    }
 }
