@@ -199,8 +199,9 @@ struct QuantBench: AsyncParsableCommand {
         if peerFailed { print("llama-bench failed on \(path)") }
     }
 
-    /// BF16 weights (the way Hugging Face ships checkpoints) at SmolLM2 shapes: prefill with tiles
-    /// widened inside the product against the whole matrix widened first.
+    /// BF16 weights (the way Hugging Face ships checkpoints) at SmolLM2 shapes: prefill on the default
+    /// path (the weights widened in registers, bf16w_gemm), F32 tiles + sgemm, and the whole matrix
+    /// widened first.
     private func measureBF16(bandwidth: Double) throws {
         var c = LlamaConfiguration()
         c.vocabularySize = 49152
@@ -215,19 +216,21 @@ struct QuantBench: AsyncParsableCommand {
         let model = try LlamaModel(randomWeights: c, seed: 1, precision: .bfloat16)
         let session = try DecoderSession(model: model, context: 1024)
         print("")
-        print("SmolLM2-135M shapes, BF16 weights (random): prefill, tiles widened inside the product vs the whole matrix first")
-        print("case            tiles     whole matrix")
+        print("SmolLM2-135M shapes, BF16 weights (random): prefill, widened in registers (default) vs F32 tiles + sgemm vs the whole matrix first")
+        print("case          registers   F32 tiles   whole matrix")
         var random = UInt64(99)
         for n in Self.lengths {
             let ids = (0..<n).map { _ in
                 random = random &* 6364136223846793005 &+ 1442695040888963407
                 return Int((random >> 33) % UInt64(c.vocabularySize))
             }
+            defer { WeightMatrix.prefillConversion = .automatic }
+            let registers = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
+            WeightMatrix.prefillConversion = .tiles
             let tiles = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
             WeightMatrix.prefillConversion = .wholeMatrix
-            defer { WeightMatrix.prefillConversion = .automatic }
             let whole = try median { session.cache.truncate(to: 0); try session.prefill(tokens: ids) }
-            print(String(format: "prefill %4d  %7.3f s  %7.3f s", n, tiles, whole))
+            print(String(format: "prefill %4d  %7.3f s   %7.3f s   %7.3f s", n, registers, tiles, whole))
         }
     }
 
