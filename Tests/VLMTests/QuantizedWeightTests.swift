@@ -102,16 +102,21 @@ final class QuantizedWeightTests: XCTestCase {
         }
     }
 
+    /// Skips, naming what the CPU lacks, unless the quantized kernels' `isa` path runs here.
+    private func skipUnlessQuantPath(_ isa: String, _ what: String) throws {
+        let needs = ["avx2": "avx2+fma+f16c", "avx512vnni": "avx512f (avx512vl + avx512vnni)"][isa] ?? isa
+        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains(isa) ? nil : needs, what)
+    }
+
     func testMatvecPortable() throws { try checkMatvec(isa: "portable") }
 
     func testMatvecAVX2() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 matvec")
+        try skipUnlessQuantPath("avx2", "AVX2 matvec")
         try checkMatvec(isa: "avx2")
     }
 
     func testMatvecAVX512VNNI() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
-                          "AVX512-VNNI matvec")
+        try skipUnlessQuantPath("avx512vnni", "AVX512-VNNI matvec")
         try checkMatvec(isa: "avx512vnni")
     }
 
@@ -208,13 +213,12 @@ final class QuantizedWeightTests: XCTestCase {
     func testIntegerProductPortable() throws { try checkIntegerProduct(isa: "portable") }
 
     func testIntegerProductAVX2() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 integer product")
+        try skipUnlessQuantPath("avx2", "AVX2 integer product")
         try checkIntegerProduct(isa: "avx2")
     }
 
     func testIntegerProductAVX512VNNI() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
-                          "AVX-512 VNNI integer product")
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI integer product")
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
@@ -267,13 +271,12 @@ final class QuantizedWeightTests: XCTestCase {
     func testStackedPartsPortable() throws { try checkStackedParts(isa: "portable") }
 
     func testStackedPartsAVX2() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx2") ? nil : "avx2+fma+f16c", "AVX2 stacked parts")
+        try skipUnlessQuantPath("avx2", "AVX2 stacked parts")
         try checkStackedParts(isa: "avx2")
     }
 
     func testStackedPartsAVX512VNNI() throws {
-        try skipUnlessCPU(missing: DecodeTeam.quantInstructionSets.contains("avx512vnni") ? nil : "avx512f (avx512vl + avx512vnni)",
-                          "AVX-512 VNNI stacked parts")
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI stacked parts")
         try checkStackedParts(isa: "avx512vnni")
     }
 
