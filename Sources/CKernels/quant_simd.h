@@ -6,8 +6,8 @@
 // 32-value types (`tile32`): weights as signed bytes (block32), their magnitudes against the
 // activation carrying their signs, one accumulator chain per (weight row, activation row) pair; a
 // register tile of up to 4 × 4 pairs shares each weight block's unpacking among its activation rows
-// and each activation block's load among its weight rows. The decode step runs tiles of four weight
-// rows × one activation row, the many-row product GEMM_RW × GEMM_RA over weights unpacked once per
+// and each activation block's load among its weight rows. The decode step runs one weight row ×
+// one activation row at a time, the many-row product GEMM_RW × GEMM_RA over weights unpacked once per
 // tile of GEMM_TILE rows. K-quants (`dot_rows`): one weight row against 1 to 4 activation rows, the
 // integer sub-block scales applied inside the integer sums. Both are always inlined with constant
 // shapes, so the accumulators live in registers.
@@ -343,18 +343,19 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32_a
 #undef TILE32_CASE
 }
 
-/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type: 32-value types
-/// four weight rows at a time (four independent accumulator chains), K-quants a row at a time.
+/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type, a row at a time.
+/// 32-value types go through tile32 as a 1 × 1 tile: measured at SmolLM2 shapes (Q8_0, clang -O3, AMD
+/// EPYC Zen 3), tiles of 2 or 4 weight rows ran the decode step 1.3–1.4× slower on one thread and
+/// halved the memory-bound lm_head's rate (14–20 against 27–30 GB/s on two), whatever their
+/// accumulator chains gained.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
     if (quant_block_values(type) == QK) {
         float out[4][4];
-        for (long r = begin; r < end; r += 4) {
-            long rw = end - r < 4 ? end - r : 4;
-            const uint8_t *rows[4];
-            for (long j = 0; j < rw; j++) rows[j] = t->w + (r + j) * t->row_bytes;
-            SIMD_NAME(tile32_any)(type, rw, 1, 0, rows, NULL, NULL, NULL, 0, t->activation, 0, t->cols / QK, out);
-            for (long j = 0; j < rw; j++) t->y[r + j] = t->accumulate ? t->y[r + j] + out[j][0] : out[j][0];
+        for (long r = begin; r < end; r++) {
+            const uint8_t *rows[4] = {t->w + r * t->row_bytes};
+            SIMD_NAME(tile32)(type, 1, 1, 0, rows, NULL, NULL, NULL, 0, t->activation, 0, t->cols / QK, out);
+            t->y[r] = t->accumulate ? t->y[r] + out[0][0] : out[0][0];
         }
         return;
     }
