@@ -63,14 +63,7 @@ def main():
     h, w = reference["frames"][q["frame"]]["height"], reference["frames"][q["frame"]]["width"]
     rgb = base.frame(h, w, t=q["frame"])
     pixels, size, views, grid_cols = base.anyres(rgb, pinpoints, side, grid)
-    with torch.no_grad():
-        per_view = inner.multi_modal_projector(inner.vision_tower(pixel_values=pixels, output_hidden_states=True)
-                                               .hidden_states[-1][:, 1:])
-    view_features = []
-    for v in views:
-        f = per_view[0] if v["place"] == "base" else per_view[1 + v["place"][0] * grid_cols + v["place"][1]]
-        f = f.reshape(grid, grid, -1)[v["rows"][0]:v["rows"][1], v["cols"][0]:v["cols"][1]]
-        view_features.append(f.reshape(-1, f.shape[-1]))
+    view_features = base.anyres_view_features(inner, pixels, views, grid, grid_cols)
     packed = base.pack(view_features, views, q["kept"], inner.image_newline.detach(), grid_cols)
     embed = inner.language_model.get_input_embeddings()
 
