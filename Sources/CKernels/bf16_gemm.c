@@ -234,9 +234,21 @@ enum { KC = 256, UNIT_OUTPUTS = 96, CHUNK_ROWS = 256 };
 static long round_up(long v, long to) { return (v + to - 1) / to * to; }
 
 /// Rows of x per call of the inner driver (and packed at once): at most CHUNK_ROWS, balanced.
-static long chunk_rows(long rows, long rt) {
-    const long chunks = (rows + CHUNK_ROWS - 1) / CHUNK_ROWS;
+static long chunk_rows_at_most(long rows, long rt, long most) {
+    const long chunks = (rows + most - 1) / most;
     return round_up((rows + chunks - 1) / chunks, rt);
+}
+static long chunk_rows(long rows, long rt) { return chunk_rows_at_most(rows, rt, CHUNK_ROWS); }
+
+/// The AVX2 path's chunks: every panel streams the chunk's packed x (m·k floats) from L3, so it
+/// holds at most CHUNK_FLOATS (8 MB; one thread, same data, alternating: 317 rows × k 11008 as one
+/// chunk ran 5 % slower than as two), at least 48 rows so the panels' widening is shared, at most
+/// AVX2_CHUNK_ROWS (317 rows × k 2048 as one chunk: 2–5 % faster than two).
+enum { CHUNK_FLOATS = 1 << 21, AVX2_CHUNK_ROWS = 512 };
+static long avx2_chunk_rows(long rows, long k) {
+    long most = CHUNK_FLOATS / k;
+    most = most < 48 ? 48 : most > AVX2_CHUNK_ROWS ? AVX2_CHUNK_ROWS : most;
+    return chunk_rows_at_most(rows, 1, most);
 }
 
 #ifdef BF16_X86
@@ -292,21 +304,20 @@ AVX512F_ONLY static void micro_avx512(const uint16_t *const *w, long t0, long kc
 }
 #undef EACH12
 
-// The AVX2 path: a packed F32 GEMM (y's rows × 16 outputs per register tile) whose weight panels are
-// widened from BF16 as they are packed. Per KC block of columns, 16 weight rows become one panel of
-// kc × 16 floats ([t][16], 16 KB, in L1) that every tile of x rows passes over, so each weight is
-// read from memory and widened once per call (per chunk of rows); the x rows of the chunk are packed
-// once per call into tiles of h rows ([block][tile][t][h], the block's tiles in L2), and the
-// micro-kernel is pure F32: two loads of the panel, h broadcasts of x, 2·h FMAs per column.
+// The AVX2 path: a packed F32 GEMM (tiles of x rows × 16 outputs in registers) whose weight panels
+// are widened from BF16 as they are packed. For each panel of 16 outputs and span of up to SPAN
+// columns, the 16 weight rows become one panel of floats ([t][16], 128 KB at 2048 columns, in L2)
+// that every tile of x rows passes over: each weight is read from memory and widened once per call
+// (per chunk of rows), reading each weight row's span in order (the prefetchers follow 16 streams).
+// x's rows are packed once per call into tiles of h rows ([span][tile][t][h]), streamed from L2/L3
+// by every panel. The micro-kernel is pure F32: two loads of the panel, h broadcasts of x, 2·h FMAs
+// per column; its outputs go to y once per span. Long spans matter: with y's rows 8 KB apart (n =
+// 2048) the six rows of a tile share an L1 set, and loading and storing them every 256 columns
+// cost the kernel 9 % (90.6 against 98.7 GFLOP/s at 2048, one thread).
 // Each output's sum is one chain over t ascending from 0 (the accumulators start from y after the
-// first block), whatever the tile heights or the thread split.
+// first span), whatever the tile heights or the thread split.
 
-// PANEL_MAJOR_FLOATS: up to this many packed floats of x (512 KB, the L2), each panel runs over every
-// block before the next panel: the weights then stream row by row and the panel's outputs stay in
-// L1, while x's chunk comes back from L2 for every panel. Past it, each block runs over every panel
-// (x's block stays in L2, the weights are fetched block by block). One thread, same data,
-// alternating: panel-major 4–6 % faster at 61 rows × k 2048, 10 % slower at 125–317 rows × k 11008.
-enum { NR = 16, MAX_TILE = 6, PANEL_MAJOR_FLOATS = 1 << 17 };
+enum { NR = 16, MAX_TILE = 6, SPAN = 2048, STAGE = 256 };
 
 /// One register tile: c[r][0 ..< 16] (+)= Σ_{t < kc} a[t·H + r] · b[t·16 + 0 ..< 16] for r < H, the
 /// accumulators starting from c when `load`, from zero otherwise. H·2 accumulators: 6 rows fill 12
@@ -366,25 +377,25 @@ AVX2_FMA static inline void transpose8(__m256 v[8]) {
 static _Thread_local uint16_t *staged_rows;
 
 /// The panel of weight rows w[0 ..< valid] (row stride w_stride; rows past `valid` are zero) over
-/// columns t0 ..< t0 + kc, widened into out[t][16]. Sixteen BF16 values of a row are eight 32-bit
+/// columns t0 ..< t0 + kc (at most STAGE), widened into out[t][16]. Sixteen BF16 values of a row are eight 32-bit
 /// words; after a transpose of words, one word holds the row's columns 2p and 2p + 1, so a shift
 /// and an AND give both columns of eight rows as floats.
-AVX2_FMA static void pack_panel(const uint16_t *w, long w_stride, long valid, long t0, long kc, float *out) {
+AVX2_FMA static void pack_stage(const uint16_t *w, long w_stride, long valid, long t0, long kc, float *out) {
     long t = 0;
     if (valid == NR && (w_stride & 1023) == 0 && kc % 16 == 0) {
         // Rows 2 KB apart (every k that is a multiple of 1024) share L1 sets and 4K-alias the panel's
         // stores: the transposing loads ran 2.5× slower than a copy of each row to a padded stride
         // followed by the transpose (one thread, k = 2048).
         if (!staged_rows) {
-            staged_rows = aligned_alloc(64, (size_t)NR * (KC + 16) * sizeof(uint16_t));
+            staged_rows = aligned_alloc(64, (size_t)NR * (STAGE + 16) * sizeof(uint16_t));
             if (!staged_rows) abort();  // 8.5 KB: nothing sensible is left to do without it
         }
         for (long i = 0; i < NR; i++) {
             const uint16_t *src = w + i * w_stride + t0;
-            uint16_t *dst = staged_rows + i * (KC + 16);
+            uint16_t *dst = staged_rows + i * (STAGE + 16);
             for (long c = 0; c < kc; c += 16) _mm256_store_si256((__m256i *)(void *)(dst + c), _mm256_loadu_si256((const __m256i *)(const void *)(src + c)));
         }
-        w = staged_rows, w_stride = KC + 16, t0 = 0;
+        w = staged_rows, w_stride = STAGE + 16, t0 = 0;
     }
     if (valid == NR) {
         const __m256 high = _mm256_castsi256_ps(_mm256_set1_epi32((int)0xFFFF0000u));
@@ -410,6 +421,11 @@ AVX2_FMA static void pack_panel(const uint16_t *w, long w_stride, long valid, lo
         for (long i = 0; i < NR; i++) out[t * NR + i] = i < valid ? widen(w[i * w_stride + t0 + t]) : 0;
 }
 
+/// The panel over columns t0 ..< t0 + kc (any kc up to SPAN), STAGE columns at a time.
+AVX2_FMA static void pack_panel(const uint16_t *w, long w_stride, long valid, long t0, long kc, float *out) {
+    for (long c = 0; c < kc; c += STAGE) pack_stage(w, w_stride, valid, t0 + c, kc - c < STAGE ? kc - c : STAGE, out + c * NR);
+}
+
 /// Tile heights for m rows: sixes, with the rest made of fours and fives (a tile of 1–3 rows runs at
 /// a fraction of the rate: its few FMA chains wait on their latency); below 4 rows, one tile.
 static int tile_plan(long m, unsigned char *heights) {
@@ -432,21 +448,28 @@ static int tile_plan(long m, unsigned char *heights) {
     return count;
 }
 
+/// Columns per span for k columns: spans of at most SPAN, balanced, a multiple of 16 (the last is
+/// shorter).
+static long span_columns(long k) {
+    const long spans = (k + SPAN - 1) / SPAN;
+    return round_up((k + spans - 1) / spans, 16);
+}
+
 typedef struct {
     const float *x;
-    long rows, x_stride, k;
+    long rows, x_stride, k, span;
     const unsigned char *heights;
     const long *first;  // each tile's first row
     int tiles;
     float *xp;
 } xpack_task;
 
-/// x's rows packed per block of KC columns and per tile: block b's tile i holds column t of row r at
-/// xp[b·KC·rows + first_i·kc + t·h_i + r].
+/// x's rows packed per span and per tile: span s (columns t0 = s·span ..< t0 + kc) holds tile i's
+/// column t of row r at xp[t0·rows + first_i·kc + t·h_i + r].
 static void xpack_body(void *context, long begin, long end) {
     const xpack_task *p = context;
-    for (long block = begin; block < end; block++) {
-        const long t0 = block * KC, kc = p->k - t0 < KC ? p->k - t0 : KC;
+    for (long s = begin; s < end; s++) {
+        const long t0 = s * p->span, kc = p->k - t0 < p->span ? p->k - t0 : p->span;
         for (int i = 0; i < p->tiles; i++) {
             const long h = p->heights[i];
             const float *src = p->x + p->first[i] * p->x_stride + t0;
@@ -461,33 +484,32 @@ typedef struct {
     const float *xp;
     const uint16_t *w;
     float *y;
-    long rows, n, k, w_stride, y_stride;
+    long rows, n, k, w_stride, y_stride, span;
     const unsigned char *heights;
     const long *first;
     int tiles, load;  // load: y holds a start (beta ≠ 0, already scaled)
-    int panel_major;  // each panel over every block before the next panel (else each block over every panel)
 } panel_task;
 
-/// Per thread: one widened panel (KC × 16 floats).
+/// Per thread: one widened panel (SPAN × 16 floats, 128 KB).
 static _Thread_local float *widened_panel;
 
-/// One step: the panel of outputs j0 ..< j0 + 16 over the block of columns t0 ..< t0 + KC, for every
-/// tile of rows; `next` (the next step's weights, or NULL) is prefetched meanwhile.
-AVX2_FMA static void panel_step(const panel_task *t, float *b, long j0, long t0, const uint16_t *next, long next_rows, long next_kc) {
-    const long kc = t->k - t0 < KC ? t->k - t0 : KC, valid = t->n - j0 < NR ? t->n - j0 : NR;
-    const float *block = t->xp + t0 * t->rows;
+/// The panel of outputs j0 ..< j0 + 16 over the span of columns t0 ..< t0 + kc, for every tile of
+/// rows. The first STAGE columns of the next step's weights (`next`, or NULL) are prefetched
+/// meanwhile, a few lines before each tile, so its widening starts on cached lines (the hardware
+/// prefetchers follow the rest of its rows): 0–3 % at 61–317 rows, one thread.
+AVX2_FMA static void panel_step(const panel_task *t, float *b, long j0, long t0, const uint16_t *next, long next_rows) {
+    const long kc = t->k - t0 < t->span ? t->k - t0 : t->span, valid = t->n - j0 < NR ? t->n - j0 : NR;
+    const float *xs = t->xp + t0 * t->rows;
     const int load = t0 > 0 || t->load;
     pack_panel(t->w + j0 * t->w_stride, t->w_stride, valid, t0, kc, b);
-    // The next step's weights come from memory while the tiles run (a pack waiting on 16 rows of cold
-    // lines ran at a third of its rate): a few lines before each tile.
-    const long lines = next_kc * 2 / 64 + 1, total = next ? next_rows * lines : 0, per = (total + t->tiles - 1) / t->tiles;
+    const long lines = STAGE * 2 / 64 + 1, total = next ? next_rows * lines : 0, per = (total + t->tiles - 1) / t->tiles;
     for (int i = 0; i < t->tiles; i++) {
         const long h = t->heights[i], r0 = t->first[i];
         float *c = t->y + r0 * t->y_stride + j0;
         for (long q = i * per; q < (i + 1) * per && q < total; q++)
             _mm_prefetch((const char *)(const void *)(next + (q / lines) * t->w_stride + (q % lines) * 32), _MM_HINT_T0);
         // The next tile's outputs too: loading them cold at the start of its kernel cost ~12 % at
-        // 61 × 11008 × 2048 (y's rows 44 KB apart).
+        // 61 × 11008 × 2048 with spans of 256 columns.
         if (i + 1 < t->tiles) {
             const float *cn = t->y + t->first[i + 1] * t->y_stride + j0;
             for (long r = 0; r < t->heights[i + 1]; r++) {
@@ -496,54 +518,53 @@ AVX2_FMA static void panel_step(const panel_task *t, float *b, long j0, long t0,
             }
         }
         if (valid == NR) {
-            tile_kernels[h](kc, block + r0 * kc, b, c, t->y_stride, load);
+            tile_kernels[h](kc, xs + r0 * kc, b, c, t->y_stride, load);
             continue;
         }
         // The last panel's outputs past n: through a full tile on the stack.
         float part[MAX_TILE * NR] __attribute__((aligned(32)));
         for (long r = 0; r < h; r++)
             for (long j = 0; j < NR; j++) part[r * NR + j] = load && j < valid ? c[r * t->y_stride + j] : 0;
-        tile_kernels[h](kc, block + r0 * kc, b, part, NR, load);
+        tile_kernels[h](kc, xs + r0 * kc, b, part, NR, load);
         for (long r = 0; r < h; r++)
             for (long j = 0; j < valid; j++) c[r * t->y_stride + j] = part[r * NR + j];
     }
 }
 
+/// Each claimed panel over every span, in order.
 AVX2_FMA static void panel_body(void *context, long begin, long end) {
     const panel_task *t = context;
     if (!widened_panel) {
-        widened_panel = aligned_alloc(64, (size_t)KC * NR * sizeof(float));
-        if (!widened_panel) abort();  // 16 KB: nothing sensible is left to do without it
+        widened_panel = aligned_alloc(64, (size_t)SPAN * NR * sizeof(float));
+        if (!widened_panel) abort();  // 128 KB: nothing sensible is left to do without it
     }
-    const long blocks = (t->k + KC - 1) / KC, panels = end - begin, steps = blocks * panels;
-    long panel = 0, block = 0;
-    for (long s = 0; s < steps; s++) {
-        long next_panel = 0, next_block = 0;
-        if (t->panel_major) next_panel = (s + 1) / blocks, next_block = (s + 1) % blocks;
-        else next_block = (s + 1) / panels, next_panel = (s + 1) % panels;
-        const long j0 = (begin + panel) * NR, nj = (begin + next_panel) * NR, nt = next_block * KC;
-        const uint16_t *next = s + 1 < steps ? t->w + nj * t->w_stride + nt : NULL;
-        panel_step(t, widened_panel, j0, block * KC, next, t->n - nj < NR ? t->n - nj : NR, t->k - nt < KC ? t->k - nt : KC);
-        panel = next_panel, block = next_block;
+    for (long panel = begin; panel < end; panel++) {
+        const long j0 = panel * NR;
+        for (long t0 = 0; t0 < t->k; t0 += t->span) {
+            const int last_span = t0 + t->span >= t->k;
+            const long nj = last_span ? j0 + NR : j0, nt = last_span ? 0 : t0 + t->span;
+            const uint16_t *next = last_span && panel + 1 >= end ? NULL : t->w + nj * t->w_stride + nt;
+            panel_step(t, widened_panel, j0, t0, next, t->n - nj < NR ? t->n - nj : NR);
+        }
     }
 }
 
-/// The AVX2 product, chunk by chunk of rows (the chunk's packed block of KC columns stays in L2).
+/// The AVX2 product, chunk by chunk of rows.
 static void gemm_avx2(const float *x, long rows, long x_stride, const uint16_t *w, long n, long k, long w_stride,
                       float *y, long y_stride, float beta, float *xp) {
     if (beta != 0 && beta != 1)
         for (long r = 0; r < rows; r++)
             for (long j = 0; j < n; j++) y[r * y_stride + j] *= beta;
-    const long chunk = chunk_rows(rows, 1);
-    unsigned char heights[CHUNK_ROWS / 4 + 2];
-    long first[CHUNK_ROWS / 4 + 2];
+    const long chunk = avx2_chunk_rows(rows, k), span = span_columns(k);
+    unsigned char heights[AVX2_CHUNK_ROWS / 4 + 2];
+    long first[AVX2_CHUNK_ROWS / 4 + 2];
     for (long r0 = 0; r0 < rows; r0 += chunk) {
         const long m = rows - r0 < chunk ? rows - r0 : chunk;
         const int tiles = tile_plan(m, heights);
         for (int i = 0, r = 0; i < tiles; r += heights[i], i++) first[i] = r;
-        xpack_task pack = {x + r0 * x_stride, m, x_stride, k, heights, first, tiles, xp};
-        hp_team_run(xpack_body, &pack, (k + KC - 1) / KC, 1, m * k >= 1 << 16);
-        panel_task task = {xp, w, y + r0 * y_stride, m, n, k, w_stride, y_stride, heights, first, tiles, beta != 0, m * k <= PANEL_MAJOR_FLOATS};
+        xpack_task pack = {x + r0 * x_stride, m, x_stride, k, span, heights, first, tiles, xp};
+        hp_team_run(xpack_body, &pack, (k + span - 1) / span, 1, m * k >= 1 << 16);
+        panel_task task = {xp, w, y + r0 * y_stride, m, n, k, w_stride, y_stride, span, heights, first, tiles, beta != 0};
         hp_team_run(panel_body, &task, (n + NR - 1) / NR, 1, m * n * k >= 1 << 20);
     }
 }
@@ -649,7 +670,7 @@ int bf16w_gemm_supported(void) { return wide_path() != 0; }
 size_t bf16w_gemm_scratch_floats(long rows, long k) {
     const int path = wide_path();
     if (rows <= 0 || k <= 0 || !path) return 0;
-    return (size_t)chunk_rows(rows, path == 2 ? 32 : 1) * (size_t)k + 16;  // + 16: room to align to 64 bytes
+    return (size_t)(path == 2 ? chunk_rows(rows, 32) : avx2_chunk_rows(rows, k)) * (size_t)k + 16;  // + 16: room to align to 64 bytes
 }
 
 int bf16w_gemm(const float *x, long rows, long x_stride, const uint16_t *w, long n, long k, long w_stride, float *y,

@@ -64,15 +64,17 @@ final class BF16GemmTests: XCTestCase {
     }
 
     /// bf16w_gemm (F32 activations × BF16 weights as stored) on `isa`, against Double: odd shapes
-    /// (AVX2: row tiles of 1–6 rows, panels of 16 outputs with tails, chunks of 256 rows, both loop
-    /// orders, weight rows 2 KB apart (copied before the transpose) and not; AVX-512: row tiles of 32,
+    /// (AVX2: row tiles of 1–6 rows, panels of 16 outputs with tails, spans of up to 2048 columns,
+    /// chunks of rows by x's size, weight rows 2 KB apart (copied before the transpose) and not;
+    /// AVX-512: row tiles of 32,
     /// micro-panels of 12, units of 96 outputs with tails; k below, at and past the 256-column blocks,
     /// k = 1), row strides past the row's end, beta 0 and 0.5; the same bits with the team (packing
     /// and product) and on one thread.
     func checkWideKernel(_ isa: InstructionSet) throws {
         XCTAssertEqual(bf16w_gemm_supported(), 1)
         let shapes = [(1, 1, 1, 2), (2, 7, 3, 4), (17, 97, 256, 257), (33, 13, 257, 258), (300, 200, 70, 71), (5, 193, 600, 601),
-                      (70, 100, 1100, 1101), (7, 40, 2048, 2048), (13, 33, 1024, 1024), (70, 35, 2048, 2048)]
+                      (70, 100, 1100, 1101), (7, 40, 2048, 2048), (13, 33, 1024, 1024), (70, 35, 2048, 2048),
+                      (9, 20, 2500, 2501), (97, 5, 22000, 22000)]
         for (rows, n, k, wStride) in shapes {
             let xStride = k + 3, yStride = n + 1
             let x = values(rows * xStride, scale: 3), w = values(n * wStride).map(\.bf16Rounded)
