@@ -466,17 +466,16 @@ typedef struct {
 
 /// x's rows packed per span and per tile: span s (columns t0 = s·span ..< t0 + kc) holds tile i's
 /// column t of row r at xp[t0·rows + first_i·kc + t·h_i + r].
+/// Units: one tile over one span (unit = span · tiles + tile).
 static void xpack_body(void *context, long begin, long end) {
     const xpack_task *p = context;
-    for (long s = begin; s < end; s++) {
-        const long t0 = s * p->span, kc = p->k - t0 < p->span ? p->k - t0 : p->span;
-        for (int i = 0; i < p->tiles; i++) {
-            const long h = p->heights[i];
-            const float *src = p->x + p->first[i] * p->x_stride + t0;
-            float *dst = p->xp + t0 * p->rows + p->first[i] * kc;
-            for (long t = 0; t < kc; t++)
-                for (long r = 0; r < h; r++) dst[t * h + r] = src[r * p->x_stride + t];
-        }
+    for (long unit = begin; unit < end; unit++) {
+        const long s = unit / p->tiles, i = unit % p->tiles;
+        const long t0 = s * p->span, kc = p->k - t0 < p->span ? p->k - t0 : p->span, h = p->heights[i];
+        const float *src = p->x + p->first[i] * p->x_stride + t0;
+        float *dst = p->xp + t0 * p->rows + p->first[i] * kc;
+        for (long t = 0; t < kc; t++)
+            for (long r = 0; r < h; r++) dst[t * h + r] = src[r * p->x_stride + t];
     }
 }
 
@@ -563,7 +562,7 @@ static void gemm_avx2(const float *x, long rows, long x_stride, const uint16_t *
         const int tiles = tile_plan(m, heights);
         for (int i = 0, r = 0; i < tiles; r += heights[i], i++) first[i] = r;
         xpack_task pack = {x + r0 * x_stride, m, x_stride, k, span, heights, first, tiles, xp};
-        hp_team_run(xpack_body, &pack, (k + span - 1) / span, 1, m * k >= 1 << 16);
+        hp_team_run(xpack_body, &pack, (k + span - 1) / span * tiles, 1, m * k >= 1 << 16);
         panel_task task = {xp, w, y + r0 * y_stride, m, n, k, w_stride, y_stride, span, heights, first, tiles, beta != 0};
         hp_team_run(panel_body, &task, (n + NR - 1) / NR, 1, m * n * k >= 1 << 20);
     }
