@@ -6,7 +6,7 @@ import XCTest
 
 /// BF16 products (the encoder's `--encoder-precision bf16`) against Double: the packed AVX512-BF16
 /// kernel (native where the CPU has it; its portable emulation everywhere, which follows the
-/// instruction's arithmetic), bf16w_gemm (F32 activations, BF16 weights widened in registers: BF16
+/// instruction's arithmetic), bf16w_gemm (F32 activations, BF16 weights widened inside the product: BF16
 /// checkpoints' prefill), and the widened-panel F32 GEMM.
 final class BF16GemmTests: XCTestCase {
     var rng = SplitMix(seed: 16)
