@@ -37,10 +37,9 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
 
 /// Y[i, r] (+)= Σ_c W[r, c] · X[i, c] for i < m, r < rows (X rows `x_stride` floats apart, Y rows
 /// `y_stride`): the many-row product with integer dot products. Each row of X is quantized as
-/// quant_matvec quantizes it; weights are taken in tiles of 16 rows (unpacked once per tile: 32-value
-/// types into signed bytes, K-quants into the kernel's register order and 16-bit scales) and multiplied
-/// in register tiles of several weight rows × several rows of X (K-quants: one weight row × four rows
-/// of X, 16 blocks at a time); every Y[i, r] equals what quant_matvec gives for X[i]
+/// quant_matvec quantizes it; weights are taken in tiles of 16 rows (32-value types unpacked once per
+/// tile into signed bytes) and multiplied in register tiles of several weight rows × several rows of X
+/// (K-quants: one weight row × four rows of X); every Y[i, r] equals what quant_matvec gives for X[i]
 /// (bit for bit, on the same instruction set). Rows of W are split over the decode team. Returns -1 for a type without an integer path (F16, BF16, F32) or when
 /// the quantized activations (m blocks' worth, freed on return) cannot be had, else 0.
 int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
