@@ -332,7 +332,8 @@ extension WeightMatrix {
     public static func integerProducts(_ format: WeightFormat, rows: Int) -> Bool {
         guard quant_gemm_supported(Int32(format.rawValue)) != 0 else { return false }
         switch prefillConversion {
-        case .automatic: return format == .q6_K || ((format == .q4_K || format == .q5_K) && rows <= integerRowsLimit)
+        case .automatic:
+            return format.blockValues == 32 || format == .q6_K || ((format == .q4_K || format == .q5_K) && rows <= integerRowsLimit)
         case .integer: return true
         case .tiles, .wholeMatrix: return false
         }

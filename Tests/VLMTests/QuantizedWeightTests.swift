@@ -280,9 +280,8 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for Q6_K, and for Q4_K / Q5_K up to
-    /// the row limit, F32 tiles for the 32-value block formats (the measured choices), never for
-    /// F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for Q6_K and the 32-value block
+    /// formats, for Q4_K / Q5_K up to the row limit (the measured choices), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
         let limit = WeightMatrix.integerRowsLimit
@@ -290,7 +289,10 @@ final class QuantizedWeightTests: XCTestCase {
             XCTAssertTrue(WeightMatrix.integerProducts(.q6_K, rows: rows))
             XCTAssertEqual(WeightMatrix.integerProducts(.q4_K, rows: rows), rows <= limit)
             XCTAssertEqual(WeightMatrix.integerProducts(.q5_K, rows: rows), rows <= limit)
-            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .f16, .bf16, .f32] {
+            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
+                XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
+            }
+            for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
             }
         }
