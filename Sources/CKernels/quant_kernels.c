@@ -491,7 +491,7 @@ enum { GEMM_TILE = 16 };
 #define GEMM_RA 3
 #endif
 #ifndef G32_PANEL_BYTES
-#define G32_PANEL_BYTES (128 * 1024)
+#define G32_PANEL_BYTES (384 * 1024)
 #endif
 _Static_assert(GEMM_RW * GEMM_RA <= 8, "a register tile's pairs share one eight-lane scale vector");
 enum { G32_WTB_MAX = GEMM_RW * QK + 64, G32_AGB = GEMM_RA * QK + 64, G32_MAX_PANEL_ROWS = 64 };
