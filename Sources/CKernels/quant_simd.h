@@ -3,24 +3,15 @@
 // sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
 // row (never on how many rows are computed together, nor on the thread).
 //
-// 32-value types (`tile32`): weights as signed bytes (block32), their magnitudes against the
-// activation carrying their signs, one accumulator chain per (weight row, activation row) pair; a
-// register tile of up to 4 × 4 pairs shares each weight block's unpacking among its activation rows
-// and each activation block's load among its weight rows. The decode step runs one weight row ×
-// one activation row at a time, the many-row product GEMM_RW × GEMM_RA over weights unpacked once per
-// tile of GEMM_TILE rows. K-quants (`dot_rows`): one weight row against 1 to 4 activation rows, the
-// integer sub-block scales applied inside the integer sums. Both are always inlined with constant
-// shapes, so the accumulators live in registers.
+// 32-value types: weights as signed bytes (block32), their magnitudes against the activation
+// carrying their signs, one accumulator chain per (weight row, activation row) pair. The decode step
+// runs `tile32` one weight row × one activation row at a time; the many-row product runs `micro32`,
+// register tiles of GEMM_RW weight rows × GEMM_RA activation rows over weights packed once per panel
+// (pack32) and activations grouped once per product (group_body), with the same per-pair arithmetic.
+// K-quants (`dot_rows`): one weight row against 1 to 4 activation rows, the integer sub-block scales
+// applied inside the integer sums. All are always inlined with constant shapes, so the accumulators
+// live in registers.
 
-#ifndef G32_LEAD
-#define G32_LEAD 8
-#endif
-#ifndef G32_PREFETCH
-#define G32_PREFETCH 16
-#endif
-#ifndef G32_KC
-#define G32_KC 64
-#endif
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
 #define SIMD_NAME(name) SIMD_PASTE(name, SIMD_SUFFIX)
@@ -387,12 +378,14 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(
 }
 
 /// out[p] = the product of register pair p = j · GEMM_RA + k: packed weight row j (`wt`, pack32)
-/// against activation row k of a group (`ag`, group32's layout), over nb blocks. Per pair and
+/// against activation row k of a group (`ag`, group_body's layout), over nb blocks. Per pair and
 /// block exactly pair32's arithmetic (the integer dot of |w| and the sign-moved activation, cvt,
 /// one fma with the F32 scale d_w · d_a onto the pair's accumulator; the _1 types' m · d_a·Σq onto
 /// its extra), so each result equals the single-row product bit for bit. The pairs' scales are
 /// multiplied eight at a time (one multiply of the packed lane vectors) and broadcast from memory;
-/// the _1 types' extras run in the lanes of one vector, one fma per block for every pair.
+/// the _1 types' extras run in the lanes of one vector, one fma per block for every pair. The blocks
+/// may be one chunk of a row: unless `first` the accumulators start from `state`, unless `last`
+/// they are left there (and `out` is not written).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
                                                                               const uint8_t *ag, long nb, int first, int last,
                                                                               float *state, float *out) {
@@ -418,6 +411,8 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
         // Read back through memory (broadcast loads), not picked out of registers by shuffles.
         __asm__ volatile("" : : "r"(scales) : "memory");
 #if G32_PREFETCH
+        // The blocks G32_PREFETCH ahead: a tile's weights come from L2, a group's first pass over a
+        // chunk from L3.
         for (int line = 0; line < G32_AGB; line += 64) _mm_prefetch((const char *)(ag + G32_PREFETCH * G32_AGB + line), _MM_HINT_T0);
         for (int line = 0; line < G32_WTB(type); line += 64) _mm_prefetch((const char *)(wt + G32_PREFETCH * G32_WTB(type) + line), _MM_HINT_T0);
 #endif
@@ -448,7 +443,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
 
 /// Weight rows begin ..< end of a many-row product (gemm_task). 32-value types: panels of rows
 /// packed once (pack32; as many rows as keep a panel about G32_PANEL_BYTES, in L2), then every
-/// group of GEMM_RA activation rows (`groups`, made once per product by group32) passes over the
+/// group of GEMM_RA activation rows (`groups`, made once per product by group_body) passes over the
 /// panel's tiles, micro32 per tile and group. With no panel memory, rows go one activation row at
 /// a time through the single-row kernel (the same numbers). K-quants: each weight row against four
 /// activation rows at a time (the last group may be shorter: its rows go one at a time, with the
