@@ -373,6 +373,19 @@ def anyres(rgb, pinpoints, side, grid):
     return pixels, (h, w), views, gw
 
 
+def anyres_view_features(inner, pixels, views, grid, grid_cols):
+    """Each view's projected rows (layer −1, CLS dropped), cut to the view's unpadded part."""
+    with torch.no_grad():
+        per_view = inner.multi_modal_projector(inner.vision_tower(pixel_values=pixels, output_hidden_states=True)
+                                               .hidden_states[-1][:, 1:])
+    features = []
+    for v in views:
+        f = per_view[0] if v["place"] == "base" else per_view[1 + v["place"][0] * grid_cols + v["place"][1]]
+        f = f.reshape(grid, grid, -1)[v["rows"][0]:v["rows"][1], v["cols"][0]:v["cols"][1]]
+        features.append(f.reshape(-1, f.shape[-1]))
+    return features
+
+
 def pack(view_features, views, kept, newline, grid_cols):
     """Packs pruned views as Swift does: the base's kept rows, then the unpadded crop map row by row,
     each row's kept tokens (crops left to right) followed by the newline when the row kept any.
@@ -436,13 +449,7 @@ def build_llava_next():
         pixels, size, views, grid_cols = anyres(rgb, pinpoints, side, grid)
         with torch.no_grad():
             packed = inner.get_image_features(pixel_values=pixels, image_sizes=torch.tensor([size])).pooler_output[0]
-            per_view = inner.multi_modal_projector(inner.vision_tower(pixel_values=pixels, output_hidden_states=True)
-                                                   .hidden_states[-1][:, 1:])
-        view_features = []
-        for v in views:
-            f = per_view[0] if v["place"] == "base" else per_view[1 + v["place"][0] * grid_cols + v["place"][1]]
-            f = f.reshape(grid, grid, -1)[v["rows"][0]:v["rows"][1], v["cols"][0]:v["cols"][1]]
-            view_features.append(f.reshape(-1, f.shape[-1]))
+        view_features = anyres_view_features(inner, pixels, views, grid, grid_cols)
         everything = [list(range(f.shape[0])) for f in view_features]
         mine = pack(view_features, views, everything, inner.image_newline.detach(), grid_cols)
         assert torch.equal(mine, packed), "the packing rule differs from transformers' pack_image_features"

@@ -1,5 +1,5 @@
 import Foundation
-import Pipeline
+@testable import Pipeline
 import Prune
 import Tensor
 import Vision
@@ -116,14 +116,10 @@ final class LlavaNextTests: XCTestCase {
         }
     }
 
-    /// A pruned frame (each view keeps a third of its tokens): the packed rows at the `<image>`
-    /// positions of the Mistral prompt give transformers' 20 greedy tokens.
-    func testPrunedFrameGreedyAnswerIsTokenIdenticalToTransformers() throws {
+    /// The reference question's frame pruned as reference.json keeps it (each view a third of its
+    /// tokens), its views encoded by `model` and packed with `answering`'s image_newline.
+    func prunedQuestionFrames(_ model: LlavaNextVisionModel, _ answering: LlavaVideoAnswering) throws -> [LlavaVideoAnswering.Frame] {
         let q = try loadReference().question
-        let model = try LlavaNextVisionModel.load(directory: Self.directory)
-        let answering = try LlavaVideoAnswering.load(directory: Self.directory)
-        XCTAssertEqual(answering.videoPrompt.layout, .images)
-        XCTAssertTrue(answering.videoPrompt.template.source.hasSuffix("chat_template.json"))
         let views = try views(frame: q.frame, model)
         XCTAssertEqual(views.count, q.kept.count)
         let pruned = zipSameLength(views, q.kept).map { v, kept in
@@ -132,11 +128,50 @@ final class LlavaNextTests: XCTestCase {
             return AnyResPacking.View(crop: v.crop.map { ($0.row, $0.col) }, grid: v.grid, kept: kept, features: rows)
         }
         let packed = try AnyResPacking.pack(pruned, newline: try XCTUnwrap(answering.imageNewline))
-        let frames = [LlavaVideoAnswering.Frame(time: q.time, features: packed)]
-        XCTAssertEqual(try answering.videoPrompt.text(frameTokens: [packed.rows], question: q.question), q.text)
+        return [LlavaVideoAnswering.Frame(time: q.time, features: packed)]
+    }
+
+    /// A pruned frame (each view keeps a third of its tokens): the packed rows at the `<image>`
+    /// positions of the Mistral prompt give transformers' 20 greedy tokens.
+    func testPrunedFrameGreedyAnswerIsTokenIdenticalToTransformers() throws {
+        let q = try loadReference().question
+        let model = try LlavaNextVisionModel.load(directory: Self.directory)
+        let answering = try LlavaVideoAnswering.load(directory: Self.directory)
+        XCTAssertEqual(answering.videoPrompt.layout, .images)
+        XCTAssertTrue(answering.videoPrompt.template.source.hasSuffix("chat_template.json"))
+        let frames = try prunedQuestionFrames(model, answering)
+        XCTAssertEqual(try answering.videoPrompt.text(frameTokens: [frames[0].features.rows], question: q.question), q.text)
         let prompt = try answering.prompt(frames: frames, question: q.question)
         XCTAssertEqual(prompt.ids, q.ids)
         try assertAnswerMatchesTransformers(answering, frames: frames, question: q.question, tokens: q.tokens, firstLogits: q.first_logits)
+    }
+
+    /// The same question on the GGUF pair llama.cpp's legacy scripts made of this directory
+    /// (Tests/Fixtures/mmproj-llava-next): the pair's tokenizer gives llama.cpp's own ids for the
+    /// prompt (llama-tokenize's, one "▁" more after the <image> run than the directory's Metaspace
+    /// tokenizer), and those ids with the mmproj encoder's packed rows give transformers' greedy
+    /// tokens and first logits for the same ids (tools/make_llava_next_gguf_question.py).
+    func testPrunedFrameOnTheGGUFPairAnswersAsTransformersOnLlamaCppsIds() throws {
+        struct LlamaCppQuestion: Decodable {
+            var text: String
+            var ids: [Int]
+            var tokens: [Int]
+            var first_logits: [Float]
+        }
+        let q = try loadReference().question
+        let folder = Fixtures.path("mmproj-llava-next")
+        let expected = try JSONDecoder().decode(LlamaCppQuestion.self,
+                                                from: Data(contentsOf: URL(fileURLWithPath: folder + "/question-llama-cpp.json")))
+        XCTAssertEqual(expected.text, q.text)
+        XCTAssertNotEqual(expected.ids, q.ids, "llama.cpp's ids should differ from the directory's here")
+        let mmproj = try MmprojFile(path: folder + "/mmproj-f32.gguf")
+        let model = try LlavaNextVisionModel.load(mmproj: mmproj, precision: .f32)
+        let answering = try LlavaVideoAnswering.load(text: folder + "/text-f32.gguf", mmproj: mmproj, precision: .stored)
+        let frames = try prunedQuestionFrames(model, answering)
+        let prompt = try answering.prompt(frames: frames, question: q.question)
+        XCTAssertEqual(prompt.ids, expected.ids)
+        try assertAnswerMatchesTransformers(answering, frames: frames, question: q.question, tokens: expected.tokens,
+                                            firstLogits: expected.first_logits)
     }
 
     func testBestResolutionFollowsTransformers() {
