@@ -373,8 +373,8 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for Q6_K and the 32-value block
-    /// formats, for Q4_K / Q5_K up to the row limit (the measured choices), never for F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for Q6_K, for Q4_K / Q5_K and the
+    /// 32-value block formats up to the row limit (the measured choices), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
         let limit = WeightMatrix.integerRowsLimit
@@ -383,7 +383,7 @@ final class QuantizedWeightTests: XCTestCase {
             XCTAssertEqual(WeightMatrix.integerProducts(.q4_K, rows: rows), rows <= limit)
             XCTAssertEqual(WeightMatrix.integerProducts(.q5_K, rows: rows), rows <= limit)
             for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
-                XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
+                XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
             }
             for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
