@@ -4,7 +4,7 @@
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
 // dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
 // (a prefill) run integer dot products too for the K-quants (each weight block unpacked once for four
-// rows), BF16 through bf16w_gemm (widened in registers, the weights read as stored), and otherwise
+// rows), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -321,7 +321,7 @@ extension WeightMatrix {
     /// 36 — without VNNI each 32-value block and pair pays sign, maddubs, madd, cvt and an fma, about
     /// two cycles), so there the row limit costs up to a fifth. Its integer time is 0.79–0.89× the
     /// earlier register-tile kernel's. BF16 runs bf16w_gemm under
-    /// `automatic` only (the weights widened in registers; tiles and sgemm under the others). `integer`
+    /// `automatic` only (the weights widened inside the product; tiles and sgemm under the others). `integer`
     /// and `tiles` force one path for every block format, `wholeMatrix` converts the whole matrix first
     /// (the earliest path); those three are kept for the benchmark's comparison. Process-wide.
     public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
@@ -392,7 +392,7 @@ extension WeightMatrix {
             }
             flushIntegerRun()
             if p.format == .bf16, Self.prefillConversion == .automatic, bf16w_gemm_supported() != 0 {
-                // BF16 widened in registers inside the product: the weights are read as stored.
+                // BF16 widened inside the product, a panel at a time: the matrix is never held in F32.
                 let need = bf16w_gemm_scratch_floats(m, k)
                 if scratch.count < need { scratch = [Float](repeating: 0, count: need) }
                 scratch.withUnsafeMutableBufferPointer { packed in

@@ -200,7 +200,7 @@ struct QuantBench: AsyncParsableCommand {
     }
 
     /// BF16 weights (the way Hugging Face ships checkpoints) at SmolLM2 shapes: prefill on the default
-    /// path (the weights widened in registers, bf16w_gemm), F32 tiles + sgemm, and the whole matrix
+    /// path (bf16w_gemm: the weights widened inside the product), F32 tiles + sgemm, and the whole matrix
     /// widened first.
     private func measureBF16(bandwidth: Double) throws {
         var c = LlamaConfiguration()
@@ -216,8 +216,8 @@ struct QuantBench: AsyncParsableCommand {
         let model = try LlamaModel(randomWeights: c, seed: 1, precision: .bfloat16)
         let session = try DecoderSession(model: model, context: 1024)
         print("")
-        print("SmolLM2-135M shapes, BF16 weights (random): prefill, widened in registers (default) vs F32 tiles + sgemm vs the whole matrix first")
-        print("case          registers   F32 tiles   whole matrix")
+        print("SmolLM2-135M shapes, BF16 weights (random): prefill, bf16w_gemm (default) vs F32 tiles + sgemm vs the whole matrix first")
+        print("case          bf16w_gemm  F32 tiles   whole matrix")
         var random = UInt64(99)
         for n in Self.lengths {
             let ids = (0..<n).map { _ in

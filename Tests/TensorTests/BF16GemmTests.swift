@@ -6,7 +6,7 @@ import XCTest
 
 /// BF16 products (the encoder's `--encoder-precision bf16`) against Double: the packed AVX512-BF16
 /// kernel (native where the CPU has it; its portable emulation everywhere, which follows the
-/// instruction's arithmetic), bf16w_gemm (F32 activations, BF16 weights widened in registers: BF16
+/// instruction's arithmetic), bf16w_gemm (F32 activations, BF16 weights widened inside the product: BF16
 /// checkpoints' prefill), and the widened-panel F32 GEMM.
 final class BF16GemmTests: XCTestCase {
     var rng = SplitMix(seed: 16)
@@ -63,15 +63,20 @@ final class BF16GemmTests: XCTestCase {
         }
     }
 
-    /// bf16w_gemm (F32 activations × BF16 weights as stored, widened in registers) on `isa`, against
-    /// Double: odd shapes (row tiles of 16 / 32 and chunks of 256 rows with tails, micro-panels of 6 /
-    /// 12 and units of 96 outputs with tails, k below, at and past the 256-column blocks, k = 1), row
-    /// strides past the row's end, beta 0 and 0.5; the same bits with the team (packing and product)
-    /// and on one thread.
+    /// bf16w_gemm (F32 activations × BF16 weights as stored) on `isa`, against Double: odd shapes
+    /// (AVX2: row tiles of 1–6 rows, panels of 16 outputs with tails, spans of up to 2048 columns,
+    /// chunks of rows by x's size, weight rows 2 KB apart (copied before the transpose) and not;
+    /// AVX-512: row tiles of 32,
+    /// micro-panels of 12, units of 96 outputs with tails; k below, at and past the 256-column blocks,
+    /// k = 1), row strides past the row's end, beta 0 and 0.5; the same bits with the team (packing
+    /// and product) and on one thread.
     func checkWideKernel(_ isa: InstructionSet) throws {
         XCTAssertEqual(bf16w_gemm_supported(), 1)
-        for (rows, n, k) in [(1, 1, 1), (2, 7, 3), (17, 97, 256), (33, 13, 257), (300, 200, 70), (5, 193, 600), (70, 100, 1100)] {
-            let xStride = k + 3, wStride = k + 1, yStride = n + 1
+        let shapes = [(1, 1, 1, 2), (2, 7, 3, 4), (17, 97, 256, 257), (33, 13, 257, 258), (300, 200, 70, 71), (5, 193, 600, 601),
+                      (70, 100, 1100, 1101), (7, 40, 2048, 2048), (13, 33, 1024, 1024), (70, 35, 2048, 2048),
+                      (9, 20, 2500, 2501), (97, 5, 22000, 22000)]
+        for (rows, n, k, wStride) in shapes {
+            let xStride = k + 3, yStride = n + 1
             let x = values(rows * xStride, scale: 3), w = values(n * wStride).map(\.bf16Rounded)
             var scratch = [Float](repeating: .nan, count: bf16w_gemm_scratch_floats(rows, k))
             for beta: Float in [0, 0.5] {

@@ -155,7 +155,7 @@ final class Qwen2ParityTests: XCTestCase {
             XCTAssertEqual(try linear(x, weight: half, bias: bias, scratch: &scratch), product)
             XCTAssertGreaterThanOrEqual(scratch.count, m.count, "the expansion went to the caller's scratch")
         }
-        // The default (bf16w_gemm where it runs: widened in registers, its own summation order): the
+        // The default (bf16w_gemm where it runs: widened inside the product, its own summation order): the
         // F32 result up to F32 rounding of Σ|x·w|.
         let magnitude = try linear(Matrix(rows: 5, cols: 19, storage: x.storage.map(abs)),
                                    weight: Matrix(rows: 37, cols: 19, storage: m.storage.map(abs)))

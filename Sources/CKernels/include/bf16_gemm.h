@@ -9,8 +9,9 @@
 // tested on any CPU; it is slow and is used only for that.
 //
 // bf16w_gemm is the other product on BF16 weights: F32 activations kept exact, the weights (a BF16
-// checkpoint's, as stored) widened in registers on the AVX2 and AVX-512 paths — prefill of BF16
-// language models without converting any weight to F32 in memory.
+// checkpoint's, as stored) widened inside the product (AVX2: sixteen rows at a time into a packed
+// F32 panel in cache; AVX-512: in registers) — prefill of BF16 language models without converting
+// the matrix to F32 in memory.
 #include <stddef.h>
 #include <stdint.h>
 
@@ -51,7 +52,7 @@ int bf16w_gemm_supported(void);
 size_t bf16w_gemm_scratch_floats(long rows, long k);
 
 /// y[r·y_stride + j] = beta · y[…] + Σ_t x[r·x_stride + t] · w[j·w_stride + t] for r < rows, j < n:
-/// F32 activations times BF16 weights as stored (row-major), widened in registers, F32 sums (not the
+/// F32 activations times BF16 weights as stored (row-major), widened in cache, F32 sums (not the
 /// BF16 dot products above: the activations keep every bit). x is packed into `scratch`
 /// (bf16w_gemm_scratch_floats(rows, k) floats) by tiles of rows; y's columns are split over the
 /// decode team; each output's sum runs in the same order whatever the split. Returns -1 (nothing
