@@ -3,14 +3,14 @@
 // sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
 // row (never on how many rows are computed together, nor on the thread).
 //
-// 32-value types (`tile32`): weights as signed bytes (block32), their magnitudes against the
-// activation carrying their signs, one accumulator chain per (weight row, activation row) pair; a
-// register tile of up to 4 × 4 pairs shares each weight block's unpacking among its activation rows
-// and each activation block's load among its weight rows. The decode step runs four weight rows ×
-// one activation row per pass (written out: see matvec_typed), the many-row product GEMM_RW ×
-// GEMM_RA over weights unpacked once per tile of GEMM_TILE rows. K-quants (`dot_rows`): one weight row against 1 to 4 activation rows, the
-// integer sub-block scales applied inside the integer sums. Both are always inlined with constant
-// shapes, so the accumulators live in registers.
+// 32-value types: weights as signed bytes (block32), their magnitudes against the activation
+// carrying their signs, one accumulator chain per (weight row, activation row) pair. The decode step
+// runs four weight rows × one activation row per pass (written out: see matvec_typed; the last rows
+// one at a time through `tile32`); the many-row product runs `micro32`, register tiles of GEMM_RW
+// weight rows × GEMM_RA activation rows over weights packed once per panel (pack32) and activations
+// grouped once per product (group_body), with the same per-pair arithmetic. K-quants (`dot_rows`):
+// one weight row against 1 to 4 activation rows, the integer sub-block scales applied inside the
+// integer sums. All are always inlined with constant shapes, so the accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -326,23 +326,6 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
     }
 }
 
-/// tile32 for rw × ra pairs given at run time (1 to GEMM_RW, 1 to GEMM_RA), each case inlined with
-/// constants.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32_any)(
-    const int type, long rw, long ra, const int unpacked, const uint8_t *const *rows, const int8_t *tq, const float *td,
-    const float *tm, long tile_blocks, const uint8_t *activation, long stride, long nb, float out[4][4]) {
-#define TILE32_CASE(J, K) \
-    case (J) * 8 + (K): SIMD_NAME(tile32)(type, J, K, unpacked, rows, tq, td, tm, tile_blocks, activation, stride, nb, out); break;
-    switch (rw * 8 + ra) {
-    TILE32_CASE(1, 1) TILE32_CASE(1, 2) TILE32_CASE(1, 3) TILE32_CASE(1, 4)
-    TILE32_CASE(2, 1) TILE32_CASE(2, 2) TILE32_CASE(2, 3) TILE32_CASE(2, 4)
-    TILE32_CASE(3, 1) TILE32_CASE(3, 2) TILE32_CASE(3, 3) TILE32_CASE(3, 4)
-    TILE32_CASE(4, 1) TILE32_CASE(4, 2) TILE32_CASE(4, 3) TILE32_CASE(4, 4)
-    default: break;
-    }
-#undef TILE32_CASE
-}
-
 /// One block of a weight row against the activation block `a` onto the row's accumulator: tile32's
 /// per-pair arithmetic for one activation row (the scale d_w · d_a as one multiply), so that a row
 /// computed here equals the same pair inside a prefill tile bit for bit.
@@ -396,47 +379,144 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
 }
 #undef MATVEC32_STEP
 
-/// Weight rows begin ..< end of a many-row product (gemm_task) in tiles of GEMM_TILE weight rows,
-/// each passed by every group of activation rows. 32-value types: the tile's blocks are unpacked
-/// once into signed bytes and scales (`tile`, GEMM_TILE · nb · (QK + 8) bytes; Q8_0 is read as
-/// stored, its bytes already are that), then register tiles of GEMM_RW weight × GEMM_RA activation
-/// rows run over it. K-quants: each weight row against four activation rows at a time (the last
-/// group may be shorter: its rows go one at a time, with the same arithmetic per row).
+/// Packs weight rows r0 ..< r1 of a many-row product into `panel` for micro32: tiles of GEMM_RW
+/// rows (the last padded with zero rows), each block as the rows' signed bytes (block32) then two
+/// eight-lane vectors whose lane p holds the scale d (then the minimum m) of the tile's row
+/// p / GEMM_RA, the row of register pair p (lanes past GEMM_RW · GEMM_RA zero).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(const int type, const gemm_task *t, long r0,
+                                                                             long r1, uint8_t *panel) {
+    long nb = t->cols / QK, size = quant_block_bytes(type);
+    for (long r = r0; r < r1; r += GEMM_RW, panel += nb * G32_WTB(type)) {
+        const uint8_t *rows[GEMM_RW];
+        for (int j = 0; j < GEMM_RW; j++) rows[j] = r + j < r1 ? t->w + (r + j) * t->row_bytes : NULL;
+        for (long i = 0; i < nb; i++) {
+            uint8_t *b = panel + i * G32_WTB(type);
+            float d[GEMM_RW], m[GEMM_RW];
+            for (int j = 0; j < GEMM_RW; j++) {
+                __m256i w = _mm256_setzero_si256();
+                d[j] = m[j] = 0;
+                if (rows[j]) w = SIMD_NAME(block32)(type, rows[j] + i * size, &d[j], &m[j]);
+                _mm256_store_si256((__m256i *)(b + j * QK), w);
+            }
+            float *dv = (float *)(b + GEMM_RW * QK), *mv = dv + 8;
+            for (int p = 0; p < 8; p++) {
+                dv[p] = p < GEMM_RW * GEMM_RA ? d[p / GEMM_RA] : 0;
+                if (HAS_MIN(type)) mv[p] = p < GEMM_RW * GEMM_RA ? m[p / GEMM_RA] : 0;
+            }
+        }
+    }
+}
+
+/// out[p] = the product of register pair p = j · GEMM_RA + k: packed weight row j (`wt`, pack32)
+/// against activation row k of a group (`ag`, group_body's layout), over nb blocks. Per pair and
+/// block exactly pair32's arithmetic (the integer dot of |w| and the sign-moved activation, cvt,
+/// one fma with the F32 scale d_w · d_a onto the pair's accumulator; the _1 types' m · d_a·Σq onto
+/// its extra), so each result equals the single-row product bit for bit. The pairs' scales are
+/// multiplied eight at a time (one multiply of the packed lane vectors) and broadcast from memory;
+/// the _1 types' extras run in the lanes of one vector, one fma per block for every pair. The blocks
+/// may be one chunk of a row: unless `first` the accumulators start from `state`, unless `last`
+/// they are left there (and `out` is not written).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
+                                                                              const uint8_t *ag, long nb, int first, int last,
+                                                                              float *state, float *out) {
+    __m256 acc[GEMM_RW * GEMM_RA];
+    __m256 extra = first ? _mm256_setzero_ps() : _mm256_load_ps(state + 8 * GEMM_RW * GEMM_RA);
+    for (int p = 0; p < GEMM_RW * GEMM_RA; p++) acc[p] = first ? _mm256_setzero_ps() : _mm256_load_ps(state + 8 * p);
+    // The pairs' scales run G32_LEAD blocks ahead through a ring: read back that much later, the
+    // broadcasts never wait on a store still in flight (read right after their store, or made in a
+    // burst before the blocks that use them, they ran the loop 1.3–1.6× slower).
+    _Alignas(32) float scales[2 * G32_LEAD][8];
+    for (long c = 0; c < nb && c < G32_LEAD; c++) {
+        const float *dw = (const float *)(wt + c * G32_WTB(type) + GEMM_RW * QK), *da = (const float *)(ag + c * G32_AGB + GEMM_RA * QK);
+        _mm256_store_ps(scales[c], _mm256_mul_ps(_mm256_load_ps(dw), _mm256_load_ps(da)));
+        if (HAS_MIN(type)) extra = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_load_ps(da + 8), extra);
+    }
+    for (long c = 0; c < nb; c++, wt += G32_WTB(type), ag += G32_AGB) {
+        if (c + G32_LEAD < nb) {
+            const float *dw = (const float *)(wt + G32_LEAD * G32_WTB(type) + GEMM_RW * QK);
+            const float *da = (const float *)(ag + G32_LEAD * G32_AGB + GEMM_RA * QK);
+            _mm256_store_ps(scales[(c + G32_LEAD) % (2 * G32_LEAD)], _mm256_mul_ps(_mm256_load_ps(dw), _mm256_load_ps(da)));
+            if (HAS_MIN(type)) extra = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_load_ps(da + 8), extra);
+        }
+        // Read back through memory (broadcast loads), not picked out of registers by shuffles.
+        __asm__ volatile("" : : "r"(scales) : "memory");
+#if G32_PREFETCH
+        // The blocks G32_PREFETCH ahead: a tile's weights come from L2, a group's first pass over a
+        // chunk from L3.
+        for (int line = 0; line < G32_AGB; line += 64) _mm_prefetch((const char *)(ag + G32_PREFETCH * G32_AGB + line), _MM_HINT_T0);
+        for (int line = 0; line < G32_WTB(type); line += 64) _mm_prefetch((const char *)(wt + G32_PREFETCH * G32_WTB(type) + line), _MM_HINT_T0);
+#endif
+        const float *sc = scales[c % (2 * G32_LEAD)];
+        __m256i w[GEMM_RW], u[GEMM_RW];
+        for (int j = 0; j < GEMM_RW; j++) {
+            w[j] = _mm256_load_si256((const __m256i *)(wt + j * QK));
+            u[j] = HAS_MIN(type) ? w[j] : _mm256_sign_epi8(w[j], w[j]);
+        }
+        for (int k = 0; k < GEMM_RA; k++) {
+            __m256i y = _mm256_load_si256((const __m256i *)(ag + k * QK));
+            for (int j = 0; j < GEMM_RW; j++) {
+                __m256i s = HAS_MIN(type) ? y : _mm256_sign_epi8(y, w[j]);
+                int p = j * GEMM_RA + k;
+                acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u[j], s)), _mm256_broadcast_ss(sc + p), acc[p]);
+            }
+        }
+    }
+    if (!last) {
+        for (int p = 0; p < GEMM_RW * GEMM_RA; p++) _mm256_store_ps(state + 8 * p, acc[p]);
+        _mm256_store_ps(state + 8 * GEMM_RW * GEMM_RA, extra);
+        return;
+    }
+    _Alignas(32) float extras[8];
+    _mm256_store_ps(extras, extra);
+    for (int p = 0; p < GEMM_RW * GEMM_RA; p++) out[p] = SIMD_NAME(hsum)(acc[p]) + extras[p];
+}
+
+/// Weight rows begin ..< end of a many-row product (gemm_task). 32-value types: panels of rows
+/// packed once (pack32; as many rows as keep a panel about G32_PANEL_BYTES, in L2), then every
+/// group of GEMM_RA activation rows (`groups`, made once per product by group_body) passes over the
+/// panel's tiles, micro32 per tile and group. With no panel memory, rows go one activation row at
+/// a time through the single-row kernel (the same numbers). K-quants: each weight row against four
+/// activation rows at a time (the last group may be shorter: its rows go one at a time, with the
+/// same arithmetic per row).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
                                                                                 long begin, long end, uint8_t *tile) {
     if (quant_block_values(type) == QK) {
-        long nb = t->cols / QK, size = quant_block_bytes(type);
-        const int unpacked = tile != NULL && type != T_Q8_0;
-        int8_t *tq = (int8_t *)tile;
-        float *td = (float *)(tile + GEMM_TILE * nb * QK), *tm = td + GEMM_TILE * nb;
-        float out[4][4];
-        for (long r0 = begin; r0 < end; r0 += GEMM_TILE) {
-            long r1 = r0 + GEMM_TILE < end ? r0 + GEMM_TILE : end;
-            if (unpacked) {
-                for (long r = r0; r < r1; r++) {
-                    const uint8_t *row = t->w + r * t->row_bytes;
-                    long at = (r - r0) * nb;
-                    for (long i = 0; i < nb; i++) {
-                        __m256i w = SIMD_NAME(block32)(type, row + i * size, td + at + i, tm + at + i);
-                        _mm256_storeu_si256((__m256i *)(tq + (at + i) * QK), w);
-                    }
+        long nb = t->cols / QK, rows = gemm32_panel_rows(nb);
+        if (!tile || !t->groups) {
+            float out[4][4];
+            for (long r = begin; r < end; r++) {
+                const uint8_t *row[4] = {t->w + r * t->row_bytes};
+                for (long i = 0; i < t->m; i++) {
+                    SIMD_NAME(tile32)(type, 1, 1, 0, row, NULL, NULL, NULL, 0, t->activation + i * t->act_stride, 0, nb, out);
+                    float *y = t->y + i * t->y_stride + r;
+                    *y = t->accumulate ? *y + out[0][0] : out[0][0];
                 }
             }
-            for (long i = 0; i < t->m; i += GEMM_RA) {
-                long ra = t->m - i < GEMM_RA ? t->m - i : GEMM_RA;
-                const uint8_t *a = t->activation + i * t->act_stride;
-                for (long r = r0; r < r1; r += GEMM_RW) {
-                    long rw = r1 - r < GEMM_RW ? r1 - r : GEMM_RW;
-                    const uint8_t *rows[4];
-                    for (long j = 0; j < rw; j++) rows[j] = t->w + (r + j) * t->row_bytes;
-                    long first = (r - r0) * nb;
-                    SIMD_NAME(tile32_any)(type, rw, ra, unpacked, rows, tq + first * QK, td + first, tm + first, nb, a,
-                                          t->act_stride, nb, out);
-                    for (long j = 0; j < rw; j++)
-                        for (long k = 0; k < ra; k++) {
-                            float *y = t->y + (i + k) * t->y_stride + r + j;
-                            *y = t->accumulate ? *y + out[j][k] : out[j][k];
-                        }
+            return;
+        }
+        float out[GEMM_RW * GEMM_RA];
+        _Alignas(32) float state[G32_MAX_PANEL_ROWS / GEMM_RW][8 * (GEMM_RW * GEMM_RA + 1)];
+        for (long r0 = begin; r0 < end; r0 += rows) {
+            long r1 = r0 + rows < end ? r0 + rows : end;
+            SIMD_NAME(pack32)(type, t, r0, r1, tile);
+            for (long g = 0; g * GEMM_RA < t->m; g++) {
+                long ra = t->m - g * GEMM_RA < GEMM_RA ? t->m - g * GEMM_RA : GEMM_RA;
+                // Blocks G32_KC at a time: the group's chunk stays in L1 while the panel's tiles pass.
+                for (long i0 = 0; i0 < nb; i0 += G32_KC) {
+                    long n = nb - i0 < G32_KC ? nb - i0 : G32_KC;
+                    const uint8_t *ag = t->groups + (g * nb + i0) * G32_AGB;
+                    for (long r = r0; r < r1; r += GEMM_RW) {
+                        long tile_index = (r - r0) / GEMM_RW;
+                        SIMD_NAME(micro32)(type, tile + (tile_index * nb + i0) * G32_WTB(type), ag, n, i0 == 0, i0 + n == nb,
+                                           state[tile_index], out);
+                        if (i0 + n < nb) continue;
+                        long rw = r1 - r < GEMM_RW ? r1 - r : GEMM_RW;
+                        for (long j = 0; j < rw; j++)
+                            for (long k = 0; k < ra; k++) {
+                                float *y = t->y + (g * GEMM_RA + k) * t->y_stride + r + j;
+                                *y = t->accumulate ? *y + out[j * GEMM_RA + k] : out[j * GEMM_RA + k];
+                            }
+                    }
                 }
             }
         }

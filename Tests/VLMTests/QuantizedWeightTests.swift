@@ -153,11 +153,11 @@ final class QuantizedWeightTests: XCTestCase {
         }
     }
 
-    /// The integer many-row product (quant_gemm: four activation rows per unpacked weight block) on
-    /// `isa`: each output equals the single-row integer product of its row bit for bit (so it keeps
-    /// that product's bound against the F32 product of the dequantized weights, checked here too),
-    /// 1 to 7 rows (whole groups of four and a shorter last group), accumulating or not, with the
-    /// team and on one thread alike.
+    /// The integer many-row product (quant_gemm: groups of three activation rows for the 32-value
+    /// types, four for the K-quants) on `isa`: each output equals the single-row integer product of
+    /// its row bit for bit (so it keeps that product's bound against the F32 product of the
+    /// dequantized weights, checked here too), 1, 4 and 7 rows (whole groups and shorter last ones),
+    /// accumulating or not, with the team and on one thread alike.
     private func checkIntegerProduct(isa: String) throws {
         let f = try file()
         defer { WeightMatrix.prefillConversion = .automatic }
@@ -222,6 +222,99 @@ final class QuantizedWeightTests: XCTestCase {
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
+    /// `rows` rows of `cols` values in a 32-value `format`, random quantized bytes (Q8_0's include −128)
+    /// under scales in [2⁻⁷, 2⁻⁶) and, for the _1 types, negative minimums of that size, seeded.
+    private func randomBlocks(_ format: WeightFormat, rows: Int, cols: Int, seed: UInt64) throws -> WeightMatrix {
+        var state = seed
+        func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        let rowBytes = format.rowBytes(cols)
+        var bytes = (0..<(rows * rowBytes)).map { _ in UInt8(truncatingIfNeeded: next()) }
+        let withMinimum = format == .q4_1 || format == .q5_1
+        for block in stride(from: 0, to: bytes.count, by: format.blockBytes) {
+            let d = 0x2000 | UInt16(truncatingIfNeeded: next() & 0x3FF), m = 0xA000 | UInt16(truncatingIfNeeded: next() & 0x3FF)
+            bytes[block] = UInt8(d & 0xFF)
+            bytes[block + 1] = UInt8(d >> 8)
+            if withMinimum {
+                bytes[block + 2] = UInt8(m & 0xFF)
+                bytes[block + 3] = UInt8(m >> 8)
+            }
+        }
+        return try bytes.withUnsafeBytes { raw in
+            try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * rowBytes }
+        }
+    }
+
+    /// The 32-value types' many-row product on `isa` over shapes that cut its tiles everywhere: 131
+    /// weight rows (three packed panels, the last of three rows, an odd last register tile), 2080
+    /// columns (65 blocks: the K chunks end on a single block), 2, 3 and 7 input rows (a group of
+    /// three short by one, whole, and with one row over). Each output equals the single-row product
+    /// bit for bit and keeps its bound against the F32 product of the dequantized weights; the team
+    /// and one thread agree; accumulating adds onto the output.
+    private func checkWideIntegerProduct(isa: String) throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let rows = 131, cols = 2080
+        for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
+            let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(90 + t))
+            let values = w.matrix().storage
+            for m in [2, 3, 7] {
+                let inputs = (0..<m).map { activation(cols, seed: UInt64(100 + 10 * t + $0)) }
+                let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
+                var scratch: [Float] = []
+                var product = Matrix(rows: 0, cols: 0), alone = product
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    product = try linear(x, weight: w, scratch: &scratch)
+                    try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch) }
+                }
+                XCTAssertEqual(product.storage, alone.storage, "\(format.name) on \(isa), \(m) rows: team and single thread differ")
+                for i in 0..<m {
+                    var single = [Float](repeating: 0, count: rows)
+                    DecodeTeam.with(quantISA: isa) {
+                        inputs[i].withUnsafeBufferPointer { px in
+                            single.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                        }
+                    }
+                    XCTAssertEqual(Array(product.storage[(i * rows)..<((i + 1) * rows)]), single,
+                                   "\(format.name) on \(isa), row \(i) of \(m): not the single-row product")
+                    for r in [0, 1, 64, 127, 130] {
+                        let row = values[(r * cols)..<((r + 1) * cols)]
+                        var exact = 0.0
+                        for (c, v) in row.enumerated() { exact += Double(v) * Double(inputs[i][c]) }
+                        XCTAssertLessThanOrEqual(abs(Double(product[i, r]) - exact), bound(type: format.name, weights: row, x: inputs[i]),
+                                                 "\(format.name) on \(isa), row \(i), output \(r)")
+                    }
+                }
+                var twice = product
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    x.storage.withUnsafeBufferPointer { px in
+                        twice.storage.withUnsafeMutableBufferPointer { py in
+                            linear(px.baseAddress!, rows: m, inputStride: cols, weight: w, into: py.baseAddress!, outputStride: rows,
+                                   accumulate: true, scratch: &scratch)
+                        }
+                    }
+                }
+                for i in 0..<product.count {
+                    XCTAssertEqual(twice.storage[i], product.storage[i] + product.storage[i], "\(format.name): accumulate")
+                }
+            }
+        }
+    }
+
+    func testWideIntegerProductPortable() throws { try checkWideIntegerProduct(isa: "portable") }
+
+    func testWideIntegerProductAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 wide integer product")
+        try checkWideIntegerProduct(isa: "avx2")
+    }
+
+    func testWideIntegerProductAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI wide integer product")
+        try checkWideIntegerProduct(isa: "avx512vnni")
+    }
+
     /// A matrix stacked from parts of every block type (as Q4_K_M files stack Q5_0 / Q8_0 / Q6_K rows)
     /// is one product (the activation quantized once per block size, one team run, claims cut at the
     /// parts' boundaries): on `isa` each row's result equals its part's own single-row product bit for
@@ -280,9 +373,8 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for Q6_K, and for Q4_K / Q5_K up to
-    /// the row limit, F32 tiles for the 32-value block formats (the measured choices), never for
-    /// F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for Q6_K, for Q4_K / Q5_K and the
+    /// 32-value block formats up to the row limit (the measured choices), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
         let limit = WeightMatrix.integerRowsLimit
@@ -290,7 +382,10 @@ final class QuantizedWeightTests: XCTestCase {
             XCTAssertTrue(WeightMatrix.integerProducts(.q6_K, rows: rows))
             XCTAssertEqual(WeightMatrix.integerProducts(.q4_K, rows: rows), rows <= limit)
             XCTAssertEqual(WeightMatrix.integerProducts(.q5_K, rows: rows), rows <= limit)
-            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1, .f16, .bf16, .f32] {
+            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
+                XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
+            }
+            for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
             }
         }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import VLM
+import Tensor
 import TestSupport
 
 /// The real SmolLM2-135M-Instruct (Q4_1 GGUF from `make models`); without it every test fails saying so.
@@ -98,8 +99,9 @@ final class SmolLM2Tests: XCTestCase {
 
     /// The Q4_1 file kept quantized (the default): ~5 bits per weight in memory, decode steps on
     /// integer dot products against the activation quantized to 8 bits per block. Its perplexity,
-    /// computed one decode step at a time, is within 1 % of the dequantized-F32 model's; a prefill
-    /// (tiles dequantized inside the GEMM) gives the F32 model's figure.
+    /// computed one decode step at a time, is within 1 % of the dequantized-F32 model's, and so is a
+    /// prefill's (the integer many-row product, the same quantized activations); a prefill through
+    /// F32 tiles dequantized inside the GEMM gives the F32 model's figure.
     func testQ4_1FileKeptQuantized() throws {
         let language = try model()
         let decoder = language.model.decoder
@@ -109,6 +111,10 @@ final class SmolLM2Tests: XCTestCase {
         let stepped = try perplexityOfParagraph(language, stepping: true)
         print("SmolLM2 Q4_1 kept quantized: perplexity \(stepped) by decode steps, F32 \(reference)")
         XCTAssertEqual(stepped, reference, accuracy: reference * 0.01)
+        XCTAssertTrue(WeightMatrix.integerProducts(.q4_1, rows: 2), "a short prefill of Q4_1 runs the integer product")
+        XCTAssertEqual(try perplexityOfParagraph(language), reference, accuracy: reference * 0.01)
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .tiles
         XCTAssertEqual(try perplexityOfParagraph(language), reference, accuracy: reference * 1e-4)
     }
 
