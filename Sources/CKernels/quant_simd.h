@@ -329,6 +329,9 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
 /// One block of a weight row against the activation block `a` onto the row's accumulator: tile32's
 /// per-pair arithmetic for one activation row (the scale d_w · d_a as one multiply), so that a row
 /// computed here equals the same pair inside a prefill tile bit for bit.
+#ifndef MATVEC32_WIDE_ROW
+#define MATVEC32_WIDE_ROW 2048
+#endif
 #define MATVEC32_STEP(J)                                                                                       \
     do {                                                                                                       \
         float d, m;                                                                                            \
@@ -341,7 +344,10 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
 /// four weight rows per pass, written out (four independent chains, each row's blocks in order); the
 /// same four rows through tile32 (arrays of rows, scales and accumulators) ran the SmolLM2-shaped
 /// Q8_0 decode 1.3–1.4× slower than one row at a time, and this 1.15× faster than that (one thread,
-/// L2-resident rows, clang -O3, AMD EPYC Zen 3: 1.29 against 1.48 ns per Q8_0 block). The last rows go
+/// L2-resident rows, clang -O3, AMD EPYC Zen 3: 1.29 against 1.48 ns per Q8_0 block). Only rows of at
+/// least MATVEC32_WIDE_ROW bytes go four at a time: over short rows read from memory the four
+/// interleaved streams halved the rate (SmolLM2's 49152 × 576 Q8_0 lm_head, rows of 612 bytes, two
+/// threads: 13 against 24 GB/s; 4096-wide rows of 4352 bytes: 35–40 against 25–33). The other rows go
 /// one at a time through tile32. K-quants a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
@@ -349,7 +355,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
         const long nb = t->cols / QK, size = quant_block_bytes(type);
         const act32 *act = (const act32 *)t->activation;
         long r = begin;
-        for (; r + 3 < end; r += 4) {
+        for (; t->row_bytes >= MATVEC32_WIDE_ROW && r + 3 < end; r += 4) {
             const uint8_t *b0 = t->w + r * t->row_bytes, *b1 = b0 + t->row_bytes, *b2 = b1 + t->row_bytes, *b3 = b2 + t->row_bytes;
             __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
             float extra0 = 0, extra1 = 0, extra2 = 0, extra3 = 0;
