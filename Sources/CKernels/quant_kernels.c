@@ -449,9 +449,9 @@ static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
 // MARK: - Row dot products, SIMD
 //
 // quant_simd.h holds the AVX2-shaped kernels once, written against two macros: DOT (unsigned bytes
-// · signed bytes → eight int32 sums of four products each) and DOT_SCALED (the same with the sums of
-// the first and second 16 bytes multiplied by two small integer scales). It is compiled twice: with
-// AVX2's maddubs + madd, and with AVX-512 VNNI's dpbusd.
+// · signed bytes → eight int32 sums of four products each) and MADD_ACC (int32 accumulator + the
+// products of 16-bit pairs, summed in pairs: the K-quants' scales). It is compiled twice: with AVX2's
+// maddubs + madd (+ add), and with AVX-512 VNNI's dpbusd and dpwssd (the same exact integers).
 
 // The products' tasks, which the SIMD row loops take whole.
 typedef struct {
@@ -475,10 +475,6 @@ typedef struct {
     int accumulate;
     const uint8_t *groups;  // 32-value types on a SIMD path: the activation rows as group_body lays them out
 } gemm_task;
-
-// K-quants: weight rows per tile (16 rows of 4096 values stay in L2 while every group of four
-// activation rows passes over them).
-enum { GEMM_TILE = 16 };
 
 // 32-value types: register tiles of GEMM_RW weight rows × GEMM_RA activation rows (micro32), at
 // most 8 pairs (their scales are one eight-lane multiply). Weights are packed per call into panels
@@ -524,28 +520,46 @@ static long gemm32_panel_rows(long nb) {
     return tiles * GEMM_RW;
 }
 
+// K-quants: weight rows per unpacked tile (16 rows of 4096 values unpacked are 112 KB, L2-resident)
+// and blocks per pass of a group of activation rows over it (four rows' 16 blocks, 19 KB, stay in L1).
+enum { KGEMM_ROWS = 16, KGEMM_BLOCKS = 16 };
+
+/// The calling thread's buffer for a tile of unpacked K-quant blocks (`bytes`, 32-byte aligned),
+/// grown as needed and kept for the thread's next product; NULL when it cannot be had, and the rows
+/// are then read as stored (the same numbers, unpacked once per group of activation rows).
+static void *kquant_tile(long bytes) {
+    static _Thread_local void *buffer;
+    static _Thread_local long size;
+    if (bytes > size) {
+        void *grown = NULL;
+        if (posix_memalign(&grown, 64, (size_t)bytes) != 0) return NULL;
+        free(buffer);
+        buffer = grown;
+        size = bytes;
+    }
+    return buffer;
+}
+
 #if HAVE_X86
 #define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
 #define SIMD_SUFFIX avx2
 #define DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
-#define DOT_SCALED(u, s, lo, hi) \
-    _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set_m128i(_mm_set1_epi16((short)(hi)), _mm_set1_epi16((short)(lo))))
+#define MADD_ACC(acc, p, s) _mm256_add_epi32((acc), _mm256_madd_epi16((p), (s)))
 #include "quant_simd.h"
 #undef SIMD_TARGET
 #undef SIMD_SUFFIX
 #undef DOT
-#undef DOT_SCALED
+#undef MADD_ACC
 
 #define SIMD_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 #define SIMD_SUFFIX vnni
 #define DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
-#define DOT_SCALED(u, s, lo, hi) \
-    _mm256_mullo_epi32(_mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s)), _mm256_set_m128i(_mm_set1_epi32(hi), _mm_set1_epi32(lo)))
+#define MADD_ACC(acc, p, s) _mm256_dpwssd_epi32((acc), (p), (s))
 #include "quant_simd.h"
 #undef SIMD_TARGET
 #undef SIMD_SUFFIX
 #undef DOT
-#undef DOT_SCALED
+#undef MADD_ACC
 #endif
 
 // MARK: - Products

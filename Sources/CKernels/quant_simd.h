@@ -1,5 +1,5 @@
 // The SIMD row dot products of quant_kernels.c, included once per instruction set with SIMD_TARGET,
-// SIMD_SUFFIX, DOT and DOT_SCALED defined (see there). Integer sums per block are exact; each block's
+// SIMD_SUFFIX, DOT and MADD_ACC defined (see there). Integer sums per block are exact; each block's
 // sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
 // row (never on how many rows are computed together, nor on the thread).
 //
@@ -8,9 +8,10 @@
 // runs four weight rows × one activation row per pass (written out: see matvec_typed; the last rows
 // one at a time through `tile32`); the many-row product runs `micro32`, register tiles of GEMM_RW
 // weight rows × GEMM_RA activation rows over weights packed once per panel (pack32) and activations
-// grouped once per product (group_body), with the same per-pair arithmetic. K-quants (`dot_rows`):
-// one weight row against 1 to 4 activation rows, the integer sub-block scales applied inside the
-// integer sums. All are always inlined with constant shapes, so the accumulators live in registers.
+// grouped once per product (group_body), with the same per-pair arithmetic. K-quants (`ktile`): one
+// weight row against 1 to 4 activation rows, the integer sub-block scales applied inside the integer
+// sums, the weights read as stored (decode) or unpacked once per tile (kgemm). All are always
+// inlined with constant shapes, so the accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -154,97 +155,210 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32)(
         for (int k = 0; k < ra; k++) out[j][k] = SIMD_NAME(hsum)(acc[j][k]) + extra[j][k];
 }
 
-/// out[k] = weight row `b` · activation row k (at `activation + k · stride` bytes), k < mr: the
-/// K-quants (256-value blocks, integer sub-block scales applied inside the integer sums).
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(dot_rows)(
-    int type, const uint8_t *b, const uint8_t *activation, long stride, long cols, const int mr, float *out) {
-    __m256 acc[4];
-    for (int k = 0; k < mr; k++) acc[k] = _mm256_setzero_ps();
+// MARK: K-quants
+//
+// A 256-value block is four groups of 64 values. Each group is two registers of 32 weights (Ra, Rb)
+// whose 8-byte quarters hold, in order, values 0–7, 40–47, 16–23, 56–63 (Ra) and 8–15, 32–39, 24–31,
+// 48–55 (Rb) of the group: so every 8-byte quarter of Ra and of Rb belongs to the same scale group (a
+// Q4_K/Q5_K sub-block of 32, a Q6_K group of 16), the two byte products (maddubs) of a group add in
+// 16 bits before one multiply by the scales (madd) — three multiplies per 64 values and activation
+// row where a multiply per 32 values and its scale made four. The activation's quantized bytes are
+// stored in the same order (prepare_activation), so the weights' order costs one shuffle each.
+// 16 bits hold it: |y| ≤ 127 and weights ≤ 63 give four products ≤ 32004.
+
+/// The K-quant blocks' sub-block scales as the groups' multipliers: sc[g] the 16 int16 scales of
+/// group g's lanes, mn the minimums (Q4_K/Q5_K: each sub-block's twice, against the activation's
+/// sums of 16) or Q6_K's 16 scales (against the same sums, for its −32 offset), d and dmin.
+typedef struct {
+    __m256i sc[4], mn;
+    float d, dmin;
+} SIMD_NAME(kscales);
+
+static inline __attribute__((always_inline)) SIMD_TARGET SIMD_NAME(kscales) SIMD_NAME(kscales_raw)(const int type, const uint8_t *b) {
+    SIMD_NAME(kscales) k;
+    if (type == T_Q6_K) {
+        // Group g (values 64g ..< 64g + 64) uses scales 4g … 4g + 3 (one per 16 values): Ra/Rb's
+        // quarters are groups 4g, 4g + 2 (low half) and 4g + 1, 4g + 3 (high half).
+        const int8_t *sc = (const int8_t *)(b + 192);
+        for (int n = 0; n < 2; n++) {
+            __m256i s = _mm256_broadcastsi128_si256(_mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8 * n))));
+            // Half p picks scales 4p … 4p + 3: the p = 0 mask plus 8p bytes. One constant mask: masks
+            // made in a loop over p were built byte by byte at -O2 (SwiftPM's C level).
+            const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 4, 5, 4, 5, 4, 5, 4, 5,
+                                                  2, 3, 2, 3, 2, 3, 2, 3, 6, 7, 6, 7, 6, 7, 6, 7);
+            k.sc[2 * n] = _mm256_shuffle_epi8(s, pick);
+            k.sc[2 * n + 1] = _mm256_shuffle_epi8(s, _mm256_add_epi8(pick, _mm256_set1_epi8(8)));
+        }
+        k.mn = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
+        k.d = SIMD_NAME(half)(b + 208);
+        k.dmin = 0;
+        return k;
+    }
+    // The 6-bit scales and mins of the 8 sub-blocks unpacked at once (what scale_min_k4 reads one
+    // at a time): bytes 0–7 scales, 8–15 mins.
+    uint32_t packed[4];
+    memcpy(packed, b + 4, 12);
+    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
+    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
+    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
+    packed[2] = mins_low;
+    packed[0] &= 0x3F3F3F3F;
+    __m128i bytes = _mm_loadu_si128((const __m128i *)packed);
+    __m256i s = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
+    // Group c is sub-blocks 2c (low nibbles: Ra/Rb's quarters 0 and 2) and 2c + 1 (quarters 1, 3).
+    // Group c's mask is group 0's plus 4c bytes. One constant mask: masks made in a loop over c were
+    // built byte by byte at -O2 (SwiftPM's C level), 32 inserts a mask, every block, which ran the
+    // Q4_K decode 4.5× slower than this (38 against 8.9 ns per block, one thread).
+    const __m256i pick = _mm256_setr_epi8(0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3,
+                                          0, 1, 0, 1, 0, 1, 0, 1, 2, 3, 2, 3, 2, 3, 2, 3);
+    k.sc[0] = _mm256_shuffle_epi8(s, pick);
+    k.sc[1] = _mm256_shuffle_epi8(s, _mm256_add_epi8(pick, _mm256_set1_epi8(4)));
+    k.sc[2] = _mm256_shuffle_epi8(s, _mm256_add_epi8(pick, _mm256_set1_epi8(8)));
+    k.sc[3] = _mm256_shuffle_epi8(s, _mm256_add_epi8(pick, _mm256_set1_epi8(12)));
+    __m128i mins = _mm_srli_si128(bytes, 8);
+    k.mn = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+    k.d = SIMD_NAME(half)(b);
+    k.dmin = SIMD_NAME(half)(b + 2);
+    return k;
+}
+
+/// Group g of a block as stored → Ra, Rb (unsigned: Q4_K 0–15, Q5_K 0–31, Q6_K 0–63).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgroup_raw)(const int type, const uint8_t *b, const int g,
+                                                                                 __m256i *ra, __m256i *rb) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    if (type == T_Q6_K) {
+        // Group g is half n = g/2 of the block, its values 64p … 64p + 63 (p = g % 2): the low
+        // nibbles (p = 0) or high nibbles (p = 1) of ql's two 32-byte runs, and bits 4p … 4p + 3 of qh.
+        const int n = g / 2, p = g % 2;
+        __m256i l0 = _mm256_loadu_si256((const __m256i *)(b + 64 * n)), l1 = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
+        __m256i la = _mm256_blend_epi32(l0, l1, 0xCC), lb = _mm256_shuffle_epi32(_mm256_blend_epi32(l1, l0, 0xCC), 0x4E);
+        __m256i ha = qh, hb = _mm256_shuffle_epi32(qh, 0x4E);
+        if (p) {
+            la = _mm256_srli_epi16(la, 4);
+            lb = _mm256_srli_epi16(lb, 4);
+            // bits 4–5 (quarters 0, 2) and 6–7 (quarters 1, 3) to bits 4–5
+            const __m256i shift = _mm256_setr_epi64x(0, 2, 0, 2);
+            ha = _mm256_srlv_epi64(ha, shift);
+            hb = _mm256_srlv_epi64(hb, shift);
+        } else {
+            // bits 0–1 and 2–3 to bits 4–5
+            const __m256i shift = _mm256_setr_epi64x(4, 2, 4, 2);
+            ha = _mm256_sllv_epi64(ha, shift);
+            hb = _mm256_sllv_epi64(hb, shift);
+        }
+        const __m256i two = _mm256_set1_epi8(0x30);
+        *ra = _mm256_or_si256(_mm256_and_si256(la, low4), _mm256_and_si256(ha, two));
+        *rb = _mm256_or_si256(_mm256_and_si256(lb, low4), _mm256_and_si256(hb, two));
+        return;
+    }
+    // Q4_K/Q5_K: group g is the nibbles of bytes 32g … 32g + 31 (low halves values 0–31, high 32–63).
+    const int five = type == T_Q5_K;
+    __m256i w = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * five + 32 * g));
+    const __m256i nibble = _mm256_setr_epi64x(0, 4, 0, 4);
+    __m256i a = _mm256_and_si256(_mm256_srlv_epi64(w, nibble), low4);
+    __m256i c = _mm256_and_si256(_mm256_srlv_epi64(_mm256_shuffle_epi32(w, 0x4E), nibble), low4);
+    if (five) {
+        // Value 64g + l's fifth bit is bit 2g of qh[l], value 64g + 32 + l's bit 2g + 1: moved to bit 4.
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16)), qs = _mm256_shuffle_epi32(qh, 0x4E);
+        const __m256i bit = _mm256_set1_epi8(0x10);
+        __m256i ha, hb;
+        if (g < 2) {
+            const __m256i shift = _mm256_setr_epi64x(4 - 2 * g, 3 - 2 * g, 4 - 2 * g, 3 - 2 * g);
+            ha = _mm256_sllv_epi64(qh, shift);
+            hb = _mm256_sllv_epi64(qs, shift);
+        } else {
+            const __m256i shift = _mm256_setr_epi64x(2 * g - 4, 2 * g - 3, 2 * g - 4, 2 * g - 3);
+            ha = _mm256_srlv_epi64(qh, shift);
+            hb = _mm256_srlv_epi64(qs, shift);
+        }
+        a = _mm256_or_si256(a, _mm256_and_si256(ha, bit));
+        c = _mm256_or_si256(c, _mm256_and_si256(hb, bit));
+    }
+    *ra = a;
+    *rb = c;
+}
+
+/// A K-quant block unpacked for the many-row product: Ra/Rb of each group, the group scales, the
+/// minimums (or Q6_K's scales) and d, dmin — the numbers kscales_raw and kgroup_raw give.
+typedef struct {
+    __m256i q[8], sc[4], mn;
+    float d, dmin;
+    float pad[6];
+} SIMD_NAME(kblock);
+
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kunpack)(const int type, const uint8_t *b, SIMD_NAME(kblock) *o) {
+    SIMD_NAME(kscales) k = SIMD_NAME(kscales_raw)(type, b);
+    for (int g = 0; g < 4; g++) {
+        __m256i ra, rb;
+        SIMD_NAME(kgroup_raw)(type, b, g, &ra, &rb);
+        _mm256_store_si256(&o->q[2 * g], ra);
+        _mm256_store_si256(&o->q[2 * g + 1], rb);
+        _mm256_store_si256(&o->sc[g], k.sc[g]);
+    }
+    _mm256_store_si256(&o->mn, k.mn);
+    o->d = k.d;
+    o->dmin = k.dmin;
+}
+
+/// acc[k] += weight row × activation row k over blocks first ..< last, k < ra (a constant, 1 to 4):
+/// the row as stored (`row`) or unpacked (`kb`, its blocks from 0). Per block and pair: the exact
+/// integer sum (groups in order), converted and scaled by d·d_a onto the pair's accumulator, then the
+/// minimums' term scaled by dmin·d_a (Q6_K: its offset subtracted in the integer sum). A pair's
+/// chain is the same in any tile, on any thread: the single-row product is this with ra = 1.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile)(const int type, const int ra, const uint8_t *row,
+                                                                            const SIMD_NAME(kblock) *kb, const uint8_t *activation,
+                                                                            long stride, long first, long last, __m256 carried[4]) {
     long size = quant_block_bytes(type);
-    const __m256i low4 = _mm256_set1_epi8(0x0F), one = _mm256_set1_epi8(1), three = _mm256_set1_epi8(3);
-    __m128 minimums[4];
-    for (int k = 0; k < mr; k++) minimums[k] = _mm_setzero_ps();
-    for (long i = 0; i < cols / QKK; i++, b += size) {
+    __m256 acc[4];
+    for (int j = 0; j < ra; j++) acc[j] = carried[j];
+    for (long i = first; i < last; i++) {
+        SIMD_NAME(kscales) k;
+        const uint8_t *b = kb ? NULL : row + i * size;
+        const SIMD_NAME(kblock) *u = kb ? kb + i : NULL;
+        if (kb) {
+            k.d = u->d;
+            k.dmin = u->dmin;
+        } else {
+            k = SIMD_NAME(kscales_raw)(type, b);
+        }
         __m256i sumi[4];
-        for (int k = 0; k < mr; k++) sumi[k] = _mm256_setzero_si256();
-        if (type == T_Q6_K) {
-            const int8_t *sc = (const int8_t *)(b + 192);
-            for (int n = 0; n < 2; n++) {
-                const uint8_t *ql = b + 64 * n;
-                __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
-                __m256i l0 = _mm256_loadu_si256((const __m256i *)ql), l1 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-                __m256i q[4] = {
-                    _mm256_or_si256(_mm256_and_si256(l0, low4), _mm256_slli_epi16(_mm256_and_si256(qh, three), 4)),
-                    _mm256_or_si256(_mm256_and_si256(l1, low4), _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), three), 4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), low4),
-                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), three), 4)),
-                    _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), low4),
-                                    _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), three), 4)),
-                };
-                for (int c = 0; c < 4; c++) {
-                    const int8_t *s = sc + 8 * n + 2 * c;
-                    for (int k = 0; k < mr; k++) {
-                        const act256 *a = (const act256 *)(activation + k * stride) + i;
-                        __m256i yy = _mm256_loadu_si256((const __m256i *)(a->qs + 128 * n + 32 * c));
-                        sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(q[c], yy, s[0], s[1]));
-                    }
-                }
+        for (int j = 0; j < ra; j++) sumi[j] = _mm256_setzero_si256();
+        for (int g = 0; g < 4; g++) {
+            __m256i wa, wb, sc;
+            if (kb) {
+                wa = _mm256_load_si256(&u->q[2 * g]);
+                wb = _mm256_load_si256(&u->q[2 * g + 1]);
+                sc = _mm256_load_si256(&u->sc[g]);
+            } else {
+                SIMD_NAME(kgroup_raw)(type, b, g, &wa, &wb);
+                sc = k.sc[g];
             }
-            // The −32 offset of every value: Σ_g scale_g · (activation sum of group g) · 32.
-            __m256i scales = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)sc));
-            float d = SIMD_NAME(half)(b + 208);
-            for (int k = 0; k < mr; k++) {
-                const act256 *a = (const act256 *)(activation + k * stride) + i;
-                __m256i offset = _mm256_madd_epi16(scales, _mm256_loadu_si256((const __m256i *)a->bsums));
-                sumi[k] = _mm256_sub_epi32(sumi[k], _mm256_slli_epi32(offset, 5));
-                acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_set1_ps(d * a->d), acc[k]);
+            for (int j = 0; j < ra; j++) {
+                const act256 *a = (const act256 *)(activation + j * stride) + i;
+                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g))),
+                                             _mm256_maddubs_epi16(wb, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g + 32))));
+                sumi[j] = MADD_ACC(sumi[j], p, sc);
             }
-            continue;
+            // Keeps the groups in order: left free, the compiler hoists every group's products
+            // ahead of their sums and spills them.
+            for (int j = 0; j < ra; j++) __asm__ volatile("" : "+x"(sumi[j]));
         }
-        int five = type == T_Q5_K;
-        const uint8_t *q = b + 16 + 32 * five;
-        // The 6-bit scales and mins of the 8 sub-blocks unpacked at once (what scale_min_k4 reads one
-        // at a time): bytes 0–7 scales, 8–15 mins.
-        uint32_t packed[4];
-        memcpy(packed, b + 4, 12);
-        packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
-        uint32_t mins_low = packed[1] & 0x3F3F3F3F;
-        packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
-        packed[2] = mins_low;
-        packed[0] &= 0x3F3F3F3F;
-        const uint8_t *sc = (const uint8_t *)packed;
-        float d = SIMD_NAME(half)(b), dmin = SIMD_NAME(half)(b + 2);
-        // Σ_s min_s · (activation sum of sub-block s), from the sums of each 16.
-        __m128i mins = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)(sc + 8)));
-        for (int k = 0; k < mr; k++) {
-            const act256 *a = (const act256 *)(activation + k * stride) + i;
-            __m128i pairs = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)a->bsums), _mm_loadu_si128((const __m128i *)(a->bsums + 8)));
-            minimums[k] = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_madd_epi16(mins, pairs)), _mm_set1_ps(-dmin * a->d), minimums[k]);
-        }
-        __m256i high = five ? _mm256_loadu_si256((const __m256i *)(b + 16)) : _mm256_setzero_si256();
-        for (int c = 0; c < 4; c++, q += 32) {
-            __m256i w = _mm256_loadu_si256((const __m256i *)q);
-            __m256i lo = _mm256_and_si256(w, low4), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), low4);
-            if (five) {
-                lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
-                high = _mm256_srli_epi16(high, 1);
-                hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(high, one), 4));
-                high = _mm256_srli_epi16(high, 1);
+        __m256i mn = kb ? _mm256_load_si256(&u->mn) : k.mn;
+        for (int j = 0; j < ra; j++) {
+            const act256 *a = (const act256 *)(activation + j * stride) + i;
+            __m256i sums = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a->bsums));
+            if (type == T_Q6_K) {
+                // The −32 offset of every value: Σ_g scale_g · (activation sum of group g) · 32.
+                sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(sums, 5));
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
+            } else {
+                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
+                acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(k.dmin * a->d), acc[j]);
             }
-            for (int k = 0; k < mr; k++) {
-                const act256 *a = (const act256 *)(activation + k * stride) + i;
-                __m256i y0 = _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c));
-                __m256i y1 = _mm256_loadu_si256((const __m256i *)(a->qs + 64 * c + 32));
-                sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(lo, y0, sc[2 * c], sc[2 * c]));
-                sumi[k] = _mm256_add_epi32(sumi[k], DOT_SCALED(hi, y1, sc[2 * c + 1], sc[2 * c + 1]));
-            }
-        }
-        for (int k = 0; k < mr; k++) {
-            const act256 *a = (const act256 *)(activation + k * stride) + i;
-            acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[k]), _mm256_set1_ps(d * a->d), acc[k]);
         }
     }
-    for (int k = 0; k < mr; k++) out[k] = SIMD_NAME(hsum)(acc[k]) + SIMD_NAME(hsum128)(minimums[k]);
+    for (int j = 0; j < ra; j++) carried[j] = acc[j];
 }
 
 /// int32 lanes of a, b, c, d (8 each) → 32 signed bytes in order, saturating.
@@ -312,15 +426,22 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
             }
         }
         float iscale = -127.f / max;
-        for (int j = 0; j < QKK; j += 32) {
-            __m256i q[4];
-            for (int k = 0; k < 4; k++)
-                q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + j + 8 * k)),
-                                                          _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            a[b].bsums[j / 16] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[0], q[1]));
-            a[b].bsums[j / 16 + 1] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[2], q[3]));
-            // Packing saturates at 127, the portable loop's clamp.
-            _mm256_storeu_si256((__m256i *)(a[b].qs + j), SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]));
+        for (int j = 0; j < QKK; j += 64) {
+            __m256i n[2];
+            for (int h = 0; h < 2; h++) {
+                __m256i q[4];
+                for (int k = 0; k < 4; k++)
+                    q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(_mm256_set1_ps(iscale), _mm256_loadu_ps(x + j + 32 * h + 8 * k)),
+                                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+                a[b].bsums[j / 16 + 2 * h] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[0], q[1]));
+                a[b].bsums[j / 16 + 2 * h + 1] = (int16_t)SIMD_NAME(hsum_epi32)(_mm256_add_epi32(q[2], q[3]));
+                // Packing saturates at 127, the portable loop's clamp.
+                n[h] = SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]);
+            }
+            // In the K-quant kernels' order (see ktile): values 0–7, 40–47, 16–23, 56–63, then 8–15,
+            // 32–39, 24–31, 48–55 of the 64.
+            _mm256_storeu_si256((__m256i *)(a[b].qs + j), _mm256_blend_epi32(n[0], n[1], 0xCC));
+            _mm256_storeu_si256((__m256i *)(a[b].qs + j + 32), _mm256_shuffle_epi32(_mm256_blend_epi32(n[1], n[0], 0xCC), 0x4E));
         }
         a[b].d = 1 / iscale;
     }
@@ -378,12 +499,59 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
         return;
     }
     for (long r = begin; r < end; r++) {
-        float v;
-        SIMD_NAME(dot_rows)(type, t->w + r * t->row_bytes, t->activation, 0, t->cols, 1, &v);
+        __m256 acc[4] = {_mm256_setzero_ps()};
+        SIMD_NAME(ktile)(type, 1, t->w + r * t->row_bytes, NULL, t->activation, 0, 0, t->cols / QKK, acc);
+        float v = SIMD_NAME(hsum)(acc[0]);
         t->y[r] = t->accumulate ? t->y[r] + v : v;
     }
 }
 #undef MATVEC32_STEP
+
+/// ktile for ra (1 to 4) given at run time, each case inlined with constants.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile_any)(const int type, long ra, const uint8_t *row,
+                                                                                const SIMD_NAME(kblock) *kb, const uint8_t *activation,
+                                                                                long stride, long first, long last, __m256 acc[4]) {
+    switch (ra) {
+    case 1: SIMD_NAME(ktile)(type, 1, row, kb, activation, stride, first, last, acc); break;
+    case 2: SIMD_NAME(ktile)(type, 2, row, kb, activation, stride, first, last, acc); break;
+    case 3: SIMD_NAME(ktile)(type, 3, row, kb, activation, stride, first, last, acc); break;
+    default: SIMD_NAME(ktile)(type, 4, row, kb, activation, stride, first, last, acc); break;
+    }
+}
+
+/// K-quant weight rows begin ..< end of a many-row product: tiles of KGEMM_ROWS weight rows unpacked
+/// once (kunpack, into the thread's kquant_tile) and kept in L2 while every group of four activation
+/// rows passes over them, KGEMM_BLOCKS blocks at a time (the group's slice, ~19 KB, stays in L1 across
+/// the tile's rows; each pair's accumulator is carried between slices, so its chain is unchanged).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgemm)(const int type, const gemm_task *t, long begin,
+                                                                            long end) {
+    long nb = t->cols / QKK;
+    SIMD_NAME(kblock) *tile = kquant_tile(KGEMM_ROWS * nb * (long)sizeof(SIMD_NAME(kblock)));
+    __m256 acc[KGEMM_ROWS][4];
+    for (long r0 = begin; r0 < end; r0 += KGEMM_ROWS) {
+        long r1 = r0 + KGEMM_ROWS < end ? r0 + KGEMM_ROWS : end;
+        if (tile)
+            for (long r = r0; r < r1; r++)
+                for (long i = 0; i < nb; i++) SIMD_NAME(kunpack)(type, t->w + r * t->row_bytes + i * quant_block_bytes(type), tile + (r - r0) * nb + i);
+        for (long i = 0; i < t->m; i += 4) {
+            long ra = t->m - i < 4 ? t->m - i : 4;
+            const uint8_t *a = t->activation + i * t->act_stride;
+            for (long r = r0; r < r1; r++)
+                for (long k = 0; k < 4; k++) acc[r - r0][k] = _mm256_setzero_ps();
+            for (long first = 0; first < nb; first += KGEMM_BLOCKS) {
+                long last = first + KGEMM_BLOCKS < nb ? first + KGEMM_BLOCKS : nb;
+                for (long r = r0; r < r1; r++)
+                    SIMD_NAME(ktile_any)(type, ra, t->w + r * t->row_bytes, tile ? tile + (r - r0) * nb : NULL, a, t->act_stride,
+                                         first, last, acc[r - r0]);
+            }
+            for (long r = r0; r < r1; r++)
+                for (long k = 0; k < ra; k++) {
+                    float v = SIMD_NAME(hsum)(acc[r - r0][k]), *y = t->y + (i + k) * t->y_stride + r;
+                    *y = t->accumulate ? *y + v : v;
+                }
+        }
+    }
+}
 
 /// Packs weight rows r0 ..< r1 of a many-row product into `panel` for micro32: tiles of GEMM_RW
 /// rows (the last padded with zero rows), each block as the rows' signed bytes (block32) then two
@@ -481,9 +649,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
 /// packed once (pack32; as many rows as keep a panel about G32_PANEL_BYTES, in L2), then every
 /// group of GEMM_RA activation rows (`groups`, made once per product by group_body) passes over the
 /// panel's tiles, micro32 per tile and group. With no panel memory, rows go one activation row at
-/// a time through the single-row kernel (the same numbers). K-quants: each weight row against four
-/// activation rows at a time (the last group may be shorter: its rows go one at a time, with the
-/// same arithmetic per row).
+/// a time through the single-row kernel (the same numbers). K-quants: kgemm.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
                                                                                 long begin, long end, uint8_t *tile) {
     if (quant_block_values(type) == QK) {
@@ -528,23 +694,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typ
         }
         return;
     }
-    float out[4];
-    for (long r0 = begin; r0 < end; r0 += GEMM_TILE) {
-        long r1 = r0 + GEMM_TILE < end ? r0 + GEMM_TILE : end;
-        for (long i = 0; i < t->m; i += 4) {
-            long n = t->m - i < 4 ? t->m - i : 4;
-            const uint8_t *a = t->activation + i * t->act_stride;
-            for (long r = r0; r < r1; r++) {
-                const uint8_t *row = t->w + r * t->row_bytes;
-                if (n == 4) SIMD_NAME(dot_rows)(type, row, a, t->act_stride, t->cols, 4, out);
-                else for (long k = 0; k < n; k++) SIMD_NAME(dot_rows)(type, row, a + k * t->act_stride, 0, t->cols, 1, out + k);
-                for (long k = 0; k < n; k++) {
-                    float *y = t->y + (i + k) * t->y_stride + r;
-                    *y = t->accumulate ? *y + out[k] : out[k];
-                }
-            }
-        }
-    }
+    SIMD_NAME(kgemm)(type, t, begin, end);
 }
 
 #define SIMD_BY_TYPE(call, ...)                                                \

@@ -161,7 +161,7 @@ struct QuantBench: AsyncParsableCommand {
         let kvBytes = Double(2 * blocks * shape.kvHeads * (shape.hidden / shape.heads) * 4) * (142 + Double(decodeTokens + 1) / 2)
         print("prefill path: " + Set(model.decoder.weightFormats).sorted { $0.rawValue < $1.rawValue }
               .map { "\($0.name) \(WeightMatrix.integerProducts($0, rows: 142) ? "integer" : "F32 tiles")" }.joined(separator: ", ")
-              + " at 142 rows (Q4_K/Q5_K integer up to \(WeightMatrix.integerRowsLimit) rows)")
+              + " at 142 rows")
         print("median [min–max] of \(runs) rounds, ours and llama-bench's alternating; speed-up: median of the rounds' own ratios [min–max]")
         print("case          swift                        llama.cpp                    speed-up (llama.cpp time / ours)" + (compareConversion ? "   all F32 tiles  all integer" : "")
               + (blocks < shape.totalLayers ? "   per block   ×\(shape.totalLayers) estimate" : ""))

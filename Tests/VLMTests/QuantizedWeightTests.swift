@@ -167,46 +167,53 @@ final class QuantizedWeightTests: XCTestCase {
             let w = try WeightMatrix(stacking: Array(repeating: try f.weightMatrix(type), count: 64))
             let values = try f.floats(type + ".expected")
             for m in [1, 4, 7] {
-                let rows = (0..<m).map { activation(512, seed: UInt64(40 + $0)) }
-                let x = try Matrix(rows: m, cols: 512, storage: rows.flatMap { $0 })
-                var scratch: [Float] = []
-                var product = Matrix(rows: 0, cols: 0), alone = product
-                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
-                    product = try linear(x, weight: w, scratch: &scratch)
-                    try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch) }
-                }
-                XCTAssertEqual(product.storage, alone.storage, "\(type) on \(isa), \(m) rows: team and single thread differ")
-                for i in 0..<m {
-                    var single = [Float](repeating: 0, count: w.rows)
-                    DecodeTeam.with(quantISA: isa) {
-                        rows[i].withUnsafeBufferPointer { px in
-                            single.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
-                        }
-                    }
-                    XCTAssertEqual(Array(product.storage[(i * w.rows)..<((i + 1) * w.rows)]), single,
-                                   "\(type) on \(isa), row \(i) of \(m): not the single-row product")
-                    for r in 0..<4 {
-                        let row = values[(r * 512)..<(r * 512 + 512)]
-                        var exact = 0.0
-                        for (c, v) in row.enumerated() { exact += Double(v) * Double(rows[i][c]) }
-                        XCTAssertLessThanOrEqual(abs(Double(product[i, r]) - exact), bound(type: type, weights: row, x: rows[i]),
-                                                 "\(type) on \(isa), row \(i), output \(r)")
-                    }
-                }
-                // Accumulating adds onto what the output holds.
-                var twice = product
-                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
-                    x.storage.withUnsafeBufferPointer { px in
-                        twice.storage.withUnsafeMutableBufferPointer { py in
-                            linear(px.baseAddress!, rows: m, inputStride: 512, weight: w, into: py.baseAddress!, outputStride: w.rows,
-                                   accumulate: true, scratch: &scratch)
-                        }
-                    }
-                }
-                for i in 0..<product.count {
-                    XCTAssertEqual(twice.storage[i], product.storage[i] + product.storage[i], "\(type): accumulate")
+                let inputs = (0..<m).map { activation(512, seed: UInt64(40 + $0)) }
+                try checkManyRows(w, inputs: inputs, isa: isa, type: type, reference: (0..<4).map { values[($0 * 512)..<($0 * 512 + 512)] })
+            }
+        }
+    }
+
+    /// The integer product of `w` and the rows `inputs` on `isa` (prefillConversion .integer): with
+    /// the team and on one thread alike; each output the single-row product of its input row bit for
+    /// bit and, for the first reference.count weight rows, within the bound of the F32 product of
+    /// those rows' dequantized values; accumulating adds onto what the output holds.
+    private func checkManyRows(_ w: WeightMatrix, inputs: [[Float]], isa: String, type: String, reference: [ArraySlice<Float>]) throws {
+        let m = inputs.count, cols = w.cols
+        let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
+        var scratch: [Float] = []
+        var product = Matrix(rows: 0, cols: 0), alone = product
+        try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+            product = try linear(x, weight: w, scratch: &scratch)
+            try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch) }
+        }
+        XCTAssertEqual(product.storage, alone.storage, "\(type) on \(isa), \(m) rows: team and single thread differ")
+        for i in 0..<m {
+            var single = [Float](repeating: 0, count: w.rows)
+            DecodeTeam.with(quantISA: isa) {
+                inputs[i].withUnsafeBufferPointer { px in
+                    single.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
                 }
             }
+            XCTAssertEqual(Array(product.storage[(i * w.rows)..<((i + 1) * w.rows)]), single,
+                           "\(type) on \(isa), row \(i) of \(m): not the single-row product")
+            for (r, row) in reference.enumerated() {
+                var exact = 0.0
+                for (c, v) in row.enumerated() { exact += Double(v) * Double(inputs[i][c]) }
+                XCTAssertLessThanOrEqual(abs(Double(product[i, r]) - exact), bound(type: type, weights: row, x: inputs[i]),
+                                         "\(type) on \(isa), row \(i), output \(r)")
+            }
+        }
+        var twice = product
+        try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+            x.storage.withUnsafeBufferPointer { px in
+                twice.storage.withUnsafeMutableBufferPointer { py in
+                    linear(px.baseAddress!, rows: m, inputStride: cols, weight: w, into: py.baseAddress!, outputStride: w.rows,
+                           accumulate: true, scratch: &scratch)
+                }
+            }
+        }
+        for i in 0..<product.count {
+            XCTAssertEqual(twice.storage[i], product.storage[i] + product.storage[i], "\(type) on \(isa): accumulate")
         }
     }
 
@@ -220,6 +227,43 @@ final class QuantizedWeightTests: XCTestCase {
     func testIntegerProductAVX512VNNI() throws {
         try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI integer product")
         try checkIntegerProduct(isa: "avx512vnni")
+    }
+
+    /// The K-quants' many-row kernel over shapes the fixture's 4 × 512 matrices do not reach: 37
+    /// weight rows (two whole tiles of 16 and a partial one, split over the team) of 4608 values (18
+    /// blocks: the activation rows pass a tile in slices of 16 blocks, each pair's accumulator carried
+    /// from one slice to the next), 1, 3, 6 and 9 activation rows (groups of four and shorter last
+    /// groups). The rows are the fixture's blocks rearranged, so the F32 reference is gguf's values.
+    /// On `isa`: every output equals the single-row product bit for bit and keeps its bound; the
+    /// team and one thread agree; accumulating adds onto the output.
+    private func checkWideKQuantProduct(isa: String) throws {
+        let f = try file()
+        let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quant", "blocks.gguf")))
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let rows = 37, cols = 4608, blocks = cols / 256
+        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+            let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
+            let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
+            XCTAssertEqual(stored.count, 8 * format.blockBytes)
+            // Row r's block b is the fixture's block (5r + 3b) mod 8.
+            let source = { (r: Int, b: Int) in (5 * r + 3 * b) % 8 }
+            var matrix = [UInt8](), reference = [Float]()
+            for r in 0..<rows {
+                for b in 0..<blocks {
+                    let k = source(r, b)
+                    matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
+                    reference += values[(k * 256)..<((k + 1) * 256)]
+                }
+            }
+            let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
+                try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
+            }
+            for m in [1, 3, 6, 9] {
+                let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
+                try checkManyRows(w, inputs: inputs, isa: isa, type: type, reference: (0..<rows).map { reference[($0 * cols)..<(($0 + 1) * cols)] })
+            }
+        }
     }
 
     /// `rows` rows of `cols` values in a 32-value `format`, random quantized bytes (Q8_0's include −128)
@@ -250,9 +294,9 @@ final class QuantizedWeightTests: XCTestCase {
     /// The 32-value types' many-row product on `isa` over shapes that cut its tiles everywhere: 131
     /// weight rows (three packed panels, the last of three rows, an odd last register tile), 2080
     /// columns (65 blocks: the K chunks end on a single block), 2, 3 and 7 input rows (a group of
-    /// three short by one, whole, and with one row over). Each output equals the single-row product
-    /// bit for bit and keeps its bound against the F32 product of the dequantized weights; the team
-    /// and one thread agree; accumulating adds onto the output.
+    /// three short by one, whole, and with one row over). checkManyRows: each output the single-row
+    /// product bit for bit and within its bound against the F32 product of the dequantized weights;
+    /// the team and one thread agree; accumulating adds onto the output.
     private func checkWideIntegerProduct(isa: String) throws {
         defer { WeightMatrix.prefillConversion = .automatic }
         WeightMatrix.prefillConversion = .integer
@@ -262,45 +306,21 @@ final class QuantizedWeightTests: XCTestCase {
             let values = w.matrix().storage
             for m in [2, 3, 7] {
                 let inputs = (0..<m).map { activation(cols, seed: UInt64(100 + 10 * t + $0)) }
-                let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
-                var scratch: [Float] = []
-                var product = Matrix(rows: 0, cols: 0), alone = product
-                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
-                    product = try linear(x, weight: w, scratch: &scratch)
-                    try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch) }
-                }
-                XCTAssertEqual(product.storage, alone.storage, "\(format.name) on \(isa), \(m) rows: team and single thread differ")
-                for i in 0..<m {
-                    var single = [Float](repeating: 0, count: rows)
-                    DecodeTeam.with(quantISA: isa) {
-                        inputs[i].withUnsafeBufferPointer { px in
-                            single.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
-                        }
-                    }
-                    XCTAssertEqual(Array(product.storage[(i * rows)..<((i + 1) * rows)]), single,
-                                   "\(format.name) on \(isa), row \(i) of \(m): not the single-row product")
-                    for r in [0, 1, 64, 127, 130] {
-                        let row = values[(r * cols)..<((r + 1) * cols)]
-                        var exact = 0.0
-                        for (c, v) in row.enumerated() { exact += Double(v) * Double(inputs[i][c]) }
-                        XCTAssertLessThanOrEqual(abs(Double(product[i, r]) - exact), bound(type: format.name, weights: row, x: inputs[i]),
-                                                 "\(format.name) on \(isa), row \(i), output \(r)")
-                    }
-                }
-                var twice = product
-                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
-                    x.storage.withUnsafeBufferPointer { px in
-                        twice.storage.withUnsafeMutableBufferPointer { py in
-                            linear(px.baseAddress!, rows: m, inputStride: cols, weight: w, into: py.baseAddress!, outputStride: rows,
-                                   accumulate: true, scratch: &scratch)
-                        }
-                    }
-                }
-                for i in 0..<product.count {
-                    XCTAssertEqual(twice.storage[i], product.storage[i] + product.storage[i], "\(format.name): accumulate")
-                }
+                try checkManyRows(w, inputs: inputs, isa: isa, type: format.name, reference: (0..<rows).map { values[($0 * cols)..<(($0 + 1) * cols)] })
             }
         }
+    }
+
+    func testWideKQuantProductPortable() throws { try checkWideKQuantProduct(isa: "portable") }
+
+    func testWideKQuantProductAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 K-quant product")
+        try checkWideKQuantProduct(isa: "avx2")
+    }
+
+    func testWideKQuantProductAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI K-quant product")
+        try checkWideKQuantProduct(isa: "avx512vnni")
     }
 
     func testWideIntegerProductPortable() throws { try checkWideIntegerProduct(isa: "portable") }
@@ -373,15 +393,16 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for Q6_K, for Q4_K / Q5_K and the
-    /// 32-value block formats up to the row limit (the measured choices), never for F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for the K-quants at every row
+    /// count, for the 32-value block formats up to the row limit (the measured choices), never for
+    /// F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
         let limit = WeightMatrix.integerRowsLimit
-        for rows in [2, limit, limit + 1, 612] {
-            XCTAssertTrue(WeightMatrix.integerProducts(.q6_K, rows: rows))
-            XCTAssertEqual(WeightMatrix.integerProducts(.q4_K, rows: rows), rows <= limit)
-            XCTAssertEqual(WeightMatrix.integerProducts(.q5_K, rows: rows), rows <= limit)
+        for rows in [2, 142, limit, limit + 1, 612, 4096] {
+            for format in [WeightFormat.q4_K, .q5_K, .q6_K] {
+                XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
+            }
             for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
                 XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
             }
