@@ -15,11 +15,13 @@ Run: python3 tools/make_chat_template_fixtures.py (with transformers installed)
 (with .cache/models/SmolLM2-135M-Instruct*.gguf present — scripts/fetch-smollm2.sh — the SmolLM2
 template is read from the GGUF's tokenizer.chat_template and checked against the literal below).
 """
+import datetime
 import glob
 import json
 import pathlib
 
 import transformers
+import transformers.utils.chat_template_utils as chat_template_utils
 from transformers.utils.chat_template_utils import render_jinja_template
 
 import make_lm_fixtures
@@ -156,6 +158,21 @@ HUB_TEMPLATES = json.loads((root / "tools/hub_chat_templates.json").read_text())
 # Passed to every rendering (as apply_chat_template's extra kwargs): Llama 3.x templates print
 # today's date unless given one.
 VARIABLES = {"date_string": "26 Jul 2024"}
+
+# The instant strftime_now() formats (SmolLM3's template prints today's date with it): pinned, so the
+# fixture does not go stale the next day; written to the fixture as local time, which the Swift test
+# passes to ChatTemplate.render(now:).
+NOW = datetime.datetime(2024, 7, 26, 12, 0, 0)
+
+
+class PinnedClock(datetime.datetime):
+    @classmethod
+    def now(cls, tz=None):
+        return NOW
+
+
+# transformers' strftime_now calls the module's datetime.now() at render time.
+chat_template_utils.datetime = PinnedClock
 TEMPLATES = {
     "smollm2": SMOLLM2,
     "smolvlm2": SMOLVLM2,
@@ -242,7 +259,7 @@ def main():
     out = root / "Tests/Fixtures/chat-templates/cases.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     payload = {"transformers": transformers.__version__, "bos_token": "<s>", "eos_token": "</s>",
-               "variables": VARIABLES, "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases,
+               "variables": VARIABLES, "now": NOW.isoformat(), "templates": TEMPLATES, "conversations": CONVERSATIONS, "cases": cases,
                "snippets": snippets}
     out.write_text(json.dumps(payload, ensure_ascii=False, indent=1) + "\n")
     errors = sum("error" in c for c in cases)

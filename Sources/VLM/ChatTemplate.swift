@@ -197,8 +197,10 @@ public struct ChatTemplate: Sendable {
     }
 
     /// The prompt text for `messages`, with the assistant's turn opened when `addGenerationPrompt`.
+    /// `now` is the instant `strftime_now()` formats (templates such as SmolLM3's and Llama 3's print
+    /// today's date); nil is the current time, as transformers renders it.
     public func render(messages: [ChatMessage], addGenerationPrompt: Bool = true, bosToken: String? = nil,
-                       eosToken: String? = nil, variables: [String: JinjaValue] = [:]) throws(VLMError) -> String {
+                       eosToken: String? = nil, variables: [String: JinjaValue] = [:], now: Date? = nil) throws(VLMError) -> String {
         var names: [String: JinjaValue] = [
             "messages": .array(messages.map(\.value)),
             "add_generation_prompt": .bool(addGenerationPrompt),
@@ -209,7 +211,7 @@ public struct ChatTemplate: Sendable {
         if let eosToken { names["eos_token"] = .string(eosToken) }
         names.merge(variables) { $1 }
         do {
-            return try JinjaRuntime.render(program, variables: names)
+            return try JinjaRuntime.render(program, variables: names, now: now.map { time_t($0.timeIntervalSince1970) } ?? time(nil))
         } catch {
             throw .chatTemplate(ChatTemplateError(file: source, line: error.line, kind: error.raised ? .raised : .runtime,
                                                   message: error.message))

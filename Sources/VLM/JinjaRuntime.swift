@@ -10,6 +10,8 @@ struct JinjaRuntime {
     static let functions: Set<String> = ["raise_exception", "namespace", "range", "dict", "strftime_now"]
 
     private var scopes: [[String: JinjaValue]]
+    /// The instant strftime_now() formats (in local time, as Python's datetime.now() is).
+    private let now: time_t
     private var output = ""
     private var line = 0
     /// `{% macro %}` definitions by name (a macro's name evaluates to `.function(name)`).
@@ -25,10 +27,13 @@ struct JinjaRuntime {
         var raised: Bool
     }
 
-    init(variables: [String: JinjaValue]) { scopes = [variables] }
+    init(variables: [String: JinjaValue], now: time_t) {
+        scopes = [variables]
+        self.now = now
+    }
 
-    static func render(_ nodes: [JinjaNode], variables: [String: JinjaValue]) throws(Failure) -> String {
-        var runtime = JinjaRuntime(variables: variables)
+    static func render(_ nodes: [JinjaNode], variables: [String: JinjaValue], now: time_t = time(nil)) throws(Failure) -> String {
+        var runtime = JinjaRuntime(variables: variables, now: now)
         _ = try runtime.run(nodes)
         return runtime.output
     }
@@ -448,7 +453,7 @@ struct JinjaRuntime {
             return .array(stride(from: from, to: to, by: by).map { .int($0) })
         case "strftime_now":
             guard case let .string(format)? = a.first else { throw fail("strftime_now() takes a format string") }
-            var t = time(nil)
+            var t = now
             var parts = tm()
             localtime_r(&t, &parts)
             var buffer = [Int8](repeating: 0, count: 256)

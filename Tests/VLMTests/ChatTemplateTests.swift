@@ -28,6 +28,17 @@ final class ChatTemplateTests: XCTestCase {
         var eos_token: String
         /// Extra names passed to every rendering (date_string).
         var variables: [String: String]
+        /// The local time the generator pinned strftime_now() to (ISO 8601 without a zone).
+        var now: String
+        var instant: Date {
+            get throws {
+                let format = DateFormatter()
+                format.locale = Locale(identifier: "en_US_POSIX")
+                format.timeZone = .current
+                format.dateFormat = "yyyy-MM-dd'T'HH:mm:ss"
+                return try XCTUnwrap(format.date(from: now), "fixture's now: \(now)")
+            }
+        }
         struct Snippet: Decodable {
             var template: String
             var expected: String
@@ -66,6 +77,7 @@ final class ChatTemplateTests: XCTestCase {
         for name in ["smollm2", "smolvlm2", "qwen25vl", "llava-1.5", "llava-v1.6-vicuna", "llava-v1.6-mistral"] {
             XCTAssertNotNil(reference.templates[name], "fixture lacks \(name)")
         }
+        let now = try reference.instant
         var rendered = 0, refused = 0
         for c in reference.cases {
             let label = "\(c.template) / \(c.conversation) / generation \(c.add_generation_prompt)"
@@ -74,7 +86,7 @@ final class ChatTemplateTests: XCTestCase {
             let render = { () throws(VLMError) -> String in
                 try template.render(messages: messages, addGenerationPrompt: c.add_generation_prompt,
                                     bosToken: reference.bos_token, eosToken: reference.eos_token,
-                                    variables: reference.variables.mapValues { .string($0) })
+                                    variables: reference.variables.mapValues { .string($0) }, now: now)
             }
             if let expected = c.expected {
                 XCTAssertEqual(try render(), expected, label)
@@ -119,7 +131,8 @@ final class ChatTemplateTests: XCTestCase {
         for snippet in reference.snippets {
             let template = try ChatTemplate(text: snippet.template, source: "snippet")
             XCTAssertEqual(try template.render(messages: messages, addGenerationPrompt: true, bosToken: reference.bos_token,
-                                               eosToken: reference.eos_token, variables: reference.variables.mapValues { .string($0) }),
+                                               eosToken: reference.eos_token, variables: reference.variables.mapValues { .string($0) },
+                                               now: try reference.instant),
                            snippet.expected, snippet.template)
         }
     }
