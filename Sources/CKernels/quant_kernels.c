@@ -46,8 +46,14 @@ typedef struct {
 typedef struct {
     float d;
     int16_t bsums[QKK / 16];
+    int16_t bsum32[QKK / 32];  // the sums of each 32 (pairs of bsums): the many-row kernel's minimums
     int8_t qs[QKK];
 } act256;
+
+/// bsum32 from bsums.
+static inline void act256_sums32(act256 *a) {
+    for (int t = 0; t < QKK / 32; t++) a->bsum32[t] = (int16_t)(a->bsums[2 * t] + a->bsums[2 * t + 1]);
+}
 
 // MARK: - Halves
 
@@ -345,12 +351,18 @@ static void prepare_activation_portable(int type, const float *x, long cols, voi
                 for (int j = 0; j < 16; j++) sum += a[b].qs[16 * g + j];
                 a[b].bsums[g] = (int16_t)sum;
             }
+            act256_sums32(&a[b]);
             a[b].d = 1 / iscale;
         }
     }
 }
 
 // MARK: - Row dot products, portable
+
+/// A K-quant row's result from its eight chains (chain r: the blocks b with b % 8 = r, see
+/// kblock_sums), in the order the SIMD kernels add their lanes (hsum): ((c0 + c4) + (c2 + c6)) +
+/// ((c1 + c5) + (c3 + c7)).
+static inline float kchains_sum(const float c[8]) { return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7])); }
 
 static float dot_portable(int type, const uint8_t *b, const void *activation, long cols) {
     float sum = 0;
@@ -391,6 +403,7 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
     }
     const act256 *a = activation;
     long size = quant_block_bytes(type);
+    float chain[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (long i = 0; i < cols / QKK; i++, b += size) {
         const int8_t *y = a[i].qs;
         const int16_t *bs = a[i].bsums;
@@ -409,7 +422,8 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
                 }
                 for (int g = 0; g < 8; g++) sumi += sc[g] * (groups[g] - 32 * bs[8 * n + g]);
             }
-            sum += half_at(b + 208) * a[i].d * (float)sumi;
+            // The SIMD kernels' chains (kblock_sums): the same numbers on every instruction set.
+            chain[i % 8] = fmaf((float)sumi, half_at(b + 208) * a[i].d, chain[i % 8]);
             continue;
         }
         int five = type == T_Q5_K;
@@ -431,9 +445,10 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
             sumi += s1 * lo + s2 * hi;
             summ += m1 * (bs[4 * c] + bs[4 * c + 1]) + m2 * (bs[4 * c + 2] + bs[4 * c + 3]);
         }
-        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)summ;
+        chain[i % 8] = fmaf((float)sumi, half_at(b) * a[i].d, chain[i % 8]);
+        chain[i % 8] = fmaf(-(float)summ, half_at(b + 2) * a[i].d, chain[i % 8]);
     }
-    return sum;
+    return kchains_sum(chain);
 }
 
 static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
@@ -520,13 +535,47 @@ static long gemm32_panel_rows(long nb) {
     return tiles * GEMM_RW;
 }
 
-// K-quants: weight rows per unpacked tile (16 rows of 4096 values unpacked are 112 KB, L2-resident)
-// and blocks per pass of a group of activation rows over it (four rows' 16 blocks, 19 KB, stay in L1).
-enum { KGEMM_ROWS = 16, KGEMM_BLOCKS = 16 };
+// K-quants, many rows: tiles of 8 weight rows repacked per product (kpack) so that one register
+// holds four consecutive values of each of the 8 rows, as unsigned bytes. Against four activation
+// bytes broadcast, one maddubs gives each row's products in its own two 16-bit lanes; a group's
+// maddubs add up in 16 bits (as many as the type's largest value allows: 8 for Q4_K's 0–15, 4 for
+// Q5_K's 0–31, 2 for Q6_K's 0–63, each lane then at most 32004), then one madd by the group's scales
+// leaves each row's exact sum in one 32-bit lane. So the integer work of a weight block and an
+// activation row is one lane of eight: no reduction across lanes, and the scales applied once per
+// eight pairs. Per tile and block: the values (dword t of the block, rows 0–7), the 16-bit scales of
+// each 16-value group in both lanes of each row, the minimums' multipliers (Q4_K/Q5_K, mn[0..3]: the
+// minimums of sub-blocks 2u, 2u + 1 against the activation's sums of 32 values; Q6_K, mn[0..7]: the
+// scales of groups 2t, 2t + 1 against its sums of 16, for the −32 offset), and the rows' d and dmin.
+typedef struct {
+    uint8_t q[QKK / 4][32];
+    int16_t sc[16][16];
+    int16_t mn[8][16];
+    float d[8], dmin[8];
+} kpanel;
+_Static_assert(sizeof(kpanel) % 64 == 0, "kpanel blocks keep 64-byte alignment");
 
-/// The calling thread's buffer for a tile of unpacked K-quant blocks (`bytes`, 32-byte aligned),
-/// grown as needed and kept for the thread's next product; NULL when it cannot be had, and the rows
-/// are then read as stored (the same numbers, unpacked once per group of activation rows).
+// Activation rows per pass over a tile (KGEMM_RA), bytes of packed tiles kept per panel (L2-resident
+// while every group of activation rows passes), and blocks per pass (a group's slice stays in L1).
+#ifndef KGEMM_RA
+#define KGEMM_RA 4
+#endif
+#ifndef KGEMM_PANEL_BYTES
+#define KGEMM_PANEL_BYTES (192 * 1024)
+#endif
+#ifndef KGEMM_BLOCKS
+#define KGEMM_BLOCKS 16
+#endif
+enum { KGEMM_MAX_TILES = 16 };
+
+/// Tiles of 8 weight rows per panel for rows of nb blocks.
+static long kgemm_panel_tiles(long nb) {
+    long tiles = KGEMM_PANEL_BYTES / (nb * (long)sizeof(kpanel));
+    return tiles < 1 ? 1 : tiles > KGEMM_MAX_TILES ? KGEMM_MAX_TILES : tiles;
+}
+
+/// The calling thread's buffer for a panel of packed K-quant tiles (`bytes`, 64-byte aligned),
+/// grown as needed and kept for the thread's next product; NULL when it cannot be had (kgemm then
+/// packs one block at a time on the stack: the same numbers).
 static void *kquant_tile(long bytes) {
     static _Thread_local void *buffer;
     static _Thread_local long size;
@@ -564,11 +613,14 @@ static void *kquant_tile(long bytes) {
 
 // MARK: - Products
 
-static void prepare_activation(int isa, int type, const float *x, long cols, void *scratch) {
+/// The activation quantized for `type`'s blocks; K-quants with `natural` in order (the many-row
+/// kernel's layout), else in the SIMD decode kernel's order (portable: always in order).
+static void prepare_activation(int isa, int type, const float *x, long cols, void *scratch, int natural) {
 #if HAVE_X86
-    if (isa == 2) { prepare_activation_vnni(type, x, cols, scratch); return; }
-    if (isa == 1) { prepare_activation_avx2(type, x, cols, scratch); return; }
+    if (isa == 2) { prepare_activation_vnni(type, x, cols, scratch, natural); return; }
+    if (isa == 1) { prepare_activation_avx2(type, x, cols, scratch, natural); return; }
 #endif
+    (void)natural;
     (void)isa;
     prepare_activation_portable(type, x, cols, scratch);
 }
@@ -605,7 +657,8 @@ typedef struct {
 
 static void activation_body(void *context, long begin, long end) {
     const activation_task *t = context;
-    for (long i = begin; i < end; i++) prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride);
+    for (long i = begin; i < end; i++)
+        prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride, 1);
 }
 
 /// The calling thread's buffer for a packed panel of weight rows (pack32) of `cols` values, 32-byte
@@ -756,8 +809,8 @@ int quant_matvec_parts(const quant_part *parts, long count, long cols, const flo
         scratch_bytes = bytes32 + bytes256;
     }
     int level = isa();
-    if (bytes32) prepare_activation(level, T_Q8_0, x, cols, scratch);
-    if (bytes256) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32);
+    if (bytes32) prepare_activation(level, T_Q8_0, x, cols, scratch, 0);
+    if (bytes256) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32, 0);
     parts_task task = {parts, count, cols, level, accumulate, scratch, scratch + bytes32, 0, 0, x, y, 1, 0};
     hp_team_run(matvec_parts_body, &task, rows, 4, rows * cols >= 65536);
     return 0;

@@ -8,10 +8,11 @@
 // runs four weight rows × one activation row per pass (written out: see matvec_typed; the last rows
 // one at a time through `tile32`); the many-row product runs `micro32`, register tiles of GEMM_RW
 // weight rows × GEMM_RA activation rows over weights packed once per panel (pack32) and activations
-// grouped once per product (group_body), with the same per-pair arithmetic. K-quants (`ktile`): one
-// weight row against 1 to 4 activation rows, the integer sub-block scales applied inside the integer
-// sums, the weights read as stored (decode) or unpacked once per tile (kgemm). All are always
-// inlined with constant shapes, so the accumulators live in registers.
+// grouped once per product (group_body), with the same per-pair arithmetic. K-quants: each block's
+// exact integer sums (S, M), then eight F32 chains per pair (kblock_sums); the decode step reads a
+// row as stored (kdot_row), the many-row product runs `kmicro` on tiles of 8 weight rows packed once
+// per panel (kpack), the rows in the lanes. All are always inlined with constant shapes, so the
+// accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -157,14 +158,15 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32)(
 
 // MARK: K-quants
 //
-// A 256-value block is four groups of 64 values. Each group is two registers of 32 weights (Ra, Rb)
+// Decode (kblock_sums): a 256-value block is four groups of 64 values. Each group is two registers of 32 weights (Ra, Rb)
 // whose 8-byte quarters hold, in order, values 0–7, 40–47, 16–23, 56–63 (Ra) and 8–15, 32–39, 24–31,
 // 48–55 (Rb) of the group: so every 8-byte quarter of Ra and of Rb belongs to the same scale group (a
 // Q4_K/Q5_K sub-block of 32, a Q6_K group of 16), the two byte products (maddubs) of a group add in
 // 16 bits before one multiply by the scales (madd) — three multiplies per 64 values and activation
 // row where a multiply per 32 values and its scale made four. The activation's quantized bytes are
 // stored in the same order (prepare_activation), so the weights' order costs one shuffle each.
-// 16 bits hold it: |y| ≤ 127 and weights ≤ 63 give four products ≤ 32004.
+// 16 bits hold it: |y| ≤ 127 and weights ≤ 63 give four products ≤ 32004. Many rows: kpanel (in
+// quant_kernels.c) and kmicro.
 
 /// The K-quant blocks' sub-block scales as the groups' multipliers: sc[g] the 16 int16 scales of
 /// group g's lanes, mn the minimums (Q4_K/Q5_K: each sub-block's twice, against the activation's
@@ -279,86 +281,240 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgroup_r
     *rb = c;
 }
 
-/// A K-quant block unpacked for the many-row product: Ra/Rb of each group, the group scales, the
-/// minimums (or Q6_K's scales) and d, dmin — the numbers kscales_raw and kgroup_raw give.
-typedef struct {
-    __m256i q[8], sc[4], mn;
-    float d, dmin;
-    float pad[6];
-} SIMD_NAME(kblock);
-
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kunpack)(const int type, const uint8_t *b, SIMD_NAME(kblock) *o) {
+/// The exact integer sums of one K-quant block of a row against one activation block (decode's
+/// arrangement: the row as stored, the activation in the groups' order of prepare_activation), in
+/// eight lanes each: S = Σ scale · Σ q·y over the sub-blocks (Q6_K: minus 32 · Σ scale · the group's
+/// activation sum) and M = Σ min · the sub-block's activation sum (Q4_K/Q5_K). A pair (weight row,
+/// activation row) runs eight chains, chain r over the blocks b with b % 8 = r in order: c = fma(S, d·d_a,
+/// c), then for Q4_K/Q5_K c = fnmadd(M, dmin·d_a, c); its result is ((c0 + c4) + (c2 + c6)) + ((c1 +
+/// c5) + (c3 + c7)). S and M are integers whatever lanes held their parts: the many-row product
+/// (kmicro, eight weight rows in eight lanes) gives the same S and M and runs the same chains, and
+/// here eight blocks' S and M, summed across their lanes together, make one vector per eight blocks.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kblock_sums)(const int type, const uint8_t *b, const act256 *a,
+                                                                                  __m256i *s, __m256i *m, float *d, float *dmin) {
     SIMD_NAME(kscales) k = SIMD_NAME(kscales_raw)(type, b);
+    __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < 4; g++) {
-        __m256i ra, rb;
-        SIMD_NAME(kgroup_raw)(type, b, g, &ra, &rb);
-        _mm256_store_si256(&o->q[2 * g], ra);
-        _mm256_store_si256(&o->q[2 * g + 1], rb);
-        _mm256_store_si256(&o->sc[g], k.sc[g]);
+        __m256i wa, wb;
+        SIMD_NAME(kgroup_raw)(type, b, g, &wa, &wb);
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g))),
+                                     _mm256_maddubs_epi16(wb, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g + 32))));
+        sumi = MADD_ACC(sumi, p, k.sc[g]);
+        // Keeps Q4_K/Q5_K's groups in order: left free, the compiler hoists every group's products
+        // ahead of their sums and spills them (Q6_K ran its decode 10 % faster without: one thread,
+        // 4096 × 4096).
+        if (type != T_Q6_K) __asm__ volatile("" : "+x"(sumi));
     }
-    _mm256_store_si256(&o->mn, k.mn);
-    o->d = k.d;
-    o->dmin = k.dmin;
+    __m256i sums = _mm256_madd_epi16(k.mn, _mm256_loadu_si256((const __m256i *)a->bsums));
+    if (type == T_Q6_K) sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(sums, 5));
+    *s = sumi;
+    *m = sums;
+    *d = k.d;
+    *dmin = k.dmin;
 }
 
-/// acc[k] += weight row × activation row k over blocks first ..< last, k < ra (a constant, 1 to 4):
-/// the row as stored (`row`) or unpacked (`kb`, its blocks from 0). Per block and pair: the exact
-/// integer sum (groups in order), converted and scaled by d·d_a onto the pair's accumulator, then the
-/// minimums' term scaled by dmin·d_a (Q6_K: its offset subtracted in the integer sum). A pair's
-/// chain is the same in any tile, on any thread: the single-row product is this with ra = 1.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile)(const int type, const int ra, const uint8_t *row,
-                                                                            const SIMD_NAME(kblock) *kb, const uint8_t *activation,
-                                                                            long stride, long first, long last, __m256 carried[4]) {
+/// Lane j: the sum of v[j]'s eight lanes (j < 8).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(hsum8)(const __m256i v[8]) {
+    __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+/// Weight row `row` (as stored, nb blocks) · the activation: the pair's eight chains (kblock_sums) in
+/// eight lanes, eight blocks per pass; the blocks past nb of the last pass add nothing.
+static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(kdot_row)(const int type, const uint8_t *row, const act256 *a,
+                                                                               long nb) {
+    const long size = quant_block_bytes(type);
+    __m256 acc = _mm256_setzero_ps();
+    for (long i0 = 0; i0 < nb; i0 += 8) {
+        __m256i s[8], m[8];
+        _Alignas(32) float d[8], dmin[8], da[8];
+        for (int j = 0; j < 8; j++) {
+            if (i0 + j < nb) {
+                SIMD_NAME(kblock_sums)(type, row + (i0 + j) * size, a + i0 + j, &s[j], &m[j], &d[j], &dmin[j]);
+                da[j] = a[i0 + j].d;
+            } else {
+                s[j] = m[j] = _mm256_setzero_si256();
+                d[j] = dmin[j] = da[j] = 0;
+            }
+        }
+        __m256 dv = _mm256_load_ps(da);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(SIMD_NAME(hsum8)(s)), _mm256_mul_ps(_mm256_load_ps(d), dv), acc);
+        if (type != T_Q6_K) acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(SIMD_NAME(hsum8)(m)), _mm256_mul_ps(_mm256_load_ps(dmin), dv), acc);
+    }
+    return SIMD_NAME(hsum)(acc);
+}
+
+/// An 8 × 8 transpose of 32-bit elements: r[j] element k ← r[k] element j.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpose8)(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm256_unpacklo_epi32(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_epi32(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4)
+        for (int h = 0; h < 2; h++) {
+            u[j + 2 * h] = _mm256_unpacklo_epi64(t[j + h], t[j + h + 2]);
+            u[j + 2 * h + 1] = _mm256_unpackhi_epi64(t[j + h], t[j + h + 2]);
+        }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+        r[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+    }
+}
+
+/// Values 32c … 32c + 31 of a K-quant block as unsigned bytes in order (c < 8).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(kvalues)(const int type, const uint8_t *b, const int c) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    if (type == T_Q6_K) {
+        // Half n = c / 4 of the block: ql's two 32-byte runs (low nibbles, then high) and qh's 2-bit pairs.
+        const int n = c / 4, p = c % 4;
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32 * (p & 1)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
+        const __m256i two = _mm256_set1_epi8(0x30);
+        __m256i low = p < 2 ? _mm256_and_si256(ql, low4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
+        __m256i high;
+        switch (p) {
+        case 0: high = _mm256_slli_epi16(qh, 4); break;
+        case 1: high = _mm256_slli_epi16(qh, 2); break;
+        case 2: high = qh; break;
+        default: high = _mm256_srli_epi16(qh, 2); break;
+        }
+        return _mm256_or_si256(low, _mm256_and_si256(high, two));
+    }
+    const int five = type == T_Q5_K;
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * five + 32 * (c / 2)));
+    __m256i v = c % 2 ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4) : _mm256_and_si256(raw, low4);
+    if (five) {
+        // Value 32c + l's fifth bit is bit c of qh[l].
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+        __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, c), _mm256_set1_epi8(1));
+        v = _mm256_or_si256(v, _mm256_slli_epi16(bit, 4));
+    }
+    return v;
+}
+
+/// A K-quant block's multipliers as kpanel holds them for one row, a 32-bit lane each (the value in
+/// both 16-bit halves, or pairs): lo / hi the scales of the 16-value groups 0–7 / 8–15, mn the
+/// minimums' multipliers (kpanel.mn); and d, dmin.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kscale_dwords)(const int type, const uint8_t *b, __m256i *lo,
+                                                                                    __m256i *hi, __m256i *mn, float *d, float *dmin) {
+    if (type == T_Q6_K) {
+        __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+        const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+        __m256i a = _mm256_cvtepi8_epi32(sc), c = _mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8));
+        *lo = _mm256_or_si256(_mm256_and_si256(a, low16), _mm256_slli_epi32(a, 16));
+        *hi = _mm256_or_si256(_mm256_and_si256(c, low16), _mm256_slli_epi32(c, 16));
+        *mn = _mm256_cvtepi8_epi16(sc);
+        *d = SIMD_NAME(half)(b + 208);
+        *dmin = 0;
+        return;
+    }
+    // The 6-bit scales (bytes 0–7) and minimums (8–15) of the 8 sub-blocks, as kscales_raw unpacks them.
+    uint32_t packed[4];
+    memcpy(packed, b + 4, 12);
+    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
+    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
+    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
+    packed[2] = mins_low;
+    packed[0] &= 0x3F3F3F3F;
+    __m128i bytes = _mm_loadu_si128((const __m128i *)packed);
+    __m256i s = _mm256_cvtepu8_epi32(bytes);
+    s = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+    // Group g (16 values) is sub-block g / 2.
+    *lo = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    *hi = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+    // Pairs of sub-blocks' minimums (2u, 2u + 1) against the activation's pairs of sums of 32.
+    *mn = _mm256_zextsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(bytes, 8)));
+    *d = SIMD_NAME(half)(b);
+    *dmin = SIMD_NAME(half)(b + 2);
+}
+
+/// Packs weight rows `rows[0..7]` (NULL: a zero row) of nb blocks into kpanel tiles (see there).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kpack)(const int type, const uint8_t *const rows[8], long nb,
+                                                                            kpanel *out) {
     long size = quant_block_bytes(type);
-    __m256 acc[4];
-    for (int j = 0; j < ra; j++) acc[j] = carried[j];
-    for (long i = first; i < last; i++) {
-        SIMD_NAME(kscales) k;
-        const uint8_t *b = kb ? NULL : row + i * size;
-        const SIMD_NAME(kblock) *u = kb ? kb + i : NULL;
-        if (kb) {
-            k.d = u->d;
-            k.dmin = u->dmin;
-        } else {
-            k = SIMD_NAME(kscales_raw)(type, b);
+    for (long i = 0; i < nb; i++) {
+        kpanel *o = out + i;
+        for (int c = 0; c < 8; c++) {
+            __m256i r[8];
+            for (int k = 0; k < 8; k++) r[k] = rows[k] ? SIMD_NAME(kvalues)(type, rows[k] + i * size, c) : _mm256_setzero_si256();
+            SIMD_NAME(transpose8)(r);
+            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)o->q[8 * c + j], r[j]);
         }
-        __m256i sumi[4];
-        for (int j = 0; j < ra; j++) sumi[j] = _mm256_setzero_si256();
-        for (int g = 0; g < 4; g++) {
-            __m256i wa, wb, sc;
-            if (kb) {
-                wa = _mm256_load_si256(&u->q[2 * g]);
-                wb = _mm256_load_si256(&u->q[2 * g + 1]);
-                sc = _mm256_load_si256(&u->sc[g]);
-            } else {
-                SIMD_NAME(kgroup_raw)(type, b, g, &wa, &wb);
-                sc = k.sc[g];
-            }
-            for (int j = 0; j < ra; j++) {
-                const act256 *a = (const act256 *)(activation + j * stride) + i;
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g))),
-                                             _mm256_maddubs_epi16(wb, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g + 32))));
-                sumi[j] = MADD_ACC(sumi[j], p, sc);
-            }
-            // Keeps the groups in order: left free, the compiler hoists every group's products
-            // ahead of their sums and spills them.
-            for (int j = 0; j < ra; j++) __asm__ volatile("" : "+x"(sumi[j]));
+        __m256i lo[8], hi[8], mn[8];
+        for (int k = 0; k < 8; k++) {
+            o->d[k] = o->dmin[k] = 0;
+            lo[k] = hi[k] = mn[k] = _mm256_setzero_si256();
+            if (rows[k]) SIMD_NAME(kscale_dwords)(type, rows[k] + i * size, &lo[k], &hi[k], &mn[k], &o->d[k], &o->dmin[k]);
         }
-        __m256i mn = kb ? _mm256_load_si256(&u->mn) : k.mn;
-        for (int j = 0; j < ra; j++) {
-            const act256 *a = (const act256 *)(activation + j * stride) + i;
-            __m256i sums = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a->bsums));
-            if (type == T_Q6_K) {
-                // The −32 offset of every value: Σ_g scale_g · (activation sum of group g) · 32.
-                sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(sums, 5));
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
-            } else {
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
-                acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(k.dmin * a->d), acc[j]);
-            }
+        SIMD_NAME(transpose8)(lo);
+        SIMD_NAME(transpose8)(hi);
+        SIMD_NAME(transpose8)(mn);
+        for (int g = 0; g < 8; g++) {
+            _mm256_store_si256((__m256i *)o->sc[g], lo[g]);
+            _mm256_store_si256((__m256i *)o->sc[8 + g], hi[g]);
+            _mm256_store_si256((__m256i *)o->mn[g], mn[g]);
         }
     }
-    for (int j = 0; j < ra; j++) carried[j] = acc[j];
+}
+
+/// The chains of packed tile row k × activation row a (lane k of acc[a][r], chain r) over blocks first
+/// ..< last (the tile's from `p`, its block `first`), a < ra (a constant, 1 to KGEMM_RA), the activation
+/// rows in natural order `stride` bytes apart. Per block and pair exactly kblock_sums' S and M, onto the same chain, in lane k.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kmicro)(const int type, const int ra, const kpanel *p,
+                                                                             const uint8_t *activation, long stride, long first,
+                                                                             long last, __m256 acc[KGEMM_RA][8]) {
+    // Dwords (four values) per 16-bit group: as many as keep every lane within 16 bits.
+    const int dw = type == T_Q4_K ? 8 : type == T_Q5_K ? 4 : 2;
+    for (long i = first; i < last; i++) {
+        const kpanel *b = p + (i - first);
+        const act256 *x[KGEMM_RA];
+        for (int a = 0; a < ra; a++) x[a] = (const act256 *)(activation + a * stride) + i;
+        __m256i sumi[KGEMM_RA], ms[KGEMM_RA];
+        for (int a = 0; a < ra; a++) sumi[a] = ms[a] = _mm256_setzero_si256();
+        for (int h = 0; h < 64 / dw; h++) {
+            __m256i s16[KGEMM_RA];
+            for (int t = 0; t < dw; t++) {
+                __m256i w = _mm256_load_si256((const __m256i *)b->q[h * dw + t]);
+                for (int a = 0; a < ra; a++) {
+                    int32_t v;
+                    memcpy(&v, x[a]->qs + 4 * (h * dw + t), 4);
+                    __m256i prod = _mm256_maddubs_epi16(w, _mm256_set1_epi32(v));
+                    s16[a] = t ? _mm256_add_epi16(s16[a], prod) : prod;
+                }
+            }
+            __m256i sc = _mm256_load_si256((const __m256i *)b->sc[h * dw / 4]);
+            for (int a = 0; a < ra; a++) sumi[a] = MADD_ACC(sumi[a], s16[a], sc);
+        }
+        // Q6_K: its scales against the sums of 16; Q4_K/Q5_K: the minimums against the sums of 32.
+        for (int t = 0; t < (type == T_Q6_K ? 8 : 4); t++) {
+            __m256i mn = _mm256_load_si256((const __m256i *)b->mn[t]);
+            for (int a = 0; a < ra; a++) {
+                int32_t v;
+                memcpy(&v, (type == T_Q6_K ? x[a]->bsums : x[a]->bsum32) + 2 * t, 4);
+                ms[a] = MADD_ACC(ms[a], mn, _mm256_set1_epi32(v));
+            }
+        }
+        __m256 dw8 = _mm256_load_ps(b->d), dm8 = _mm256_load_ps(b->dmin);
+        const int r = (int)(i % 8);
+        for (int a = 0; a < ra; a++) {
+            __m256 da = _mm256_broadcast_ss(&x[a]->d), c = acc[a][r];
+            if (type == T_Q6_K) {
+                c = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[a], _mm256_slli_epi32(ms[a], 5))), _mm256_mul_ps(dw8, da), c);
+            } else {
+                c = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[a]), _mm256_mul_ps(dw8, da), c);
+                c = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms[a]), _mm256_mul_ps(dm8, da), c);
+            }
+            acc[a][r] = c;
+        }
+    }
+}
+
+/// A pair's result from its chains (see kblock_sums), lane by lane.
+static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(kchains)(const __m256 c[8]) {
+    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c[0], c[4]), _mm256_add_ps(c[2], c[6])),
+                         _mm256_add_ps(_mm256_add_ps(c[1], c[5]), _mm256_add_ps(c[3], c[7])));
 }
 
 /// int32 lanes of a, b, c, d (8 each) → 32 signed bytes in order, saturating.
@@ -385,7 +541,9 @@ static inline SIMD_TARGET int SIMD_NAME(hsum_epi32)(__m256i v) {
 
 /// prepare_activation's numbers (the portable quantizer's, value for value: the same scales, and
 /// rounding to nearest even), eight lanes at a time.
-static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, long cols, void *scratch) {
+/// K-quants: the values in the decode kernel's groups' order (kblock_sums), or with `natural` in order
+/// (the many-row kernel's broadcasts).
+static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, long cols, void *scratch, int natural) {
     if (quant_block_values(type) == QK) {
         act32 *a = scratch;
         for (long b = 0; b < cols / QK; b++, x += QK) {
@@ -438,11 +596,17 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
                 // Packing saturates at 127, the portable loop's clamp.
                 n[h] = SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]);
             }
-            // In the K-quant kernels' order (see ktile): values 0–7, 40–47, 16–23, 56–63, then 8–15,
-            // 32–39, 24–31, 48–55 of the 64.
+            if (natural) {
+                _mm256_storeu_si256((__m256i *)(a[b].qs + j), n[0]);
+                _mm256_storeu_si256((__m256i *)(a[b].qs + j + 32), n[1]);
+                continue;
+            }
+            // In the decode kernel's order (see kblock_sums): values 0–7, 40–47, 16–23, 56–63, then
+            // 8–15, 32–39, 24–31, 48–55 of the 64.
             _mm256_storeu_si256((__m256i *)(a[b].qs + j), _mm256_blend_epi32(n[0], n[1], 0xCC));
             _mm256_storeu_si256((__m256i *)(a[b].qs + j + 32), _mm256_shuffle_epi32(_mm256_blend_epi32(n[1], n[0], 0xCC), 0x4E));
         }
+        act256_sums32(&a[b]);
         a[b].d = 1 / iscale;
     }
 }
@@ -498,57 +662,103 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
         }
         return;
     }
+    const long nb = t->cols / QKK;
+    const act256 *act = (const act256 *)t->activation;
     for (long r = begin; r < end; r++) {
-        __m256 acc[4] = {_mm256_setzero_ps()};
-        SIMD_NAME(ktile)(type, 1, t->w + r * t->row_bytes, NULL, t->activation, 0, 0, t->cols / QKK, acc);
-        float v = SIMD_NAME(hsum)(acc[0]);
+        float v = SIMD_NAME(kdot_row)(type, t->w + r * t->row_bytes, act, nb);
         t->y[r] = t->accumulate ? t->y[r] + v : v;
     }
 }
 #undef MATVEC32_STEP
 
-/// ktile for ra (1 to 4) given at run time, each case inlined with constants.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile_any)(const int type, long ra, const uint8_t *row,
-                                                                                const SIMD_NAME(kblock) *kb, const uint8_t *activation,
-                                                                                long stride, long first, long last, __m256 acc[4]) {
+/// kmicro for ra (1 to KGEMM_RA) given at run time, each case inlined with constants.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kmicro_any)(const int type, long ra, const kpanel *p,
+                                                                                 const uint8_t *activation, long stride, long first,
+                                                                                 long last, __m256 acc[KGEMM_RA][8]) {
     switch (ra) {
-    case 1: SIMD_NAME(ktile)(type, 1, row, kb, activation, stride, first, last, acc); break;
-    case 2: SIMD_NAME(ktile)(type, 2, row, kb, activation, stride, first, last, acc); break;
-    case 3: SIMD_NAME(ktile)(type, 3, row, kb, activation, stride, first, last, acc); break;
-    default: SIMD_NAME(ktile)(type, 4, row, kb, activation, stride, first, last, acc); break;
+    case 1: SIMD_NAME(kmicro)(type, 1, p, activation, stride, first, last, acc); break;
+#if KGEMM_RA >= 2
+    case 2: SIMD_NAME(kmicro)(type, 2, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 3
+    case 3: SIMD_NAME(kmicro)(type, 3, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 4
+    case 4: SIMD_NAME(kmicro)(type, 4, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 5
+    case 5: SIMD_NAME(kmicro)(type, 5, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 6
+    case 6: SIMD_NAME(kmicro)(type, 6, p, activation, stride, first, last, acc); break;
+#endif
+    default: break;
     }
 }
 
-/// K-quant weight rows begin ..< end of a many-row product: tiles of KGEMM_ROWS weight rows unpacked
-/// once (kunpack, into the thread's kquant_tile) and kept in L2 while every group of four activation
-/// rows passes over them, KGEMM_BLOCKS blocks at a time (the group's slice, ~19 KB, stays in L1 across
-/// the tile's rows; each pair's accumulator is carried between slices, so its chain is unchanged).
+/// K-quant weight rows begin ..< end of a many-row product: panels of up to KGEMM_MAX_TILES tiles of
+/// 8 rows packed once (kpack, into the thread's kquant_tile; the last tile padded with zero rows),
+/// then every group of KGEMM_RA activation rows passes over the panel's tiles KGEMM_BLOCKS blocks at
+/// a time (the group's slice stays in L1 while the tiles come from L2; each pair's chains are carried
+/// from one slice to the next, so they are unchanged). Without panel memory, a tile is packed one
+/// block at a time on the stack, again for each group of activation rows (the same numbers).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgemm)(const int type, const gemm_task *t, long begin,
                                                                             long end) {
-    long nb = t->cols / QKK;
-    SIMD_NAME(kblock) *tile = kquant_tile(KGEMM_ROWS * nb * (long)sizeof(SIMD_NAME(kblock)));
-    __m256 acc[KGEMM_ROWS][4];
-    for (long r0 = begin; r0 < end; r0 += KGEMM_ROWS) {
-        long r1 = r0 + KGEMM_ROWS < end ? r0 + KGEMM_ROWS : end;
-        if (tile)
-            for (long r = r0; r < r1; r++)
-                for (long i = 0; i < nb; i++) SIMD_NAME(kunpack)(type, t->w + r * t->row_bytes + i * quant_block_bytes(type), tile + (r - r0) * nb + i);
-        for (long i = 0; i < t->m; i += 4) {
-            long ra = t->m - i < 4 ? t->m - i : 4;
+    const long nb = t->cols / QKK, size = quant_block_bytes(type), tiles = kgemm_panel_tiles(nb);
+    kpanel *panel = kquant_tile(tiles * nb * (long)sizeof(kpanel));
+    __m256 acc[KGEMM_MAX_TILES][KGEMM_RA][8];
+    if (!panel) {
+        // One tile and one block at a time on the stack, packed again for each group of rows.
+        _Alignas(64) kpanel one;
+        for (long r0 = begin; r0 < end; r0 += 8) {
+            long rows = end - r0 < 8 ? end - r0 : 8;
+            for (long i = 0; i < t->m; i += KGEMM_RA) {
+                long ra = t->m - i < KGEMM_RA ? t->m - i : KGEMM_RA;
+                for (int k = 0; k < KGEMM_RA; k++)
+                    for (int r = 0; r < 8; r++) acc[0][k][r] = _mm256_setzero_ps();
+                for (long b = 0; b < nb; b++) {
+                    const uint8_t *block[8];
+                    for (int k = 0; k < 8; k++) block[k] = k < rows ? t->w + (r0 + k) * t->row_bytes + b * size : NULL;
+                    SIMD_NAME(kpack)(type, block, 1, &one);
+                    SIMD_NAME(kmicro_any)(type, ra, &one, t->activation + i * t->act_stride, t->act_stride, b, b + 1, acc[0]);
+                }
+                for (long k = 0; k < ra; k++) {
+                    _Alignas(32) float v[8];
+                    _mm256_store_ps(v, SIMD_NAME(kchains)(acc[0][k]));
+                    float *y = t->y + (i + k) * t->y_stride + r0;
+                    for (long q = 0; q < rows; q++) y[q] = t->accumulate ? y[q] + v[q] : v[q];
+                }
+            }
+        }
+        return;
+    }
+    for (long r0 = begin; r0 < end; r0 += 8 * tiles) {
+        long r1 = r0 + 8 * tiles < end ? r0 + 8 * tiles : end, count = (r1 - r0 + 7) / 8;
+        for (long j = 0; j < count; j++) {
+            const uint8_t *rows[8];
+            for (int k = 0; k < 8; k++) rows[k] = r0 + 8 * j + k < r1 ? t->w + (r0 + 8 * j + k) * t->row_bytes : NULL;
+            SIMD_NAME(kpack)(type, rows, nb, panel + j * nb);
+        }
+        for (long i = 0; i < t->m; i += KGEMM_RA) {
+            long ra = t->m - i < KGEMM_RA ? t->m - i : KGEMM_RA;
             const uint8_t *a = t->activation + i * t->act_stride;
-            for (long r = r0; r < r1; r++)
-                for (long k = 0; k < 4; k++) acc[r - r0][k] = _mm256_setzero_ps();
+            for (long j = 0; j < count; j++)
+                for (int k = 0; k < KGEMM_RA; k++)
+                    for (int r = 0; r < 8; r++) acc[j][k][r] = _mm256_setzero_ps();
             for (long first = 0; first < nb; first += KGEMM_BLOCKS) {
                 long last = first + KGEMM_BLOCKS < nb ? first + KGEMM_BLOCKS : nb;
-                for (long r = r0; r < r1; r++)
-                    SIMD_NAME(ktile_any)(type, ra, t->w + r * t->row_bytes, tile ? tile + (r - r0) * nb : NULL, a, t->act_stride,
-                                         first, last, acc[r - r0]);
+                for (long j = 0; j < count; j++)
+                    SIMD_NAME(kmicro_any)(type, ra, panel + j * nb + first, a, t->act_stride, first, last, acc[j]);
             }
-            for (long r = r0; r < r1; r++)
+            for (long j = 0; j < count; j++) {
+                long rows = r1 - r0 - 8 * j < 8 ? r1 - r0 - 8 * j : 8;
                 for (long k = 0; k < ra; k++) {
-                    float v = SIMD_NAME(hsum)(acc[r - r0][k]), *y = t->y + (i + k) * t->y_stride + r;
-                    *y = t->accumulate ? *y + v : v;
+                    _Alignas(32) float v[8];
+                    _mm256_store_ps(v, SIMD_NAME(kchains)(acc[j][k]));
+                    float *y = t->y + (i + k) * t->y_stride + r0 + 8 * j;
+                    for (long q = 0; q < rows; q++) y[q] = t->accumulate ? y[q] + v[q] : v[q];
                 }
+            }
         }
     }
 }

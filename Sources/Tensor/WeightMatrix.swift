@@ -3,8 +3,8 @@
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
 // dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
-// (a prefill) run integer dot products too for the K-quants (each weight block unpacked once for four
-// rows), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
+// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows packed once per
+// product), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -312,12 +312,12 @@ extension WeightMatrix {
     /// How a product of many rows meets weights not held as F32. `automatic` (the default): integer
     /// dot products (quant_gemm) for the K-quants (Q4_K, Q5_K, Q6_K) at every row count, and for the
     /// 32-value formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) up to `integerRowsLimit` rows; tiles of rows
-    /// converted to F32 inside sgemm otherwise. The K-quant kernel (two byte products summed in 16 bits
-    /// per scale multiply, each 16-row tile unpacked once, four activation rows per pass) runs 61–85
-    /// GMAC/s on one core of this project's AVX2 machine against 35–42 for the kernel before it (Q4_K
-    /// and Q6_K, 128 × 1024 × 4096, one thread, alternating, loaded machine); a 7B-shaped Q4_K_M
-    /// prefill on two threads took integer / tiles 0.43× the time at 142 and 268 rows and 0.66× at 612
-    /// (hiprune-bench quant --compare-conversion, load 4–8). Q8_0 with the packed-panel kernel
+    /// converted to F32 inside sgemm otherwise. The K-quant kernel (tiles of 8 weight rows packed once
+    /// per product with the rows in the lanes, four activation rows per pass, up to 8 byte products
+    /// summed in 16 bits per scale multiply) runs 88–92 GMAC/s for Q4_K and 70–77 for Q6_K on one core
+    /// of this project's AVX2 machine against 61–64 for the kernel before it (142 × 2048 × 4096, one
+    /// thread, CPU time, alternating, load 6–9), which had made a 7B-shaped Q4_K_M prefill on two threads
+    /// take integer / tiles 0.43× the time at 142 and 268 rows and 0.66× at 612. Q8_0 with the packed-panel kernel
     /// (micro32), 7B-shaped matrices, two threads, alternating, busy machine: integer / tiles 0.95 at
     /// 142 rows (4096²), 0.89 at 268 (4096²) and 1.01 (11008-wide), 1.07–1.09 at 612; one thread (CPU
     /// time) 1.00–1.05 at 142, 1.16–1.24 at 612, and 1.06–1.25 at SmolLM2 shapes (576 wide: sgemm at 43

@@ -229,39 +229,79 @@ final class QuantizedWeightTests: XCTestCase {
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
-    /// The K-quants' many-row kernel over shapes the fixture's 4 × 512 matrices do not reach: 37
-    /// weight rows (two whole tiles of 16 and a partial one, split over the team) of 4608 values (18
-    /// blocks: the activation rows pass a tile in slices of 16 blocks, each pair's accumulator carried
-    /// from one slice to the next), 1, 3, 6 and 9 activation rows (groups of four and shorter last
-    /// groups). The rows are the fixture's blocks rearranged, so the F32 reference is gguf's values.
-    /// On `isa`: every output equals the single-row product bit for bit and keeps its bound; the
-    /// team and one thread agree; accumulating adds onto the output.
-    private func checkWideKQuantProduct(isa: String) throws {
+    /// The fixture's K-quant blocks rearranged into `rows` rows of `blocks` blocks (row r's block b is
+    /// the fixture's block (5r + 3b) mod 8), with gguf's dequantized values of the same blocks.
+    private func rearrangedKQuant(_ type: String, rows: Int, blocks: Int) throws -> (WeightMatrix, [Float]) {
         let f = try file()
         let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quant", "blocks.gguf")))
+        let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
+        let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
+        XCTAssertEqual(stored.count, 8 * format.blockBytes)
+        var matrix = [UInt8](), reference = [Float]()
+        for r in 0..<rows {
+            for b in 0..<blocks {
+                let k = (5 * r + 3 * b) % 8
+                matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
+                reference += values[(k * 256)..<((k + 1) * 256)]
+            }
+        }
+        let cols = 256 * blocks
+        let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
+            try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
+        }
+        return (w, reference)
+    }
+
+    /// The K-quants' many-row kernel over shapes the fixture's 4 × 512 matrices do not reach: 37
+    /// weight rows of 4608 values (18 blocks: a panel of three 8-row tiles and a second one of two,
+    /// the last tile padded; the activation rows pass a panel 16 blocks at a time, each pair's chains
+    /// carried from one slice to the next; two blocks past the last whole eight of the row's chains)
+    /// and 13 rows of 2304 (9 blocks: one tile and a padded one), 1, 3, 6 and 9 activation rows
+    /// (groups of four and shorter last groups). The rows are the fixture's blocks rearranged, so the
+    /// F32 reference is gguf's values. On `isa`: every output equals the single-row product bit for
+    /// bit and keeps its bound; the team and one thread agree; accumulating adds onto the output.
+    private func checkWideKQuantProduct(isa: String) throws {
         defer { WeightMatrix.prefillConversion = .automatic }
         WeightMatrix.prefillConversion = .integer
-        let rows = 37, cols = 4608, blocks = cols / 256
         for type in ["Q4_K", "Q5_K", "Q6_K"] {
-            let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
-            let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
-            XCTAssertEqual(stored.count, 8 * format.blockBytes)
-            // Row r's block b is the fixture's block (5r + 3b) mod 8.
-            let source = { (r: Int, b: Int) in (5 * r + 3 * b) % 8 }
-            var matrix = [UInt8](), reference = [Float]()
-            for r in 0..<rows {
-                for b in 0..<blocks {
-                    let k = source(r, b)
-                    matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
-                    reference += values[(k * 256)..<((k + 1) * 256)]
+            for (rows, blocks) in [(37, 18), (13, 9)] {
+                let (w, reference) = try rearrangedKQuant(type, rows: rows, blocks: blocks)
+                let cols = 256 * blocks
+                for m in [1, 3, 6, 9] {
+                    let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
+                    try checkManyRows(w, inputs: inputs, isa: isa, type: type,
+                                      reference: (0..<rows).map { reference[($0 * cols)..<(($0 + 1) * cols)] })
                 }
             }
-            let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
-                try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
+        }
+    }
+
+    /// The K-quants' products are the same numbers on every instruction set the CPU has (portable C,
+    /// AVX2, AVX-512 VNNI): the integer sums per block are exact and every path runs the same chains
+    /// of F32 multiply-adds (kblock_sums in quant_simd.h), one row or many.
+    func testKQuantProductsAgreeAcrossInstructionSets() throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let sets = DecodeTeam.quantInstructionSets
+        XCTAssertTrue(sets.contains("portable"))
+        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+            let (w, _) = try rearrangedKQuant(type, rows: 19, blocks: 9)
+            let x = try Matrix(rows: 5, cols: w.cols, storage: (0..<5).flatMap { activation(w.cols, seed: UInt64(120 + $0)) })
+            var scratch: [Float] = []
+            var products: [String: [Float]] = [:], singles: [String: [Float]] = [:]
+            for isa in sets {
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    products[isa] = try linear(x, weight: w, scratch: &scratch).storage
+                    var y = [Float](repeating: 0, count: w.rows)
+                    x.storage.withUnsafeBufferPointer { px in
+                        y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    singles[isa] = y
+                }
             }
-            for m in [1, 3, 6, 9] {
-                let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
-                try checkManyRows(w, inputs: inputs, isa: isa, type: type, reference: (0..<rows).map { reference[($0 * cols)..<(($0 + 1) * cols)] })
+            for isa in sets where isa != "portable" {
+                XCTAssertEqual(products[isa], products["portable"], "\(type): the many-row product on \(isa) differs from portable C")
+                XCTAssertEqual(singles[isa], singles["portable"], "\(type): the single-row product on \(isa) differs from portable C")
             }
         }
     }
