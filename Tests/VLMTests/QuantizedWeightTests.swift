@@ -393,18 +393,13 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for the K-quants at every row
-    /// count, for the 32-value block formats up to the row limit (the measured choices), never for
-    /// F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for every block format at every
+    /// row count (the measured choice), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
-        let limit = WeightMatrix.integerRowsLimit
-        for rows in [2, 142, limit, limit + 1, 612, 4096] {
-            for format in [WeightFormat.q4_K, .q5_K, .q6_K] {
+        for rows in [2, 142, 448, 449, 612, 4096] {
+            for format in [WeightFormat.q4_K, .q5_K, .q6_K, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
                 XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
-            }
-            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
-                XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
             }
             for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
