@@ -358,22 +358,24 @@ static void prepare_activation_portable(int type, const float *x, long cols, voi
 static float dot_portable(int type, const uint8_t *b, const void *activation, long cols) {
     float sum = 0;
     if (quant_block_values(type) == QK) {
+        // The SIMD kernels' arithmetic (row32 in quant_simd.h), so every instruction set gives the
+        // same bits: per block the exact integer dot product (the _0 types' offset times the
+        // activation block's sum taken off), times d_w · d_a, added; the _1 types' m · d_a·Σq added
+        // on a second chain; a multiply then an add each (no fma).
         const act32 *a = activation;
         long size = quant_block_bytes(type);
+        float extra = 0;
         for (long i = 0; i < cols / QK; i++, b += size) {
             const int8_t *y = a[i].qs;
             int s = 0;
-            float dw = half_at(b), d = dw * a[i].d;
             switch (type) {
             case T_Q8_0:
                 for (int j = 0; j < QK; j++) s += (int8_t)b[2 + j] * y[j];
-                sum += d * (float)s;
                 break;
             case T_Q4_0:
             case T_Q4_1: {
                 const uint8_t *q = b + (type == T_Q4_1 ? 4 : 2);
                 for (int j = 0; j < 16; j++) s += (q[j] & 0xF) * y[j] + (q[j] >> 4) * y[j + 16];
-                sum += d * (float)s + (type == T_Q4_0 ? -8 * dw : half_at(b + 2)) * a[i].dsum;
                 break;
             }
             default: {  // Q5_0, Q5_1
@@ -385,12 +387,18 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
                     s += ((q[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) * y[j];
                     s += ((q[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) * y[j + 16];
                 }
-                sum += d * (float)s + (one ? half_at(b + 2) : -16 * dw) * a[i].dsum;
                 break;
             }
             }
+            s -= (type == T_Q4_0 ? 8 : type == T_Q5_0 ? 16 : 0) * a[i].sum;
+            float scale = half_at(b) * a[i].d, product = (float)s * scale;
+            sum = sum + product;
+            if (type == T_Q4_1 || type == T_Q5_1) {
+                float minimum = half_at(b + 2) * a[i].dsum;
+                extra = extra + minimum;
+            }
         }
-        return sum;
+        return sum + extra;
     }
     const act256 *a = activation;
     long size = quant_block_bytes(type);

@@ -5,9 +5,10 @@
 //
 // 32-value types: per block, the exact integer dot product of the weights' bytes and the
 // activation's (Q8_0's signs moved onto the activation; the other types' unsigned values as they
-// are, the _0 types' offset taken off once per block through the activation block's sum), one F32
-// fma of that integer by d_w · d_a onto the pair's accumulator (the _1 types' m · d_a·Σq onto a
-// second chain), blocks in order. The decode step runs eight weight rows per pass, each row's eight
+// are, the _0 types' offset taken off once per block through the activation block's sum), that
+// integer times d_w · d_a added onto the pair's accumulator (the _1 types' m · d_a·Σq onto a second
+// chain), blocks in order: the portable dot product's arithmetic, so every instruction set gives
+// the same bits. The decode step runs eight weight rows per pass, each row's eight
 // partial sums reduced to its integer (reduce8) so the rows' chains run in the lanes of one vector
 // (the last rows one at a time, row32); the many-row product runs `micro32`, register tiles of
 // eight weight rows (lanes) × GEMM_RA activation rows over weights packed once per panel (pack32:
@@ -402,8 +403,9 @@ static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(halves
 
 /// One weight row (nb blocks of `type`) against one activation row: per block the exact integer
 /// dot product (dot32, less the _0 types' offset times the activation block's sum), then
-/// acc = fma(that, d_w · d_a, acc), the _1 types' extra = fma(m, d_a·Σq, extra); acc + extra. The
-/// lanes of the eight-row pass (matvec_typed) and of micro32 run exactly this, a pair per lane.
+/// acc += that · (d_w · d_a), the _1 types' extra += m · d_a·Σq, each a multiply then an add (no
+/// fma: the portable product's steps); acc + extra. The lanes of the eight-row pass (matvec_typed)
+/// and of micro32 run exactly this, a pair per lane.
 static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(row32)(const int type, const uint8_t *row, const act32 *act,
                                                                                long nb) {
     const long size = quant_block_bytes(type);
@@ -411,8 +413,12 @@ static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(row32)(
     for (long i = 0; i < nb; i++, row += size) {
         int s = SIMD_NAME(hsum_epi32)(SIMD_NAME(dot32)(type, SIMD_NAME(bytes32)(type, row), _mm256_loadu_si256((const __m256i *)act[i].qs)));
         s -= OFFSET32(type) * act[i].sum;
-        acc = __builtin_fmaf((float)s, SIMD_NAME(half)(row) * act[i].d, acc);
-        if (HAS_MIN(type)) extra = __builtin_fmaf(SIMD_NAME(half)(row + 2), act[i].dsum, extra);
+        float product = (float)s * (SIMD_NAME(half)(row) * act[i].d);
+        acc = acc + product;
+        if (HAS_MIN(type)) {
+            float minimum = SIMD_NAME(half)(row + 2) * act[i].dsum;
+            extra = extra + minimum;
+        }
     }
     return acc + extra;
 }
@@ -420,7 +426,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(row32)(
 /// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types:
 /// eight weight rows per pass, the activation block loaded once for the eight, each row's partial
 /// sums reduced to its integer (reduce8) and the eight rows' chains run in the lanes of one vector
-/// (one cvt, scale multiply and fma per block for the eight); the last rows one at a time (row32,
+/// (one cvt, scale multiply, multiply and add per block for the eight); the last rows one at a time (row32,
 /// the same arithmetic). K-quants a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
@@ -445,8 +451,8 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_t
                 __m256i s = SIMD_NAME(reduce8)(v);
                 if (OFFSET32(type)) s = _mm256_sub_epi32(s, _mm256_set1_epi32(OFFSET32(type) * a->sum));
                 __m256 d = _mm256_mul_ps(SIMD_NAME(halves8)(b, 0), _mm256_set1_ps(a->d));
-                acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), d, acc);
-                if (HAS_MIN(type)) extra = _mm256_fmadd_ps(SIMD_NAME(halves8)(b, 2), _mm256_set1_ps(a->dsum), extra);
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d));
+                if (HAS_MIN(type)) extra = _mm256_add_ps(extra, _mm256_mul_ps(SIMD_NAME(halves8)(b, 2), _mm256_set1_ps(a->dsum)));
                 for (int j = 0; j < 8; j++) b[j] += size;
             }
             __m256 v = _mm256_add_ps(acc, extra);
@@ -628,7 +634,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(block_do
 
 /// The products of one packed tile of eight weight rows (`wt`, pack32) and one group of GEMM_RA
 /// activation rows (`ag`, group_body's layout) over n blocks: per block and pair exactly row32's
-/// arithmetic, the eight weight rows in the lanes (acc[k] = fma(cvt(s[k]), d_w · d_a, acc[k]), the
+/// arithmetic, the eight weight rows in the lanes (acc[k] += cvt(s[k]) · (d_w · d_a), the
 /// _1 types' extras a second chain), so each result equals the single-row product bit for bit. The
 /// blocks may be one chunk of a row: unless `first` the chains start from `state`, unless `last`
 /// they are left there; at the last, activation row k < acts goes to y + k · y_stride, lanes < rows.
@@ -645,7 +651,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
         for (long c = 0; c < n; c++) {
             __m256 mv = _mm256_load_ps((const float *)(wt + c * G32_WTB(type) + G32_D(type)) + 8);
             const float *dsum = (const float *)(ag + c * G32_AGB + G32_ADSUM);
-            for (int k = 0; k < GEMM_RA; k++) extra[k] = _mm256_fmadd_ps(mv, _mm256_set1_ps(dsum[k]), extra[k]);
+            for (int k = 0; k < GEMM_RA; k++) extra[k] = _mm256_add_ps(extra[k], _mm256_mul_ps(mv, _mm256_set1_ps(dsum[k])));
         }
     for (long c = 0; c < n; c++, wt += G32_WTB(type), ag += G32_AGB) {
 #if G32_PREFETCH
@@ -658,7 +664,8 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
         SIMD_NAME(block_dots)(type, wt, ag, s);
         __m256 dw = _mm256_load_ps((const float *)(wt + G32_D(type)));
         const float *da = (const float *)(ag + G32_AD);
-        for (int k = 0; k < GEMM_RA; k++) acc[k] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s[k]), _mm256_mul_ps(dw, _mm256_set1_ps(da[k])), acc[k]);
+        for (int k = 0; k < GEMM_RA; k++)
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_cvtepi32_ps(s[k]), _mm256_mul_ps(dw, _mm256_set1_ps(da[k]))));
     }
     if (!last) {
         for (int k = 0; k < GEMM_RA; k++) {

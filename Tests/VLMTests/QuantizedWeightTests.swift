@@ -312,6 +312,46 @@ final class QuantizedWeightTests: XCTestCase {
         }
     }
 
+    /// The 32-value types' products give the same bits on `isa` as on the portable path: the SIMD
+    /// kernels take the portable dot product's steps (the exact integer per block, then a multiply
+    /// by d_w · d_a and an add; the _1 types' minimum term on a second chain), so the many-row and
+    /// the single-row product of 37 rows × 2080 values (an eight-row pass short by three, a tile of
+    /// five rows) agree with portable for every format, 5 input rows.
+    private func checkSameBitsAsPortable(isa: String) throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let rows = 37, cols = 2080, m = 5
+        for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
+            let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(140 + t))
+            let inputs = (0..<m).map { activation(cols, seed: UInt64(150 + 10 * t + $0)) }
+            let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
+            var scratch: [Float] = []
+            var products: [[Float]] = [], singles: [[Float]] = []
+            for path in ["portable", isa] {
+                try DecodeTeam.with(quantISA: path) { () throws(TensorError) in
+                    products.append(try linear(x, weight: w, scratch: &scratch).storage)
+                    var y = [Float](repeating: 0, count: rows)
+                    inputs[m - 1].withUnsafeBufferPointer { px in
+                        y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    singles.append(y)
+                }
+            }
+            XCTAssertEqual(products[0], products[1], "\(format.name): many-row product on \(isa) is not the portable one")
+            XCTAssertEqual(singles[0], singles[1], "\(format.name): single-row product on \(isa) is not the portable one")
+        }
+    }
+
+    func testSameBitsAsPortableAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx2")
+    }
+
+    func testSameBitsAsPortableAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx512vnni")
+    }
+
     func testWideKQuantProductPortable() throws { try checkWideKQuantProduct(isa: "portable") }
 
     func testWideKQuantProductAVX2() throws {
