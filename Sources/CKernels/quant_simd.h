@@ -541,10 +541,9 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpos
 }
 
 /// Packs weight rows r0 ..< r1 of a many-row product into `panel` for micro32: tiles of eight rows
-/// (the last padded with zero rows), per block G32_WTB bytes: the rows' bytes (bytes32; Q8_0's
-/// magnitudes) as eight vectors whose lane j holds four bytes of row j (vector c: bytes 4c … 4c + 3),
-/// for Q8_0 then its signed bytes the same way, then the rows' d as eight floats (and for the _1
-/// types their m).
+/// (the last padded with zero rows), per block G32_WTB bytes: the rows' bytes (bytes32) as eight
+/// vectors whose lane j holds four bytes of row j (vector c: bytes 4c … 4c + 3), then the rows' d as
+/// eight floats (and for the _1 types their m).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(const int type, const gemm_task *t, long r0,
                                                                              long r1, uint8_t *panel) {
     const long nb = t->cols / QK, size = quant_block_bytes(type);
@@ -563,15 +562,8 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(
                 m[j] = live && HAS_MIN(type) ? SIMD_NAME(half)(block + 2) : 0;
             }
             SIMD_NAME(transpose8)(q);
-            for (int c = 0; c < 8; c++) {
-                if (type == T_Q8_0) {
-                    _mm256_store_si256((__m256i *)(b + 32 * c), _mm256_sign_epi8(q[c], q[c]));
-                    _mm256_store_si256((__m256i *)(b + 256 + 32 * c), q[c]);
-                } else {
-                    _mm256_store_si256((__m256i *)(b + 32 * c), q[c]);
-                }
-            }
-            float *dv = (float *)(b + G32_D(type));
+            for (int c = 0; c < 8; c++) _mm256_store_si256((__m256i *)(b + 32 * c), q[c]);
+            float *dv = (float *)(b + G32_D);
             for (int j = 0; j < 8; j++) {
                 dv[j] = d[j];
                 if (HAS_MIN(type)) dv[8 + j] = m[j];
@@ -582,14 +574,14 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(
 
 /// The integer products of one packed block (`wt`) against GEMM_RA activation rows (`ag`), exact,
 /// in s[k] (lane j: weight row j against activation row k), the _0 types' offset taken off.
-/// Q8_0: per four bytes and activation row, a broadcast, a sign, and the dot (maddubs + madd + add,
-/// or dpbusd). Q4/Q5 values are unsigned and small: with AVX2 the byte products of 8 (Q4) or 4
+/// Q8_0: per four bytes the weights' magnitudes (a sign, shared by the GEMM_RA rows), per four bytes
+/// and activation row a broadcast, a sign and the dot (maddubs + madd + add, or dpbusd). Q4/Q5 values are unsigned and small: with AVX2 the byte products of 8 (Q4) or 4
 /// (Q5) broadcasts add in 16 bits before one madd (8 · 2 · 15 · 127 and 4 · 2 · 31 · 127 fit).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(block_dots)(const int type, const uint8_t *wt,
                                                                                  const uint8_t *ag, __m256i s[GEMM_RA]) {
     if (type == T_Q8_0) {
         for (int c = 0; c < 8; c++) {
-            __m256i u = _mm256_load_si256((const __m256i *)(wt + 32 * c)), w = _mm256_load_si256((const __m256i *)(wt + 256 + 32 * c));
+            __m256i w = _mm256_load_si256((const __m256i *)(wt + 32 * c)), u = _mm256_sign_epi8(w, w);
             for (int k = 0; k < GEMM_RA; k++) {
                 int32_t four;
                 memcpy(&four, ag + k * QK + 4 * c, 4);
@@ -649,7 +641,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
     }
     if (HAS_MIN(type))  // Their own chains, in block order: apart, they keep registers from the main loop.
         for (long c = 0; c < n; c++) {
-            __m256 mv = _mm256_load_ps((const float *)(wt + c * G32_WTB(type) + G32_D(type)) + 8);
+            __m256 mv = _mm256_load_ps((const float *)(wt + c * G32_WTB(type) + G32_D) + 8);
             const float *dsum = (const float *)(ag + c * G32_AGB + G32_ADSUM);
             for (int k = 0; k < GEMM_RA; k++) extra[k] = _mm256_add_ps(extra[k], _mm256_mul_ps(mv, _mm256_set1_ps(dsum[k])));
         }
@@ -662,7 +654,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
 #endif
         __m256i s[GEMM_RA];
         SIMD_NAME(block_dots)(type, wt, ag, s);
-        __m256 dw = _mm256_load_ps((const float *)(wt + G32_D(type)));
+        __m256 dw = _mm256_load_ps((const float *)(wt + G32_D));
         const float *da = (const float *)(ag + G32_AD);
         for (int k = 0; k < GEMM_RA; k++)
             acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_cvtepi32_ps(s[k]), _mm256_mul_ps(dw, _mm256_set1_ps(da[k]))));
