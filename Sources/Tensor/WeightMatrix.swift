@@ -317,7 +317,7 @@ extension WeightMatrix {
     /// 128 × 1024 × 4096, one thread, alternating, loaded machine); a 7B-shaped Q4_K_M prefill on two
     /// threads took integer / tiles 0.43× the time at 142 and 268 rows and 0.66× at 612 (hiprune-bench
     /// quant --compare-conversion, load 4–8). The 32-value kernel (eight weight rows in the lanes ×
-    /// four activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes
+    /// five activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes
     /// (CPU time, one thread, loaded machine), 1.5× the 2 × 3 tile kernel before it, which had lost to
     /// F32 tiles + sgemm above ~450 rows; integer at every row count also keeps OpenBLAS's threads
     /// from running beside the worker team (under load the two collapsed: 39 s for a 3.4 s prefill).

@@ -294,8 +294,8 @@ final class QuantizedWeightTests: XCTestCase {
     /// The 32-value types' many-row product on `isa` over shapes that cut its tiles everywhere: 131
     /// weight rows (panels of 64, 64 and 3 rows: a last register tile of three rows in eight lanes;
     /// the single-row product's passes of eight rows and its last three rows one at a time), 2080
-    /// columns (65 blocks: the K chunks end on a single block), 2, 4 and 9 input rows (a group of four
-    /// short by two, one whole, two and one row over). checkManyRows: each output the single-row
+    /// columns (65 blocks: the K chunks end on a single block), 2, 5 and 11 input rows (a group of five
+    /// short by three, one whole, two and one row over). checkManyRows: each output the single-row
     /// product bit for bit and within its bound against the F32 product of the dequantized weights;
     /// the team and one thread agree; accumulating adds onto the output.
     private func checkWideIntegerProduct(isa: String) throws {
@@ -305,7 +305,7 @@ final class QuantizedWeightTests: XCTestCase {
         for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
             let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(90 + t))
             let values = w.matrix().storage
-            for m in [2, 4, 9] {
+            for m in [2, 5, 11] {
                 let inputs = (0..<m).map { activation(cols, seed: UInt64(100 + 10 * t + $0)) }
                 try checkManyRows(w, inputs: inputs, isa: isa, type: format.name, reference: (0..<rows).map { values[($0 * cols)..<(($0 + 1) * cols)] })
             }

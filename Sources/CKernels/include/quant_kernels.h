@@ -37,9 +37,9 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
 
 /// Y[i, r] (+)= Σ_c W[r, c] · X[i, c] for i < m, r < rows (X rows `x_stride` floats apart, Y rows
 /// `y_stride`): the many-row product with integer dot products. Each row of X is quantized as
-/// quant_matvec quantizes it. 32-value types: the quantized rows are regrouped four at a time,
+/// quant_matvec quantizes it. 32-value types: the quantized rows are regrouped five at a time,
 /// weights packed once per panel of rows (eight rows' bytes interleaved four at a time, scales as
-/// F32) and multiplied in register tiles of eight weight rows (the lanes) × four rows of X; their
+/// F32) and multiplied in register tiles of eight weight rows (the lanes) × five rows of X; their
 /// results are the same bits on every instruction set, portable included. K-quants: tiles of 16
 /// weight rows unpacked once (into the kernel's register order and 16-bit scales), each row against
 /// four rows of X, 16 blocks at a time. Every Y[i, r] equals what quant_matvec gives for X[i] (bit
