@@ -332,9 +332,10 @@ final class QuantizedWeightTests: XCTestCase {
     }
 
     /// The 32-value types' many-row product on `isa` over shapes that cut its tiles everywhere: 131
-    /// weight rows (three packed panels, the last of three rows, an odd last register tile), 2080
-    /// columns (65 blocks: the K chunks end on a single block), 2, 3 and 7 input rows (a group of
-    /// three short by one, whole, and with one row over). checkManyRows: each output the single-row
+    /// weight rows (panels of 64, 64 and 3 rows: a last register tile of three rows in eight lanes;
+    /// the single-row product's passes of eight rows and its last three rows one at a time), 2080
+    /// columns (65 blocks: the K chunks end on a single block), 2, 5 and 11 input rows (a group of five
+    /// short by three, one whole, two and one row over). checkManyRows: each output the single-row
     /// product bit for bit and within its bound against the F32 product of the dequantized weights;
     /// the team and one thread agree; accumulating adds onto the output.
     private func checkWideIntegerProduct(isa: String) throws {
@@ -344,11 +345,51 @@ final class QuantizedWeightTests: XCTestCase {
         for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
             let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(90 + t))
             let values = w.matrix().storage
-            for m in [2, 3, 7] {
+            for m in [2, 5, 11] {
                 let inputs = (0..<m).map { activation(cols, seed: UInt64(100 + 10 * t + $0)) }
                 try checkManyRows(w, inputs: inputs, isa: isa, type: format.name, reference: (0..<rows).map { values[($0 * cols)..<(($0 + 1) * cols)] })
             }
         }
+    }
+
+    /// The 32-value types' products give the same bits on `isa` as on the portable path: the SIMD
+    /// kernels take the portable dot product's steps (the exact integer per block, then a multiply
+    /// by d_w · d_a and an add; the _1 types' minimum term on a second chain), so the many-row and
+    /// the single-row product of 37 rows × 2080 values (an eight-row pass short by three, a tile of
+    /// five rows) agree with portable for every format, 5 input rows.
+    private func checkSameBitsAsPortable(isa: String) throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let rows = 37, cols = 2080, m = 5
+        for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
+            let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(140 + t))
+            let inputs = (0..<m).map { activation(cols, seed: UInt64(150 + 10 * t + $0)) }
+            let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
+            var scratch: [Float] = []
+            var products: [[Float]] = [], singles: [[Float]] = []
+            for path in ["portable", isa] {
+                try DecodeTeam.with(quantISA: path) { () throws(TensorError) in
+                    products.append(try linear(x, weight: w, scratch: &scratch).storage)
+                    var y = [Float](repeating: 0, count: rows)
+                    inputs[m - 1].withUnsafeBufferPointer { px in
+                        y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    singles.append(y)
+                }
+            }
+            XCTAssertEqual(products[0], products[1], "\(format.name): many-row product on \(isa) is not the portable one")
+            XCTAssertEqual(singles[0], singles[1], "\(format.name): single-row product on \(isa) is not the portable one")
+        }
+    }
+
+    func testSameBitsAsPortableAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx2")
+    }
+
+    func testSameBitsAsPortableAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx512vnni")
     }
 
     func testWideKQuantProductPortable() throws { try checkWideKQuantProduct(isa: "portable") }
@@ -433,18 +474,13 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for the K-quants at every row
-    /// count, for the 32-value block formats up to the row limit (the measured choices), never for
-    /// F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for every block format at every
+    /// row count (the measured choice), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
-        let limit = WeightMatrix.integerRowsLimit
-        for rows in [2, 142, limit, limit + 1, 612, 4096] {
-            for format in [WeightFormat.q4_K, .q5_K, .q6_K] {
+        for rows in [2, 142, 448, 449, 612, 4096] {
+            for format in [WeightFormat.q4_K, .q5_K, .q6_K, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
                 XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
-            }
-            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
-                XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
             }
             for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)
