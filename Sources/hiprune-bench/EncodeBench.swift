@@ -96,8 +96,13 @@ struct EncodeBench: AsyncParsableCommand {
         let rgb = (0..<(image * image * 3)).map { _ in UInt8.random(in: 0...255) }
         let all = Set(1...layers)
         if ab {
-            try compareEarlierPaths(model, rgb: rgb, scoreLayers: [], label: "F32, no score capture")
-            try compareEarlierPaths(model, rgb: rgb, scoreLayers: all, label: "F32, scores of all \(layers) layers")
+            // The same random weights loaded under the earlier paths (they decide how weights are held).
+            let current = EncoderPaths.current
+            EncoderPaths.current = .earlier
+            let earlierModel = try build(.f32)
+            EncoderPaths.current = current
+            try compareEarlierPaths(earlierModel, model, rgb: rgb, scoreLayers: [], label: "F32, no score capture")
+            try compareEarlierPaths(earlierModel, model, rgb: rgb, scoreLayers: all, label: "F32, scores of all \(layers) layers")
             return
         }
         if profile {
@@ -285,13 +290,14 @@ struct EncodeBench: AsyncParsableCommand {
 
     /// The earlier paths against the current ones on the same frames: runs alternate (which goes
     /// first alternates too), so load from other processes falls on both alike.
-    func compareEarlierPaths(_ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>, label: String) throws {
+    func compareEarlierPaths(_ earlierModel: SmolVLMVisionModel, _ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>,
+                             label: String) throws {
         func frame(_ earlier: Bool) throws -> (wall: Double, cpu: Double) {
             let previous = EncoderPaths.current
             EncoderPaths.current = earlier ? .earlier : previous
             defer { EncoderPaths.current = previous }
             let start = DispatchTime.now().uptimeNanoseconds, cpu = OperationProfile.processCPUSeconds()
-            _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: scoreLayers)
+            _ = try (earlier ? earlierModel : model).encode(width: image, height: image, rgb: rgb, scoreLayers: scoreLayers)
             return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, OperationProfile.processCPUSeconds() - cpu)
         }
         _ = try frame(true)

@@ -1,0 +1,76 @@
+// The encoder's F32 projections on weights packed once at load (enc_gemm_pack: panels of 16 outputs),
+// multiplied by enc_gemm_packed with the bias, the residual add or GELU done in the tile's epilogue.
+// Against cblas_sgemm on the weights as stored this drops, per product, OpenBLAS's copy of the
+// weights (and each core's copy of x), the bias copied into y beforehand or the zeroing of y
+// (beta = 0), and for fc1 the separate bias + GELU pass over the [tokens, intermediate] matrix.
+import CKernels
+import Dispatch
+
+/// An F32 weight matrix [out, in] (PyTorch's layout) in enc_gemm_packed's panels. Immutable once made.
+public final class PackedWeights: @unchecked Sendable {
+    /// Outputs (the matrix's rows) and inputs (its columns).
+    public let rows: Int, cols: Int
+    let panels: UnsafeMutablePointer<Float>
+
+    public init(_ matrix: Matrix) {
+        rows = matrix.rows
+        cols = matrix.cols
+        let count = max(1, enc_gemm_packed_floats(rows, cols))
+        // 64-byte alignment: a panel row is one cache line and the kernels load it aligned.
+        panels = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: count)
+        panels.initialize(repeating: 0, count: count)
+        matrix.storage.withUnsafeBufferPointer { pw in
+            guard let base = pw.baseAddress, rows > 0, cols > 0 else { return }
+            enc_gemm_pack(base, rows, cols, cols, panels)
+        }
+    }
+
+    deinit { panels.deallocate() }
+
+    /// Elements of the matrix (padding not counted).
+    public var count: Int { rows * cols }
+}
+
+/// What a packed product does with each finished sum s (bias included when given).
+public enum PackedEpilogue: Sendable {
+    /// y = s
+    case store
+    /// y += s (a residual stream updated in place)
+    case accumulate
+    /// y = gelu_tanh(s), as geluTanh(_:bias:)
+    case geluTanh
+
+    var code: Int32 {
+        switch self {
+        case .store: Int32(ENC_GEMM_STORE)
+        case .accumulate: Int32(ENC_GEMM_ACCUMULATE)
+        case .geluTanh: Int32(ENC_GEMM_GELU_TANH)
+        }
+    }
+}
+
+/// `y[r] = epilogue(x[r] · Wᵀ + bias)` for `rows` rows (strides in floats); `bias`, when given, has
+/// weight.rows values (the caller checks). Large products split y's columns over the cores, one
+/// slice per thread as `encoderGEMMSlices` says; results do not depend on the split.
+public func packedLinear(_ x: UnsafePointer<Float>, rows m: Int, inputStride: Int, weight: PackedWeights, bias: [Float]?,
+                         epilogue: PackedEpilogue, into y: UnsafeMutablePointer<Float>, outputStride: Int) {
+    let n = weight.rows, k = weight.cols
+    guard m > 0, n > 0 else { return }
+    // Slice bounds on multiples of 32 columns: whole panels, in pairs for the AVX-512 tiles.
+    let slices = encoderGEMMSlices(m: m, n: n, k: k, granule: 32)
+    let a = ReadPointer(x), c = SendablePointer(y), code = epilogue.code
+    withExtendedLifetime(weight) {
+        let w = ReadPointer(weight.panels)
+        func run(_ b: UnsafePointer<Float>?) {
+            let bias = b.map { ReadPointer($0) }
+            let slice: @Sendable (Int) -> Void = { i in
+                let start = n * i / slices / 32 * 32, end = i == slices - 1 ? n : n * (i + 1) / slices / 32 * 32
+                guard start < end else { return }
+                enc_gemm_packed(a.pointer, m, inputStride, w.pointer, n, k, start, end, bias?.pointer, code, c.pointer!, outputStride)
+            }
+            if slices > 1 { DispatchQueue.concurrentPerform(iterations: slices, execute: slice) } else { slice(0) }
+        }
+        if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
+    }
+}
