@@ -74,3 +74,56 @@ public func packedLinear(_ x: UnsafePointer<Float>, rows m: Int, inputStride: In
         if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
     }
 }
+
+/// A dense layer's F32 weights [out, in] for many-row products outside the encoder's layers (patch
+/// embedding, connector): packed once for enc_gemm_packed when EncoderPaths' kernel is `.packed` at
+/// load (a frame then never wakes OpenBLAS's threads, which would spin beside the packed products'
+/// own), else as stored for cblas_sgemm.
+public enum DenseWeights: Sendable {
+    case packed(PackedWeights)
+    case stored(Matrix)
+
+    public init(_ matrix: Matrix) {
+        self = EncoderPaths.current.gemmKernel == .packed ? .packed(PackedWeights(matrix)) : .stored(matrix)
+    }
+
+    public var rows: Int {
+        switch self {
+        case .packed(let w): w.rows
+        case .stored(let w): w.rows
+        }
+    }
+
+    public var cols: Int {
+        switch self {
+        case .packed(let w): w.cols
+        case .stored(let w): w.cols
+        }
+    }
+
+    public var count: Int { rows * cols }
+}
+
+/// `x · Wᵀ + b` with `weight` as held; a bias, when given, has weight.rows values.
+public func linear(_ x: Matrix, weight: DenseWeights, bias: [Float]? = nil) throws(TensorError) -> Matrix {
+    let w: PackedWeights
+    switch weight {
+    case .stored(let m): return try linear(x, weight: m, bias: bias)
+    case .packed(let p): w = p
+    }
+    guard x.cols == w.cols else {
+        throw .shapeMismatch(operation: "linear", detail: "input \(x.rows)x\(x.cols), weight \(w.rows)x\(w.cols)")
+    }
+    if let bias, bias.count != w.rows {
+        throw .shapeMismatch(operation: "linear", detail: "bias of \(bias.count) for \(w.rows) outputs")
+    }
+    var out = Matrix(rows: x.rows, cols: w.rows)
+    x.storage.withUnsafeBufferPointer { px in
+        out.storage.withUnsafeMutableBufferPointer { po in
+            guard let input = px.baseAddress, let output = po.baseAddress else { return }
+            packedLinear(input, rows: x.rows, inputStride: x.cols, weight: w, bias: bias, epilogue: .store, into: output,
+                         outputStride: w.rows)
+        }
+    }
+    return out
+}
