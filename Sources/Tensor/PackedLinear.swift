@@ -11,14 +11,23 @@ public final class PackedWeights: @unchecked Sendable {
     /// Outputs (the matrix's rows) and inputs (its columns).
     public let rows: Int, cols: Int
     let panels: UnsafeMutablePointer<Float>
+    private let arena: Bool
 
     public init(_ matrix: Matrix) {
         rows = matrix.rows
         cols = matrix.cols
-        let count = max(1, enc_gemm_packed_floats(rows, cols))
-        // 64-byte alignment: a panel row is one cache line and the kernels load it aligned.
-        panels = UnsafeMutableRawPointer.allocate(byteCount: count * MemoryLayout<Float>.stride, alignment: 64)
-            .bindMemory(to: Float.self, capacity: count)
+        let count = max(1, enc_gemm_packed_floats(rows, cols)), bytes = count * MemoryLayout<Float>.stride
+        // On 2 MiB pages as WeightMatrix holds its weights (decode_weights_allocate): on 4 KB pages the
+        // panels a product streams overran the TLB, and the encoder measured ~3 % slower per CPU second
+        // than cblas_sgemm, which packs into buffers of its own. 64-byte aligned either way: a panel row
+        // is one cache line and the kernels load it aligned.
+        if let p = decode_weights_allocate(bytes) {
+            panels = p.bindMemory(to: Float.self, capacity: count)
+            arena = true
+        } else {
+            panels = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64).bindMemory(to: Float.self, capacity: count)
+            arena = false
+        }
         panels.initialize(repeating: 0, count: count)
         matrix.storage.withUnsafeBufferPointer { pw in
             guard let base = pw.baseAddress, rows > 0, cols > 0 else { return }
@@ -26,7 +35,9 @@ public final class PackedWeights: @unchecked Sendable {
         }
     }
 
-    deinit { panels.deallocate() }
+    deinit {
+        if arena { decode_weights_release(panels) } else { panels.deallocate() }
+    }
 
     /// Elements of the matrix (padding not counted).
     public var count: Int { rows * cols }

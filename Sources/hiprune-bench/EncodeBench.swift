@@ -55,6 +55,12 @@ struct EncodeBench: AsyncParsableCommand {
     var ab = false
 
     @Option(help: ArgumentHelp(
+        "The encoder's F32 GEMM kernel for this run's encoders (default: EncoderPaths.best's): openblas "
+        + "(cblas_sgemm on the weights as stored) or packed (weights packed at load, bias/residual/GELU in the epilogue); "
+        + "with --ab, the current side."))
+    var gemmKernel: String?
+
+    @Option(help: ArgumentHelp(
         "Run with OPENBLAS_THREAD_TIMEOUT=N (2^N cycles of spinning before an idle OpenBLAS thread sleeps; OpenBLAS "
         + "reads it at load, so the bench re-executes itself). Default: OpenBLAS's own (28, ≈ 0.1 s), as the CLI runs."))
     var openblasThreadTimeout: Int?
@@ -68,6 +74,13 @@ struct EncodeBench: AsyncParsableCommand {
             throw ValidationError("could not re-execute with OPENBLAS_THREAD_TIMEOUT=\(timeout)")
         }
         openblas_set_num_threads(Int32(threads))
+        if let gemmKernel {
+            switch gemmKernel {
+            case "openblas": EncoderPaths.current.gemmKernel = .openBLAS
+            case "packed": EncoderPaths.current.gemmKernel = .packed
+            default: throw ValidationError("--gemm-kernel must be openblas or packed, not \(gemmKernel)")
+            }
+        }
         var config = SmolVLMConfiguration()
         config.visionConfig.hiddenSize = hidden
         config.visionConfig.numHiddenLayers = layers
