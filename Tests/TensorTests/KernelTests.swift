@@ -77,6 +77,42 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// packedLinear (weights packed once, columns over the cores) against Double, with the bias in
+    /// each epilogue, on a product large enough to be split over the cores.
+    func testPackedLinearAgainstNaive() throws {
+        let m = 70, n = 520, k = 600, inputStride = k + 2, outputStride = n + 3
+        let x = (0..<(m * inputStride)).map { _ in rng.nextFloat() }, w = random(n, k)
+        let bias = (0..<n).map { _ in rng.nextFloat() }, start = (0..<(m * outputStride)).map { _ in rng.nextFloat() }
+        let weight = PackedWeights(w)
+        XCTAssertEqual(weight.count, n * k)
+        for epilogue in [PackedEpilogue.store, .accumulate, .geluTanh] {
+            var y = start
+            x.withUnsafeBufferPointer { px in
+                y.withUnsafeMutableBufferPointer { py in
+                    packedLinear(px.baseAddress!, rows: m, inputStride: inputStride, weight: weight, bias: bias, epilogue: epilogue,
+                                 into: py.baseAddress!, outputStride: outputStride)
+                }
+            }
+            var expected = [Double](repeating: 0, count: m * n)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = Double(bias[j])
+                    for t in 0..<k { s += Double(x[i * inputStride + t]) * Double(w[j, t]) }
+                    switch epilogue {
+                    case .store: break
+                    case .accumulate: s += Double(start[i * outputStride + j])
+                    case .geluTanh: s = 0.5 * s * (1 + tanh(0.7978845608028654 * (s + 0.044715 * s * s * s)))
+                    }
+                    expected[i * n + j] = s
+                }
+                XCTAssertEqual(Array(y[(i * outputStride + n)..<((i + 1) * outputStride)]),
+                               Array(start[(i * outputStride + n)..<((i + 1) * outputStride)]), "\(epilogue) wrote past row \(i)")
+            }
+            let got = (0..<m).flatMap { i in y[(i * outputStride)..<(i * outputStride + n)] }
+            assertClose(got, expected, tolerance: 1e-4, "\(epilogue) \(m)x\(n)x\(k)")
+        }
+    }
+
     func testMatmulAgainstNaive() throws {
         for (m, k, n) in shapes {
             let a = random(m, k), b = random(k, n)
