@@ -67,23 +67,25 @@ static void layer_norm_portable(float *x, ptrdiff_t rows, ptrdiff_t cols, const 
 
 // MARK: - Packed-weight GEMM (shared pieces)
 //
-// y = x · Wᵀ with W packed once (enc_gemm_pack) into panels of 16 output columns, [k][16] each, so a
-// tile streams its panel in order; x is read in place (six rows broadcast per step). Loops: K blocks
-// of GEMM_KC (the tile's 16-column panel slice and the GEMM_MC rows' slice of x stay in L2 while the
-// rows pass over the panel), then row blocks, then panels, then tiles of GEMM_MR rows.
-// Every output's sum runs t ascending, block after block, whatever the column split: results do
-// not depend on how callers share the columns out. Partial sums of earlier K blocks wait in y; the
-// last block adds the bias and applies the activation while the tile is still in registers.
+// y = x · Wᵀ with W packed once (enc_gemm_pack) into panels of 16 output columns, [k][16] each. The
+// loops are Goto's: K blocks of GEMM_KC steps; in each, row blocks of GEMM_MC rows of x are packed
+// (gemm_pack_a: tiles of GEMM_MR rows interleaved, [kc][6], one sequential stream per tile) into a
+// buffer that stays in L2, then every panel's K slice meets every tile of the block. Every output's
+// sum runs t ascending, block after block: results do not depend on how callers share rows or
+// columns out. Partial sums of earlier K blocks wait in y (each tile prefetches its rows of y
+// before its products, so the read at the end finds them in L1); the last block adds the bias and
+// applies the activation while the tile is still in registers.
+//
+// Sizes, one thread at the encoder's slice shapes (1024 × 384…1536 × 768/3072), CPU time against
+// cblas_sgemm (its own packing, the bias copied into y first), alternating on a loaded 2-core AVX2
+// EPYC: KC 768 with MC 96 took 0.94–1.03× sgemm's time (0.97 weighted by a layer's FLOPs); KC 256
+// (the panel slice in L1 but y read and written three times) 0.98–1.03×, KC 384 0.97–1.03×, and x
+// read in place (six row pointers, no packing) 0.93–1.04×.
+enum { GEMM_MR = 6, GEMM_PANEL = 16, GEMM_KC = 768, GEMM_MC = 96 };
 
-// GEMM_KC: the tile's panel slice (48 KB) then comes from L2 rather than L1, but each output takes
-// its epilogue once per 768 steps rather than per 256: measured 1.00–1.05× of single-threaded
-// cblas_sgemm at the encoder's slice shapes (1024 × 384…1536 × 768/3072) against 0.91–0.98× with
-// 256; GEMM_MC between 48 and 144 made no difference above the noise.
-enum { GEMM_MR = 6, GEMM_PANEL = 16, GEMM_KC = 768, GEMM_MC = 72 };
-
-/// One tile: rows ≤ GEMM_MR rows of x (row pointers already at the K block) times one panel (b1 NULL)
-/// or two adjacent panels; `cols` ≤ 16 or 32 valid columns of y are written.
-typedef void (*gemm_tile_fn)(const float *const x[GEMM_MR], const float *b0, const float *b1, ptrdiff_t kc,
+/// One tile: `rows` ≤ GEMM_MR rows of packed x (`a`: [kc][GEMM_MR]) times one panel slice (b1 NULL)
+/// or two adjacent ones; `cols` ≤ 16 or 32 valid columns of y are written.
+typedef void (*gemm_tile_fn)(const float *a, const float *b0, const float *b1, ptrdiff_t kc,
                              float *y, ptrdiff_t y_stride, ptrdiff_t rows, ptrdiff_t cols, int load,
                              const float *bias, int gelu);
 
@@ -94,16 +96,29 @@ static inline float gemm_finish1(float v, const float *y, int load, const float 
     return v;
 }
 
-static void gemm_tile_portable(const float *const x[GEMM_MR], const float *b0, const float *b1, ptrdiff_t kc,
+static void gemm_tile_portable(const float *a, const float *b0, const float *b1, ptrdiff_t kc,
                                float *y, ptrdiff_t y_stride, ptrdiff_t rows, ptrdiff_t cols, int load,
                                const float *bias, int gelu) {
     (void)b1;  // one panel per tile
     for (ptrdiff_t r = 0; r < rows; r++) {
         for (ptrdiff_t c = 0; c < cols; c++) {
             float sum = 0;
-            for (ptrdiff_t t = 0; t < kc; t++) sum += x[r][t] * b0[t * GEMM_PANEL + c];
+            for (ptrdiff_t t = 0; t < kc; t++) sum += a[t * GEMM_MR + r] * b0[t * GEMM_PANEL + c];
             float *out = y + r * y_stride + c;
             *out = gemm_finish1(sum, out, load, bias ? bias + c : NULL, gelu);
+        }
+    }
+}
+
+/// Rows [0, rows) (≤ GEMM_MC) × columns [0, kc) of x into tiles of GEMM_MR rows: a[(i / 6)·kc·6 +
+/// t·6 + i % 6] = x[i][t]; rows of the last tile past `rows` repeat its first row (never stored).
+static void gemm_pack_a_portable(const float *x, ptrdiff_t x_stride, ptrdiff_t rows, ptrdiff_t kc, float *a) {
+    for (ptrdiff_t i0 = 0; i0 < rows; i0 += GEMM_MR) {
+        const ptrdiff_t live = rows - i0 < GEMM_MR ? rows - i0 : GEMM_MR;
+        float *dst = a + i0 * kc;
+        for (ptrdiff_t r = 0; r < GEMM_MR; r++) {
+            const float *src = x + (i0 + (r < live ? r : 0)) * x_stride;
+            for (ptrdiff_t t = 0; t < kc; t++) dst[t * GEMM_MR + r] = src[t];
         }
     }
 }
@@ -538,34 +553,64 @@ AVX2 static inline void gemm_finish8(float *y, __m256 v, int load, const float *
 }
 
 /// 6 rows × one 16-column panel: twelve accumulators, two panel vectors and a broadcast (no spill).
-AVX2 static void gemm_tile_avx2(const float *const x[GEMM_MR], const float *b0, const float *b1, ptrdiff_t kc,
+AVX2 static void gemm_tile_avx2(const float *a, const float *b0, const float *b1, ptrdiff_t kc,
                                 float *y, ptrdiff_t y_stride, ptrdiff_t rows, ptrdiff_t cols, int load,
                                 const float *bias, int gelu) {
     (void)b1;  // one panel per tile
-    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4], *x5 = x[5];
+    if (load) {
+        // The rows of y this tile adds to: in L1 by the time the products are done.
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            _mm_prefetch((const char *)(y + r * y_stride), _MM_HINT_T0);
+            _mm_prefetch((const char *)(y + r * y_stride + 15), _MM_HINT_T0);
+        }
+    }
     __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m256 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     const float *b = b0;
-    for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL) {
+    for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL, a += GEMM_MR) {
         const __m256 w0 = _mm256_load_ps(b), w1 = _mm256_load_ps(b + 8);
-        __m256 a = _mm256_broadcast_ss(x0 + t);
-        c00 = _mm256_fmadd_ps(a, w0, c00); c01 = _mm256_fmadd_ps(a, w1, c01);
-        a = _mm256_broadcast_ss(x1 + t);
-        c10 = _mm256_fmadd_ps(a, w0, c10); c11 = _mm256_fmadd_ps(a, w1, c11);
-        a = _mm256_broadcast_ss(x2 + t);
-        c20 = _mm256_fmadd_ps(a, w0, c20); c21 = _mm256_fmadd_ps(a, w1, c21);
-        a = _mm256_broadcast_ss(x3 + t);
-        c30 = _mm256_fmadd_ps(a, w0, c30); c31 = _mm256_fmadd_ps(a, w1, c31);
-        a = _mm256_broadcast_ss(x4 + t);
-        c40 = _mm256_fmadd_ps(a, w0, c40); c41 = _mm256_fmadd_ps(a, w1, c41);
-        a = _mm256_broadcast_ss(x5 + t);
-        c50 = _mm256_fmadd_ps(a, w0, c50); c51 = _mm256_fmadd_ps(a, w1, c51);
+        __m256 x = _mm256_broadcast_ss(a);
+        c00 = _mm256_fmadd_ps(x, w0, c00); c01 = _mm256_fmadd_ps(x, w1, c01);
+        x = _mm256_broadcast_ss(a + 1);
+        c10 = _mm256_fmadd_ps(x, w0, c10); c11 = _mm256_fmadd_ps(x, w1, c11);
+        x = _mm256_broadcast_ss(a + 2);
+        c20 = _mm256_fmadd_ps(x, w0, c20); c21 = _mm256_fmadd_ps(x, w1, c21);
+        x = _mm256_broadcast_ss(a + 3);
+        c30 = _mm256_fmadd_ps(x, w0, c30); c31 = _mm256_fmadd_ps(x, w1, c31);
+        x = _mm256_broadcast_ss(a + 4);
+        c40 = _mm256_fmadd_ps(x, w0, c40); c41 = _mm256_fmadd_ps(x, w1, c41);
+        x = _mm256_broadcast_ss(a + 5);
+        c50 = _mm256_fmadd_ps(x, w0, c50); c51 = _mm256_fmadd_ps(x, w1, c51);
     }
     const __m256 acc[2 * GEMM_MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
     for (ptrdiff_t r = 0; r < rows; r++) {
         float *out = y + r * y_stride;
         gemm_finish8(out, acc[2 * r], load, bias, gelu, cols);
         gemm_finish8(out + 8, acc[2 * r + 1], load, bias ? bias + 8 : NULL, gelu, cols - 8);
+    }
+}
+
+/// gemm_pack_a_portable with 8×8 transposes: eight steps of six rows (two zero rows) become eight
+/// groups of six, each stored as 8 floats whose last two the next store overwrites (the buffer
+/// has GEMM_MR spare floats past the last tile for the final one).
+AVX2 static void gemm_pack_a_avx2(const float *x, ptrdiff_t x_stride, ptrdiff_t rows, ptrdiff_t kc, float *a) {
+    for (ptrdiff_t i0 = 0; i0 < rows; i0 += GEMM_MR) {
+        const ptrdiff_t live = rows - i0 < GEMM_MR ? rows - i0 : GEMM_MR;
+        float *dst = a + i0 * kc;
+        const float *src[GEMM_MR];
+        for (ptrdiff_t r = 0; r < GEMM_MR; r++) src[r] = x + (i0 + (r < live ? r : 0)) * x_stride;
+        ptrdiff_t t = 0;
+        for (; t + 8 <= kc; t += 8) {
+            __m256 v[8];
+            for (int r = 0; r < GEMM_MR; r++) v[r] = _mm256_loadu_ps(src[r] + t);
+            v[6] = _mm256_setzero_ps();
+            v[7] = v[6];
+            transpose8(v);
+            for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (t + i) * GEMM_MR, v[i]);
+        }
+        for (; t < kc; t++) {
+            for (ptrdiff_t r = 0; r < GEMM_MR; r++) dst[t * GEMM_MR + r] = src[r][t];
+        }
     }
 }
 
@@ -892,40 +937,45 @@ AVX512 static inline void gemm_finish16(float *y, __m512 v, int load, const floa
 }
 
 /// 6 rows × two adjacent 16-column panels (twelve accumulators of 16 lanes), or × one when b1 is NULL.
-AVX512 static void gemm_tile_avx512(const float *const x[GEMM_MR], const float *b0, const float *b1, ptrdiff_t kc,
+AVX512 static void gemm_tile_avx512(const float *a, const float *b0, const float *b1, ptrdiff_t kc,
                                     float *y, ptrdiff_t y_stride, ptrdiff_t rows, ptrdiff_t cols, int load,
                                     const float *bias, int gelu) {
-    const float *x0 = x[0], *x1 = x[1], *x2 = x[2], *x3 = x[3], *x4 = x[4], *x5 = x[5];
+    if (load) {
+        for (ptrdiff_t r = 0; r < rows; r++) {
+            _mm_prefetch((const char *)(y + r * y_stride), _MM_HINT_T0);
+            _mm_prefetch((const char *)(y + r * y_stride + 31), _MM_HINT_T0);
+        }
+    }
     __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
     __m512 c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
     if (b1) {
         const ptrdiff_t second = b1 - b0;
         const float *b = b0;
-        for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL) {
+        for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL, a += GEMM_MR) {
             const __m512 w0 = _mm512_load_ps(b), w1 = _mm512_load_ps(b + second);
-            __m512 a = _mm512_set1_ps(x0[t]);
-            c00 = _mm512_fmadd_ps(a, w0, c00); c01 = _mm512_fmadd_ps(a, w1, c01);
-            a = _mm512_set1_ps(x1[t]);
-            c10 = _mm512_fmadd_ps(a, w0, c10); c11 = _mm512_fmadd_ps(a, w1, c11);
-            a = _mm512_set1_ps(x2[t]);
-            c20 = _mm512_fmadd_ps(a, w0, c20); c21 = _mm512_fmadd_ps(a, w1, c21);
-            a = _mm512_set1_ps(x3[t]);
-            c30 = _mm512_fmadd_ps(a, w0, c30); c31 = _mm512_fmadd_ps(a, w1, c31);
-            a = _mm512_set1_ps(x4[t]);
-            c40 = _mm512_fmadd_ps(a, w0, c40); c41 = _mm512_fmadd_ps(a, w1, c41);
-            a = _mm512_set1_ps(x5[t]);
-            c50 = _mm512_fmadd_ps(a, w0, c50); c51 = _mm512_fmadd_ps(a, w1, c51);
+            __m512 x = _mm512_set1_ps(a[0]);
+            c00 = _mm512_fmadd_ps(x, w0, c00); c01 = _mm512_fmadd_ps(x, w1, c01);
+            x = _mm512_set1_ps(a[1]);
+            c10 = _mm512_fmadd_ps(x, w0, c10); c11 = _mm512_fmadd_ps(x, w1, c11);
+            x = _mm512_set1_ps(a[2]);
+            c20 = _mm512_fmadd_ps(x, w0, c20); c21 = _mm512_fmadd_ps(x, w1, c21);
+            x = _mm512_set1_ps(a[3]);
+            c30 = _mm512_fmadd_ps(x, w0, c30); c31 = _mm512_fmadd_ps(x, w1, c31);
+            x = _mm512_set1_ps(a[4]);
+            c40 = _mm512_fmadd_ps(x, w0, c40); c41 = _mm512_fmadd_ps(x, w1, c41);
+            x = _mm512_set1_ps(a[5]);
+            c50 = _mm512_fmadd_ps(x, w0, c50); c51 = _mm512_fmadd_ps(x, w1, c51);
         }
     } else {
         const float *b = b0;
-        for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL) {
+        for (ptrdiff_t t = 0; t < kc; t++, b += GEMM_PANEL, a += GEMM_MR) {
             const __m512 w0 = _mm512_load_ps(b);
-            c00 = _mm512_fmadd_ps(_mm512_set1_ps(x0[t]), w0, c00);
-            c10 = _mm512_fmadd_ps(_mm512_set1_ps(x1[t]), w0, c10);
-            c20 = _mm512_fmadd_ps(_mm512_set1_ps(x2[t]), w0, c20);
-            c30 = _mm512_fmadd_ps(_mm512_set1_ps(x3[t]), w0, c30);
-            c40 = _mm512_fmadd_ps(_mm512_set1_ps(x4[t]), w0, c40);
-            c50 = _mm512_fmadd_ps(_mm512_set1_ps(x5[t]), w0, c50);
+            c00 = _mm512_fmadd_ps(_mm512_set1_ps(a[0]), w0, c00);
+            c10 = _mm512_fmadd_ps(_mm512_set1_ps(a[1]), w0, c10);
+            c20 = _mm512_fmadd_ps(_mm512_set1_ps(a[2]), w0, c20);
+            c30 = _mm512_fmadd_ps(_mm512_set1_ps(a[3]), w0, c30);
+            c40 = _mm512_fmadd_ps(_mm512_set1_ps(a[4]), w0, c40);
+            c50 = _mm512_fmadd_ps(_mm512_set1_ps(a[5]), w0, c50);
         }
     }
     const __m512 acc[2 * GEMM_MR] = {c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51};
@@ -1063,10 +1113,11 @@ void enc_gemm_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t w_stride,
     }
 }
 
-void enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
-                     ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
-                     ptrdiff_t y_stride) {
-    if (rows <= 0 || col_begin < 0 || col_end > n || col_begin >= col_end || col_begin % GEMM_PANEL != 0) return;
+int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
+                    ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
+                    ptrdiff_t y_stride) {
+    int status = 0;
+    if (rows <= 0 || col_begin < 0 || col_end > n || col_begin >= col_end || col_begin % GEMM_PANEL != 0) return status;
     const int accumulate = epilogue == ENC_GEMM_ACCUMULATE, gelu = epilogue == ENC_GEMM_GELU_TANH;
     if (k <= 0) {
         // No products: the bias (and activation) alone.
@@ -1076,39 +1127,50 @@ void enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const f
                 *out = gemm_finish1(0.0f, out, accumulate, bias ? bias + j : NULL, gelu);
             }
         }
-        return;
+        return status;
     }
     gemm_tile_fn tile = gemm_tile_portable;
+    void (*pack_a)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *) = gemm_pack_a_portable;
     int step = 1;  // panels per tile
 #ifdef ENC_X86
     const hp_isa isa = hp_isa_active();
     if (isa >= HP_ISA_AVX512) {
         tile = gemm_tile_avx512;
+        pack_a = gemm_pack_a_avx2;
         step = 2;
     } else if (isa >= HP_ISA_AVX2) {
         tile = gemm_tile_avx2;
+        pack_a = gemm_pack_a_avx2;
     }
 #endif
+    // The packed block of x: GEMM_MC rows (whole tiles) × GEMM_KC steps, and the spare floats
+    // gemm_pack_a_avx2's last store writes (~300 KB, once per call).
+    float *a = aligned_alloc(64, ((size_t)GEMM_MC * GEMM_KC + 64) * sizeof(float));
+    if (!a) {
+        status = -1;
+        return status;
+    }
     const ptrdiff_t p0 = col_begin / GEMM_PANEL, p1 = (col_end + GEMM_PANEL - 1) / GEMM_PANEL;
     for (ptrdiff_t pc = 0; pc < k; pc += GEMM_KC) {
         const ptrdiff_t kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
         const int last = pc + kc == k, load = pc > 0 || accumulate;
         for (ptrdiff_t ic = 0; ic < rows; ic += GEMM_MC) {
-            const ptrdiff_t ic_end = rows - ic < GEMM_MC ? rows : ic + GEMM_MC;
+            const ptrdiff_t mc = rows - ic < GEMM_MC ? rows - ic : GEMM_MC;
+            pack_a(x + ic * x_stride + pc, x_stride, mc, kc, a);
             for (ptrdiff_t p = p0; p < p1; p += step) {
                 const ptrdiff_t j = p * GEMM_PANEL;
                 const ptrdiff_t cols = col_end - j < step * GEMM_PANEL ? col_end - j : step * GEMM_PANEL;
                 const float *b0 = packed + (p * k + pc) * GEMM_PANEL;
                 const float *b1 = step == 2 && p + 1 < p1 ? b0 + k * GEMM_PANEL : NULL;
                 const float *tile_bias = last && bias ? bias + j : NULL;
-                for (ptrdiff_t ir = ic; ir < ic_end; ir += GEMM_MR) {
-                    const ptrdiff_t live = rows - ir < GEMM_MR ? rows - ir : GEMM_MR;
-                    // Rows past the last read row ir again; their sums are never stored.
-                    const float *xr[GEMM_MR];
-                    for (int i = 0; i < GEMM_MR; i++) xr[i] = x + (ir + (i < live ? i : 0)) * x_stride + pc;
-                    tile(xr, b0, b1, kc, y + ir * y_stride + j, y_stride, live, cols, load, tile_bias, last && gelu);
+                for (ptrdiff_t ir = 0; ir < mc; ir += GEMM_MR) {
+                    const ptrdiff_t live = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                    tile(a + ir * kc, b0, b1, kc, y + (ic + ir) * y_stride + j, y_stride, live, cols, load, tile_bias,
+                         last && gelu);
                 }
             }
         }
     }
+    free(a);
+    return status;
 }

@@ -36,13 +36,8 @@ public struct EncoderPaths: Sendable, Equatable, CustomStringConvertible {
 
     /// The paths before this comparison's changes.
     public static let earlier = EncoderPaths(gemmThreading: .slices, gemmKernel: .openBLAS)
-    /// The fastest measured (the default). The packed kernel is not in it: single-threaded at the
-    /// encoder's slice shapes it ran 1.00–1.05× of cblas_sgemm, and per operation inside frames its
-    /// products took 2–8 % fewer CPU seconds with the GELU pass gone, but whole frames A/B under load
-    /// 4–8 on this 2-core AVX2 EPYC came out at 0.99–1.03× CPU seconds and 0.97–1.05× wall (2 threads)
-    /// and 0.99× on one thread — not measurably faster. `hiprune-bench encode --ab --gemm-kernel packed`
-    /// compares the two on a quiet machine.
-    public static let best = EncoderPaths(gemmThreading: .slices, gemmKernel: .openBLAS)
+    /// The fastest measured (the default): the packed kernel (see enc_gemm_packed for its measurements).
+    public static let best = EncoderPaths(gemmThreading: .slices, gemmKernel: .packed)
     /// The paths in use.
     nonisolated(unsafe) public static var current = best
 

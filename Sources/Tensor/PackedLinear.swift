@@ -78,7 +78,10 @@ public func packedLinear(_ x: UnsafePointer<Float>, rows m: Int, inputStride: In
             let slice: @Sendable (Int) -> Void = { i in
                 let start = n * i / slices / 32 * 32, end = i == slices - 1 ? n : n * (i + 1) / slices / 32 * 32
                 guard start < end else { return }
-                enc_gemm_packed(a.pointer, m, inputStride, w.pointer, n, k, start, end, bias?.pointer, code, c.pointer!, outputStride)
+                let status = enc_gemm_packed(a.pointer, m, inputStride, w.pointer, n, k, start, end, bias?.pointer, code, c.pointer!,
+                                             outputStride)
+                // Fails only when its ~300 KB buffer for packed rows of x cannot be had.
+                precondition(status == 0, "out of memory for the packed GEMM's buffer")
             }
             if slices > 1 { DispatchQueue.concurrentPerform(iterations: slices, execute: slice) } else { slice(0) }
         }

@@ -83,10 +83,12 @@ enum {
 /// y[r, j] for r < rows and col_begin ≤ j < col_end from the packed weights (n × k, enc_gemm_pack),
 /// with `epilogue` and the optional bias[j] applied while the tile is in registers: no pass of
 /// its own over y. col_begin is a multiple of 16 (callers split columns over threads on panel
-/// boundaries); each output's sum runs t ascending whatever the split. Single-threaded.
-void enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
-                     ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
-                     ptrdiff_t y_stride);
+/// boundaries; rows can be split too, by offsetting x and y); each output's sum runs t ascending
+/// whatever the split. Single-threaded. Returns 0, or -1 when its packing buffer (~300 KB) could not
+/// be allocated (y untouched).
+int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
+                    ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
+                    ptrdiff_t y_stride);
 
 #ifdef __cplusplus
 }
