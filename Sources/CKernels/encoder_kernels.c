@@ -67,21 +67,21 @@ static void layer_norm_portable(float *x, ptrdiff_t rows, ptrdiff_t cols, const 
 
 // MARK: - Packed-weight GEMM (shared pieces)
 //
-// y = x · Wᵀ with W packed once (enc_gemm_pack) into panels of 16 output columns, [k][16] each. The
-// loops are Goto's: K blocks of GEMM_KC steps; in each, row blocks of GEMM_MC rows of x are packed
-// (gemm_pack_a: tiles of GEMM_MR rows interleaved, [kc][6], one sequential stream per tile) into a
-// buffer that stays in L2, then every panel's K slice meets every tile of the block. Every output's
-// sum runs t ascending, block after block: results do not depend on how callers share rows or
-// columns out. Partial sums of earlier K blocks wait in y (each tile prefetches its rows of y
-// before its products, so the read at the end finds them in L1); the last block adds the bias and
-// applies the activation while the tile is still in registers.
+// y = x · Wᵀ with W packed once (enc_gemm_pack) into panels of 16 output columns, [k][16] each. x is
+// packed once per chunk of rows (enc_gemm_xpack: tiles of GEMM_MR rows interleaved, [k][6] per tile,
+// threads packing tiles side by side), then each thread takes its panels (enc_gemm_panels): a
+// panel's K span (up to GEMM_SPAN steps: 48 KB at k = 768, in L2 after its first tile) meets every
+// tile of the chunk, whose packed rows stream from L3 in order; the next panel is prefetched a few
+// lines per tile meanwhile (a frame's weights, 340 MB, come from memory). This is bf16w_gemm's AVX2
+// scheme on panels that need no widening. Each output's sum is one chain over t ascending
+// whatever the split; with k ≤ GEMM_SPAN it is finished in registers (bias, residual add or
+// GELU applied there), else partial sums of earlier spans wait in y.
 //
-// Sizes, one thread at the encoder's slice shapes (1024 × 384…1536 × 768/3072), CPU time against
-// cblas_sgemm (its own packing, the bias copied into y first), alternating on a loaded 2-core AVX2
-// EPYC: KC 768 with MC 96 took 0.94–1.03× sgemm's time (0.97 weighted by a layer's FLOPs); KC 256
-// (the panel slice in L1 but y read and written three times) 0.98–1.03×, KC 384 0.97–1.03×, and x
-// read in place (six row pointers, no packing) 0.93–1.04×.
-enum { GEMM_MR = 6, GEMM_PANEL = 16, GEMM_KC = 768, GEMM_MC = 96 };
+// One thread, cold weights (12 layers' worth, as a frame meets them), a layer's four products,
+// CPU time on a loaded 2-core AVX2 EPYC: cblas_sgemm 89.1–89.4 GFLOP/s, the previous packed driver
+// (x packed per 96-row block, 768-step blocks, columns split) 91.1–91.4, bf16w_gemm on the same
+// weights in BF16 91.8–92.2 (widening included) — hence this driver.
+enum { GEMM_MR = 6, GEMM_PANEL = 16, GEMM_SPAN = 4096, GEMM_CHUNK_FLOATS = 1 << 21, GEMM_CHUNK_ROWS = 1032 };
 
 /// One tile: `rows` ≤ GEMM_MR rows of packed x (`a`: [kc][GEMM_MR]) times one panel slice (b1 NULL)
 /// or two adjacent ones; `cols` ≤ 16 or 32 valid columns of y are written.
@@ -110,7 +110,7 @@ static void gemm_tile_portable(const float *a, const float *b0, const float *b1,
     }
 }
 
-/// Rows [0, rows) (≤ GEMM_MC) × columns [0, kc) of x into tiles of GEMM_MR rows: a[(i / 6)·kc·6 +
+/// Rows [0, rows) × columns [0, kc) of x into tiles of GEMM_MR rows: a[(i / 6)·kc·6 +
 /// t·6 + i % 6] = x[i][t]; rows of the last tile past `rows` repeat its first row (never stored).
 static void gemm_pack_a_portable(const float *x, ptrdiff_t x_stride, ptrdiff_t rows, ptrdiff_t kc, float *a) {
     for (ptrdiff_t i0 = 0; i0 < rows; i0 += GEMM_MR) {
@@ -591,8 +591,8 @@ AVX2 static void gemm_tile_avx2(const float *a, const float *b0, const float *b1
 }
 
 /// gemm_pack_a_portable with 8×8 transposes: eight steps of six rows (two zero rows) become eight
-/// groups of six, each stored as 8 floats whose last two the next store overwrites (the buffer
-/// has GEMM_MR spare floats past the last tile for the final one).
+/// groups of six, each stored as 8 floats whose last two the next store overwrites; the eighth
+/// stores its six alone, so nothing is written past the tile (threads pack neighbouring tiles).
 AVX2 static void gemm_pack_a_avx2(const float *x, ptrdiff_t x_stride, ptrdiff_t rows, ptrdiff_t kc, float *a) {
     for (ptrdiff_t i0 = 0; i0 < rows; i0 += GEMM_MR) {
         const ptrdiff_t live = rows - i0 < GEMM_MR ? rows - i0 : GEMM_MR;
@@ -606,7 +606,8 @@ AVX2 static void gemm_pack_a_avx2(const float *x, ptrdiff_t x_stride, ptrdiff_t 
             v[6] = _mm256_setzero_ps();
             v[7] = v[6];
             transpose8(v);
-            for (int i = 0; i < 8; i++) _mm256_storeu_ps(dst + (t + i) * GEMM_MR, v[i]);
+            for (int i = 0; i < 7; i++) _mm256_storeu_ps(dst + (t + i) * GEMM_MR, v[i]);
+            _mm256_maskstore_ps(dst + (t + 7) * GEMM_MR, mask_of(GEMM_MR), v[7]);
         }
         for (; t < kc; t++) {
             for (ptrdiff_t r = 0; r < GEMM_MR; r++) dst[t * GEMM_MR + r] = src[r][t];
@@ -1113,11 +1114,39 @@ void enc_gemm_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t w_stride,
     }
 }
 
-int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
-                    ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
-                    ptrdiff_t y_stride) {
-    int status = 0;
-    if (rows <= 0 || col_begin < 0 || col_end > n || col_begin >= col_end || col_begin % GEMM_PANEL != 0) return status;
+ptrdiff_t enc_gemm_chunk_rows(ptrdiff_t rows, ptrdiff_t k) {
+    if (rows <= 0) return 0;
+    // Packed x streams from L3 for every panel: at most GEMM_CHUNK_FLOATS (8 MB) of it, in balanced
+    // chunks of whole tiles.
+    ptrdiff_t most = k > 0 ? GEMM_CHUNK_FLOATS / k : GEMM_CHUNK_ROWS;
+    most = most < 48 ? 48 : most > GEMM_CHUNK_ROWS ? GEMM_CHUNK_ROWS : most;
+    const ptrdiff_t chunks = (rows + most - 1) / most;
+    const ptrdiff_t chunk = ((rows + chunks - 1) / chunks + GEMM_MR - 1) / GEMM_MR * GEMM_MR;
+    return chunk < rows ? chunk : rows;
+}
+
+size_t enc_gemm_xpack_floats(ptrdiff_t rows, ptrdiff_t k) {
+    if (rows <= 0 || k <= 0) return 0;
+    return (size_t)((rows + GEMM_MR - 1) / GEMM_MR) * GEMM_MR * (size_t)k;
+}
+
+void enc_gemm_xpack(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, ptrdiff_t k, ptrdiff_t tile_begin, ptrdiff_t tile_end,
+                    float *xp) {
+    void (*pack_a)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *) = gemm_pack_a_portable;
+#ifdef ENC_X86
+    if (hp_isa_active() >= HP_ISA_AVX2) pack_a = gemm_pack_a_avx2;
+#endif
+    for (ptrdiff_t tile = tile_begin; tile < tile_end; tile++) {
+        const ptrdiff_t i0 = tile * GEMM_MR;
+        if (i0 >= rows) break;
+        const ptrdiff_t live = rows - i0 < GEMM_MR ? rows - i0 : GEMM_MR;
+        pack_a(x + i0 * x_stride, x_stride, live, k, xp + i0 * k);
+    }
+}
+
+void enc_gemm_panels(const float *xp, ptrdiff_t rows, const float *packed, ptrdiff_t n, ptrdiff_t k, ptrdiff_t col_begin,
+                     ptrdiff_t col_end, const float *bias, int epilogue, float *y, ptrdiff_t y_stride) {
+    if (rows <= 0 || col_begin < 0 || col_end > n || col_begin >= col_end || col_begin % GEMM_PANEL != 0) return;
     const int accumulate = epilogue == ENC_GEMM_ACCUMULATE, gelu = epilogue == ENC_GEMM_GELU_TANH;
     if (k <= 0) {
         // No products: the bias (and activation) alone.
@@ -1127,50 +1156,66 @@ int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const fl
                 *out = gemm_finish1(0.0f, out, accumulate, bias ? bias + j : NULL, gelu);
             }
         }
-        return status;
+        return;
     }
     gemm_tile_fn tile = gemm_tile_portable;
-    void (*pack_a)(const float *, ptrdiff_t, ptrdiff_t, ptrdiff_t, float *) = gemm_pack_a_portable;
     int step = 1;  // panels per tile
 #ifdef ENC_X86
     const hp_isa isa = hp_isa_active();
     if (isa >= HP_ISA_AVX512) {
         tile = gemm_tile_avx512;
-        pack_a = gemm_pack_a_avx2;
         step = 2;
     } else if (isa >= HP_ISA_AVX2) {
         tile = gemm_tile_avx2;
-        pack_a = gemm_pack_a_avx2;
     }
 #endif
-    // The packed block of x: GEMM_MC rows (whole tiles) × GEMM_KC steps, and the spare floats
-    // gemm_pack_a_avx2's last store writes (~300 KB, once per call).
-    float *a = aligned_alloc(64, ((size_t)GEMM_MC * GEMM_KC + 64) * sizeof(float));
-    if (!a) {
-        status = -1;
-        return status;
-    }
+    const ptrdiff_t spans = (k + GEMM_SPAN - 1) / GEMM_SPAN, span = (k + spans - 1) / spans;
+    const ptrdiff_t tiles = (rows + GEMM_MR - 1) / GEMM_MR;
     const ptrdiff_t p0 = col_begin / GEMM_PANEL, p1 = (col_end + GEMM_PANEL - 1) / GEMM_PANEL;
-    for (ptrdiff_t pc = 0; pc < k; pc += GEMM_KC) {
-        const ptrdiff_t kc = k - pc < GEMM_KC ? k - pc : GEMM_KC;
-        const int last = pc + kc == k, load = pc > 0 || accumulate;
-        for (ptrdiff_t ic = 0; ic < rows; ic += GEMM_MC) {
-            const ptrdiff_t mc = rows - ic < GEMM_MC ? rows - ic : GEMM_MC;
-            pack_a(x + ic * x_stride + pc, x_stride, mc, kc, a);
-            for (ptrdiff_t p = p0; p < p1; p += step) {
-                const ptrdiff_t j = p * GEMM_PANEL;
-                const ptrdiff_t cols = col_end - j < step * GEMM_PANEL ? col_end - j : step * GEMM_PANEL;
-                const float *b0 = packed + (p * k + pc) * GEMM_PANEL;
-                const float *b1 = step == 2 && p + 1 < p1 ? b0 + k * GEMM_PANEL : NULL;
-                const float *tile_bias = last && bias ? bias + j : NULL;
-                for (ptrdiff_t ir = 0; ir < mc; ir += GEMM_MR) {
-                    const ptrdiff_t live = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                    tile(a + ir * kc, b0, b1, kc, y + (ic + ir) * y_stride + j, y_stride, live, cols, load, tile_bias,
-                         last && gelu);
+    for (ptrdiff_t p = p0; p < p1; p += step) {
+        const ptrdiff_t j = p * GEMM_PANEL;
+        const ptrdiff_t cols = col_end - j < step * GEMM_PANEL ? col_end - j : step * GEMM_PANEL;
+        const ptrdiff_t pair = step == 2 && p + 1 < p1;
+        for (ptrdiff_t t0 = 0; t0 < k; t0 += span) {
+            const ptrdiff_t kc = k - t0 < span ? k - t0 : span;
+            const int last = t0 + kc == k, load = t0 > 0 || accumulate;
+            const float *b0 = packed + (p * k + t0) * GEMM_PANEL;
+            const float *b1 = pair ? b0 + k * GEMM_PANEL : NULL;
+            const float *tile_bias = last && bias ? bias + j : NULL;
+            // What the next step reads (this panel's next span, else the next panel's first), one
+            // 64-byte line per step and panel, fetched a share per tile.
+            const float *next = last ? (p + step < p1 ? packed + (p + step) * k * GEMM_PANEL : NULL) : b0 + kc * GEMM_PANEL;
+            const ptrdiff_t next_kc = last ? (k < span ? k : span) : (k - t0 - kc < span ? k - t0 - kc : span);
+            const ptrdiff_t lines = next ? next_kc * (pair ? 2 : 1) : 0, share = (lines + tiles - 1) / tiles;
+            ptrdiff_t fetched = 0;
+            for (ptrdiff_t i = 0; i < tiles; i++) {
+                const ptrdiff_t r0 = i * GEMM_MR, live = rows - r0 < GEMM_MR ? rows - r0 : GEMM_MR;
+                for (ptrdiff_t f = 0; f < share && fetched < lines; f++, fetched++) {
+                    const ptrdiff_t second = fetched >= next_kc;
+                    __builtin_prefetch(next + (second ? k * GEMM_PANEL : 0) + (fetched - second * next_kc) * GEMM_PANEL, 0, 3);
                 }
+                tile(xp + r0 * k + t0 * GEMM_MR, b0, b1, kc, y + r0 * y_stride + j, y_stride, live, cols, load, tile_bias,
+                     last && gelu);
             }
         }
     }
-    free(a);
-    return status;
+}
+
+int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
+                    ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
+                    ptrdiff_t y_stride) {
+    if (rows <= 0 || col_begin < 0 || col_end > n || col_begin >= col_end || col_begin % GEMM_PANEL != 0) return 0;
+    const ptrdiff_t chunk = enc_gemm_chunk_rows(rows, k);
+    float *xp = NULL;
+    if (k > 0) {
+        xp = aligned_alloc(64, (enc_gemm_xpack_floats(chunk, k) * sizeof(float) + 63) / 64 * 64);
+        if (!xp) return -1;
+    }
+    for (ptrdiff_t r0 = 0; r0 < rows; r0 += chunk) {
+        const ptrdiff_t m = rows - r0 < chunk ? rows - r0 : chunk;
+        if (xp) enc_gemm_xpack(x + r0 * x_stride, m, x_stride, k, 0, (m + GEMM_MR - 1) / GEMM_MR, xp);
+        enc_gemm_panels(xp, m, packed, n, k, col_begin, col_end, bias, epilogue, y + r0 * y_stride, y_stride);
+    }
+    free(xp);
+    return 0;
 }

@@ -21,8 +21,8 @@ public struct EncoderPaths: Sendable, Equatable, CustomStringConvertible {
         /// cblas_sgemm on the weights as stored (threaded as `gemmThreading` says); bias, residual and
         /// GELU partly in passes of their own.
         case openBLAS
-        /// enc_gemm_packed on weights packed once at load (PackedWeights), bias, residual add and
-        /// GELU in the tile's epilogue; always in column slices, one per core.
+        /// enc_gemm_panels on weights packed once at load (PackedWeights), bias, residual add and
+        /// GELU in the tile's epilogue; x packed once per chunk of rows, then column slices, one per core.
         case packed
     }
 
@@ -36,7 +36,7 @@ public struct EncoderPaths: Sendable, Equatable, CustomStringConvertible {
 
     /// The paths before this comparison's changes.
     public static let earlier = EncoderPaths(gemmThreading: .slices, gemmKernel: .openBLAS)
-    /// The fastest measured (the default): the packed kernel (see enc_gemm_packed for its measurements).
+    /// The fastest measured (the default): the packed kernel (encoder_kernels.c gives its measurements).
     public static let best = EncoderPaths(gemmThreading: .slices, gemmKernel: .packed)
     /// The paths in use.
     nonisolated(unsafe) public static var current = best

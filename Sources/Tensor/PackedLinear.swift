@@ -1,8 +1,9 @@
 // The encoder's F32 projections on weights packed once at load (enc_gemm_pack: panels of 16 outputs),
-// multiplied by enc_gemm_packed with the bias, the residual add or GELU done in the tile's epilogue.
-// Against cblas_sgemm on the weights as stored this drops, per product, OpenBLAS's copy of the
-// weights (and each core's copy of x), the bias copied into y beforehand or the zeroing of y
-// (beta = 0), and for fc1 the separate bias + GELU pass over the [tokens, intermediate] matrix.
+// multiplied by enc_gemm_panels (x packed once per chunk of rows, shared by the threads) with the
+// bias, the residual add or GELU done in the tile's epilogue. Against cblas_sgemm on the weights as
+// stored this drops, per product, OpenBLAS's copy of the weights (and each core's copy of x), the
+// bias copied into y beforehand or the zeroing of y (beta = 0), and for fc1 the separate bias + GELU
+// pass over the [tokens, intermediate] matrix.
 import CKernels
 import Dispatch
 
@@ -62,30 +63,59 @@ public enum PackedEpilogue: Sendable {
 }
 
 /// `y[r] = epilogue(x[r] · Wᵀ + bias)` for `rows` rows (strides in floats); `bias`, when given, has
-/// weight.rows values (the caller checks). Large products split y's columns over the cores, one
-/// slice per thread as `encoderGEMMSlices` says; results do not depend on the split.
+/// weight.rows values (the caller checks). Large products run on as many threads as
+/// `encoderGEMMSlices` says: per chunk of rows, the threads pack x's tiles side by side
+/// (enc_gemm_xpack), then each multiplies its slice of the output columns (enc_gemm_panels); results
+/// do not depend on the split. `scratch` receives the packed rows (grown when short, then reused:
+/// an encoder passes the same buffer to all its products).
 public func packedLinear(_ x: UnsafePointer<Float>, rows m: Int, inputStride: Int, weight: PackedWeights, bias: [Float]?,
-                         epilogue: PackedEpilogue, into y: UnsafeMutablePointer<Float>, outputStride: Int) {
+                         epilogue: PackedEpilogue, into y: UnsafeMutablePointer<Float>, outputStride: Int, scratch: inout [Float]) {
     let n = weight.rows, k = weight.cols
     guard m > 0, n > 0 else { return }
-    // Slice bounds on multiples of 32 columns: whole panels, in pairs for the AVX-512 tiles.
     let slices = encoderGEMMSlices(m: m, n: n, k: k, granule: 32)
-    let a = ReadPointer(x), c = SendablePointer(y), code = epilogue.code
+    let chunk = enc_gemm_chunk_rows(m, k)
+    let need = max(1, enc_gemm_xpack_floats(chunk, k))
+    if scratch.count < need { scratch = [Float](repeating: 0, count: need) }
+    let c = SendablePointer(y), code = epilogue.code
+    let panels = (n + 15) / 16
+    // Thread i's share of `count` units, bounds on multiples of `multiple`.
+    let split: @Sendable (Int, Int, Int) -> Range<Int> = { count, i, multiple in
+        let start = count * i / slices / multiple * multiple, end = i == slices - 1 ? count : count * (i + 1) / slices / multiple * multiple
+        return start..<max(start, end)
+    }
     withExtendedLifetime(weight) {
         let w = ReadPointer(weight.panels)
-        func run(_ b: UnsafePointer<Float>?) {
-            let bias = b.map { ReadPointer($0) }
-            let slice: @Sendable (Int) -> Void = { i in
-                let start = n * i / slices / 32 * 32, end = i == slices - 1 ? n : n * (i + 1) / slices / 32 * 32
-                guard start < end else { return }
-                let status = enc_gemm_packed(a.pointer, m, inputStride, w.pointer, n, k, start, end, bias?.pointer, code, c.pointer!,
-                                             outputStride)
-                // Fails only when its ~300 KB buffer for packed rows of x cannot be had.
-                precondition(status == 0, "out of memory for the packed GEMM's buffer")
+        scratch.withUnsafeMutableBufferPointer { pxp in
+            let xp = SendablePointer(pxp.baseAddress!)
+            func run(_ b: UnsafePointer<Float>?) {
+                let bias = b.map { ReadPointer($0) }
+                var r0 = 0
+                while r0 < m {
+                    let rows = min(chunk, m - r0), tiles = (rows + 5) / 6
+                    let a = ReadPointer(x + r0 * inputStride), out = SendablePointer(c.pointer! + r0 * outputStride)
+                    let pack: @Sendable (Int) -> Void = { i in
+                        let range = split(tiles, i, 1)
+                        enc_gemm_xpack(a.pointer, rows, inputStride, k, range.lowerBound, range.upperBound, xp.pointer!)
+                    }
+                    // Panels in pairs (whole AVX-512 tiles): 32 columns.
+                    let multiply: @Sendable (Int) -> Void = { i in
+                        let range = split(panels, i, 2)
+                        guard !range.isEmpty else { return }
+                        enc_gemm_panels(xp.pointer!, rows, w.pointer, n, k, range.lowerBound * 16, min(n, range.upperBound * 16),
+                                        bias?.pointer, code, out.pointer!, outputStride)
+                    }
+                    if slices > 1 {
+                        DispatchQueue.concurrentPerform(iterations: slices, execute: pack)
+                        DispatchQueue.concurrentPerform(iterations: slices, execute: multiply)
+                    } else {
+                        pack(0)
+                        multiply(0)
+                    }
+                    r0 += rows
+                }
             }
-            if slices > 1 { DispatchQueue.concurrentPerform(iterations: slices, execute: slice) } else { slice(0) }
+            if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
         }
-        if let bias { bias.withUnsafeBufferPointer { run($0.baseAddress) } } else { run(nil) }
     }
 }
 
@@ -135,8 +165,9 @@ public func linear(_ x: Matrix, weight: DenseWeights, bias: [Float]? = nil) thro
     x.storage.withUnsafeBufferPointer { px in
         out.storage.withUnsafeMutableBufferPointer { po in
             guard let input = px.baseAddress, let output = po.baseAddress else { return }
+            var scratch: [Float] = []
             packedLinear(input, rows: x.rows, inputStride: x.cols, weight: w, bias: bias, epilogue: .store, into: output,
-                         outputStride: w.rows)
+                         outputStride: w.rows, scratch: &scratch)
         }
     }
     return out

@@ -176,6 +176,7 @@ public struct ViTEncoder: Sendable {
         var f = Matrix(rows: n, cols: s.intermediate)
         var layerScores = [Float](repeating: 0, count: n)
         var unused: [Float] = []  // F32 weights need no expansion scratch
+        var packedRows: [Float] = []  // x packed for the packed GEMM, reused by every product
         // The bias of the projection that last added onto h (fc2 of the layer before) is left out of
         // that GEMM and added by the next layer norm.
         var pendingBias: [Float]? = nil
@@ -191,7 +192,7 @@ public struct ViTEncoder: Sendable {
                         switch weight {
                         case .packed(let w):
                             packedLinear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: w, bias: bias, epilogue: epilogue,
-                                         into: po.baseAddress!, outputStride: out.cols)
+                                         into: po.baseAddress!, outputStride: out.cols, scratch: &packedRows)
                         case .held(let w):
                             precondition(epilogue != .geluTanh, "GELU in the epilogue needs packed weights")
                             linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: w, bias: bias,

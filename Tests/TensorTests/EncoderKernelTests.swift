@@ -241,9 +241,10 @@ final class EncoderKernelTests: XCTestCase {
         }
     }
 
-    /// The packed-weight GEMM (enc_gemm_pack + enc_gemm_packed) against Double: row counts around the
-    /// 6-row tile and the 96-row block of packed x, output counts around the 16-column panel (and the AVX-512
-    /// path's pairs of panels), input counts around the 768-step K block; each epilogue with and
+    /// The packed-weight GEMM (enc_gemm_pack + enc_gemm_packed: x packed per chunk, then the panels)
+    /// against Double: row counts around the 6-row tile, output counts around the 16-column panel (and
+    /// the AVX-512 path's pairs of panels), input counts past the 4096-step span (partial sums wait in
+    /// y) and past a multiple of 8 (the packing's transposes); each epilogue with and
     /// without a bias; a split of the columns at a panel boundary gives the same bits as one call;
     /// nothing outside the asked columns is written.
     func testPackedGemmAgainstDouble_avx512() throws { try onPath(.avx512, packedGemmAgainstDouble) }
@@ -251,7 +252,7 @@ final class EncoderKernelTests: XCTestCase {
     func testPackedGemmAgainstDouble_portable() throws { try onPath(.portable, packedGemmAgainstDouble) }
     func packedGemmAgainstDouble(_ path: InstructionSet) throws {
         for (m, n, k) in [(1, 1, 1), (5, 17, 9), (7, 33, 19), (6, 16, 768), (13, 50, 769), (79, 48, 40), (8, 70, 1537),
-                          (97, 21, 770), (103, 35, 12)] {
+                          (97, 21, 770), (103, 35, 12), (7, 20, 4097)] {
             let xStride = k + 3, yStride = n + 5
             let x = values(m * xStride), w = values(n * k), bias = values(n), start = values(m * yStride, scale: 4)
             var packed = [Float](repeating: .nan, count: enc_gemm_packed_floats(n, k) + 16)

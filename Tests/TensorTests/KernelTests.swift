@@ -77,11 +77,18 @@ final class KernelTests: XCTestCase {
         }
     }
 
-    /// packedLinear (weights packed once, columns over the cores) against Double, with the bias in
-    /// each epilogue, on a product large enough to be split over the cores.
+    /// packedLinear (weights packed once, x packed per chunk of rows, columns over the cores) against
+    /// Double, with the bias in each epilogue.
     func testPackedLinearAgainstNaive() throws {
-        let m = 70, n = 520, k = 600, inputStride = k + 2, outputStride = n + 3
-        let x = (0..<(m * inputStride)).map { _ in rng.nextFloat() }, w = random(n, k)
+        // Split over the cores; then rows in three chunks (k so long that a chunk holds 48 rows) and
+        // k in eleven spans of partial sums.
+        for (m, n, k) in [(70, 520, 600), (50, 20, 44_000)] { try packedLinearAgainstNaive(m: m, n: n, k: k) }
+    }
+
+    func packedLinearAgainstNaive(m: Int, n: Int, k: Int) throws {
+        let inputStride = k + 2, outputStride = n + 3
+        // Long sums get weights of 1/√k, so that the F32 sums' rounding stays within the tolerance.
+        let x = (0..<(m * inputStride)).map { _ in rng.nextFloat() }, w = random(n, k, scale: k > 10_000 ? 1 / Float(k).squareRoot() : 1)
         let bias = (0..<n).map { _ in rng.nextFloat() }, start = (0..<(m * outputStride)).map { _ in rng.nextFloat() }
         let weight = PackedWeights(w)
         XCTAssertEqual(weight.count, n * k)
@@ -89,8 +96,9 @@ final class KernelTests: XCTestCase {
             var y = start
             x.withUnsafeBufferPointer { px in
                 y.withUnsafeMutableBufferPointer { py in
+                    var scratch: [Float] = []
                     packedLinear(px.baseAddress!, rows: m, inputStride: inputStride, weight: weight, bias: bias, epilogue: epilogue,
-                                 into: py.baseAddress!, outputStride: outputStride)
+                                 into: py.baseAddress!, outputStride: outputStride, scratch: &scratch)
                 }
             }
             var expected = [Double](repeating: 0, count: m * n)

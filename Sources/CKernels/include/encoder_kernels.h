@@ -80,12 +80,29 @@ enum {
     ENC_GEMM_GELU_TANH = 2,   ///< y = gelu_tanh(s + bias), as enc_bias_gelu_tanh
 };
 
-/// y[r, j] for r < rows and col_begin ≤ j < col_end from the packed weights (n × k, enc_gemm_pack),
-/// with `epilogue` and the optional bias[j] applied while the tile is in registers: no pass of
-/// its own over y. col_begin is a multiple of 16 (callers split columns over threads on panel
-/// boundaries; rows can be split too, by offsetting x and y); each output's sum runs t ascending
-/// whatever the split. Single-threaded. Returns 0, or -1 when its packing buffer (~300 KB) could not
-/// be allocated (y untouched).
+/// Rows of x packed at once (a chunk) for a product of `rows` rows and k inputs: whole tiles of 6,
+/// so that the packed chunk stays within L3 (at most 8 MB); `rows` when it is smaller.
+ptrdiff_t enc_gemm_chunk_rows(ptrdiff_t rows, ptrdiff_t k);
+
+/// Floats of a packed chunk of `rows` rows of k inputs (enc_gemm_xpack).
+size_t enc_gemm_xpack_floats(ptrdiff_t rows, ptrdiff_t k);
+
+/// Packs tiles tile_begin ..< tile_end (6 rows each, the last may hold fewer: its missing rows repeat
+/// its first and are never stored) of x's `rows` rows into xp, tile i at xp + 6·i·k as [k][6].
+/// Tiles are independent: threads may pack disjoint ranges of one chunk at once.
+void enc_gemm_xpack(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, ptrdiff_t k, ptrdiff_t tile_begin, ptrdiff_t tile_end,
+                    float *xp);
+
+/// y[r, j] for r < rows and col_begin ≤ j < col_end from a packed chunk (enc_gemm_xpack, all its
+/// tiles) and the packed weights (n × k, enc_gemm_pack), with `epilogue` and the optional bias[j]
+/// applied while the tile is in registers: no pass of its own over y. col_begin is a multiple of 16
+/// (callers split columns over threads on panel boundaries, in pairs for the AVX-512 tiles); each
+/// output's sum runs t ascending whatever the split. Single-threaded.
+void enc_gemm_panels(const float *xp, ptrdiff_t rows, const float *packed, ptrdiff_t n, ptrdiff_t k, ptrdiff_t col_begin,
+                     ptrdiff_t col_end, const float *bias, int epilogue, float *y, ptrdiff_t y_stride);
+
+/// enc_gemm_xpack and enc_gemm_panels chunk after chunk on this thread, the chunk's buffer allocated
+/// here: returns 0, or -1 when it could not be had (y untouched).
 int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
                     ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
                     ptrdiff_t y_stride);
