@@ -37,6 +37,13 @@ public func im2col(pixels: [Float], channels: Int, height: Int, width: Int, patc
 /// [patches, out], raster order of patches.
 public func patchEmbedding(pixels: [Float], channels: Int, height: Int, width: Int, patch: Int,
                            weight: Matrix, bias: [Float]?) throws(TensorError) -> Matrix {
+    try patchEmbedding(pixels: pixels, channels: channels, height: height, width: width, patch: patch,
+                       weight: .stored(weight), bias: bias)
+}
+
+/// The same with the weight as `DenseWeights` holds it.
+public func patchEmbedding(pixels: [Float], channels: Int, height: Int, width: Int, patch: Int,
+                           weight: DenseWeights, bias: [Float]?) throws(TensorError) -> Matrix {
     try linear(im2col(pixels: pixels, channels: channels, height: height, width: width, patch: patch),
                weight: weight, bias: bias)
 }

@@ -503,10 +503,7 @@ extension Float {
 /// W's rows (y's columns) over the cores, each slice a single-threaded sgemm.
 func sgemmXWt(m: Int, n: Int, k: Int, _ x: UnsafePointer<Float>, inputStride: Int, _ w: UnsafePointer<Float>, beta: Float,
               into y: UnsafeMutablePointer<Float>, outputStride: Int) {
-    // As many slices as OpenBLAS would use threads (OPENBLAS_NUM_THREADS, or a benchmark's setting); a
-    // slice narrower than 256 columns or a product under ~16 M multiply-adds runs below the GEMM's rate.
-    let threads = Int(openblas_get_num_threads())
-    let slices = EncoderPaths.current.gemmThreading == .slices && m >= 64 && m * n * k >= 1 << 24 ? min(threads, n / 256) : 1
+    let slices = EncoderPaths.current.gemmThreading == .slices ? encoderGEMMSlices(m: m, n: n, k: k, granule: 16) : 1
     guard slices > 1 else {
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
                     x, Int32(inputStride), w, Int32(k), beta, y, Int32(outputStride))
@@ -522,4 +519,13 @@ func sgemmXWt(m: Int, n: Int, k: Int, _ x: UnsafePointer<Float>, inputStride: In
                     a.pointer, Int32(inputStride), b.pointer + start * k, Int32(k), beta, c.pointer! + start, Int32(outputStride))
     }
     openblas_set_num_threads(restore)
+}
+
+/// Column slices (one per thread) for a large product of m rows, n outputs and k inputs whose slices
+/// start on multiples of `granule` columns: as many as OpenBLAS would use threads
+/// (OPENBLAS_NUM_THREADS, or a benchmark's setting); 1 for a slice narrower than 256 columns or a
+/// product under ~16 M multiply-adds, which would run below the GEMM's rate.
+func encoderGEMMSlices(m: Int, n: Int, k: Int, granule: Int) -> Int {
+    guard m >= 64, m * n * k >= 1 << 24 else { return 1 }
+    return max(1, min(Int(openblas_get_num_threads()), n / 256, n / granule))
 }

@@ -9,12 +9,12 @@ import Tensor
 public struct SmolVLMVisionModel: Sendable {
     public let configuration: SmolVLMConfiguration
     public let preprocessor: SmolVLMPreprocessor
-    let patchWeight: Matrix  // [hidden, channels · patch²]
+    let patchWeight: DenseWeights  // [hidden, channels · patch²]
     let patchBias: [Float]
     let positionEmbedding: Matrix  // [positions, hidden]
     let encoder: ViTEncoder
     let postLayerNormWeight, postLayerNormBias: [Float]
-    let projection: Matrix  // [text hidden, hidden · scale²]
+    let projection: DenseWeights  // [text hidden, hidden · scale²]
 
     public var vision: SmolVLMVisionConfiguration { configuration.visionConfig }
     public var layerCount: Int { vision.numHiddenLayers }
@@ -83,7 +83,7 @@ public struct SmolVLMVisionModel: Sendable {
         do throws(WeightsError) {
             func m(_ name: String, _ shape: [Int]) throws(WeightsError) -> Matrix { try tensor(name, shape) }
             func vec(_ name: String, _ count: Int) throws(WeightsError) -> [Float] { try tensor(name, [count]).storage }
-            patchWeight = try m("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p])
+            patchWeight = DenseWeights(try m("\(e)embeddings.patch_embedding.weight", [d, v.numChannels, p, p]))
             patchBias = try vec("\(e)embeddings.patch_embedding.bias", d)
             let positions = (v.imageSize / p) * (v.imageSize / p)
             positionEmbedding = try m("\(e)embeddings.position_embedding.weight", [positions, d])
@@ -91,7 +91,7 @@ public struct SmolVLMVisionModel: Sendable {
             postLayerNormWeight = try vec("\(e)post_layernorm.weight", d)
             postLayerNormBias = try vec("\(e)post_layernorm.bias", d)
             let s = config.scaleFactor
-            projection = try m("\(prefix)connector.modality_projection.proj.weight", [config.textConfig.hiddenSize, d * s * s])
+            projection = DenseWeights(try m("\(prefix)connector.modality_projection.proj.weight", [config.textConfig.hiddenSize, d * s * s]))
         } catch {
             throw .weights(error)
         }

@@ -50,10 +50,41 @@ public struct ViTEncoder: Sendable {
         }
     }
 
+    /// A projection's weights as the layers multiply them: packed once for enc_gemm_packed (F32 under
+    /// EncoderPaths' packed kernel, read at load), or as `EncoderPrecision.hold` holds them.
+    enum Projection: Sendable {
+        case packed(PackedWeights)
+        case held(WeightMatrix)
+
+        init(_ matrix: Matrix, precision: EncoderPrecision) {
+            if precision.resolved == .f32, EncoderPaths.current.gemmKernel == .packed {
+                self = .packed(PackedWeights(matrix))
+            } else {
+                self = .held(precision.hold(matrix))
+            }
+        }
+
+        var rows: Int {
+            switch self {
+            case .packed(let w): w.rows
+            case .held(let w): w.rows
+            }
+        }
+
+        var cols: Int {
+            switch self {
+            case .packed(let w): w.cols
+            case .held(let w): w.cols
+            }
+        }
+
+        var count: Int { rows * cols }
+    }
+
     struct Layer: Sendable {
         var layerNorm1Weight, layerNorm1Bias, layerNorm2Weight, layerNorm2Bias: [Float]
         /// q_proj, k_proj and v_proj stacked into one [3 · hidden, hidden] matrix: one GEMM per layer.
-        var qkvWeight, outWeight, fc1Weight, fc2Weight: WeightMatrix
+        var qkvWeight, outWeight, fc1Weight, fc2Weight: Projection
         var qkvBias, outBias, fc1Bias, fc2Bias: [Float]
     }
 
@@ -104,10 +135,10 @@ public struct ViTEncoder: Sendable {
             layers.append(Layer(
                 layerNorm1Weight: try vec("\(n)layer_norm1.weight", d), layerNorm1Bias: try vec("\(n)layer_norm1.bias", d),
                 layerNorm2Weight: try vec("\(n)layer_norm2.weight", d), layerNorm2Bias: try vec("\(n)layer_norm2.bias", d),
-                qkvWeight: precision.hold(qkv),
-                outWeight: precision.hold(try m("\(a)out_proj.weight", [d, d])),
-                fc1Weight: precision.hold(try m("\(n)mlp.fc1.weight", [s.intermediate, d])),
-                fc2Weight: precision.hold(try m("\(n)mlp.fc2.weight", [d, s.intermediate])),
+                qkvWeight: Projection(qkv, precision: precision),
+                outWeight: Projection(try m("\(a)out_proj.weight", [d, d]), precision: precision),
+                fc1Weight: Projection(try m("\(n)mlp.fc1.weight", [s.intermediate, d]), precision: precision),
+                fc2Weight: Projection(try m("\(n)mlp.fc2.weight", [d, s.intermediate]), precision: precision),
                 qkvBias: qkvBias, outBias: try vec("\(a)out_proj.bias", d),
                 fc1Bias: try vec("\(n)mlp.fc1.bias", s.intermediate), fc2Bias: try vec("\(n)mlp.fc2.bias", d)))
         }
@@ -139,23 +170,34 @@ public struct ViTEncoder: Sendable {
         }
         var hidden: [Matrix] = []
         var scores: [Int: [Float]] = [:]
-        // Buffers reused by every layer; projections with a residual add straight onto h (GEMM beta = 1).
+        // Buffers reused by every layer; projections with a residual add straight onto h (GEMM beta = 1,
+        // or the packed kernel's accumulate epilogue).
         var x = Matrix(rows: n, cols: d), qkv = Matrix(rows: n, cols: 3 * d), attended = Matrix(rows: n, cols: d)
         var f = Matrix(rows: n, cols: s.intermediate)
         var layerScores = [Float](repeating: 0, count: n)
         var unused: [Float] = []  // F32 weights need no expansion scratch
+        var packedRows: [Float] = []  // x packed for the packed GEMM, reused by every product
         // The bias of the projection that last added onto h (fc2 of the layer before) is left out of
         // that GEMM and added by the next layer norm.
         var pendingBias: [Float]? = nil
-        // y (+)= input · Wᵀ (+ bias), timed under a name that gives the GEMM's shape.
-        func project(_ name: String, _ input: Matrix, _ weight: WeightMatrix, bias: [Float]?, into out: inout Matrix,
-                     accumulate: Bool) {
-            profile.time("\(name) GEMM \(n)x\(weight.rows)x\(weight.cols)" + (bias == nil ? "" : " + bias") + (accumulate ? ", onto h" : ""),
-                         flops: 2 * Double(n * weight.rows * weight.cols)) {
+        // y (+)= input · Wᵀ (+ bias), GELU'd under `.geluTanh` (packed weights only), timed under a name
+        // that gives the GEMM's shape.
+        func project(_ name: String, _ input: Matrix, _ weight: Projection, bias: [Float]?, into out: inout Matrix,
+                     epilogue: PackedEpilogue) {
+            let label = "\(name) GEMM \(n)x\(weight.rows)x\(weight.cols)" + (bias == nil ? "" : " + bias")
+                + (epilogue == .geluTanh ? " + GELU" : epilogue == .accumulate ? ", onto h" : "")
+            profile.time(label, flops: 2 * Double(n * weight.rows * weight.cols)) {
                 input.storage.withUnsafeBufferPointer { pi in
                     out.storage.withUnsafeMutableBufferPointer { po in
-                        linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: weight, bias: bias,
-                               into: po.baseAddress!, outputStride: out.cols, accumulate: accumulate, scratch: &unused)
+                        switch weight {
+                        case .packed(let w):
+                            packedLinear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: w, bias: bias, epilogue: epilogue,
+                                         into: po.baseAddress!, outputStride: out.cols, scratch: &packedRows)
+                        case .held(let w):
+                            precondition(epilogue != .geluTanh, "GELU in the epilogue needs packed weights")
+                            linear(pi.baseAddress!, rows: n, inputStride: input.cols, weight: w, bias: bias,
+                                   into: po.baseAddress!, outputStride: out.cols, accumulate: epilogue == .accumulate, scratch: &unused)
+                        }
                     }
                 }
             }
@@ -166,7 +208,7 @@ public struct ViTEncoder: Sendable {
                 try layerNorm(&h, addingBias: pendingBias, weight: layer.layerNorm1Weight, bias: layer.layerNorm1Bias,
                               eps: s.layerNormEps, into: &x)
             }
-            project("qkv", x, layer.qkvWeight, bias: layer.qkvBias, into: &qkv, accumulate: false)
+            project("qkv", x, layer.qkvWeight, bias: layer.qkvBias, into: &qkv, epilogue: .store)
             profile.time(capture ? "attention + scores" : "attention", flops: 4 * Double(n * n * d)) {
                 qkv.storage.withUnsafeBufferPointer { pqkv in
                     attended.storage.withUnsafeMutableBufferPointer { po in
@@ -180,22 +222,27 @@ public struct ViTEncoder: Sendable {
                 }
             }
             if capture { scores[index + 1] = layerScores }
-            project("out", attended, layer.outWeight, bias: nil, into: &h, accumulate: true)
+            project("out", attended, layer.outWeight, bias: nil, into: &h, epilogue: .accumulate)
             try profile.time("layer norm") { () throws(TensorError) in
                 try layerNorm(&h, addingBias: layer.outBias, weight: layer.layerNorm2Weight, bias: layer.layerNorm2Bias,
                               eps: s.layerNormEps, into: &x)
             }
-            // The tanh form takes fc1's bias in its own pass; the others in the GEMM.
-            let biasInActivation = s.activation == .geluTanh
-            project("fc1", x, layer.fc1Weight, bias: biasInActivation ? nil : layer.fc1Bias, into: &f, accumulate: false)
-            try profile.time(biasInActivation ? "bias + activation" : "activation") { () throws(TensorError) in
-                switch s.activation {
-                case .geluTanh: try geluTanh(&f, bias: layer.fc1Bias)
-                case .geluErf: geluErf(&f)
-                case .quickGelu: quickGelu(&f)
+            if s.activation == .geluTanh, case .packed = layer.fc1Weight {
+                // Bias and GELU in the GEMM's epilogue: no pass of their own over f.
+                project("fc1", x, layer.fc1Weight, bias: layer.fc1Bias, into: &f, epilogue: .geluTanh)
+            } else {
+                // The tanh form takes fc1's bias in its own pass; the others in the GEMM.
+                let biasInActivation = s.activation == .geluTanh
+                project("fc1", x, layer.fc1Weight, bias: biasInActivation ? nil : layer.fc1Bias, into: &f, epilogue: .store)
+                try profile.time(biasInActivation ? "bias + activation" : "activation") { () throws(TensorError) in
+                    switch s.activation {
+                    case .geluTanh: try geluTanh(&f, bias: layer.fc1Bias)
+                    case .geluErf: geluErf(&f)
+                    case .quickGelu: quickGelu(&f)
+                    }
                 }
             }
-            project("fc2", f, layer.fc2Weight, bias: nil, into: &h, accumulate: true)
+            project("fc2", f, layer.fc2Weight, bias: nil, into: &h, epilogue: .accumulate)
             pendingBias = layer.fc2Bias
             if keepHiddenStates {
                 try addRow(&h, layer.fc2Bias)

@@ -55,6 +55,12 @@ struct EncodeBench: AsyncParsableCommand {
     var ab = false
 
     @Option(help: ArgumentHelp(
+        "The encoder's F32 GEMM kernel for this run's encoders (default: EncoderPaths.best's): openblas "
+        + "(cblas_sgemm on the weights as stored) or packed (weights packed at load, bias/residual/GELU in the epilogue); "
+        + "with --ab, the current side."))
+    var gemmKernel: String?
+
+    @Option(help: ArgumentHelp(
         "Run with OPENBLAS_THREAD_TIMEOUT=N (2^N cycles of spinning before an idle OpenBLAS thread sleeps; OpenBLAS "
         + "reads it at load, so the bench re-executes itself). Default: OpenBLAS's own (28, ≈ 0.1 s), as the CLI runs."))
     var openblasThreadTimeout: Int?
@@ -68,6 +74,13 @@ struct EncodeBench: AsyncParsableCommand {
             throw ValidationError("could not re-execute with OPENBLAS_THREAD_TIMEOUT=\(timeout)")
         }
         openblas_set_num_threads(Int32(threads))
+        if let gemmKernel {
+            switch gemmKernel {
+            case "openblas": EncoderPaths.current.gemmKernel = .openBLAS
+            case "packed": EncoderPaths.current.gemmKernel = .packed
+            default: throw ValidationError("--gemm-kernel must be openblas or packed, not \(gemmKernel)")
+            }
+        }
         var config = SmolVLMConfiguration()
         config.visionConfig.hiddenSize = hidden
         config.visionConfig.numHiddenLayers = layers
@@ -96,8 +109,13 @@ struct EncodeBench: AsyncParsableCommand {
         let rgb = (0..<(image * image * 3)).map { _ in UInt8.random(in: 0...255) }
         let all = Set(1...layers)
         if ab {
-            try compareEarlierPaths(model, rgb: rgb, scoreLayers: [], label: "F32, no score capture")
-            try compareEarlierPaths(model, rgb: rgb, scoreLayers: all, label: "F32, scores of all \(layers) layers")
+            // The same random weights loaded under the earlier paths (they decide how weights are held).
+            let current = EncoderPaths.current
+            EncoderPaths.current = .earlier
+            let earlierModel = try build(.f32)
+            EncoderPaths.current = current
+            try compareEarlierPaths(earlierModel, model, rgb: rgb, scoreLayers: [], label: "F32, no score capture")
+            try compareEarlierPaths(earlierModel, model, rgb: rgb, scoreLayers: all, label: "F32, scores of all \(layers) layers")
             return
         }
         if profile {
@@ -285,13 +303,14 @@ struct EncodeBench: AsyncParsableCommand {
 
     /// The earlier paths against the current ones on the same frames: runs alternate (which goes
     /// first alternates too), so load from other processes falls on both alike.
-    func compareEarlierPaths(_ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>, label: String) throws {
+    func compareEarlierPaths(_ earlierModel: SmolVLMVisionModel, _ model: SmolVLMVisionModel, rgb: [UInt8], scoreLayers: Set<Int>,
+                             label: String) throws {
         func frame(_ earlier: Bool) throws -> (wall: Double, cpu: Double) {
             let previous = EncoderPaths.current
             EncoderPaths.current = earlier ? .earlier : previous
             defer { EncoderPaths.current = previous }
             let start = DispatchTime.now().uptimeNanoseconds, cpu = OperationProfile.processCPUSeconds()
-            _ = try model.encode(width: image, height: image, rgb: rgb, scoreLayers: scoreLayers)
+            _ = try (earlier ? earlierModel : model).encode(width: image, height: image, rgb: rgb, scoreLayers: scoreLayers)
             return (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9, OperationProfile.processCPUSeconds() - cpu)
         }
         _ = try frame(true)

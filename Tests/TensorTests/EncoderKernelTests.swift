@@ -290,4 +290,76 @@ final class EncoderKernelTests: XCTestCase {
             XCTAssertLessThanOrEqual(worst(cached, out), 2e-5, "cachedAttention \(shape)")
         }
     }
+
+    /// The packed-weight GEMM (enc_gemm_pack + enc_gemm_packed: x packed per chunk, then the panels)
+    /// against Double: row counts around the 6-row tile, output counts around the 16-column panel (and
+    /// the AVX-512 path's pairs of panels), input counts past the 4096-step span (partial sums wait in
+    /// y) and past a multiple of 8 (the packing's transposes); each epilogue with and
+    /// without a bias; a split of the columns at a panel boundary gives the same bits as one call;
+    /// nothing outside the asked columns is written.
+    func testPackedGemmAgainstDouble_avx512() throws { try onPath(.avx512, packedGemmAgainstDouble) }
+    func testPackedGemmAgainstDouble_avx2() throws { try onPath(.avx2, packedGemmAgainstDouble) }
+    func testPackedGemmAgainstDouble_portable() throws { try onPath(.portable, packedGemmAgainstDouble) }
+    func packedGemmAgainstDouble(_ path: InstructionSet) throws {
+        for (m, n, k) in [(1, 1, 1), (5, 17, 9), (7, 33, 19), (6, 16, 768), (13, 50, 769), (79, 48, 40), (8, 70, 1537),
+                          (97, 21, 770), (103, 35, 12), (7, 20, 4097)] {
+            let xStride = k + 3, yStride = n + 5
+            let x = values(m * xStride), w = values(n * k), bias = values(n), start = values(m * yStride, scale: 4)
+            var packed = [Float](repeating: .nan, count: enc_gemm_packed_floats(n, k) + 16)
+            // The kernels load panels aligned to 64 bytes: pack at the first aligned float.
+            let offset = packed.withUnsafeMutableBufferPointer { p in (64 - Int(bitPattern: p.baseAddress!) % 64) % 64 / 4 }
+            packed.withUnsafeMutableBufferPointer { p in enc_gemm_pack(w, n, k, k, p.baseAddress! + offset) }
+            for (epilogue, withBias) in [(ENC_GEMM_STORE, false), (ENC_GEMM_STORE, true), (ENC_GEMM_ACCUMULATE, false),
+                                         (ENC_GEMM_ACCUMULATE, true), (ENC_GEMM_GELU_TANH, false), (ENC_GEMM_GELU_TANH, true)] {
+                func run(_ ranges: [Range<Int>]) -> [Float] {
+                    var y = start
+                    packed.withUnsafeBufferPointer { p in
+                        y.withUnsafeMutableBufferPointer { py in
+                            bias.withUnsafeBufferPointer { pb in
+                                for r in ranges {
+                                    let status = enc_gemm_packed(x, m, xStride, p.baseAddress! + offset, n, k, r.lowerBound, r.upperBound,
+                                                                 withBias ? pb.baseAddress : nil, Int32(epilogue), py.baseAddress!, yStride)
+                                    XCTAssertEqual(status, 0, "packing buffer")
+                                }
+                            }
+                        }
+                    }
+                    return y
+                }
+                let shape = "\(path) \(m)x\(n)x\(k) epilogue \(epilogue) bias \(withBias)"
+                let whole = run([0..<n])
+                for r in 0..<m {
+                    for j in 0..<n {
+                        var s = 0.0, magnitude = 0.0
+                        for t in 0..<k {
+                            let p = Double(x[r * xStride + t]) * Double(w[j * k + t])
+                            s += p
+                            magnitude += abs(p)
+                        }
+                        if withBias { s += Double(bias[j]); magnitude += abs(Double(bias[j])) }
+                        if Int(epilogue) == Int(ENC_GEMM_ACCUMULATE) {
+                            s += Double(start[r * yStride + j])
+                            magnitude += abs(Double(start[r * yStride + j]))
+                        }
+                        if Int(epilogue) == Int(ENC_GEMM_GELU_TANH) { s = gelu(s) }
+                        // F32 summation of k + 2 terms, one chain: |error| ≤ (k + 2) · 2⁻²⁴ · Σ|terms| (GELU's
+                        // slope stays below 1.13), plus the GELU's own few ulps.
+                        let bound = Double(k + 2) * 1.2 * 0x1p-24 * magnitude + 2e-6 * max(1, abs(s))
+                        XCTAssertLessThanOrEqual(abs(Double(whole[r * yStride + j]) - s), bound, "\(shape) at \(r), \(j)")
+                    }
+                    XCTAssertEqual(Array(whole[(r * yStride + n)..<((r + 1) * yStride)]), Array(start[(r * yStride + n)..<((r + 1) * yStride)]),
+                                   "wrote past the columns: \(shape)")
+                }
+                if n > 16 {
+                    let cut = (n / 2) / 16 * 16
+                    XCTAssertEqual(run([0..<cut, cut..<n]), whole, "split at \(cut): \(shape)")
+                    let part = run([cut..<n])
+                    for r in 0..<m {
+                        XCTAssertEqual(Array(part[(r * yStride)..<(r * yStride + cut)]), Array(start[(r * yStride)..<(r * yStride + cut)]),
+                                       "wrote before col_begin: \(shape)")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -77,6 +77,50 @@ final class KernelTests: XCTestCase {
         }
     }
 
+    /// packedLinear (weights packed once, x packed per chunk of rows, columns over the cores) against
+    /// Double, with the bias in each epilogue.
+    func testPackedLinearAgainstNaive() throws {
+        // Split over the cores; then rows in three chunks (k so long that a chunk holds 48 rows) and
+        // k in eleven spans of partial sums.
+        for (m, n, k) in [(70, 520, 600), (50, 20, 44_000)] { try packedLinearAgainstNaive(m: m, n: n, k: k) }
+    }
+
+    func packedLinearAgainstNaive(m: Int, n: Int, k: Int) throws {
+        let inputStride = k + 2, outputStride = n + 3
+        // Long sums get weights of 1/√k, so that the F32 sums' rounding stays within the tolerance.
+        let x = (0..<(m * inputStride)).map { _ in rng.nextFloat() }, w = random(n, k, scale: k > 10_000 ? 1 / Float(k).squareRoot() : 1)
+        let bias = (0..<n).map { _ in rng.nextFloat() }, start = (0..<(m * outputStride)).map { _ in rng.nextFloat() }
+        let weight = PackedWeights(w)
+        XCTAssertEqual(weight.count, n * k)
+        for epilogue in [PackedEpilogue.store, .accumulate, .geluTanh] {
+            var y = start
+            x.withUnsafeBufferPointer { px in
+                y.withUnsafeMutableBufferPointer { py in
+                    var scratch: [Float] = []
+                    packedLinear(px.baseAddress!, rows: m, inputStride: inputStride, weight: weight, bias: bias, epilogue: epilogue,
+                                 into: py.baseAddress!, outputStride: outputStride, scratch: &scratch)
+                }
+            }
+            var expected = [Double](repeating: 0, count: m * n)
+            for i in 0..<m {
+                for j in 0..<n {
+                    var s = Double(bias[j])
+                    for t in 0..<k { s += Double(x[i * inputStride + t]) * Double(w[j, t]) }
+                    switch epilogue {
+                    case .store: break
+                    case .accumulate: s += Double(start[i * outputStride + j])
+                    case .geluTanh: s = 0.5 * s * (1 + tanh(0.7978845608028654 * (s + 0.044715 * s * s * s)))
+                    }
+                    expected[i * n + j] = s
+                }
+                XCTAssertEqual(Array(y[(i * outputStride + n)..<((i + 1) * outputStride)]),
+                               Array(start[(i * outputStride + n)..<((i + 1) * outputStride)]), "\(epilogue) wrote past row \(i)")
+            }
+            let got = (0..<m).flatMap { i in y[(i * outputStride)..<(i * outputStride + n)] }
+            assertClose(got, expected, tolerance: 1e-4, "\(epilogue) \(m)x\(n)x\(k)")
+        }
+    }
+
     func testMatmulAgainstNaive() throws {
         for (m, k, n) in shapes {
             let a = random(m, k), b = random(k, n)

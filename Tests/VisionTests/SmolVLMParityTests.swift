@@ -48,6 +48,17 @@ final class SmolVLMParityTests: XCTestCase {
 
     func testParitySmolVLMA() throws { try checkParity("smolvlm-a", expectedLayers: 2, expectedGrid: "4x4") }
 
+    /// The encoder loaded under each F32 GEMM kernel (EncoderPaths.gemmKernel, read at load: packed
+    /// weights with the bias, residual and GELU in the epilogue, or cblas_sgemm) meets the same bounds.
+    func testParitySmolVLMAOnEachGEMMKernel() throws {
+        let previous = EncoderPaths.current
+        defer { EncoderPaths.current = previous }
+        for kernel in [EncoderPaths.GEMMKernel.openBLAS, .packed] {
+            EncoderPaths.current.gemmKernel = kernel
+            try checkParity("smolvlm-a", expectedLayers: 2, expectedGrid: "4x4")
+        }
+    }
+
     func testParitySmolVLMBShardedBF16() throws { try checkParity("smolvlm-b", expectedLayers: 3, expectedGrid: "4x4") }
 
     func testConfigurationMirrorsJSON() throws {

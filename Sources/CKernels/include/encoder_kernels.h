@@ -66,6 +66,49 @@ void enc_add_row(float *x, ptrdiff_t rows, ptrdiff_t cols, ptrdiff_t stride, con
 /// x[j] *= factor.
 void enc_scale(float *x, ptrdiff_t count, float factor);
 
+/// Floats of the packed form of an F32 weight matrix of n rows (outputs) and k columns (inputs), as
+/// enc_gemm_pack writes it (0 for an empty matrix).
+size_t enc_gemm_packed_floats(ptrdiff_t n, ptrdiff_t k);
+
+/// Packs w (n rows of k floats, `w_stride` apart) into panels of 16 rows: packed[(p·k + t)·16 + jj]
+/// = w[p·16 + jj][t], zero past row n. `packed` is 64-byte aligned and holds
+/// enc_gemm_packed_floats(n, k) floats.
+void enc_gemm_pack(const float *w, ptrdiff_t n, ptrdiff_t k, ptrdiff_t w_stride, float *packed);
+
+/// What enc_gemm_packed does with a finished sum s = Σ_t x[r, t] · w[j, t].
+enum {
+    ENC_GEMM_STORE = 0,       ///< y = s (+ bias)
+    ENC_GEMM_ACCUMULATE = 1,  ///< y = y + s (+ bias): a residual added in place
+    ENC_GEMM_GELU_TANH = 2,   ///< y = gelu_tanh(s + bias), as enc_bias_gelu_tanh
+};
+
+/// Rows of x packed at once (a chunk) for a product of `rows` rows and k inputs: whole tiles of 6,
+/// so that the packed chunk stays within L3 (at most 8 MB); `rows` when it is smaller.
+ptrdiff_t enc_gemm_chunk_rows(ptrdiff_t rows, ptrdiff_t k);
+
+/// Floats of a packed chunk of `rows` rows of k inputs (enc_gemm_xpack).
+size_t enc_gemm_xpack_floats(ptrdiff_t rows, ptrdiff_t k);
+
+/// Packs tiles tile_begin ..< tile_end (6 rows each, the last may hold fewer: its missing rows repeat
+/// its first and are never stored) of x's `rows` rows into xp, tile i at xp + 6·i·k as [k][6].
+/// Tiles are independent: threads may pack disjoint ranges of one chunk at once.
+void enc_gemm_xpack(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, ptrdiff_t k, ptrdiff_t tile_begin, ptrdiff_t tile_end,
+                    float *xp);
+
+/// y[r, j] for r < rows and col_begin ≤ j < col_end from a packed chunk (enc_gemm_xpack, all its
+/// tiles) and the packed weights (n × k, enc_gemm_pack), with `epilogue` and the optional bias[j]
+/// applied while the tile is in registers: no pass of its own over y. col_begin is a multiple of 16
+/// (callers split columns over threads on panel boundaries, in pairs for the AVX-512 tiles); each
+/// output's sum runs t ascending whatever the split. Single-threaded.
+void enc_gemm_panels(const float *xp, ptrdiff_t rows, const float *packed, ptrdiff_t n, ptrdiff_t k, ptrdiff_t col_begin,
+                     ptrdiff_t col_end, const float *bias, int epilogue, float *y, ptrdiff_t y_stride);
+
+/// enc_gemm_xpack and enc_gemm_panels chunk after chunk on this thread, the chunk's buffer allocated
+/// here: returns 0, or -1 when it could not be had (y untouched).
+int enc_gemm_packed(const float *x, ptrdiff_t rows, ptrdiff_t x_stride, const float *packed, ptrdiff_t n, ptrdiff_t k,
+                    ptrdiff_t col_begin, ptrdiff_t col_end, const float *bias, int epilogue, float *y,
+                    ptrdiff_t y_stride);
+
 #ifdef __cplusplus
 }
 #endif
