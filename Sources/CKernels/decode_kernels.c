@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include "decode_kernels.h"
 #include "cpu_features.h"
+#include "encoder_kernels.h"
 #include "team.h"
 #include "vector_exp.h"
 
@@ -141,8 +142,14 @@ static void wake_sleepers(void) {
 #endif
 }
 
-static void *worker_main(void *unused) {
-    (void)unused;
+static _Thread_local int team_index = 0;
+
+int hp_team_index(void) { return team_index; }
+
+int hp_team_size(void) { return decode_team_size(); }
+
+static void *worker_main(void *index) {
+    team_index = (int)(intptr_t)index;
     uint32_t seen = atomic_load(&team.wake);
     for (;;) {
         long start = monotonic_ns();
@@ -174,7 +181,7 @@ static void start_team(void) {
     int size = 1;
     for (long i = 1; i < cores; i++) {
         pthread_t thread;
-        if (pthread_create(&thread, &attributes, worker_main, NULL) == 0) size += 1;
+        if (pthread_create(&thread, &attributes, worker_main, (void *)(intptr_t)size) == 0) size += 1;
     }
     pthread_attr_destroy(&attributes);
     team.size = size;
@@ -434,6 +441,58 @@ void decode_silu_multiply(float *gate, const float *up, long count) {
 // sum of values; the merge rescales the blocks to the global maximum.
 
 enum { BLOCK = 128 };
+
+// MARK: - Prefill attention (many query rows)
+//
+// Units are (head, block of PREFILL_ROWS query rows), claimed by the team: each runs the fused
+// causal kernel over the keys its rows see (a block near the start of the prompt packs and reads
+// few keys), so a head's work is split across cores and the short blocks fill the gaps of the long
+// ones. Each thread packs into its own slice of the caller's scratch (hp_team_index).
+
+enum { PREFILL_ROWS = 48 };
+
+long decode_prefill_attention_scratch(long head_dim, long length) {
+    if (head_dim <= 0 || length <= 0) return 0;
+    return (long)decode_team_size() * (long)enc_attention_scratch(length, head_dim);
+}
+
+int decode_prefill_attention_supported(long head_dim) { return enc_attention_supported(head_dim); }
+
+typedef struct {
+    const float *query, *keys, *values;
+    float *output, *scratch;
+    long query_stride, output_stride, group, d, kv_head_stride, rows, first_slot, length, blocks, per_thread;
+    float scale;
+} prefill_attention_task;
+
+static void prefill_attention_body(void *context, long begin, long end) {
+    const prefill_attention_task *t = context;
+    float *scratch = t->scratch + (long)hp_team_index() * t->per_thread;
+    for (long unit = begin; unit < end; unit++) {
+        const long h = unit / t->blocks, r0 = unit % t->blocks * PREFILL_ROWS;
+        const long n = t->rows - r0 < PREFILL_ROWS ? t->rows - r0 : PREFILL_ROWS;
+        const long visible = t->first_slot + r0 + 1;
+        const long width = visible + n - 1 < t->length ? visible + n - 1 : t->length;
+        const long kv = (h / t->group) * t->kv_head_stride;
+        enc_attention_head(t->query + r0 * t->query_stride + h * t->d, t->query_stride, t->keys + kv, t->values + kv, t->d,
+                           n, width, visible, t->d, t->scale, t->output + r0 * t->output_stride + h * t->d,
+                           t->output_stride, NULL, scratch);
+    }
+}
+
+void decode_prefill_attention(const float *query, long query_stride, long rows, long heads, long kv_heads, long head_dim,
+                              const float *keys, const float *values, long kv_head_stride, long first_slot, long length,
+                              float scale, float *output, long output_stride, float *scratch) {
+    if (rows <= 0 || heads <= 0 || kv_heads <= 0 || heads % kv_heads != 0 || length <= 0) return;
+    prefill_attention_task task = {
+        .query = query, .keys = keys, .values = values, .output = output, .scratch = scratch,
+        .query_stride = query_stride, .output_stride = output_stride, .group = heads / kv_heads, .d = head_dim,
+        .kv_head_stride = kv_head_stride, .rows = rows, .first_slot = first_slot, .length = length,
+        .blocks = (rows + PREFILL_ROWS - 1) / PREFILL_ROWS, .per_thread = (long)enc_attention_scratch(length, head_dim),
+        .scale = scale,
+    };
+    hp_team_run(prefill_attention_body, &task, heads * task.blocks, 1, rows * length * head_dim >= 1 << 16);
+}
 
 long decode_attention_scratch(long heads, long head_dim, long length) {
     if (heads <= 0 || head_dim <= 0 || length <= 0) return 0;

@@ -404,6 +404,17 @@ static attention_scratch attention_layout(float *scratch, ptrdiff_t keys, ptrdif
     return a;
 }
 
+/// Keys row i of a causal call sees: the first min(keys, visible + i) (non-causal callers pass
+/// visible = keys).
+static inline ptrdiff_t row_width(ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t i) {
+    return visible + i < keys ? visible + i : keys;
+}
+
+/// Keys any of the block's rows i0 ..< i0 + rows sees: S is computed, and P·v summed, over those only.
+static inline ptrdiff_t block_width(ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t i0, ptrdiff_t rows) {
+    return row_width(keys, visible, i0 + rows - 1);
+}
+
 /// Packs keys (× scale) and values into the panels both instruction sets' tiles read.
 AVX2 static void attention_pack(const float *k, const float *v, ptrdiff_t kv_stride, ptrdiff_t keys, ptrdiff_t d,
                                 float scale, const attention_scratch *a) {
@@ -441,25 +452,28 @@ AVX2 static void attention_pack(const float *k, const float *v, ptrdiff_t kv_str
 }
 
 AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
-                                     ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
-                                     float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+                                     ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t d,
+                                     float scale, float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
     const attention_scratch a = attention_layout(scratch, keys, d);
     attention_pack(k, v, kv_stride, keys, d, scale, &a);
-    const ptrdiff_t padded = a.padded, s_stride = a.s_stride;
+    const ptrdiff_t s_stride = a.s_stride;
     float *panels = a.panels, *values = a.values, *s = a.s, *discard = a.discard;
     for (ptrdiff_t i0 = 0; i0 < queries; i0 += ATT_ROWS) {
         const ptrdiff_t rows = queries - i0 < ATT_ROWS ? queries - i0 : ATT_ROWS;
         // Rows past the last query repeat row i0; their results are never read.
         const float *qr[ATT_ROWS];
         for (int r = 0; r < ATT_ROWS; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * q_stride;
-        for (ptrdiff_t p = 0; p < padded / ATT_PANEL; p++) {
+        const ptrdiff_t width = block_width(keys, visible, i0, rows);
+        for (ptrdiff_t p = 0; p < round_up(width, ATT_PANEL) / ATT_PANEL; p++) {
             qk_tile(qr, panels + p * d * ATT_PANEL, d, s + p * ATT_PANEL, s_stride);
         }
         float inv[ATT_ROWS];
         for (ptrdiff_t r = 0; r < rows; r++) {
             float *row = s + r * s_stride;
-            inv[r] = 1.0f / exp_row_avx2(row, keys);
-            if (scores) accumulate_avx2(row, inv[r], scores, keys);
+            const ptrdiff_t seen = row_width(keys, visible, i0 + r);
+            inv[r] = 1.0f / exp_row_avx2(row, seen);
+            if (seen < width) memset(row + seen, 0, (size_t)(width - seen) * sizeof(float));
+            if (scores) accumulate_avx2(row, inv[r], scores, seen);
         }
         // Rows past the last query read row 0 of the block and write to `discard`.
         const float *pr[ATT_ROWS];
@@ -471,8 +485,8 @@ AVX2 static void attention_head_avx2(const float *q, ptrdiff_t q_stride, const f
             if (!live) inv[r] = 0.0f;
         }
         ptrdiff_t c = 0;
-        for (; c + 16 <= d; c += 16) pv_tile16(pr, values + c * keys, keys, c, orow, inv);
-        for (; c < d; c += 8) pv_tile8(pr, values + c * keys, keys, c, orow, inv);
+        for (; c + 16 <= d; c += 16) pv_tile16(pr, values + c * keys, width, c, orow, inv);
+        for (; c < d; c += 8) pv_tile8(pr, values + c * keys, width, c, orow, inv);
     }
 }
 
@@ -748,13 +762,14 @@ AVX512 static void pv_tile512(const float *const p[ATT_ROWS], const float *first
 }
 
 AVX512 static void attention_head_avx512(const float *q, ptrdiff_t q_stride, const float *k, const float *v,
-                                         ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
-                                         float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
+                                         ptrdiff_t kv_stride, ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t d,
+                                         float scale, float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
     const attention_scratch a = attention_layout(scratch, keys, d);
     attention_pack(k, v, kv_stride, keys, d, scale, &a);
-    const ptrdiff_t panel_count = a.padded / ATT_PANEL, s_stride = a.s_stride;
+    const ptrdiff_t s_stride = a.s_stride;
     for (ptrdiff_t i0 = 0; i0 < queries; i0 += ATT_ROWS) {
         const ptrdiff_t rows = queries - i0 < ATT_ROWS ? queries - i0 : ATT_ROWS;
+        const ptrdiff_t width = block_width(keys, visible, i0, rows), panel_count = round_up(width, ATT_PANEL) / ATT_PANEL;
         const float *qr[ATT_ROWS];
         for (int r = 0; r < ATT_ROWS; r++) qr[r] = q + (i0 + (r < rows ? r : 0)) * q_stride;
         ptrdiff_t p = 0;
@@ -765,8 +780,10 @@ AVX512 static void attention_head_avx512(const float *q, ptrdiff_t q_stride, con
         float inv[ATT_ROWS];
         for (ptrdiff_t r = 0; r < rows; r++) {
             float *row = a.s + r * s_stride;
-            inv[r] = 1.0f / exp_row_avx512(row, keys);
-            if (scores) accumulate_avx512(row, inv[r], scores, keys);
+            const ptrdiff_t seen = row_width(keys, visible, i0 + r);
+            inv[r] = 1.0f / exp_row_avx512(row, seen);
+            if (seen < width) memset(row + seen, 0, (size_t)(width - seen) * sizeof(float));
+            if (scores) accumulate_avx512(row, inv[r], scores, seen);
         }
         const float *pr[ATT_ROWS];
         float *orow[ATT_ROWS];
@@ -778,12 +795,12 @@ AVX512 static void attention_head_avx512(const float *q, ptrdiff_t q_stride, con
         }
         // Value panels are 16 columns wide (the last may be 8): two at a time, then one, then the 8.
         ptrdiff_t c = 0;
-        for (; c + 32 <= d; c += 32) pv_tile512(pr, a.values + c * keys, a.values + (c + 16) * keys, keys, c, orow, inv);
+        for (; c + 32 <= d; c += 32) pv_tile512(pr, a.values + c * keys, a.values + (c + 16) * keys, width, c, orow, inv);
         if (c + 16 <= d) {
-            pv_tile512(pr, a.values + c * keys, NULL, keys, c, orow, inv);
+            pv_tile512(pr, a.values + c * keys, NULL, width, c, orow, inv);
             c += 16;
         }
-        if (c < d) pv_tile8(pr, a.values + c * keys, keys, c, orow, inv);
+        if (c < d) pv_tile8(pr, a.values + c * keys, width, c, orow, inv);
     }
 }
 #endif
@@ -886,8 +903,8 @@ ptrdiff_t enc_attention_scratch(ptrdiff_t keys, ptrdiff_t d) {
 }
 
 void enc_attention_head(const float *q, ptrdiff_t q_stride, const float *k, const float *v, ptrdiff_t kv_stride,
-                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t d, float scale,
                         float *out, ptrdiff_t out_stride, float *scores, float *scratch) {
-    if (queries <= 0 || keys <= 0 || !enc_attention_supported(d)) return;
-    DISPATCH(attention_head, q, q_stride, k, v, kv_stride, queries, keys, d, scale, out, out_stride, scores, scratch);
+    if (queries <= 0 || keys <= 0 || visible <= 0 || !enc_attention_supported(d)) return;
+    DISPATCH(attention_head, q, q_stride, k, v, kv_stride, queries, keys, visible, d, scale, out, out_stride, scores, scratch);
 }

@@ -38,16 +38,24 @@ enum { QK = 32, QKK = 256 };
 // q8_0 with the block's sum kept for the _1 types' minimum and the _0 types' offset), 256 against
 // the K-quants (ggml's q8_K: sums of each 16 for the minimums and Q6_K's offset).
 typedef struct {
+    int8_t qs[QK];
     float d;
     float dsum;  // d · Σ qs
-    int8_t qs[QK];
+    int32_t sum; // Σ qs
+    int32_t pad;
 } act32;
 
 typedef struct {
     float d;
     int16_t bsums[QKK / 16];
+    int16_t bsum32[QKK / 32];  // the sums of each 32 (pairs of bsums): the many-row kernel's minimums
     int8_t qs[QKK];
 } act256;
+
+/// bsum32 from bsums.
+static inline void act256_sums32(act256 *a) {
+    for (int t = 0; t < QKK / 32; t++) a->bsum32[t] = (int16_t)(a->bsums[2 * t] + a->bsums[2 * t + 1]);
+}
 
 // MARK: - Halves
 
@@ -320,6 +328,7 @@ static void prepare_activation_portable(int type, const float *x, long cols, voi
                 sum += q;
             }
             a[b].d = d;
+            a[b].sum = sum;
             a[b].dsum = d * (float)sum;
         }
     } else if (quant_block_values(type) == QKK) {
@@ -345,6 +354,7 @@ static void prepare_activation_portable(int type, const float *x, long cols, voi
                 for (int j = 0; j < 16; j++) sum += a[b].qs[16 * g + j];
                 a[b].bsums[g] = (int16_t)sum;
             }
+            act256_sums32(&a[b]);
             a[b].d = 1 / iscale;
         }
     }
@@ -352,25 +362,32 @@ static void prepare_activation_portable(int type, const float *x, long cols, voi
 
 // MARK: - Row dot products, portable
 
+/// A K-quant row's result from its eight chains (chain r: the blocks b with b % 8 = r, see
+/// kblock_sums), in the order the SIMD kernels add their lanes (hsum): ((c0 + c4) + (c2 + c6)) +
+/// ((c1 + c5) + (c3 + c7)).
+static inline float kchains_sum(const float c[8]) { return ((c[0] + c[4]) + (c[2] + c[6])) + ((c[1] + c[5]) + (c[3] + c[7])); }
+
 static float dot_portable(int type, const uint8_t *b, const void *activation, long cols) {
     float sum = 0;
     if (quant_block_values(type) == QK) {
+        // The SIMD kernels' arithmetic (row32 in quant_simd.h), so every instruction set gives the
+        // same bits: per block the exact integer dot product (the _0 types' offset times the
+        // activation block's sum taken off), times d_w · d_a, added; the _1 types' m · d_a·Σq added
+        // on a second chain; a multiply then an add each (no fma).
         const act32 *a = activation;
         long size = quant_block_bytes(type);
+        float extra = 0;
         for (long i = 0; i < cols / QK; i++, b += size) {
             const int8_t *y = a[i].qs;
             int s = 0;
-            float dw = half_at(b), d = dw * a[i].d;
             switch (type) {
             case T_Q8_0:
                 for (int j = 0; j < QK; j++) s += (int8_t)b[2 + j] * y[j];
-                sum += d * (float)s;
                 break;
             case T_Q4_0:
             case T_Q4_1: {
                 const uint8_t *q = b + (type == T_Q4_1 ? 4 : 2);
                 for (int j = 0; j < 16; j++) s += (q[j] & 0xF) * y[j] + (q[j] >> 4) * y[j + 16];
-                sum += d * (float)s + (type == T_Q4_0 ? -8 * dw : half_at(b + 2)) * a[i].dsum;
                 break;
             }
             default: {  // Q5_0, Q5_1
@@ -382,15 +399,22 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
                     s += ((q[j] & 0xF) | (int)(((qh >> j) & 1) << 4)) * y[j];
                     s += ((q[j] >> 4) | (int)(((qh >> (j + 16)) & 1) << 4)) * y[j + 16];
                 }
-                sum += d * (float)s + (one ? half_at(b + 2) : -16 * dw) * a[i].dsum;
                 break;
             }
             }
+            s -= (type == T_Q4_0 ? 8 : type == T_Q5_0 ? 16 : 0) * a[i].sum;
+            float scale = half_at(b) * a[i].d, product = (float)s * scale;
+            sum = sum + product;
+            if (type == T_Q4_1 || type == T_Q5_1) {
+                float minimum = half_at(b + 2) * a[i].dsum;
+                extra = extra + minimum;
+            }
         }
-        return sum;
+        return sum + extra;
     }
     const act256 *a = activation;
     long size = quant_block_bytes(type);
+    float chain[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     for (long i = 0; i < cols / QKK; i++, b += size) {
         const int8_t *y = a[i].qs;
         const int16_t *bs = a[i].bsums;
@@ -409,7 +433,8 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
                 }
                 for (int g = 0; g < 8; g++) sumi += sc[g] * (groups[g] - 32 * bs[8 * n + g]);
             }
-            sum += half_at(b + 208) * a[i].d * (float)sumi;
+            // The SIMD kernels' chains (kblock_sums): the same numbers on every instruction set.
+            chain[i % 8] = fmaf((float)sumi, half_at(b + 208) * a[i].d, chain[i % 8]);
             continue;
         }
         int five = type == T_Q5_K;
@@ -431,9 +456,10 @@ static float dot_portable(int type, const uint8_t *b, const void *activation, lo
             sumi += s1 * lo + s2 * hi;
             summ += m1 * (bs[4 * c] + bs[4 * c + 1]) + m2 * (bs[4 * c + 2] + bs[4 * c + 3]);
         }
-        sum += half_at(b) * a[i].d * (float)sumi - half_at(b + 2) * a[i].d * (float)summ;
+        chain[i % 8] = fmaf((float)sumi, half_at(b) * a[i].d, chain[i % 8]);
+        chain[i % 8] = fmaf(-(float)summ, half_at(b + 2) * a[i].d, chain[i % 8]);
     }
-    return sum;
+    return kchains_sum(chain);
 }
 
 static float dot_f16_portable(const uint8_t *b, const float *x, long cols) {
@@ -476,57 +502,92 @@ typedef struct {
     const uint8_t *groups;  // 32-value types on a SIMD path: the activation rows as group_body lays them out
 } gemm_task;
 
-// 32-value types: register tiles of GEMM_RW weight rows × GEMM_RA activation rows (micro32), at
-// most 8 pairs (their scales are one eight-lane multiply). Weights are packed per call into panels
-// of about G32_PANEL_BYTES (L2-resident while every activation group passes), G32_WTB bytes per
-// tile and block; activations into groups of GEMM_RA rows, G32_AGB bytes per group and block.
-// 2 × 3 measured best on one thread of the AVX2 Zen 3 (1.82 ticks of the 2.445 GHz TSC per pair
-// and block hot in L1; 2 × 4 and 3 × 2 1.86, 2 × 2 and 4 × 2 1.95–1.98): each pair costs sign,
-// maddubs, madd, cvt and fma, which there issue at 2.5 a cycle (an fma blocks a second pipe), so the
-// tile's shape only moves the per-block overhead.
-#ifndef GEMM_RW
-#define GEMM_RW 2
-#endif
+// 32-value types: register tiles of eight weight rows (the lanes) × GEMM_RA activation rows
+// (micro32). Weights are packed per call into panels of about G32_PANEL_BYTES (L2-resident while
+// every activation group passes), G32_WTB bytes per tile and block; activations into groups of
+// GEMM_RA rows, G32_AGB bytes per group and block. On one thread of the AVX2 Zen 3 (CPU-time
+// probes: sign, maddubs, madd, fma and cvt each issue two a cycle, maddubs, madd and fma on the same
+// two pipes, and an fma blocks a further one) the Q8_0 pair step of this tile (broadcast, sign,
+// maddubs, madd, add: 1.37 cycles hot) replaced the 2 × 3 tile's (sign, maddubs, madd, cvt, fma with
+// a broadcast scale: 1.51 before loads), and Q4/Q5's unsigned values need no sign at all (broadcast,
+// maddubs, 16-bit add: 0.65). Five activation rows ran 1–5 % faster than four (7B and SmolLM2
+// shapes, one thread, CPU time); six spill.
 #ifndef GEMM_RA
-#define GEMM_RA 3
+#define GEMM_RA 5
 #endif
 #ifndef G32_PANEL_BYTES
 #define G32_PANEL_BYTES (384 * 1024)
 #endif
-// Blocks per pass of a group over the panel's tiles (its chunk, about 10 KB, stays in L1), blocks
-// ahead that a tile's pair scales are multiplied, blocks ahead that are prefetched (measured on one
-// thread of the AVX2 Zen 3: 64 over 32 / 128, 8 over 4 / 16; prefetching took the 11008-wide down
-// projection at 612 rows from 121 to 102 ms).
+// Blocks per pass of a group over the panel's tiles (its chunk, about 12 KB, stays in L1) and
+// blocks ahead that are prefetched.
 #ifndef G32_KC
 #define G32_KC 64
-#endif
-#ifndef G32_LEAD
-#define G32_LEAD 8
 #endif
 #ifndef G32_PREFETCH
 #define G32_PREFETCH 16
 #endif
-_Static_assert(GEMM_RW * GEMM_RA <= 8, "a register tile's pairs share one eight-lane scale vector");
-enum { G32_WTB_MAX = GEMM_RW * QK + 64, G32_AGB = GEMM_RA * QK + 64, G32_MAX_PANEL_ROWS = 64 };
-/// Bytes per tile and block of a packed panel: the values, the scale lane vector, and for the _1
-/// types the minimum lane vector.
-#define G32_WTB(type) (GEMM_RW * QK + ((type) == T_Q4_1 || (type) == T_Q5_1 ? 64 : 32))
+#ifndef MATVEC32_PREFETCH
+#define MATVEC32_PREFETCH 1
+#endif
+// A group's block: GEMM_RA rows of 32 bytes, then their d, d·Σq and Σq (GEMM_RA each), rounded up
+// to 32 bytes. A packed tile's block: 256 bytes of values (Q8_0 signed, its magnitudes taken in the
+// kernel: storing them too doubled the panel's L2 traffic and ran 2–4 % slower at 7B shapes), then
+// eight d (and for the _1 types eight m).
+enum {
+    G32_AD = GEMM_RA * QK, G32_ADSUM = G32_AD + 4 * GEMM_RA, G32_ASUM = G32_ADSUM + 4 * GEMM_RA,
+    G32_AGB = (G32_ASUM + 4 * GEMM_RA + 31) / 32 * 32, G32_D = 256, G32_WTB_MAX = 256 + 64, G32_MAX_PANEL_ROWS = 64
+};
+#define G32_WTB(type) (G32_D + ((type) == T_Q4_1 || (type) == T_Q5_1 ? 64 : 32))
 
-/// Weight rows per packed panel for rows of nb blocks: a multiple of GEMM_RW.
+/// Weight rows per packed panel for rows of nb blocks: a multiple of 8.
 static long gemm32_panel_rows(long nb) {
     long tiles = G32_PANEL_BYTES / (nb * G32_WTB_MAX);
     if (tiles < 1) tiles = 1;
-    if (tiles > G32_MAX_PANEL_ROWS / GEMM_RW) tiles = G32_MAX_PANEL_ROWS / GEMM_RW;
-    return tiles * GEMM_RW;
+    if (tiles > G32_MAX_PANEL_ROWS / 8) tiles = G32_MAX_PANEL_ROWS / 8;
+    return tiles * 8;
 }
 
-// K-quants: weight rows per unpacked tile (16 rows of 4096 values unpacked are 112 KB, L2-resident)
-// and blocks per pass of a group of activation rows over it (four rows' 16 blocks, 19 KB, stay in L1).
-enum { KGEMM_ROWS = 16, KGEMM_BLOCKS = 16 };
+// K-quants, many rows: tiles of 8 weight rows repacked per product (kpack) so that one register
+// holds four consecutive values of each of the 8 rows, as unsigned bytes. Against four activation
+// bytes broadcast, one maddubs gives each row's products in its own two 16-bit lanes; a group's
+// maddubs add up in 16 bits (as many as the type's largest value allows: 8 for Q4_K's 0–15, 4 for
+// Q5_K's 0–31, 2 for Q6_K's 0–63, each lane then at most 32004), then one madd by the group's scales
+// leaves each row's exact sum in one 32-bit lane. So the integer work of a weight block and an
+// activation row is one lane of eight: no reduction across lanes, and the scales applied once per
+// eight pairs. Per tile and block: the values (dword t of the block, rows 0–7), the 16-bit scales of
+// each 16-value group in both lanes of each row, the minimums' multipliers (Q4_K/Q5_K, mn[0..3]: the
+// minimums of sub-blocks 2u, 2u + 1 against the activation's sums of 32 values; Q6_K, mn[0..7]: the
+// scales of groups 2t, 2t + 1 against its sums of 16, for the −32 offset), and the rows' d and dmin.
+typedef struct {
+    uint8_t q[QKK / 4][32];
+    int16_t sc[16][16];
+    int16_t mn[8][16];
+    float d[8], dmin[8];
+} kpanel;
+_Static_assert(sizeof(kpanel) % 64 == 0, "kpanel blocks keep 64-byte alignment");
 
-/// The calling thread's buffer for a tile of unpacked K-quant blocks (`bytes`, 32-byte aligned),
-/// grown as needed and kept for the thread's next product; NULL when it cannot be had, and the rows
-/// are then read as stored (the same numbers, unpacked once per group of activation rows).
+// Activation rows per pass over a tile (KGEMM_RA), bytes of packed tiles kept per panel (L2-resident
+// while every group of activation rows passes), and blocks per pass (a group's slice stays in L1).
+#ifndef KGEMM_RA
+#define KGEMM_RA 4
+#endif
+#ifndef KGEMM_PANEL_BYTES
+#define KGEMM_PANEL_BYTES (192 * 1024)
+#endif
+#ifndef KGEMM_BLOCKS
+#define KGEMM_BLOCKS 16
+#endif
+enum { KGEMM_MAX_TILES = 16 };
+
+/// Tiles of 8 weight rows per panel for rows of nb blocks.
+static long kgemm_panel_tiles(long nb) {
+    long tiles = KGEMM_PANEL_BYTES / (nb * (long)sizeof(kpanel));
+    return tiles < 1 ? 1 : tiles > KGEMM_MAX_TILES ? KGEMM_MAX_TILES : tiles;
+}
+
+/// The calling thread's buffer for a panel of packed K-quant tiles (`bytes`, 64-byte aligned),
+/// grown as needed and kept for the thread's next product; NULL when it cannot be had (kgemm then
+/// packs one block at a time on the stack: the same numbers).
 static void *kquant_tile(long bytes) {
     static _Thread_local void *buffer;
     static _Thread_local long size;
@@ -543,32 +604,43 @@ static void *kquant_tile(long bytes) {
 #if HAVE_X86
 #define SIMD_TARGET __attribute__((target("avx2,fma,f16c")))
 #define SIMD_SUFFIX avx2
+#define SIMD_VNNI 0
 #define DOT(u, s) _mm256_madd_epi16(_mm256_maddubs_epi16((u), (s)), _mm256_set1_epi16(1))
+#define DOT_ACC(acc, u, s) _mm256_add_epi32((acc), DOT(u, s))
 #define MADD_ACC(acc, p, s) _mm256_add_epi32((acc), _mm256_madd_epi16((p), (s)))
 #include "quant_simd.h"
 #undef SIMD_TARGET
 #undef SIMD_SUFFIX
+#undef SIMD_VNNI
 #undef DOT
+#undef DOT_ACC
 #undef MADD_ACC
 
 #define SIMD_TARGET __attribute__((target("avx2,fma,f16c,avx512f,avx512vl,avx512vnni")))
 #define SIMD_SUFFIX vnni
+#define SIMD_VNNI 1
 #define DOT(u, s) _mm256_dpbusd_epi32(_mm256_setzero_si256(), (u), (s))
+#define DOT_ACC(acc, u, s) _mm256_dpbusd_epi32((acc), (u), (s))
 #define MADD_ACC(acc, p, s) _mm256_dpwssd_epi32((acc), (p), (s))
 #include "quant_simd.h"
 #undef SIMD_TARGET
 #undef SIMD_SUFFIX
+#undef SIMD_VNNI
 #undef DOT
+#undef DOT_ACC
 #undef MADD_ACC
 #endif
 
 // MARK: - Products
 
-static void prepare_activation(int isa, int type, const float *x, long cols, void *scratch) {
+/// The activation quantized for `type`'s blocks; K-quants with `natural` in order (the many-row
+/// kernel's layout), else in the SIMD decode kernel's order (portable: always in order).
+static void prepare_activation(int isa, int type, const float *x, long cols, void *scratch, int natural) {
 #if HAVE_X86
-    if (isa == 2) { prepare_activation_vnni(type, x, cols, scratch); return; }
-    if (isa == 1) { prepare_activation_avx2(type, x, cols, scratch); return; }
+    if (isa == 2) { prepare_activation_vnni(type, x, cols, scratch, natural); return; }
+    if (isa == 1) { prepare_activation_avx2(type, x, cols, scratch, natural); return; }
 #endif
+    (void)natural;
     (void)isa;
     prepare_activation_portable(type, x, cols, scratch);
 }
@@ -632,7 +704,8 @@ typedef struct {
 
 static void activation_body(void *context, long begin, long end) {
     const activation_task *t = context;
-    for (long i = begin; i < end; i++) prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride);
+    for (long i = begin; i < end; i++)
+        prepare_activation(t->isa, t->type, t->x + i * t->x_stride, t->cols, t->activation + i * t->act_stride, 1);
 }
 
 /// The calling thread's buffer for a packed panel of weight rows (pack32) of `cols` values, 32-byte
@@ -641,7 +714,7 @@ static void activation_body(void *context, long begin, long end) {
 static uint8_t *tile_buffer(long cols) {
     static _Thread_local uint8_t *buffer;
     static _Thread_local long size;
-    long nb = cols / QK, need = gemm32_panel_rows(nb) / GEMM_RW * nb * G32_WTB_MAX;
+    long nb = cols / QK, need = gemm32_panel_rows(nb) / 8 * nb * G32_WTB_MAX;
     if (need > size) {
         free(buffer);
         buffer = aligned_alloc(64, (size_t)(need + 63) / 64 * 64);
@@ -650,10 +723,9 @@ static uint8_t *tile_buffer(long cols) {
     return buffer;
 }
 
-/// The activation rows of a many-row product in groups of GEMM_RA for micro32: per group and block,
-/// the rows' 32 quantized values, then two eight-lane vectors whose lane p holds d, then d·Σq, of
-/// the group's row p % GEMM_RA (the activation row of register pair p; lanes past
-/// GEMM_RW · GEMM_RA zero). Rows past m are zeros.
+/// The activation rows of a many-row product in groups of GEMM_RA for micro32: per group and block
+/// G32_AGB bytes, the rows' 32 quantized values, then their d, d·Σq and Σq (G32_AD, G32_ADSUM,
+/// G32_ASUM). Rows past m are zeros.
 typedef struct {
     const uint8_t *rows;  // act32 rows, `stride` bytes apart
     long stride, m, nb;
@@ -665,19 +737,15 @@ static void group_body(void *context, long begin, long end) {
     for (long g = begin; g < end; g++)
         for (long i = 0; i < t->nb; i++) {
             uint8_t *b = t->groups + (g * t->nb + i) * G32_AGB;
-            float d[GEMM_RA], sum[GEMM_RA];
-            for (int k = 0; k < GEMM_RA; k++) {
-                long row = g * GEMM_RA + k;
-                const act32 *a = row < t->m ? (const act32 *)(t->rows + row * t->stride) + i : NULL;
-                if (a) memcpy(b + k * QK, a->qs, QK);
-                else memset(b + k * QK, 0, QK);
-                d[k] = a ? a->d : 0;
-                sum[k] = a ? a->dsum : 0;
-            }
-            float *dv = (float *)(b + GEMM_RA * QK), *sv = dv + 8;
-            for (int p = 0; p < 8; p++) {
-                dv[p] = p < GEMM_RW * GEMM_RA ? d[p % GEMM_RA] : 0;
-                sv[p] = p < GEMM_RW * GEMM_RA ? sum[p % GEMM_RA] : 0;
+            memset(b, 0, G32_AGB);
+            float *d = (float *)(b + G32_AD), *dsum = (float *)(b + G32_ADSUM);
+            int32_t *sum = (int32_t *)(b + G32_ASUM);
+            for (int k = 0; k < GEMM_RA && g * GEMM_RA + k < t->m; k++) {
+                const act32 *a = (const act32 *)(t->rows + (g * GEMM_RA + k) * t->stride) + i;
+                memcpy(b + k * QK, a->qs, QK);
+                d[k] = a->d;
+                dsum[k] = a->dsum;
+                sum[k] = a->sum;
             }
         }
 }
@@ -783,10 +851,10 @@ int quant_matvec_parts(const quant_part *parts, long count, long cols, const flo
         scratch_bytes = bytes32 + bytes256;
     }
     int level = isa();
-    if (bytes32) prepare_activation(level, T_Q8_0, x, cols, scratch);
-    if (bytes256) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32);
+    if (bytes32) prepare_activation(level, T_Q8_0, x, cols, scratch, 0);
+    if (bytes256) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32, 0);
     parts_task task = {parts, count, cols, level, accumulate, scratch, scratch + bytes32, 0, 0, x, y, 1, 0};
-    hp_team_run(matvec_parts_body, &task, rows, 4, rows * cols >= 65536);
+    hp_team_run(matvec_parts_body, &task, rows, 8, rows * cols >= 65536);
     return 0;
 }
 
@@ -828,7 +896,7 @@ int quant_gemm_parts(const quant_part *parts, long count, long cols, const float
         }
     }
     parts_task task = {parts, count, cols, level, accumulate, activation, act256, stride32, stride256, x, y, m, y_stride, groups};
-    hp_team_run(gemm_parts_body, &task, rows, 4, 1);
+    hp_team_run(gemm_parts_body, &task, rows, 8, 1);
     free(groups);
     free(activation);
     return 0;

@@ -1,17 +1,23 @@
 // The SIMD row dot products of quant_kernels.c, included once per instruction set with SIMD_TARGET,
-// SIMD_SUFFIX, DOT and MADD_ACC defined (see there). Integer sums per block are exact; each block's
-// sum is scaled into eight F32 lanes, so a result depends only on the weight row and the activation
-// row (never on how many rows are computed together, nor on the thread).
+// SIMD_SUFFIX, SIMD_VNNI, DOT, DOT_ACC and MADD_ACC defined (see there). Integer sums per block are
+// exact, so a result depends only on the weight row and the activation row (never on how many rows
+// are computed together, nor on the thread).
 //
-// 32-value types: weights as signed bytes (block32), their magnitudes against the activation
-// carrying their signs, one accumulator chain per (weight row, activation row) pair. The decode step
-// runs four weight rows × one activation row per pass (written out: see matvec_typed; the last rows
-// one at a time through `tile32`); the many-row product runs `micro32`, register tiles of GEMM_RW
-// weight rows × GEMM_RA activation rows over weights packed once per panel (pack32) and activations
-// grouped once per product (group_body), with the same per-pair arithmetic. K-quants (`ktile`): one
-// weight row against 1 to 4 activation rows, the integer sub-block scales applied inside the integer
-// sums, the weights read as stored (decode) or unpacked once per tile (kgemm). All are always
-// inlined with constant shapes, so the accumulators live in registers.
+// 32-value types: per block, the exact integer dot product of the weights' bytes and the
+// activation's (Q8_0's signs moved onto the activation; the other types' unsigned values as they
+// are, the _0 types' offset taken off once per block through the activation block's sum), that
+// integer times d_w · d_a added onto the pair's accumulator (the _1 types' m · d_a·Σq onto a second
+// chain), blocks in order: the portable dot product's arithmetic, so every instruction set gives
+// the same bits. The decode step runs eight weight rows per pass, each row's eight
+// partial sums reduced to its integer (reduce8) so the rows' chains run in the lanes of one vector
+// (the last rows one at a time, row32); the many-row product runs `micro32`, register tiles of
+// eight weight rows (lanes) × GEMM_RA activation rows over weights packed once per panel (pack32:
+// four bytes of each row per lane, so each activation row's four bytes are one broadcast) and
+// activations grouped once per product (group_body): the same integers, the same chains. K-quants:
+// each block's exact integer sums (S, M), then eight F32 chains per pair (kblock_sums); the decode
+// step reads a row as stored (kdot_row), the many-row product runs `kmicro` on tiles of 8 weight
+// rows packed once per panel (kpack), the rows in the lanes: the portable code's chains too.
+// All are always inlined with constant shapes, so the accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b
 #define SIMD_PASTE(a, b) SIMD_PASTE2(a, b)
@@ -54,117 +60,42 @@ static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(bit_b
     return _mm256_cmpeq_epi8(_mm256_and_si256(bytes, select), select);
 }
 
-/// One 32-value weight block as signed bytes `w` with its scale `d` (value = d·w, plus the minimum m
-/// for the _1 types): Q8_0's bytes as stored, Q4_0's nibbles − 8, Q5_0's
-/// five bits − 16, the _1 types' unsigned values (0–31, non-negative as signed bytes too).
-static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(block32)(const int type, const uint8_t *b, float *d,
-                                                                                    float *m) {
-    *d = SIMD_NAME(half)(b);
-    *m = 0;
-    switch (type) {
-    case T_Q8_0:
-        return _mm256_loadu_si256((const __m256i *)(b + 2));
-    case T_Q4_0:
-        return _mm256_sub_epi8(SIMD_NAME(nibbles)(b + 2), _mm256_set1_epi8(8));
-    case T_Q4_1:
-        *m = SIMD_NAME(half)(b + 2);
-        return SIMD_NAME(nibbles)(b + 4);
-    case T_Q5_0:  // q − 16 is q | 0xF0 as a signed byte where the fifth bit is clear, q where it is set
-        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), _mm256_andnot_si256(SIMD_NAME(bit_bytes)(b + 2), _mm256_set1_epi8((char)0xF0)));
-    default:  // Q5_1
-        *m = SIMD_NAME(half)(b + 2);
-        return _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), _mm256_and_si256(SIMD_NAME(bit_bytes)(b + 4), _mm256_set1_epi8(0x10)));
-    }
-}
-
-/// Whether a 32-value type has a minimum (the _1 types): its values are non-negative, so the bytes
-/// go into the dot product as they are, with no sign transfer.
+/// Whether a 32-value type has a minimum (the _1 types: value = d·q + m).
 #define HAS_MIN(type) ((type) == T_Q4_1 || (type) == T_Q5_1)
+/// The _0 types' offset: Q4_0's values are d·(q − 8), Q5_0's d·(q − 16), q unsigned.
+#define OFFSET32(type) ((type) == T_Q4_0 ? 8 : (type) == T_Q5_0 ? 16 : 0)
 
-/// One block of one (weight row, activation row) pair onto the pair's accumulator: the exact
-/// integer dot product of w (magnitudes `u`, signs moved onto y) and the activation's bytes, in
-/// eight lanes, times `scale` = d_w · d_a. The _1 types' minimum adds m · d_a·Σq to the pair's
-/// scalar `extra`. A pair's result is this chain over its blocks in order, summed across lanes at
-/// the end, plus `extra`: the same whether the pair is computed alone (decode) or inside a tile of
-/// pairs (prefill), on any thread.
-static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(pair32)(const int type, __m256i u, __m256i w,
-                                                                                const float *scale, float m, const act32 *a,
-                                                                                __m256 acc, float *extra) {
-    __m256i y = _mm256_loadu_si256((const __m256i *)a->qs);
-    if (!HAS_MIN(type)) y = _mm256_sign_epi8(y, w);
-    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u, y)), _mm256_broadcast_ss(scale), acc);
-    if (HAS_MIN(type)) *extra = fmaf(m, a->dsum, *extra);
-    return acc;
+/// One 32-value weight block's bytes for the integer products: Q8_0's signed bytes as stored, the
+/// other types' unsigned values q (0–15 for Q4_0/Q4_1, 0–31 for Q5_0/Q5_1; see OFFSET32, HAS_MIN).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(bytes32)(const int type, const uint8_t *b) {
+    switch (type) {
+    case T_Q8_0: return _mm256_loadu_si256((const __m256i *)(b + 2));
+    case T_Q4_0: return SIMD_NAME(nibbles)(b + 2);
+    case T_Q4_1: return SIMD_NAME(nibbles)(b + 4);
+    case T_Q5_0: return _mm256_or_si256(SIMD_NAME(nibbles)(b + 6), _mm256_and_si256(SIMD_NAME(bit_bytes)(b + 2), _mm256_set1_epi8(0x10)));
+    default: return _mm256_or_si256(SIMD_NAME(nibbles)(b + 8), _mm256_and_si256(SIMD_NAME(bit_bytes)(b + 4), _mm256_set1_epi8(0x10)));
+    }
 }
 
-/// out[j][k] = weight row j · activation row k for j < rw, k < ra (compile-time constants, up to 4):
-/// a register tile of pairs, each weight block unpacked (or loaded from an unpacked tile) once for
-/// the ra activation rows. Weights come from `rows[j]` as stored, or with `unpacked` from a tile:
-/// row j's block i at tq[(j·tile_blocks + i)·32], its d and m at td / tm[j·tile_blocks + i].
-/// The pairs' scales d_w · d_a of a block are multiplied eight at a time and then broadcast from
-/// memory: the multiply pipes, not the loads, bound this loop.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(tile32)(
-    const int type, const int rw, const int ra, const int unpacked, const uint8_t *const *rows, const int8_t *tq,
-    const float *td, const float *tm, long tile_blocks, const uint8_t *activation, long stride, long nb, float out[4][4]) {
-    __m256 acc[4][4];
-    float extra[4][4];
-    for (int j = 0; j < rw; j++)
-        for (int k = 0; k < ra; k++) {
-            acc[j][k] = _mm256_setzero_ps();
-            extra[j][k] = 0;
-        }
-    long size = quant_block_bytes(type);
-    _Alignas(32) float scales[16];
-    for (long i = 0; i < nb; i++) {
-        __m256i w[4], u[4];
-        float d[4] = {0, 0, 0, 0}, m[4] = {0, 0, 0, 0}, da[4] = {0, 0, 0, 0};
-        for (int j = 0; j < rw; j++) {
-            if (unpacked) {
-                w[j] = _mm256_loadu_si256((const __m256i *)(tq + (j * tile_blocks + i) * QK));
-                d[j] = td[j * tile_blocks + i];
-                if (HAS_MIN(type)) m[j] = tm[j * tile_blocks + i];
-            } else {
-                w[j] = SIMD_NAME(block32)(type, rows[j] + i * size, &d[j], &m[j]);
-            }
-            u[j] = HAS_MIN(type) ? w[j] : _mm256_sign_epi8(w[j], w[j]);
-        }
-        if (ra == 1) {
-            // One activation row (decode): the same products, one multiply each.
-            const act32 *a = (const act32 *)activation + i;
-            for (int j = 0; j < rw; j++) {
-                float scale = d[j] * a->d;
-                acc[j][0] = SIMD_NAME(pair32)(type, u[j], w[j], &scale, m[j], a, acc[j][0], &extra[j][0]);
-            }
-            continue;
-        }
-        for (int k = 0; k < ra; k++) da[k] = ((const act32 *)(activation + k * stride) + i)->d;
-        // scales[4j + k] = d[j] · da[k], two weight rows per multiply.
-        __m128 da4 = _mm_loadu_ps(da);
-        for (int j = 0; j < rw; j += 2) {
-            __m256 dw = _mm256_set_m128(_mm_set1_ps(d[j + 1 < 4 ? j + 1 : j]), _mm_set1_ps(d[j]));
-            _mm256_store_ps(scales + 4 * j, _mm256_mul_ps(dw, _mm256_set_m128(da4, da4)));
-        }
-        // Read back through memory (broadcast loads), not picked out of the register by shuffles.
-        __asm__ volatile("" : : "r"(scales) : "memory");
-        for (int j = 0; j < rw; j++)
-            for (int k = 0; k < ra; k++)
-                acc[j][k] = SIMD_NAME(pair32)(type, u[j], w[j], scales + 4 * j + k, m[j], (const act32 *)(activation + k * stride) + i,
-                                              acc[j][k], &extra[j][k]);
-    }
-    for (int j = 0; j < rw; j++)
-        for (int k = 0; k < ra; k++) out[j][k] = SIMD_NAME(hsum)(acc[j][k]) + extra[j][k];
+/// Eight int32 lanes whose sum is Σ_j q_j · y_j for a weight block's bytes `w` (bytes32) and an
+/// activation block's `y`, exact: maddubs takes unsigned × signed bytes, so Q8_0's signs move onto
+/// y; the other types' values are unsigned already (their offset is not in this sum).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(dot32)(const int type, __m256i w, __m256i y) {
+    if (type == T_Q8_0) return DOT(_mm256_sign_epi8(w, w), _mm256_sign_epi8(y, w));
+    return DOT(w, y);
 }
 
 // MARK: K-quants
 //
-// A 256-value block is four groups of 64 values. Each group is two registers of 32 weights (Ra, Rb)
+// Decode (kblock_sums): a 256-value block is four groups of 64 values. Each group is two registers of 32 weights (Ra, Rb)
 // whose 8-byte quarters hold, in order, values 0–7, 40–47, 16–23, 56–63 (Ra) and 8–15, 32–39, 24–31,
 // 48–55 (Rb) of the group: so every 8-byte quarter of Ra and of Rb belongs to the same scale group (a
 // Q4_K/Q5_K sub-block of 32, a Q6_K group of 16), the two byte products (maddubs) of a group add in
 // 16 bits before one multiply by the scales (madd) — three multiplies per 64 values and activation
 // row where a multiply per 32 values and its scale made four. The activation's quantized bytes are
 // stored in the same order (prepare_activation), so the weights' order costs one shuffle each.
-// 16 bits hold it: |y| ≤ 127 and weights ≤ 63 give four products ≤ 32004.
+// 16 bits hold it: |y| ≤ 127 and weights ≤ 63 give four products ≤ 32004. Many rows: kpanel (in
+// quant_kernels.c) and kmicro.
 
 /// The K-quant blocks' sub-block scales as the groups' multipliers: sc[g] the 16 int16 scales of
 /// group g's lanes, mn the minimums (Q4_K/Q5_K: each sub-block's twice, against the activation's
@@ -279,86 +210,241 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgroup_r
     *rb = c;
 }
 
-/// A K-quant block unpacked for the many-row product: Ra/Rb of each group, the group scales, the
-/// minimums (or Q6_K's scales) and d, dmin — the numbers kscales_raw and kgroup_raw give.
-typedef struct {
-    __m256i q[8], sc[4], mn;
-    float d, dmin;
-    float pad[6];
-} SIMD_NAME(kblock);
-
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kunpack)(const int type, const uint8_t *b, SIMD_NAME(kblock) *o) {
+/// The exact integer sums of one K-quant block of a row against one activation block (decode's
+/// arrangement: the row as stored, the activation in the groups' order of prepare_activation), in
+/// eight lanes each: S = Σ scale · Σ q·y over the sub-blocks (Q6_K: minus 32 · Σ scale · the group's
+/// activation sum) and M = Σ min · the sub-block's activation sum (Q4_K/Q5_K). A pair (weight row,
+/// activation row) runs eight chains, chain r over the blocks b with b % 8 = r in order: c = fma(S, d·d_a,
+/// c), then for Q4_K/Q5_K c = fnmadd(M, dmin·d_a, c); its result is ((c0 + c4) + (c2 + c6)) + ((c1 +
+/// c5) + (c3 + c7)). S and M are integers whatever lanes held their parts: the many-row product
+/// (kmicro, eight weight rows in eight lanes) gives the same S and M and runs the same chains, and
+/// here eight blocks' S and M, summed across their lanes together, make one vector per eight blocks.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kblock_sums)(const int type, const uint8_t *b, const act256 *a,
+                                                                                  __m256i *s, __m256i *m, float *d, float *dmin) {
     SIMD_NAME(kscales) k = SIMD_NAME(kscales_raw)(type, b);
+    __m256i sumi = _mm256_setzero_si256();
     for (int g = 0; g < 4; g++) {
-        __m256i ra, rb;
-        SIMD_NAME(kgroup_raw)(type, b, g, &ra, &rb);
-        _mm256_store_si256(&o->q[2 * g], ra);
-        _mm256_store_si256(&o->q[2 * g + 1], rb);
-        _mm256_store_si256(&o->sc[g], k.sc[g]);
+        __m256i wa, wb;
+        SIMD_NAME(kgroup_raw)(type, b, g, &wa, &wb);
+        __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g))),
+                                     _mm256_maddubs_epi16(wb, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g + 32))));
+        sumi = MADD_ACC(sumi, p, k.sc[g]);
+        // Keeps Q4_K/Q5_K's groups in order: left free, the compiler hoists every group's products
+        // ahead of their sums and spills them (Q6_K ran its decode 10 % faster without: one thread,
+        // 4096 × 4096).
+        if (type != T_Q6_K) __asm__ volatile("" : "+x"(sumi));
     }
-    _mm256_store_si256(&o->mn, k.mn);
-    o->d = k.d;
-    o->dmin = k.dmin;
+    __m256i sums = _mm256_madd_epi16(k.mn, _mm256_loadu_si256((const __m256i *)a->bsums));
+    if (type == T_Q6_K) sumi = _mm256_sub_epi32(sumi, _mm256_slli_epi32(sums, 5));
+    *s = sumi;
+    *m = sums;
+    *d = k.d;
+    *dmin = k.dmin;
 }
 
-/// acc[k] += weight row × activation row k over blocks first ..< last, k < ra (a constant, 1 to 4):
-/// the row as stored (`row`) or unpacked (`kb`, its blocks from 0). Per block and pair: the exact
-/// integer sum (groups in order), converted and scaled by d·d_a onto the pair's accumulator, then the
-/// minimums' term scaled by dmin·d_a (Q6_K: its offset subtracted in the integer sum). A pair's
-/// chain is the same in any tile, on any thread: the single-row product is this with ra = 1.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile)(const int type, const int ra, const uint8_t *row,
-                                                                            const SIMD_NAME(kblock) *kb, const uint8_t *activation,
-                                                                            long stride, long first, long last, __m256 carried[4]) {
+/// Lane j: the sum of v[j]'s eight lanes (j < 8).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(hsum8)(const __m256i v[8]) {
+    __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[0], v[1]), _mm256_hadd_epi32(v[2], v[3]));
+    __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(v[4], v[5]), _mm256_hadd_epi32(v[6], v[7]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(h0, h1, 0x20), _mm256_permute2x128_si256(h0, h1, 0x31));
+}
+
+/// Weight row `row` (as stored, nb blocks) · the activation: the pair's eight chains (kblock_sums) in
+/// eight lanes, eight blocks per pass; the blocks past nb of the last pass add nothing.
+static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(kdot_row)(const int type, const uint8_t *row, const act256 *a,
+                                                                               long nb) {
+    const long size = quant_block_bytes(type);
+    __m256 acc = _mm256_setzero_ps();
+    for (long i0 = 0; i0 < nb; i0 += 8) {
+        __m256i s[8], m[8];
+        _Alignas(32) float d[8], dmin[8], da[8];
+        for (int j = 0; j < 8; j++) {
+            if (i0 + j < nb) {
+                SIMD_NAME(kblock_sums)(type, row + (i0 + j) * size, a + i0 + j, &s[j], &m[j], &d[j], &dmin[j]);
+                da[j] = a[i0 + j].d;
+            } else {
+                s[j] = m[j] = _mm256_setzero_si256();
+                d[j] = dmin[j] = da[j] = 0;
+            }
+        }
+        __m256 dv = _mm256_load_ps(da);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(SIMD_NAME(hsum8)(s)), _mm256_mul_ps(_mm256_load_ps(d), dv), acc);
+        if (type != T_Q6_K) acc = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(SIMD_NAME(hsum8)(m)), _mm256_mul_ps(_mm256_load_ps(dmin), dv), acc);
+    }
+    return SIMD_NAME(hsum)(acc);
+}
+
+/// An 8 × 8 transpose of 32-bit elements: r[j] element k ← r[k] element j (eight rows of eight
+/// dwords → eight vectors whose lane j is dword c of row j; the K-quant and 32-value packers share it).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpose8)(__m256i r[8]) {
+    __m256i t[8], u[8];
+    for (int j = 0; j < 8; j += 2) {
+        t[j] = _mm256_unpacklo_epi32(r[j], r[j + 1]);
+        t[j + 1] = _mm256_unpackhi_epi32(r[j], r[j + 1]);
+    }
+    for (int j = 0; j < 8; j += 4)
+        for (int h = 0; h < 2; h++) {
+            u[j + 2 * h] = _mm256_unpacklo_epi64(t[j + h], t[j + h + 2]);
+            u[j + 2 * h + 1] = _mm256_unpackhi_epi64(t[j + h], t[j + h + 2]);
+        }
+    for (int j = 0; j < 4; j++) {
+        r[j] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x20);
+        r[j + 4] = _mm256_permute2x128_si256(u[j], u[j + 4], 0x31);
+    }
+}
+
+/// Values 32c … 32c + 31 of a K-quant block as unsigned bytes in order (c < 8).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(kvalues)(const int type, const uint8_t *b, const int c) {
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    if (type == T_Q6_K) {
+        // Half n = c / 4 of the block: ql's two 32-byte runs (low nibbles, then high) and qh's 2-bit pairs.
+        const int n = c / 4, p = c % 4;
+        __m256i ql = _mm256_loadu_si256((const __m256i *)(b + 64 * n + 32 * (p & 1)));
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 128 + 32 * n));
+        const __m256i two = _mm256_set1_epi8(0x30);
+        __m256i low = p < 2 ? _mm256_and_si256(ql, low4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
+        __m256i high;
+        switch (p) {
+        case 0: high = _mm256_slli_epi16(qh, 4); break;
+        case 1: high = _mm256_slli_epi16(qh, 2); break;
+        case 2: high = qh; break;
+        default: high = _mm256_srli_epi16(qh, 2); break;
+        }
+        return _mm256_or_si256(low, _mm256_and_si256(high, two));
+    }
+    const int five = type == T_Q5_K;
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 16 + 32 * five + 32 * (c / 2)));
+    __m256i v = c % 2 ? _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4) : _mm256_and_si256(raw, low4);
+    if (five) {
+        // Value 32c + l's fifth bit is bit c of qh[l].
+        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + 16));
+        __m256i bit = _mm256_and_si256(_mm256_srli_epi16(qh, c), _mm256_set1_epi8(1));
+        v = _mm256_or_si256(v, _mm256_slli_epi16(bit, 4));
+    }
+    return v;
+}
+
+/// A K-quant block's multipliers as kpanel holds them for one row, a 32-bit lane each (the value in
+/// both 16-bit halves, or pairs): lo / hi the scales of the 16-value groups 0–7 / 8–15, mn the
+/// minimums' multipliers (kpanel.mn); and d, dmin.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kscale_dwords)(const int type, const uint8_t *b, __m256i *lo,
+                                                                                    __m256i *hi, __m256i *mn, float *d, float *dmin) {
+    if (type == T_Q6_K) {
+        __m128i sc = _mm_loadu_si128((const __m128i *)(b + 192));
+        const __m256i low16 = _mm256_set1_epi32(0xFFFF);
+        __m256i a = _mm256_cvtepi8_epi32(sc), c = _mm256_cvtepi8_epi32(_mm_srli_si128(sc, 8));
+        *lo = _mm256_or_si256(_mm256_and_si256(a, low16), _mm256_slli_epi32(a, 16));
+        *hi = _mm256_or_si256(_mm256_and_si256(c, low16), _mm256_slli_epi32(c, 16));
+        *mn = _mm256_cvtepi8_epi16(sc);
+        *d = SIMD_NAME(half)(b + 208);
+        *dmin = 0;
+        return;
+    }
+    // The 6-bit scales (bytes 0–7) and minimums (8–15) of the 8 sub-blocks, as kscales_raw unpacks them.
+    uint32_t packed[4];
+    memcpy(packed, b + 4, 12);
+    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
+    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
+    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
+    packed[2] = mins_low;
+    packed[0] &= 0x3F3F3F3F;
+    __m128i bytes = _mm_loadu_si128((const __m128i *)packed);
+    __m256i s = _mm256_cvtepu8_epi32(bytes);
+    s = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
+    // Group g (16 values) is sub-block g / 2.
+    *lo = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3));
+    *hi = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(4, 4, 5, 5, 6, 6, 7, 7));
+    // Pairs of sub-blocks' minimums (2u, 2u + 1) against the activation's pairs of sums of 32.
+    *mn = _mm256_zextsi128_si256(_mm_cvtepu8_epi16(_mm_srli_si128(bytes, 8)));
+    *d = SIMD_NAME(half)(b);
+    *dmin = SIMD_NAME(half)(b + 2);
+}
+
+/// Packs weight rows `rows[0..7]` (NULL: a zero row) of nb blocks into kpanel tiles (see there).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kpack)(const int type, const uint8_t *const rows[8], long nb,
+                                                                            kpanel *out) {
     long size = quant_block_bytes(type);
-    __m256 acc[4];
-    for (int j = 0; j < ra; j++) acc[j] = carried[j];
-    for (long i = first; i < last; i++) {
-        SIMD_NAME(kscales) k;
-        const uint8_t *b = kb ? NULL : row + i * size;
-        const SIMD_NAME(kblock) *u = kb ? kb + i : NULL;
-        if (kb) {
-            k.d = u->d;
-            k.dmin = u->dmin;
-        } else {
-            k = SIMD_NAME(kscales_raw)(type, b);
+    for (long i = 0; i < nb; i++) {
+        kpanel *o = out + i;
+        for (int c = 0; c < 8; c++) {
+            __m256i r[8];
+            for (int k = 0; k < 8; k++) r[k] = rows[k] ? SIMD_NAME(kvalues)(type, rows[k] + i * size, c) : _mm256_setzero_si256();
+            SIMD_NAME(transpose8)(r);
+            for (int j = 0; j < 8; j++) _mm256_store_si256((__m256i *)o->q[8 * c + j], r[j]);
         }
-        __m256i sumi[4];
-        for (int j = 0; j < ra; j++) sumi[j] = _mm256_setzero_si256();
-        for (int g = 0; g < 4; g++) {
-            __m256i wa, wb, sc;
-            if (kb) {
-                wa = _mm256_load_si256(&u->q[2 * g]);
-                wb = _mm256_load_si256(&u->q[2 * g + 1]);
-                sc = _mm256_load_si256(&u->sc[g]);
-            } else {
-                SIMD_NAME(kgroup_raw)(type, b, g, &wa, &wb);
-                sc = k.sc[g];
-            }
-            for (int j = 0; j < ra; j++) {
-                const act256 *a = (const act256 *)(activation + j * stride) + i;
-                __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(wa, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g))),
-                                             _mm256_maddubs_epi16(wb, _mm256_loadu_si256((const __m256i *)(a->qs + 64 * g + 32))));
-                sumi[j] = MADD_ACC(sumi[j], p, sc);
-            }
-            // Keeps the groups in order: left free, the compiler hoists every group's products
-            // ahead of their sums and spills them.
-            for (int j = 0; j < ra; j++) __asm__ volatile("" : "+x"(sumi[j]));
+        __m256i lo[8], hi[8], mn[8];
+        for (int k = 0; k < 8; k++) {
+            o->d[k] = o->dmin[k] = 0;
+            lo[k] = hi[k] = mn[k] = _mm256_setzero_si256();
+            if (rows[k]) SIMD_NAME(kscale_dwords)(type, rows[k] + i * size, &lo[k], &hi[k], &mn[k], &o->d[k], &o->dmin[k]);
         }
-        __m256i mn = kb ? _mm256_load_si256(&u->mn) : k.mn;
-        for (int j = 0; j < ra; j++) {
-            const act256 *a = (const act256 *)(activation + j * stride) + i;
-            __m256i sums = _mm256_madd_epi16(mn, _mm256_loadu_si256((const __m256i *)a->bsums));
-            if (type == T_Q6_K) {
-                // The −32 offset of every value: Σ_g scale_g · (activation sum of group g) · 32.
-                sumi[j] = _mm256_sub_epi32(sumi[j], _mm256_slli_epi32(sums, 5));
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
-            } else {
-                acc[j] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[j]), _mm256_set1_ps(k.d * a->d), acc[j]);
-                acc[j] = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(sums), _mm256_set1_ps(k.dmin * a->d), acc[j]);
-            }
+        SIMD_NAME(transpose8)(lo);
+        SIMD_NAME(transpose8)(hi);
+        SIMD_NAME(transpose8)(mn);
+        for (int g = 0; g < 8; g++) {
+            _mm256_store_si256((__m256i *)o->sc[g], lo[g]);
+            _mm256_store_si256((__m256i *)o->sc[8 + g], hi[g]);
+            _mm256_store_si256((__m256i *)o->mn[g], mn[g]);
         }
     }
-    for (int j = 0; j < ra; j++) carried[j] = acc[j];
+}
+
+/// The chains of packed tile row k × activation row a (lane k of acc[a][r], chain r) over blocks first
+/// ..< last (the tile's from `p`, its block `first`), a < ra (a constant, 1 to KGEMM_RA), the activation
+/// rows in natural order `stride` bytes apart. Per block and pair exactly kblock_sums' S and M, onto the same chain, in lane k.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kmicro)(const int type, const int ra, const kpanel *p,
+                                                                             const uint8_t *activation, long stride, long first,
+                                                                             long last, __m256 acc[KGEMM_RA][8]) {
+    // Dwords (four values) per 16-bit group: as many as keep every lane within 16 bits.
+    const int dw = type == T_Q4_K ? 8 : type == T_Q5_K ? 4 : 2;
+    for (long i = first; i < last; i++) {
+        const kpanel *b = p + (i - first);
+        const act256 *x[KGEMM_RA];
+        for (int a = 0; a < ra; a++) x[a] = (const act256 *)(activation + a * stride) + i;
+        __m256i sumi[KGEMM_RA], ms[KGEMM_RA];
+        for (int a = 0; a < ra; a++) sumi[a] = ms[a] = _mm256_setzero_si256();
+        for (int h = 0; h < 64 / dw; h++) {
+            __m256i s16[KGEMM_RA];
+            for (int t = 0; t < dw; t++) {
+                __m256i w = _mm256_load_si256((const __m256i *)b->q[h * dw + t]);
+                for (int a = 0; a < ra; a++) {
+                    int32_t v;
+                    memcpy(&v, x[a]->qs + 4 * (h * dw + t), 4);
+                    __m256i prod = _mm256_maddubs_epi16(w, _mm256_set1_epi32(v));
+                    s16[a] = t ? _mm256_add_epi16(s16[a], prod) : prod;
+                }
+            }
+            __m256i sc = _mm256_load_si256((const __m256i *)b->sc[h * dw / 4]);
+            for (int a = 0; a < ra; a++) sumi[a] = MADD_ACC(sumi[a], s16[a], sc);
+        }
+        // Q6_K: its scales against the sums of 16; Q4_K/Q5_K: the minimums against the sums of 32.
+        for (int t = 0; t < (type == T_Q6_K ? 8 : 4); t++) {
+            __m256i mn = _mm256_load_si256((const __m256i *)b->mn[t]);
+            for (int a = 0; a < ra; a++) {
+                int32_t v;
+                memcpy(&v, (type == T_Q6_K ? x[a]->bsums : x[a]->bsum32) + 2 * t, 4);
+                ms[a] = MADD_ACC(ms[a], mn, _mm256_set1_epi32(v));
+            }
+        }
+        __m256 dw8 = _mm256_load_ps(b->d), dm8 = _mm256_load_ps(b->dmin);
+        const int r = (int)(i % 8);
+        for (int a = 0; a < ra; a++) {
+            __m256 da = _mm256_broadcast_ss(&x[a]->d), c = acc[a][r];
+            if (type == T_Q6_K) {
+                c = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_sub_epi32(sumi[a], _mm256_slli_epi32(ms[a], 5))), _mm256_mul_ps(dw8, da), c);
+            } else {
+                c = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sumi[a]), _mm256_mul_ps(dw8, da), c);
+                c = _mm256_fnmadd_ps(_mm256_cvtepi32_ps(ms[a]), _mm256_mul_ps(dm8, da), c);
+            }
+            acc[a][r] = c;
+        }
+    }
+}
+
+/// A pair's result from its chains (see kblock_sums), lane by lane.
+static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(kchains)(const __m256 c[8]) {
+    return _mm256_add_ps(_mm256_add_ps(_mm256_add_ps(c[0], c[4]), _mm256_add_ps(c[2], c[6])),
+                         _mm256_add_ps(_mm256_add_ps(c[1], c[5]), _mm256_add_ps(c[3], c[7])));
 }
 
 /// int32 lanes of a, b, c, d (8 each) → 32 signed bytes in order, saturating.
@@ -385,7 +471,9 @@ static inline SIMD_TARGET int SIMD_NAME(hsum_epi32)(__m256i v) {
 
 /// prepare_activation's numbers (the portable quantizer's, value for value: the same scales, and
 /// rounding to nearest even), eight lanes at a time.
-static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, long cols, void *scratch) {
+/// K-quants: the values in the decode kernel's groups' order (kblock_sums), or with `natural` in order
+/// (the many-row kernel's broadcasts).
+static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, long cols, void *scratch, int natural) {
     if (quant_block_values(type) == QK) {
         act32 *a = scratch;
         for (long b = 0; b < cols / QK; b++, x += QK) {
@@ -403,7 +491,8 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
             }
             _mm256_storeu_si256((__m256i *)a[b].qs, SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]));
             a[b].d = d;
-            a[b].dsum = d * (float)SIMD_NAME(hsum_epi32)(sum);
+            a[b].sum = SIMD_NAME(hsum_epi32)(sum);
+            a[b].dsum = d * (float)a[b].sum;
         }
         return;
     }
@@ -438,256 +527,383 @@ static SIMD_TARGET void SIMD_NAME(prepare_activation)(int type, const float *x, 
                 // Packing saturates at 127, the portable loop's clamp.
                 n[h] = SIMD_NAME(pack_bytes)(q[0], q[1], q[2], q[3]);
             }
-            // In the K-quant kernels' order (see ktile): values 0–7, 40–47, 16–23, 56–63, then 8–15,
-            // 32–39, 24–31, 48–55 of the 64.
+            if (natural) {
+                _mm256_storeu_si256((__m256i *)(a[b].qs + j), n[0]);
+                _mm256_storeu_si256((__m256i *)(a[b].qs + j + 32), n[1]);
+                continue;
+            }
+            // In the decode kernel's order (see kblock_sums): values 0–7, 40–47, 16–23, 56–63, then
+            // 8–15, 32–39, 24–31, 48–55 of the 64.
             _mm256_storeu_si256((__m256i *)(a[b].qs + j), _mm256_blend_epi32(n[0], n[1], 0xCC));
             _mm256_storeu_si256((__m256i *)(a[b].qs + j + 32), _mm256_shuffle_epi32(_mm256_blend_epi32(n[1], n[0], 0xCC), 0x4E));
         }
+        act256_sums32(&a[b]);
         a[b].d = 1 / iscale;
     }
 }
 
-/// One block of a weight row against the activation block `a` onto the row's accumulator: tile32's
-/// per-pair arithmetic for one activation row (the scale d_w · d_a as one multiply), so that a row
-/// computed here equals the same pair inside a prefill tile bit for bit.
-#ifndef MATVEC32_WIDE_ROW
-#define MATVEC32_WIDE_ROW 2048
-#endif
-#define MATVEC32_STEP(J)                                                                                       \
-    do {                                                                                                       \
-        float d, m;                                                                                            \
-        __m256i w = SIMD_NAME(block32)(type, b##J + i * size, &d, &m);                                         \
-        float scale = d * act[i].d;                                                                            \
-        acc##J = SIMD_NAME(pair32)(type, HAS_MIN(type) ? w : _mm256_sign_epi8(w, w), w, &scale, m, act + i, acc##J, &extra##J); \
-    } while (0)
+/// Eight vectors of eight int32 lanes → one whose lane j is the sum of v[j]'s lanes (exact): two
+/// rounds of unpack-and-add and one across the halves (phaddd is four µops on Zen 3).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(reduce8)(const __m256i v[8]) {
+    __m256i a[4];
+    for (int p = 0; p < 4; p++)
+        a[p] = _mm256_add_epi32(_mm256_unpacklo_epi32(v[2 * p], v[2 * p + 1]), _mm256_unpackhi_epi32(v[2 * p], v[2 * p + 1]));
+    __m256i b0 = _mm256_add_epi32(_mm256_unpacklo_epi64(a[0], a[1]), _mm256_unpackhi_epi64(a[0], a[1]));
+    __m256i b1 = _mm256_add_epi32(_mm256_unpacklo_epi64(a[2], a[3]), _mm256_unpackhi_epi64(a[2], a[3]));
+    return _mm256_add_epi32(_mm256_permute2x128_si256(b0, b1, 0x20), _mm256_permute2x128_si256(b0, b1, 0x31));
+}
 
-/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types run
-/// four weight rows per pass, written out (four independent chains, each row's blocks in order); the
-/// same four rows through tile32 (arrays of rows, scales and accumulators) ran the SmolLM2-shaped
-/// Q8_0 decode 1.3–1.4× slower than one row at a time, and this 1.15× faster than that (one thread,
-/// L2-resident rows, clang -O3, AMD EPYC Zen 3: 1.29 against 1.48 ns per Q8_0 block). Only rows of at
-/// least MATVEC32_WIDE_ROW bytes go four at a time: over short rows read from memory the four
-/// interleaved streams halved the rate (SmolLM2's 49152 × 576 Q8_0 lm_head, rows of 612 bytes, two
-/// threads: 13 against 24 GB/s; 4096-wide rows of 4352 bytes: 35–40 against 25–33). The other rows go
-/// one at a time through tile32. K-quants a row at a time.
+/// The halves at p[j] + offset for j < 8 as eight floats (F16C; gathered in two 64-bit registers).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256 SIMD_NAME(halves8)(const uint8_t *const p[8], long offset) {
+    uint64_t lo = 0, hi = 0;
+    for (int j = 0; j < 4; j++) {
+        uint16_t a, b;
+        memcpy(&a, p[j] + offset, 2);
+        memcpy(&b, p[j + 4] + offset, 2);
+        lo |= (uint64_t)a << (16 * j);
+        hi |= (uint64_t)b << (16 * j);
+    }
+    return _mm256_cvtph_ps(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
+/// One weight row (nb blocks of `type`) against one activation row: per block the exact integer
+/// dot product (dot32, less the _0 types' offset times the activation block's sum), then
+/// acc += that · (d_w · d_a), the _1 types' extra += m · d_a·Σq, each a multiply then an add (no
+/// fma: the portable product's steps); acc + extra. The lanes of the eight-row pass (matvec_typed)
+/// and of micro32 run exactly this, a pair per lane.
+static inline __attribute__((always_inline)) SIMD_TARGET float SIMD_NAME(row32)(const int type, const uint8_t *row, const act32 *act,
+                                                                               long nb) {
+    const long size = quant_block_bytes(type);
+    float acc = 0, extra = 0;
+    for (long i = 0; i < nb; i++, row += size) {
+        int s = SIMD_NAME(hsum_epi32)(SIMD_NAME(dot32)(type, SIMD_NAME(bytes32)(type, row), _mm256_loadu_si256((const __m256i *)act[i].qs)));
+        s -= OFFSET32(type) * act[i].sum;
+        float product = (float)s * (SIMD_NAME(half)(row) * act[i].d);
+        acc = acc + product;
+        if (HAS_MIN(type)) {
+            float minimum = SIMD_NAME(half)(row + 2) * act[i].dsum;
+            extra = extra + minimum;
+        }
+    }
+    return acc + extra;
+}
+
+/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types:
+/// eight weight rows per pass, the activation block loaded once for the eight, each row's partial
+/// sums reduced to its integer (reduce8) and the eight rows' chains run in the lanes of one vector
+/// (one cvt, scale multiply, multiply and add per block for the eight); the last rows one at a time (row32,
+/// the same arithmetic). K-quants a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
     if (quant_block_values(type) == QK) {
         const long nb = t->cols / QK, size = quant_block_bytes(type);
         const act32 *act = (const act32 *)t->activation;
         long r = begin;
-        for (; t->row_bytes >= MATVEC32_WIDE_ROW && r + 3 < end; r += 4) {
-            const uint8_t *b0 = t->w + r * t->row_bytes, *b1 = b0 + t->row_bytes, *b2 = b1 + t->row_bytes, *b3 = b2 + t->row_bytes;
-            __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-            float extra0 = 0, extra1 = 0, extra2 = 0, extra3 = 0;
+        for (; r + 8 <= end; r += 8) {
+            const uint8_t *b[8];
+            for (int j = 0; j < 8; j++) b[j] = t->w + (r + j) * t->row_bytes;
+            __m256 acc = _mm256_setzero_ps(), extra = _mm256_setzero_ps();
+            // The next eight rows (contiguous) are fetched at the pace these are read: over short
+            // rows the eight interleaved streams alone ran at half the rate of one row at a time.
+            const uint8_t *ahead = b[0] + 8 * t->row_bytes;
             for (long i = 0; i < nb; i++) {
-                MATVEC32_STEP(0);
-                MATVEC32_STEP(1);
-                MATVEC32_STEP(2);
-                MATVEC32_STEP(3);
+                const act32 *a = act + i;
+#if MATVEC32_PREFETCH
+                for (long o = i * 8 * size; o < (i + 1) * 8 * size; o += 64) _mm_prefetch((const char *)(ahead + o), _MM_HINT_T0);
+#endif
+                __m256i y = _mm256_loadu_si256((const __m256i *)a->qs), v[8];
+                for (int j = 0; j < 8; j++) v[j] = SIMD_NAME(dot32)(type, SIMD_NAME(bytes32)(type, b[j]), y);
+                __m256i s = SIMD_NAME(reduce8)(v);
+                if (OFFSET32(type)) s = _mm256_sub_epi32(s, _mm256_set1_epi32(OFFSET32(type) * a->sum));
+                __m256 d = _mm256_mul_ps(SIMD_NAME(halves8)(b, 0), _mm256_set1_ps(a->d));
+                acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d));
+                if (HAS_MIN(type)) extra = _mm256_add_ps(extra, _mm256_mul_ps(SIMD_NAME(halves8)(b, 2), _mm256_set1_ps(a->dsum)));
+                for (int j = 0; j < 8; j++) b[j] += size;
             }
-            const float v[4] = {SIMD_NAME(hsum)(acc0) + extra0, SIMD_NAME(hsum)(acc1) + extra1, SIMD_NAME(hsum)(acc2) + extra2,
-                                SIMD_NAME(hsum)(acc3) + extra3};
-            for (int j = 0; j < 4; j++) t->y[r + j] = t->accumulate ? t->y[r + j] + v[j] : v[j];
+            __m256 v = _mm256_add_ps(acc, extra);
+            if (t->accumulate) v = _mm256_add_ps(_mm256_loadu_ps(t->y + r), v);
+            _mm256_storeu_ps(t->y + r, v);
         }
-        float out[4][4];
         for (; r < end; r++) {
-            const uint8_t *rows[4] = {t->w + r * t->row_bytes};
-            SIMD_NAME(tile32)(type, 1, 1, 0, rows, NULL, NULL, NULL, 0, t->activation, 0, nb, out);
-            t->y[r] = t->accumulate ? t->y[r] + out[0][0] : out[0][0];
+            float v = SIMD_NAME(row32)(type, t->w + r * t->row_bytes, act, nb);
+            t->y[r] = t->accumulate ? t->y[r] + v : v;
         }
         return;
     }
+    const long nb = t->cols / QKK;
+    const act256 *act = (const act256 *)t->activation;
     for (long r = begin; r < end; r++) {
-        __m256 acc[4] = {_mm256_setzero_ps()};
-        SIMD_NAME(ktile)(type, 1, t->w + r * t->row_bytes, NULL, t->activation, 0, 0, t->cols / QKK, acc);
-        float v = SIMD_NAME(hsum)(acc[0]);
+        float v = SIMD_NAME(kdot_row)(type, t->w + r * t->row_bytes, act, nb);
         t->y[r] = t->accumulate ? t->y[r] + v : v;
     }
 }
-#undef MATVEC32_STEP
 
-/// ktile for ra (1 to 4) given at run time, each case inlined with constants.
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile_any)(const int type, long ra, const uint8_t *row,
-                                                                                const SIMD_NAME(kblock) *kb, const uint8_t *activation,
-                                                                                long stride, long first, long last, __m256 acc[4]) {
+/// kmicro for ra (1 to KGEMM_RA) given at run time, each case inlined with constants.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kmicro_any)(const int type, long ra, const kpanel *p,
+                                                                                 const uint8_t *activation, long stride, long first,
+                                                                                 long last, __m256 acc[KGEMM_RA][8]) {
     switch (ra) {
-    case 1: SIMD_NAME(ktile)(type, 1, row, kb, activation, stride, first, last, acc); break;
-    case 2: SIMD_NAME(ktile)(type, 2, row, kb, activation, stride, first, last, acc); break;
-    case 3: SIMD_NAME(ktile)(type, 3, row, kb, activation, stride, first, last, acc); break;
-    default: SIMD_NAME(ktile)(type, 4, row, kb, activation, stride, first, last, acc); break;
+    case 1: SIMD_NAME(kmicro)(type, 1, p, activation, stride, first, last, acc); break;
+#if KGEMM_RA >= 2
+    case 2: SIMD_NAME(kmicro)(type, 2, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 3
+    case 3: SIMD_NAME(kmicro)(type, 3, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 4
+    case 4: SIMD_NAME(kmicro)(type, 4, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 5
+    case 5: SIMD_NAME(kmicro)(type, 5, p, activation, stride, first, last, acc); break;
+#endif
+#if KGEMM_RA >= 6
+    case 6: SIMD_NAME(kmicro)(type, 6, p, activation, stride, first, last, acc); break;
+#endif
+    default: break;
     }
 }
 
-/// K-quant weight rows begin ..< end of a many-row product: tiles of KGEMM_ROWS weight rows unpacked
-/// once (kunpack, into the thread's kquant_tile) and kept in L2 while every group of four activation
-/// rows passes over them, KGEMM_BLOCKS blocks at a time (the group's slice, ~19 KB, stays in L1 across
-/// the tile's rows; each pair's accumulator is carried between slices, so its chain is unchanged).
+/// K-quant weight rows begin ..< end of a many-row product: panels of up to KGEMM_MAX_TILES tiles of
+/// 8 rows packed once (kpack, into the thread's kquant_tile; the last tile padded with zero rows),
+/// then every group of KGEMM_RA activation rows passes over the panel's tiles KGEMM_BLOCKS blocks at
+/// a time (the group's slice stays in L1 while the tiles come from L2; each pair's chains are carried
+/// from one slice to the next, so they are unchanged). Without panel memory, a tile is packed one
+/// block at a time on the stack, again for each group of activation rows (the same numbers).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kgemm)(const int type, const gemm_task *t, long begin,
                                                                             long end) {
-    long nb = t->cols / QKK;
-    SIMD_NAME(kblock) *tile = kquant_tile(KGEMM_ROWS * nb * (long)sizeof(SIMD_NAME(kblock)));
-    __m256 acc[KGEMM_ROWS][4];
-    for (long r0 = begin; r0 < end; r0 += KGEMM_ROWS) {
-        long r1 = r0 + KGEMM_ROWS < end ? r0 + KGEMM_ROWS : end;
-        if (tile)
-            for (long r = r0; r < r1; r++)
-                for (long i = 0; i < nb; i++) SIMD_NAME(kunpack)(type, t->w + r * t->row_bytes + i * quant_block_bytes(type), tile + (r - r0) * nb + i);
-        for (long i = 0; i < t->m; i += 4) {
-            long ra = t->m - i < 4 ? t->m - i : 4;
+    const long nb = t->cols / QKK, size = quant_block_bytes(type), tiles = kgemm_panel_tiles(nb);
+    kpanel *panel = kquant_tile(tiles * nb * (long)sizeof(kpanel));
+    __m256 acc[KGEMM_MAX_TILES][KGEMM_RA][8];
+    if (!panel) {
+        // One tile and one block at a time on the stack, packed again for each group of rows.
+        _Alignas(64) kpanel one;
+        for (long r0 = begin; r0 < end; r0 += 8) {
+            long rows = end - r0 < 8 ? end - r0 : 8;
+            for (long i = 0; i < t->m; i += KGEMM_RA) {
+                long ra = t->m - i < KGEMM_RA ? t->m - i : KGEMM_RA;
+                for (int k = 0; k < KGEMM_RA; k++)
+                    for (int r = 0; r < 8; r++) acc[0][k][r] = _mm256_setzero_ps();
+                for (long b = 0; b < nb; b++) {
+                    const uint8_t *block[8];
+                    for (int k = 0; k < 8; k++) block[k] = k < rows ? t->w + (r0 + k) * t->row_bytes + b * size : NULL;
+                    SIMD_NAME(kpack)(type, block, 1, &one);
+                    SIMD_NAME(kmicro_any)(type, ra, &one, t->activation + i * t->act_stride, t->act_stride, b, b + 1, acc[0]);
+                }
+                for (long k = 0; k < ra; k++) {
+                    _Alignas(32) float v[8];
+                    _mm256_store_ps(v, SIMD_NAME(kchains)(acc[0][k]));
+                    float *y = t->y + (i + k) * t->y_stride + r0;
+                    for (long q = 0; q < rows; q++) y[q] = t->accumulate ? y[q] + v[q] : v[q];
+                }
+            }
+        }
+        return;
+    }
+    for (long r0 = begin; r0 < end; r0 += 8 * tiles) {
+        long r1 = r0 + 8 * tiles < end ? r0 + 8 * tiles : end, count = (r1 - r0 + 7) / 8;
+        for (long j = 0; j < count; j++) {
+            const uint8_t *rows[8];
+            for (int k = 0; k < 8; k++) rows[k] = r0 + 8 * j + k < r1 ? t->w + (r0 + 8 * j + k) * t->row_bytes : NULL;
+            SIMD_NAME(kpack)(type, rows, nb, panel + j * nb);
+        }
+        for (long i = 0; i < t->m; i += KGEMM_RA) {
+            long ra = t->m - i < KGEMM_RA ? t->m - i : KGEMM_RA;
             const uint8_t *a = t->activation + i * t->act_stride;
-            for (long r = r0; r < r1; r++)
-                for (long k = 0; k < 4; k++) acc[r - r0][k] = _mm256_setzero_ps();
+            for (long j = 0; j < count; j++)
+                for (int k = 0; k < KGEMM_RA; k++)
+                    for (int r = 0; r < 8; r++) acc[j][k][r] = _mm256_setzero_ps();
             for (long first = 0; first < nb; first += KGEMM_BLOCKS) {
                 long last = first + KGEMM_BLOCKS < nb ? first + KGEMM_BLOCKS : nb;
-                for (long r = r0; r < r1; r++)
-                    SIMD_NAME(ktile_any)(type, ra, t->w + r * t->row_bytes, tile ? tile + (r - r0) * nb : NULL, a, t->act_stride,
-                                         first, last, acc[r - r0]);
+                for (long j = 0; j < count; j++)
+                    SIMD_NAME(kmicro_any)(type, ra, panel + j * nb + first, a, t->act_stride, first, last, acc[j]);
             }
-            for (long r = r0; r < r1; r++)
+            for (long j = 0; j < count; j++) {
+                long rows = r1 - r0 - 8 * j < 8 ? r1 - r0 - 8 * j : 8;
                 for (long k = 0; k < ra; k++) {
-                    float v = SIMD_NAME(hsum)(acc[r - r0][k]), *y = t->y + (i + k) * t->y_stride + r;
-                    *y = t->accumulate ? *y + v : v;
+                    _Alignas(32) float v[8];
+                    _mm256_store_ps(v, SIMD_NAME(kchains)(acc[j][k]));
+                    float *y = t->y + (i + k) * t->y_stride + r0 + 8 * j;
+                    for (long q = 0; q < rows; q++) y[q] = t->accumulate ? y[q] + v[q] : v[q];
                 }
+            }
         }
     }
 }
 
-/// Packs weight rows r0 ..< r1 of a many-row product into `panel` for micro32: tiles of GEMM_RW
-/// rows (the last padded with zero rows), each block as the rows' signed bytes (block32) then two
-/// eight-lane vectors whose lane p holds the scale d (then the minimum m) of the tile's row
-/// p / GEMM_RA, the row of register pair p (lanes past GEMM_RW · GEMM_RA zero).
+/// Packs weight rows r0 ..< r1 of a many-row product into `panel` for micro32: tiles of eight rows
+/// (the last padded with zero rows), per block G32_WTB bytes: the rows' bytes (bytes32) as eight
+/// vectors whose lane j holds four bytes of row j (vector c: bytes 4c … 4c + 3), then the rows' d as
+/// eight floats (and for the _1 types their m).
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32)(const int type, const gemm_task *t, long r0,
                                                                              long r1, uint8_t *panel) {
-    long nb = t->cols / QK, size = quant_block_bytes(type);
-    for (long r = r0; r < r1; r += GEMM_RW, panel += nb * G32_WTB(type)) {
-        const uint8_t *rows[GEMM_RW];
-        for (int j = 0; j < GEMM_RW; j++) rows[j] = r + j < r1 ? t->w + (r + j) * t->row_bytes : NULL;
+    const long nb = t->cols / QK, size = quant_block_bytes(type);
+    for (long r = r0; r < r1; r += 8, panel += nb * G32_WTB(type)) {
+        const uint8_t *rows[8];
+        for (int j = 0; j < 8; j++) rows[j] = t->w + (r + j < r1 ? r + j : r) * t->row_bytes;
         for (long i = 0; i < nb; i++) {
             uint8_t *b = panel + i * G32_WTB(type);
-            float d[GEMM_RW], m[GEMM_RW];
-            for (int j = 0; j < GEMM_RW; j++) {
-                __m256i w = _mm256_setzero_si256();
-                d[j] = m[j] = 0;
-                if (rows[j]) w = SIMD_NAME(block32)(type, rows[j] + i * size, &d[j], &m[j]);
-                _mm256_store_si256((__m256i *)(b + j * QK), w);
+            __m256i q[8];
+            float d[8], m[8];
+            for (int j = 0; j < 8; j++) {
+                int live = r + j < r1;
+                const uint8_t *block = rows[j] + i * size;
+                q[j] = live ? SIMD_NAME(bytes32)(type, block) : _mm256_setzero_si256();
+                d[j] = live ? SIMD_NAME(half)(block) : 0;
+                m[j] = live && HAS_MIN(type) ? SIMD_NAME(half)(block + 2) : 0;
             }
-            float *dv = (float *)(b + GEMM_RW * QK), *mv = dv + 8;
-            for (int p = 0; p < 8; p++) {
-                dv[p] = p < GEMM_RW * GEMM_RA ? d[p / GEMM_RA] : 0;
-                if (HAS_MIN(type)) mv[p] = p < GEMM_RW * GEMM_RA ? m[p / GEMM_RA] : 0;
+            SIMD_NAME(transpose8)(q);
+            for (int c = 0; c < 8; c++) _mm256_store_si256((__m256i *)(b + 32 * c), q[c]);
+            float *dv = (float *)(b + G32_D);
+            for (int j = 0; j < 8; j++) {
+                dv[j] = d[j];
+                if (HAS_MIN(type)) dv[8 + j] = m[j];
             }
         }
     }
 }
 
-/// out[p] = the product of register pair p = j · GEMM_RA + k: packed weight row j (`wt`, pack32)
-/// against activation row k of a group (`ag`, group_body's layout), over nb blocks. Per pair and
-/// block exactly pair32's arithmetic (the integer dot of |w| and the sign-moved activation, cvt,
-/// one fma with the F32 scale d_w · d_a onto the pair's accumulator; the _1 types' m · d_a·Σq onto
-/// its extra), so each result equals the single-row product bit for bit. The pairs' scales are
-/// multiplied eight at a time (one multiply of the packed lane vectors) and broadcast from memory;
-/// the _1 types' extras run in the lanes of one vector, one fma per block for every pair. The blocks
-/// may be one chunk of a row: unless `first` the accumulators start from `state`, unless `last`
-/// they are left there (and `out` is not written).
-static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
-                                                                              const uint8_t *ag, long nb, int first, int last,
-                                                                              float *state, float *out) {
-    __m256 acc[GEMM_RW * GEMM_RA];
-    __m256 extra = first ? _mm256_setzero_ps() : _mm256_load_ps(state + 8 * GEMM_RW * GEMM_RA);
-    for (int p = 0; p < GEMM_RW * GEMM_RA; p++) acc[p] = first ? _mm256_setzero_ps() : _mm256_load_ps(state + 8 * p);
-    // The pairs' scales run G32_LEAD blocks ahead through a ring: read back that much later, the
-    // broadcasts never wait on a store still in flight (read right after their store, or made in a
-    // burst before the blocks that use them, they ran the loop 1.3–1.6× slower).
-    _Alignas(32) float scales[2 * G32_LEAD][8];
-    for (long c = 0; c < nb && c < G32_LEAD; c++) {
-        const float *dw = (const float *)(wt + c * G32_WTB(type) + GEMM_RW * QK), *da = (const float *)(ag + c * G32_AGB + GEMM_RA * QK);
-        _mm256_store_ps(scales[c], _mm256_mul_ps(_mm256_load_ps(dw), _mm256_load_ps(da)));
-        if (HAS_MIN(type)) extra = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_load_ps(da + 8), extra);
-    }
-    for (long c = 0; c < nb; c++, wt += G32_WTB(type), ag += G32_AGB) {
-        if (c + G32_LEAD < nb) {
-            const float *dw = (const float *)(wt + G32_LEAD * G32_WTB(type) + GEMM_RW * QK);
-            const float *da = (const float *)(ag + G32_LEAD * G32_AGB + GEMM_RA * QK);
-            _mm256_store_ps(scales[(c + G32_LEAD) % (2 * G32_LEAD)], _mm256_mul_ps(_mm256_load_ps(dw), _mm256_load_ps(da)));
-            if (HAS_MIN(type)) extra = _mm256_fmadd_ps(_mm256_load_ps(dw + 8), _mm256_load_ps(da + 8), extra);
+/// The integer products of one packed block (`wt`) against GEMM_RA activation rows (`ag`), exact,
+/// in s[k] (lane j: weight row j against activation row k), the _0 types' offset taken off.
+/// Q8_0: per four bytes the weights' magnitudes (a sign, shared by the GEMM_RA rows), per four bytes
+/// and activation row a broadcast, a sign and the dot (maddubs + madd + add, or dpbusd). Q4/Q5 values are unsigned and small: with AVX2 the byte products of 8 (Q4) or 4
+/// (Q5) broadcasts add in 16 bits before one madd (8 · 2 · 15 · 127 and 4 · 2 · 31 · 127 fit).
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(block_dots)(const int type, const uint8_t *wt,
+                                                                                 const uint8_t *ag, __m256i s[GEMM_RA]) {
+    if (type == T_Q8_0) {
+        for (int c = 0; c < 8; c++) {
+            __m256i w = _mm256_load_si256((const __m256i *)(wt + 32 * c)), u = _mm256_sign_epi8(w, w);
+            for (int k = 0; k < GEMM_RA; k++) {
+                int32_t four;
+                memcpy(&four, ag + k * QK + 4 * c, 4);
+                __m256i y = _mm256_sign_epi8(_mm256_set1_epi32(four), w);
+                s[k] = c ? DOT_ACC(s[k], u, y) : DOT(u, y);
+            }
         }
-        // Read back through memory (broadcast loads), not picked out of registers by shuffles.
-        __asm__ volatile("" : : "r"(scales) : "memory");
+        return;
+    }
+#if SIMD_VNNI
+    for (int k = 0; k < GEMM_RA; k++) s[k] = _mm256_setzero_si256();
+    for (int c = 0; c < 8; c++) {
+        __m256i u = _mm256_load_si256((const __m256i *)(wt + 32 * c));
+        for (int k = 0; k < GEMM_RA; k++) {
+            int32_t four;
+            memcpy(&four, ag + k * QK + 4 * c, 4);
+            s[k] = DOT_ACC(s[k], u, _mm256_set1_epi32(four));
+        }
+    }
+#else
+    const int per = type == T_Q4_0 || type == T_Q4_1 ? 8 : 4;
+    __m256i p[GEMM_RA];
+    for (int c = 0; c < 8; c++) {
+        __m256i u = _mm256_load_si256((const __m256i *)(wt + 32 * c));
+        for (int k = 0; k < GEMM_RA; k++) {
+            int32_t four;
+            memcpy(&four, ag + k * QK + 4 * c, 4);
+            __m256i b = _mm256_maddubs_epi16(u, _mm256_set1_epi32(four));
+            p[k] = c % per ? _mm256_add_epi16(p[k], b) : b;
+            if (c % per == per - 1) {
+                __m256i wide = _mm256_madd_epi16(p[k], _mm256_set1_epi16(1));
+                s[k] = c < per ? wide : _mm256_add_epi32(s[k], wide);
+            }
+        }
+    }
+#endif
+    if (OFFSET32(type)) {
+        const int32_t *sums = (const int32_t *)(ag + G32_ASUM);
+        for (int k = 0; k < GEMM_RA; k++) s[k] = _mm256_sub_epi32(s[k], _mm256_set1_epi32(OFFSET32(type) * sums[k]));
+    }
+}
+
+/// The products of one packed tile of eight weight rows (`wt`, pack32) and one group of GEMM_RA
+/// activation rows (`ag`, group_body's layout) over n blocks: per block and pair exactly row32's
+/// arithmetic, the eight weight rows in the lanes (acc[k] += cvt(s[k]) · (d_w · d_a), the
+/// _1 types' extras a second chain), so each result equals the single-row product bit for bit. The
+/// blocks may be one chunk of a row: unless `first` the chains start from `state`, unless `last`
+/// they are left there; at the last, activation row k < acts goes to y + k · y_stride, lanes < rows.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
+                                                                              const uint8_t *ag, long n, int first, int last,
+                                                                              __m256 *state, float *y, long y_stride, long rows,
+                                                                              long acts, int accumulate) {
+    __m256 acc[GEMM_RA], extra[GEMM_RA];
+    for (int k = 0; k < GEMM_RA; k++) {
+        acc[k] = first ? _mm256_setzero_ps() : state[k];
+        extra[k] = first || !HAS_MIN(type) ? _mm256_setzero_ps() : state[GEMM_RA + k];
+    }
+    if (HAS_MIN(type))  // Their own chains, in block order: apart, they keep registers from the main loop.
+        for (long c = 0; c < n; c++) {
+            __m256 mv = _mm256_load_ps((const float *)(wt + c * G32_WTB(type) + G32_D) + 8);
+            const float *dsum = (const float *)(ag + c * G32_AGB + G32_ADSUM);
+            for (int k = 0; k < GEMM_RA; k++) extra[k] = _mm256_add_ps(extra[k], _mm256_mul_ps(mv, _mm256_set1_ps(dsum[k])));
+        }
+    for (long c = 0; c < n; c++, wt += G32_WTB(type), ag += G32_AGB) {
 #if G32_PREFETCH
         // The blocks G32_PREFETCH ahead: a tile's weights come from L2, a group's first pass over a
         // chunk from L3.
         for (int line = 0; line < G32_AGB; line += 64) _mm_prefetch((const char *)(ag + G32_PREFETCH * G32_AGB + line), _MM_HINT_T0);
         for (int line = 0; line < G32_WTB(type); line += 64) _mm_prefetch((const char *)(wt + G32_PREFETCH * G32_WTB(type) + line), _MM_HINT_T0);
 #endif
-        const float *sc = scales[c % (2 * G32_LEAD)];
-        __m256i w[GEMM_RW], u[GEMM_RW];
-        for (int j = 0; j < GEMM_RW; j++) {
-            w[j] = _mm256_load_si256((const __m256i *)(wt + j * QK));
-            u[j] = HAS_MIN(type) ? w[j] : _mm256_sign_epi8(w[j], w[j]);
-        }
-        for (int k = 0; k < GEMM_RA; k++) {
-            __m256i y = _mm256_load_si256((const __m256i *)(ag + k * QK));
-            for (int j = 0; j < GEMM_RW; j++) {
-                __m256i s = HAS_MIN(type) ? y : _mm256_sign_epi8(y, w[j]);
-                int p = j * GEMM_RA + k;
-                acc[p] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(DOT(u[j], s)), _mm256_broadcast_ss(sc + p), acc[p]);
-            }
-        }
+        __m256i s[GEMM_RA];
+        SIMD_NAME(block_dots)(type, wt, ag, s);
+        __m256 dw = _mm256_load_ps((const float *)(wt + G32_D));
+        const float *da = (const float *)(ag + G32_AD);
+        for (int k = 0; k < GEMM_RA; k++)
+            acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_cvtepi32_ps(s[k]), _mm256_mul_ps(dw, _mm256_set1_ps(da[k]))));
     }
     if (!last) {
-        for (int p = 0; p < GEMM_RW * GEMM_RA; p++) _mm256_store_ps(state + 8 * p, acc[p]);
-        _mm256_store_ps(state + 8 * GEMM_RW * GEMM_RA, extra);
+        for (int k = 0; k < GEMM_RA; k++) {
+            state[k] = acc[k];
+            if (HAS_MIN(type)) state[GEMM_RA + k] = extra[k];
+        }
         return;
     }
-    _Alignas(32) float extras[8];
-    _mm256_store_ps(extras, extra);
-    for (int p = 0; p < GEMM_RW * GEMM_RA; p++) out[p] = SIMD_NAME(hsum)(acc[p]) + extras[p];
+    for (long k = 0; k < acts; k++) {
+        __m256 v = _mm256_add_ps(acc[k], extra[k]);
+        float *out = y + k * y_stride;
+        if (rows == 8) {
+            if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(out), v);
+            _mm256_storeu_ps(out, v);
+            continue;
+        }
+        _Alignas(32) float lanes[8];
+        _mm256_store_ps(lanes, v);
+        for (long j = 0; j < rows; j++) out[j] = accumulate ? out[j] + lanes[j] : lanes[j];
+    }
 }
 
 /// Weight rows begin ..< end of a many-row product (gemm_task). 32-value types: panels of rows
 /// packed once (pack32; as many rows as keep a panel about G32_PANEL_BYTES, in L2), then every
 /// group of GEMM_RA activation rows (`groups`, made once per product by group_body) passes over the
-/// panel's tiles, micro32 per tile and group. With no panel memory, rows go one activation row at
-/// a time through the single-row kernel (the same numbers). K-quants: kgemm.
+/// panel's tiles G32_KC blocks at a time, micro32 per tile, group and chunk. With no panel memory,
+/// rows go one activation row at a time through the single-row kernel (the same numbers).
+/// K-quants: kgemm.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
                                                                                 long begin, long end, uint8_t *tile) {
     if (quant_block_values(type) == QK) {
         long nb = t->cols / QK, rows = gemm32_panel_rows(nb);
         if (!tile || !t->groups) {
-            float out[4][4];
-            for (long r = begin; r < end; r++) {
-                const uint8_t *row[4] = {t->w + r * t->row_bytes};
+            for (long r = begin; r < end; r++)
                 for (long i = 0; i < t->m; i++) {
-                    SIMD_NAME(tile32)(type, 1, 1, 0, row, NULL, NULL, NULL, 0, t->activation + i * t->act_stride, 0, nb, out);
+                    float v = SIMD_NAME(row32)(type, t->w + r * t->row_bytes, (const act32 *)(t->activation + i * t->act_stride), nb);
                     float *y = t->y + i * t->y_stride + r;
-                    *y = t->accumulate ? *y + out[0][0] : out[0][0];
+                    *y = t->accumulate ? *y + v : v;
                 }
-            }
             return;
         }
-        float out[GEMM_RW * GEMM_RA];
-        _Alignas(32) float state[G32_MAX_PANEL_ROWS / GEMM_RW][8 * (GEMM_RW * GEMM_RA + 1)];
+        __m256 state[G32_MAX_PANEL_ROWS / 8][2 * GEMM_RA];
         for (long r0 = begin; r0 < end; r0 += rows) {
             long r1 = r0 + rows < end ? r0 + rows : end;
             SIMD_NAME(pack32)(type, t, r0, r1, tile);
             for (long g = 0; g * GEMM_RA < t->m; g++) {
-                long ra = t->m - g * GEMM_RA < GEMM_RA ? t->m - g * GEMM_RA : GEMM_RA;
+                long acts = t->m - g * GEMM_RA < GEMM_RA ? t->m - g * GEMM_RA : GEMM_RA;
                 // Blocks G32_KC at a time: the group's chunk stays in L1 while the panel's tiles pass.
                 for (long i0 = 0; i0 < nb; i0 += G32_KC) {
                     long n = nb - i0 < G32_KC ? nb - i0 : G32_KC;
                     const uint8_t *ag = t->groups + (g * nb + i0) * G32_AGB;
-                    for (long r = r0; r < r1; r += GEMM_RW) {
-                        long tile_index = (r - r0) / GEMM_RW;
+                    for (long r = r0; r < r1; r += 8) {
+                        long tile_index = (r - r0) / 8;
                         SIMD_NAME(micro32)(type, tile + (tile_index * nb + i0) * G32_WTB(type), ag, n, i0 == 0, i0 + n == nb,
-                                           state[tile_index], out);
-                        if (i0 + n < nb) continue;
-                        long rw = r1 - r < GEMM_RW ? r1 - r : GEMM_RW;
-                        for (long j = 0; j < rw; j++)
-                            for (long k = 0; k < ra; k++) {
-                                float *y = t->y + (g * GEMM_RA + k) * t->y_stride + r + j;
-                                *y = t->accumulate ? *y + out[j * GEMM_RA + k] : out[j * GEMM_RA + k];
-                            }
+                                           state[tile_index], t->y + g * GEMM_RA * t->y_stride + r, t->y_stride,
+                                           r1 - r < 8 ? r1 - r : 8, acts, t->accumulate);
                     }
                 }
             }

@@ -4,10 +4,10 @@
 // h / (heads / kvHeads) (grouped-query attention). The output is [queries, heads · d], heads side
 // by side, ready for the output projection.
 //
-// Full attention with a head width that is a multiple of 8 on an AVX2 + FMA CPU (every ViT here)
-// runs the fused C kernel enc_attention_head: per head, blocks of 6 query rows go through
-// S = Q K_hᵀ · scale, softmax and P V_h without S leaving L1 (no BLAS packing or zeroing of S per
-// block). Otherwise (causal, odd widths, other CPUs), per head, query rows are processed in blocks:
+// Attention with a head width that is a multiple of 8 on an AVX2 + FMA CPU (every ViT and decoder
+// here), full or causal, runs the fused C kernel enc_attention_head: per head, blocks of 6 query rows
+// go through S = Q K_hᵀ · scale, softmax and P V_h without S leaving L1 (no BLAS packing or zeroing
+// of S per block). Otherwise (odd widths, other CPUs), per head, query rows are processed in blocks:
 // S = Q_h K_hᵀ · scale (one sgemm), softmax of each row, O_h = P V_h (one sgemm written straight
 // into the output's columns). Either way, when scores are asked for, each softmax row is added
 // into a per-key sum while it is still hot: score[j] = mean over heads and queries of
@@ -75,10 +75,10 @@ public func attention(query: UnsafePointer<Float>, queryStride: Int, key: Unsafe
                       output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
     guard nq > 0, nk > 0, d > 0, heads > 0, kvHeads > 0, heads % kvHeads == 0 else { return }
     let scale = scale ?? 1 / Float(d).squareRoot()
-    if !causal, fusedAttentionEnabled, enc_attention_supported(d) != 0 {
+    if fusedAttentionEnabled, enc_attention_supported(d) != 0 {
         return fusedAttention(query: query, queryStride: queryStride, key: key, value: value, keyValueStride: keyValueStride,
-                              queries: nq, keys: nk, heads: heads, kvHeads: kvHeads, headDimension: d, scale: scale,
-                              output: output, scores: scores)
+                              queries: nq, keys: nk, visible: causal ? keyOffset + 1 : nk, heads: heads, kvHeads: kvHeads,
+                              headDimension: d, scale: scale, output: output, scores: scores)
     }
     let group = heads / kvHeads
     // ~1 MB of S per block: fits L2 beside the rows of K and V being streamed.
@@ -142,12 +142,13 @@ public func attention(query: UnsafePointer<Float>, queryStride: Int, key: Unsafe
     }
 }
 
-/// Full attention through the fused C kernel (enc_attention_head), heads split over the cores:
+/// Attention through the fused C kernel (enc_attention_head), heads split over the cores; query i
+/// sees the first min(keys, visible + i) keys (visible = keys: full attention):
 /// S = QKᵀ never exists beyond a block of 6 rows in L1, so nothing is packed, zeroed or streamed
 /// through memory per block as with two BLAS GEMMs per block.
 private func fusedAttention(query: UnsafePointer<Float>, queryStride: Int, key: UnsafePointer<Float>, value: UnsafePointer<Float>,
-                            keyValueStride: Int, queries nq: Int, keys nk: Int, heads: Int, kvHeads: Int, headDimension d: Int,
-                            scale: Float, output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
+                            keyValueStride: Int, queries nq: Int, keys nk: Int, visible: Int, heads: Int, kvHeads: Int,
+                            headDimension d: Int, scale: Float, output: UnsafeMutablePointer<Float>, scores: UnsafeMutablePointer<Float>?) {
     let group = heads / kvHeads
     let workers = nq * nk >= 64 * 64 ? min(heads, max(1, ProcessInfo.processInfo.activeProcessorCount)) : 1
     let capture = scores != nil
@@ -164,7 +165,7 @@ private func fusedAttention(query: UnsafePointer<Float>, queryStride: Int, key: 
             while h < heads {
                 let kvh = h / group
                 enc_attention_head(q.pointer + h * d, queryStride, k.pointer + kvh * d, v.pointer + kvh * d, keyValueStride,
-                                   nq, nk, d, scale, o.pointer! + h * d, oStride, acc, buffer)
+                                   nq, nk, visible, d, scale, o.pointer! + h * d, oStride, acc, buffer)
                 h += workers
             }
         }

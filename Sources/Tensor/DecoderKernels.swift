@@ -88,8 +88,19 @@ public func cachedAttention(query: UnsafePointer<Float>, queryStride: Int, rows:
         }
         return
     }
-    // Several queries: per head, blocks of at most 128 query rows (S stays within a few MB, and a
-    // block only multiplies the keys its rows can see, which skips most of the causal upper triangle).
+    let visible = min(length, firstSlot + rows)
+    if fusedAttentionEnabled, decode_prefill_attention_supported(d) != 0 {
+        // Several queries, fused (S never leaves L1) and split over the team by head and block of rows.
+        let need = decode_prefill_attention_scratch(d, visible)
+        if scratch.count < need { scratch = [Float](repeating: 0, count: need) }
+        scratch.withUnsafeMutableBufferPointer { ps in
+            decode_prefill_attention(query, queryStride, rows, heads, kvHeads, d, keys, values, capacity * d, firstSlot, visible,
+                                     scale, output, outputStride, ps.baseAddress!)
+        }
+        return
+    }
+    // Otherwise, per head, blocks of at most 128 query rows (S stays within a few MB, and a block only
+    // multiplies the keys its rows can see, which skips most of the causal upper triangle).
     let block = max(1, min(rows, 128, (1 << 20) / length))
     if scratch.count < block * length { scratch = [Float](repeating: 0, count: block * length) }
     scratch.withUnsafeMutableBufferPointer { ps in

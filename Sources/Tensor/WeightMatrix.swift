@@ -3,8 +3,8 @@
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
 // dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
-// (a prefill) run integer dot products too for the K-quants (each weight block unpacked once for four
-// rows), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
+// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows packed once per
+// product), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -320,38 +320,28 @@ public func linear(_ x: UnsafePointer<Float>, rows: Int, inputStride: Int, weigh
 
 extension WeightMatrix {
     /// How a product of many rows meets weights not held as F32. `automatic` (the default): integer
-    /// dot products (quant_gemm) for the K-quants (Q4_K, Q5_K, Q6_K) at every row count, and for the
-    /// 32-value formats (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) up to `integerRowsLimit` rows; tiles of rows
-    /// converted to F32 inside sgemm otherwise. The K-quant kernel (two byte products summed in 16 bits
-    /// per scale multiply, each 16-row tile unpacked once, four activation rows per pass) runs 61–85
-    /// GMAC/s on one core of this project's AVX2 machine against 35–42 for the kernel before it (Q4_K
-    /// and Q6_K, 128 × 1024 × 4096, one thread, alternating, loaded machine); a 7B-shaped Q4_K_M
-    /// prefill on two threads took integer / tiles 0.43× the time at 142 and 268 rows and 0.66× at 612
-    /// (hiprune-bench quant --compare-conversion, load 4–8). Q8_0 with the packed-panel kernel
-    /// (micro32), 7B-shaped matrices, two threads, alternating, busy machine: integer / tiles 0.95 at
-    /// 142 rows (4096²), 0.89 at 268 (4096²) and 1.01 (11008-wide), 1.07–1.09 at 612; one thread (CPU
-    /// time) 1.00–1.05 at 142, 1.16–1.24 at 612, and 1.06–1.25 at SmolLM2 shapes (576 wide: sgemm at 43
-    /// GMAC/s there, the integer kernel at 36 — without VNNI each 32-value block and pair pays sign,
-    /// maddubs, madd, cvt and an fma, about two cycles), so there the row limit costs up to a fifth.
-    /// Its integer time is 0.79–0.89× the earlier register-tile kernel's. BF16 runs bf16w_gemm under
-    /// `automatic` only (the weights widened inside the product; tiles and sgemm under the others).
-    /// `integer` and `tiles` force one path for every block format, `wholeMatrix` converts the whole
-    /// matrix first (the earliest path); those three are kept for the benchmark's comparison.
-    /// Process-wide.
+    /// dot products (quant_gemm) for every block format (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+    /// Q6_K) at every row count. The K-quant kernel (tiles of 8 weight rows packed once per product
+    /// with the rows in the lanes, four activation rows per pass, up to 8 byte products summed in 16
+    /// bits per scale multiply) runs 88–92 GMAC/s for Q4_K and 70–77 for Q6_K on one core of this
+    /// project's AVX2 machine against 61–64 for the kernel before it (142 × 2048 × 4096, one thread,
+    /// CPU time, alternating, load 6–9). The 32-value kernel (eight weight rows in the lanes × five
+    /// activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes (CPU time,
+    /// one thread, loaded machine), 1.5× the 2 × 3 tile kernel before it, which had lost to F32 tiles +
+    /// sgemm above ~450 rows; integer at every row count also keeps OpenBLAS's threads from running
+    /// beside the worker team (under load the two collapsed: 39 s for a 3.4 s prefill).
+    /// BF16 runs bf16w_gemm under `automatic` only (the weights widened inside the product; tiles and
+    /// sgemm under the others). `integer` and `tiles` force one path for every block format,
+    /// `wholeMatrix` converts the whole matrix first (the earliest path); those three are kept for the
+    /// benchmark's comparison. Process-wide.
     public enum PrefillConversion: Sendable { case automatic, integer, tiles, wholeMatrix }
     nonisolated(unsafe) public static var prefillConversion = PrefillConversion.automatic
-
-    /// Rows up to which the 32-value formats take the integer path under `automatic` (between the 268
-    /// rows where it still won and the 612 where it lost).
-    public static let integerRowsLimit = 448
 
     /// Whether a product of `rows` input rows on weights in `format` runs integer dot products now.
     public static func integerProducts(_ format: WeightFormat, rows: Int) -> Bool {
         guard quant_gemm_supported(Int32(format.rawValue)) != 0 else { return false }
         switch prefillConversion {
-        case .automatic:
-            return format == .q4_K || format == .q5_K || format == .q6_K || (format.blockValues == 32 && rows <= integerRowsLimit)
-        case .integer: return true
+        case .automatic, .integer: return true
         case .tiles, .wholeMatrix: return false
         }
     }

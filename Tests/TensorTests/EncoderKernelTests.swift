@@ -205,6 +205,34 @@ final class EncoderKernelTests: XCTestCase {
         XCTAssertThrowsError(try addRows(of: table, at: [0, 1], to: &h))
     }
 
+    /// Attention in Double: output [nq, heads · d] and per-key scores (mean over heads and queries);
+    /// query i sees the first min(nk, visible + i) keys.
+    func naiveAttention(_ q: Matrix, _ k: Matrix, _ v: Matrix, heads: Int, kvHeads: Int, visible: Int) -> (output: [Double], scores: [Double]) {
+        let nq = q.rows, nk = k.rows, d = q.cols / heads
+        var out = [Double](repeating: 0, count: nq * heads * d), scores = [Double](repeating: 0, count: nk)
+        for h in 0..<heads {
+            let kvh = h / (heads / kvHeads)
+            for i in 0..<nq {
+                let seen = min(nk, visible + i)
+                let logits = (0..<seen).map { j in
+                    (0..<d).reduce(0.0) { $0 + Double(q[i, h * d + $1]) * Double(k[j, kvh * d + $1]) } / Double(d).squareRoot()
+                }
+                let m = logits.max()!
+                let e = logits.map { exp($0 - m) }
+                let total = e.reduce(0, +)
+                for j in 0..<seen {
+                    scores[j] += e[j] / total / Double(heads * nq)
+                    for t in 0..<d { out[i * heads * d + h * d + t] += e[j] / total * Double(v[j, kvh * d + t]) }
+                }
+            }
+        }
+        return (out, scores)
+    }
+
+    func randomMatrix(_ rows: Int, _ cols: Int) throws -> Matrix {
+        try Matrix(rows: rows, cols: cols, storage: values(rows * cols, scale: 2))
+    }
+
     /// Full attention through the fused kernel (AVX2 path) and the BLAS path (portable), against Double:
     /// query counts around the 6-row block, key counts around the 16-key panel, head widths of 8…64.
     func testFusedAttentionAgainstNaive_avx512() throws { try onPath(.avx512, fusedAttentionAgainstNaive) }
@@ -213,31 +241,53 @@ final class EncoderKernelTests: XCTestCase {
     func fusedAttentionAgainstNaive(_ path: InstructionSet) throws {
         for (nq, nk, heads, kvHeads, d) in [(1, 1, 1, 1, 8), (5, 9, 2, 2, 8), (6, 16, 1, 1, 16), (7, 17, 3, 1, 24),
                                             (13, 100, 2, 2, 64), (40, 33, 4, 2, 40)] {
-            let q = try Matrix(rows: nq, cols: heads * d, storage: values(nq * heads * d, scale: 2))
-            let k = try Matrix(rows: nk, cols: kvHeads * d, storage: values(nk * kvHeads * d, scale: 2))
-            let v = try Matrix(rows: nk, cols: kvHeads * d, storage: values(nk * kvHeads * d, scale: 2))
+            let q = try randomMatrix(nq, heads * d), k = try randomMatrix(nk, kvHeads * d), v = try randomMatrix(nk, kvHeads * d)
             let result = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads, captureScores: true)
-            var out = [Double](repeating: 0, count: nq * heads * d), scores = [Double](repeating: 0, count: nk)
-            for h in 0..<heads {
-                let kvh = h / (heads / kvHeads)
-                for i in 0..<nq {
-                    let logits = (0..<nk).map { j in
-                        (0..<d).reduce(0.0) { $0 + Double(q[i, h * d + $1]) * Double(k[j, kvh * d + $1]) } / Double(d).squareRoot()
-                    }
-                    let m = logits.max()!
-                    let e = logits.map { exp($0 - m) }
-                    let total = e.reduce(0, +)
-                    for j in 0..<nk {
-                        scores[j] += e[j] / total / Double(heads * nq)
-                        for t in 0..<d { out[i * heads * d + h * d + t] += e[j] / total * Double(v[j, kvh * d + t]) }
-                    }
-                }
-            }
+            let (out, scores) = naiveAttention(q, k, v, heads: heads, kvHeads: kvHeads, visible: nk)
             let shape = "\(path) \(nq)x\(nk) heads \(heads)/\(kvHeads) d \(d)"
             XCTAssertLessThanOrEqual(worst(result.output.storage, out), 2e-5, "output \(shape)")
             XCTAssertLessThanOrEqual(worst(try XCTUnwrap(result.scores), scores), 1e-6, "scores \(shape)")
             let plain = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads)
             XCTAssertEqual(plain.output, result.output, "capture must not change the output: \(shape)")
+        }
+    }
+
+    /// Causal attention (the fused kernel's visible-key limit on AVX2/AVX-512, BLAS on portable) against
+    /// Double: through attention(causal:keyOffset:), and through cachedAttention over a KV cache laid out
+    /// [kvHeads][capacity][d] with rows spanning several of the team's 48-row blocks, the prompt
+    /// starting past slot 0 (a cached prefix) and free slots after the last one written.
+    func testCausalAttentionAgainstNaive_avx512() throws { try onPath(.avx512, causalAttentionAgainstNaive) }
+    func testCausalAttentionAgainstNaive_avx2() throws { try onPath(.avx2, causalAttentionAgainstNaive) }
+    func testCausalAttentionAgainstNaive_portable() throws { try onPath(.portable, causalAttentionAgainstNaive) }
+    func causalAttentionAgainstNaive(_ path: InstructionSet) throws {
+        for (nq, offset, heads, kvHeads, d) in [(2, 0, 1, 1, 8), (7, 0, 2, 1, 16), (13, 4, 3, 3, 24), (61, 30, 4, 2, 64),
+                                                (100, 0, 3, 1, 8), (131, 17, 2, 2, 40)] {
+            let nk = offset + nq
+            let q = try randomMatrix(nq, heads * d), k = try randomMatrix(nk, kvHeads * d), v = try randomMatrix(nk, kvHeads * d)
+            let (out, scores) = naiveAttention(q, k, v, heads: heads, kvHeads: kvHeads, visible: offset + 1)
+            let shape = "\(path) \(nq) rows after \(offset), heads \(heads)/\(kvHeads) d \(d)"
+            let result = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads, causal: true,
+                                       keyOffset: offset, captureScores: true)
+            XCTAssertLessThanOrEqual(worst(result.output.storage, out), 2e-5, "attention output \(shape)")
+            XCTAssertLessThanOrEqual(worst(try XCTUnwrap(result.scores), scores), 1e-6, "attention scores \(shape)")
+
+            let capacity = nk + 5
+            var keys = [Float](repeating: .nan, count: kvHeads * capacity * d), vals = keys
+            for g in 0..<kvHeads {
+                for j in 0..<nk {
+                    for t in 0..<d {
+                        keys[(g * capacity + j) * d + t] = k[j, g * d + t]
+                        vals[(g * capacity + j) * d + t] = v[j, g * d + t]
+                    }
+                }
+            }
+            var cached = [Float](repeating: 0, count: nq * heads * d), scratch: [Float] = []
+            q.storage.withUnsafeBufferPointer { pq in
+                cachedAttention(query: pq.baseAddress!, queryStride: heads * d, rows: nq, heads: heads, keys: keys, values: vals,
+                                kvHeads: kvHeads, headDimension: d, capacity: capacity, length: nk, firstSlot: offset,
+                                output: &cached, outputStride: heads * d, scratch: &scratch)
+            }
+            XCTAssertLessThanOrEqual(worst(cached, out), 2e-5, "cachedAttention \(shape)")
         }
     }
 }

@@ -229,39 +229,79 @@ final class QuantizedWeightTests: XCTestCase {
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
-    /// The K-quants' many-row kernel over shapes the fixture's 4 × 512 matrices do not reach: 37
-    /// weight rows (two whole tiles of 16 and a partial one, split over the team) of 4608 values (18
-    /// blocks: the activation rows pass a tile in slices of 16 blocks, each pair's accumulator carried
-    /// from one slice to the next), 1, 3, 6 and 9 activation rows (groups of four and shorter last
-    /// groups). The rows are the fixture's blocks rearranged, so the F32 reference is gguf's values.
-    /// On `isa`: every output equals the single-row product bit for bit and keeps its bound; the
-    /// team and one thread agree; accumulating adds onto the output.
-    private func checkWideKQuantProduct(isa: String) throws {
+    /// The fixture's K-quant blocks rearranged into `rows` rows of `blocks` blocks (row r's block b is
+    /// the fixture's block (5r + 3b) mod 8), with gguf's dequantized values of the same blocks.
+    private func rearrangedKQuant(_ type: String, rows: Int, blocks: Int) throws -> (WeightMatrix, [Float]) {
         let f = try file()
         let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quant", "blocks.gguf")))
+        let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
+        let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
+        XCTAssertEqual(stored.count, 8 * format.blockBytes)
+        var matrix = [UInt8](), reference = [Float]()
+        for r in 0..<rows {
+            for b in 0..<blocks {
+                let k = (5 * r + 3 * b) % 8
+                matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
+                reference += values[(k * 256)..<((k + 1) * 256)]
+            }
+        }
+        let cols = 256 * blocks
+        let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
+            try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
+        }
+        return (w, reference)
+    }
+
+    /// The K-quants' many-row kernel over shapes the fixture's 4 × 512 matrices do not reach: 37
+    /// weight rows of 4608 values (18 blocks: a panel of three 8-row tiles and a second one of two,
+    /// the last tile padded; the activation rows pass a panel 16 blocks at a time, each pair's chains
+    /// carried from one slice to the next; two blocks past the last whole eight of the row's chains)
+    /// and 13 rows of 2304 (9 blocks: one tile and a padded one), 1, 3, 6 and 9 activation rows
+    /// (groups of four and shorter last groups). The rows are the fixture's blocks rearranged, so the
+    /// F32 reference is gguf's values. On `isa`: every output equals the single-row product bit for
+    /// bit and keeps its bound; the team and one thread agree; accumulating adds onto the output.
+    private func checkWideKQuantProduct(isa: String) throws {
         defer { WeightMatrix.prefillConversion = .automatic }
         WeightMatrix.prefillConversion = .integer
-        let rows = 37, cols = 4608, blocks = cols / 256
         for type in ["Q4_K", "Q5_K", "Q6_K"] {
-            let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
-            let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
-            XCTAssertEqual(stored.count, 8 * format.blockBytes)
-            // Row r's block b is the fixture's block (5r + 3b) mod 8.
-            let source = { (r: Int, b: Int) in (5 * r + 3 * b) % 8 }
-            var matrix = [UInt8](), reference = [Float]()
-            for r in 0..<rows {
-                for b in 0..<blocks {
-                    let k = source(r, b)
-                    matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
-                    reference += values[(k * 256)..<((k + 1) * 256)]
+            for (rows, blocks) in [(37, 18), (13, 9)] {
+                let (w, reference) = try rearrangedKQuant(type, rows: rows, blocks: blocks)
+                let cols = 256 * blocks
+                for m in [1, 3, 6, 9] {
+                    let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
+                    try checkManyRows(w, inputs: inputs, isa: isa, type: type,
+                                      reference: (0..<rows).map { reference[($0 * cols)..<(($0 + 1) * cols)] })
                 }
             }
-            let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
-                try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
+        }
+    }
+
+    /// The K-quants' products are the same numbers on every instruction set the CPU has (portable C,
+    /// AVX2, AVX-512 VNNI): the integer sums per block are exact and every path runs the same chains
+    /// of F32 multiply-adds (kblock_sums in quant_simd.h), one row or many.
+    func testKQuantProductsAgreeAcrossInstructionSets() throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let sets = DecodeTeam.quantInstructionSets
+        XCTAssertTrue(sets.contains("portable"))
+        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+            let (w, _) = try rearrangedKQuant(type, rows: 19, blocks: 9)
+            let x = try Matrix(rows: 5, cols: w.cols, storage: (0..<5).flatMap { activation(w.cols, seed: UInt64(120 + $0)) })
+            var scratch: [Float] = []
+            var products: [String: [Float]] = [:], singles: [String: [Float]] = [:]
+            for isa in sets {
+                try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+                    products[isa] = try linear(x, weight: w, scratch: &scratch).storage
+                    var y = [Float](repeating: 0, count: w.rows)
+                    x.storage.withUnsafeBufferPointer { px in
+                        y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    singles[isa] = y
+                }
             }
-            for m in [1, 3, 6, 9] {
-                let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
-                try checkManyRows(w, inputs: inputs, isa: isa, type: type, reference: (0..<rows).map { reference[($0 * cols)..<(($0 + 1) * cols)] })
+            for isa in sets where isa != "portable" {
+                XCTAssertEqual(products[isa], products["portable"], "\(type): the many-row product on \(isa) differs from portable C")
+                XCTAssertEqual(singles[isa], singles["portable"], "\(type): the single-row product on \(isa) differs from portable C")
             }
         }
     }
@@ -292,9 +332,10 @@ final class QuantizedWeightTests: XCTestCase {
     }
 
     /// The 32-value types' many-row product on `isa` over shapes that cut its tiles everywhere: 131
-    /// weight rows (three packed panels, the last of three rows, an odd last register tile), 2080
-    /// columns (65 blocks: the K chunks end on a single block), 2, 3 and 7 input rows (a group of
-    /// three short by one, whole, and with one row over). checkManyRows: each output the single-row
+    /// weight rows (panels of 64, 64 and 3 rows: a last register tile of three rows in eight lanes;
+    /// the single-row product's passes of eight rows and its last three rows one at a time), 2080
+    /// columns (65 blocks: the K chunks end on a single block), 2, 5 and 11 input rows (a group of five
+    /// short by three, one whole, two and one row over). checkManyRows: each output the single-row
     /// product bit for bit and within its bound against the F32 product of the dequantized weights;
     /// the team and one thread agree; accumulating adds onto the output.
     private func checkWideIntegerProduct(isa: String) throws {
@@ -304,11 +345,51 @@ final class QuantizedWeightTests: XCTestCase {
         for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
             let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(90 + t))
             let values = w.matrix().storage
-            for m in [2, 3, 7] {
+            for m in [2, 5, 11] {
                 let inputs = (0..<m).map { activation(cols, seed: UInt64(100 + 10 * t + $0)) }
                 try checkManyRows(w, inputs: inputs, isa: isa, type: format.name, reference: (0..<rows).map { values[($0 * cols)..<(($0 + 1) * cols)] })
             }
         }
+    }
+
+    /// The 32-value types' products give the same bits on `isa` as on the portable path: the SIMD
+    /// kernels take the portable dot product's steps (the exact integer per block, then a multiply
+    /// by d_w · d_a and an add; the _1 types' minimum term on a second chain), so the many-row and
+    /// the single-row product of 37 rows × 2080 values (an eight-row pass short by three, a tile of
+    /// five rows) agree with portable for every format, 5 input rows.
+    private func checkSameBitsAsPortable(isa: String) throws {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        let rows = 37, cols = 2080, m = 5
+        for (t, format) in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1].enumerated() {
+            let w = try randomBlocks(format, rows: rows, cols: cols, seed: UInt64(140 + t))
+            let inputs = (0..<m).map { activation(cols, seed: UInt64(150 + 10 * t + $0)) }
+            let x = try Matrix(rows: m, cols: cols, storage: inputs.flatMap { $0 })
+            var scratch: [Float] = []
+            var products: [[Float]] = [], singles: [[Float]] = []
+            for path in ["portable", isa] {
+                try DecodeTeam.with(quantISA: path) { () throws(TensorError) in
+                    products.append(try linear(x, weight: w, scratch: &scratch).storage)
+                    var y = [Float](repeating: 0, count: rows)
+                    inputs[m - 1].withUnsafeBufferPointer { px in
+                        y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress!, into: $0.baseAddress!, accumulate: false) }
+                    }
+                    singles.append(y)
+                }
+            }
+            XCTAssertEqual(products[0], products[1], "\(format.name): many-row product on \(isa) is not the portable one")
+            XCTAssertEqual(singles[0], singles[1], "\(format.name): single-row product on \(isa) is not the portable one")
+        }
+    }
+
+    func testSameBitsAsPortableAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx2")
+    }
+
+    func testSameBitsAsPortableAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI 32-value products against portable")
+        try checkSameBitsAsPortable(isa: "avx512vnni")
     }
 
     func testWideKQuantProductPortable() throws { try checkWideKQuantProduct(isa: "portable") }
@@ -393,18 +474,13 @@ final class QuantizedWeightTests: XCTestCase {
         try checkStackedParts(isa: "avx512vnni")
     }
 
-    /// The default many-row path per format: integer dot products for the K-quants at every row
-    /// count, for the 32-value block formats up to the row limit (the measured choices), never for
-    /// F16/BF16/F32.
+    /// The default many-row path per format: integer dot products for every block format at every
+    /// row count (the measured choice), never for F16/BF16/F32.
     func testAutomaticPrefillPathPerFormat() {
         XCTAssertEqual(WeightMatrix.prefillConversion, .automatic)
-        let limit = WeightMatrix.integerRowsLimit
-        for rows in [2, 142, limit, limit + 1, 612, 4096] {
-            for format in [WeightFormat.q4_K, .q5_K, .q6_K] {
+        for rows in [2, 142, 448, 449, 612, 4096] {
+            for format in [WeightFormat.q4_K, .q5_K, .q6_K, .q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
                 XCTAssertTrue(WeightMatrix.integerProducts(format, rows: rows), format.name)
-            }
-            for format in [WeightFormat.q8_0, .q4_0, .q4_1, .q5_0, .q5_1] {
-                XCTAssertEqual(WeightMatrix.integerProducts(format, rows: rows), rows <= limit, format.name)
             }
             for format in [WeightFormat.f16, .bf16, .f32] {
                 XCTAssertFalse(WeightMatrix.integerProducts(format, rows: rows), format.name)

@@ -35,6 +35,22 @@ void decode_attention(const float *query, long heads, long kv_heads, long head_d
                       const float *keys, const float *values, long kv_head_stride, long length,
                       float scale, float *output, float *partials);
 
+/// Non-zero when decode_prefill_attention runs for this head dimension (AVX2 + FMA and a multiple of
+/// 8: the fused kernel of encoder_kernels.h); otherwise callers take their BLAS path.
+int decode_prefill_attention_supported(long head_dim);
+
+/// Floats of scratch `decode_prefill_attention` needs for `length` cache slots (one slice per team thread).
+long decode_prefill_attention_scratch(long head_dim, long length);
+
+/// Causal attention of `rows` query rows over a KV cache, on the team: query row r (at
+/// query + r · query_stride, heads side by side) sees cache slots 0 ... first_slot + r of its kv head
+/// (head h reads kv head h / (heads / kv_heads); kv head g's keys start at keys + g · kv_head_stride,
+/// one row of head_dim floats per slot); row r of the output at output + r · output_stride. The length
+/// is the slots written (≥ first_slot + rows). Requires decode_prefill_attention_supported(head_dim).
+void decode_prefill_attention(const float *query, long query_stride, long rows, long heads, long kv_heads, long head_dim,
+                              const float *keys, const float *values, long kv_head_stride, long first_slot, long length,
+                              float scale, float *output, long output_stride, float *scratch);
+
 /// SwiGLU's gate: gate[i] = silu(gate[i]) · up[i] = gate[i] / (1 + e^-gate[i]) · up[i] for i < count.
 void decode_silu_multiply(float *gate, const float *up, long count);
 

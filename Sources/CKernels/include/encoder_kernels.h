@@ -32,13 +32,15 @@ int enc_attention_supported(ptrdiff_t d);
 /// Floats of scratch enc_attention_head needs for `keys` keys of head dimension d.
 ptrdiff_t enc_attention_scratch(ptrdiff_t keys, ptrdiff_t d);
 
-/// One head of full (non-causal) attention, fused: for blocks of 6 queries, S = q·kᵀ·scale (keys
-/// packed once per call), softmax rows, out = P·v — the block of S never leaves L1, and nothing is
-/// packed or zeroed per block as a BLAS GEMM would. Row i of q/k/v starts at base + i · stride;
-/// out rows are out_stride apart. With `scores`, scores[j] += softmax(row i)[j] for every query i.
-/// Requires enc_attention_supported(d); `scratch` holds enc_attention_scratch(keys, d) floats.
+/// One head of attention, fused: for blocks of 6 queries, S = q·kᵀ·scale (keys packed once per
+/// call), softmax rows, out = P·v — the block of S never leaves L1, and nothing is packed or zeroed
+/// per block as a BLAS GEMM would. Query i sees the first min(keys, visible + i) keys (causal
+/// callers pass the cache position of query 0 plus one; full attention passes keys), and a block
+/// computes only the keys its rows see. Row i of q/k/v starts at base + i · stride; out rows are
+/// out_stride apart. With `scores`, scores[j] += softmax(row i)[j] for every query i.
+/// Requires enc_attention_supported(d) and visible ≥ 1; `scratch` holds enc_attention_scratch(keys, d) floats.
 void enc_attention_head(const float *q, ptrdiff_t q_stride, const float *k, const float *v, ptrdiff_t kv_stride,
-                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t d, float scale,
+                        ptrdiff_t queries, ptrdiff_t keys, ptrdiff_t visible, ptrdiff_t d, float scale,
                         float *out, ptrdiff_t out_stride, float *scores, float *scratch);
 
 /// x[r, c] = gelu_tanh(x[r, c] + bias[c]) over rows of `cols` floats `stride` apart; bias may be NULL.

@@ -37,12 +37,13 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
 
 /// Y[i, r] (+)= Σ_c W[r, c] · X[i, c] for i < m, r < rows (X rows `x_stride` floats apart, Y rows
 /// `y_stride`): the many-row product with integer dot products. Each row of X is quantized as
-/// quant_matvec quantizes it. 32-value types: the quantized rows are regrouped three at a time,
-/// weights packed once per panel of rows (unpacked to signed bytes, scales as F32) and multiplied in
-/// register tiles of two weight rows × three rows of X; K-quants: tiles of 16 weight rows unpacked
-/// once (into the kernel's register order and 16-bit scales), each row against four rows of X, 16
-/// blocks at a time. Every Y[i, r] equals what quant_matvec gives for X[i] (bit for bit, on the same
-/// instruction set). Rows of W are split over the decode team. Returns -1 for a type without an
+/// quant_matvec quantizes it. 32-value types: the quantized rows are regrouped five at a time,
+/// weights packed once per panel of rows (eight rows' bytes interleaved four at a time, scales as
+/// F32) and multiplied in register tiles of eight weight rows (the lanes) × five rows of X. K-quants:
+/// tiles of 8 weight rows packed once per panel (four values of each row per register, 16-bit
+/// scales), each tile against four rows of X at a time, 16 blocks at a time, the 8 rows' sums in the
+/// lanes. Every Y[i, r] equals what quant_matvec gives for X[i], bit for bit, on every instruction
+/// set, portable included. Rows of W are split over the decode team. Returns -1 for a type without an
 /// integer path (F16, BF16, F32) or when the quantized activations (freed on return) cannot be had,
 /// else 0.
 int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
