@@ -665,11 +665,11 @@ static void matvec_body(void *context, long begin, long end) {
         }
         return;
     }
-    if (t->isa >= 1 && !(quant_block_values(t->type) == QK && t->row_bytes >= MATVEC32_WIDE_ROW)) {
-        // Rows read one at a time are a single stream per thread, which the hardware prefetchers
-        // pick up anew at each claim (and each 4 KiB page of a file mapped with small pages): they
-        // run a chunk at a time, the claim's lines up to MATVEC_AHEAD bytes past the chunk requested
-        // first. Rows read four at a time (MATVEC32_WIDE_ROW) are four streams and go as they are.
+    if (t->isa >= 1 && quant_block_values(t->type) != QK) {
+        // K-quant rows are read one at a time: a single stream per thread, which the hardware
+        // prefetchers pick up anew at each claim (and each 4 KiB page of a file mapped with small
+        // pages): they run a chunk at a time, the claim's lines up to MATVEC_AHEAD bytes past the
+        // chunk requested first. The 32-value types' eight-row passes prefetch their next rows.
         long rb = t->row_bytes;
         long step = (MATVEC_CHUNK + rb - 1) / rb;
         const uint8_t *stop = t->w + end * rb, *next = (const uint8_t *)((uintptr_t)(t->w + begin * rb) & ~(uintptr_t)63);
