@@ -6,9 +6,12 @@
 #include "team.h"
 #include "vector_exp.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <pthread.h>
 #include <sched.h>
+#include <stdio.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #if defined(__GLIBC__)
@@ -901,6 +904,63 @@ void decode_weights_release(void *pointer) {
     weight_region *region;
     memcpy(&region, (char *)pointer - HEADER, sizeof region);
     drop_region(region);
+}
+
+#if defined(__linux__)
+/// FilePmdMapped of /proc/self/smaps_rollup in kB: file pages this process maps 2 MiB at a time.
+static long file_pmd_kb(void) {
+    FILE *f = fopen("/proc/self/smaps_rollup", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "FilePmdMapped:", 14) == 0) {
+            kb = atol(line + 14);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+/// Whether touching the 2 MiB at `chunk` (2 MiB-aligned, in a mapping advised as huge) maps them as one page.
+static int touch_maps_huge(const char *chunk) {
+    long before = file_pmd_kb();
+    if (before < 0) return 0;
+    (void)*(const volatile char *)chunk;
+    return file_pmd_kb() - before >= HUGE_PAGE / 1024;
+}
+#endif
+
+void *decode_map_weights_file(int fd, long bytes) {
+    if (bytes <= 0) {
+        errno = EINVAL;
+        return NULL;
+    }
+    size_t size = (size_t)bytes;
+    char *reserved = mmap(NULL, size + HUGE_PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (reserved == MAP_FAILED) return NULL;
+    char *base = (char *)(((uintptr_t)reserved + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+    if (mmap(base, size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) == MAP_FAILED) {
+        int saved = errno;
+        munmap(reserved, size + HUGE_PAGE);
+        errno = saved;
+        return NULL;
+    }
+    // The reservation's slack before and after the file (page-granular: the file's last page stays).
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), mapped = (size + page - 1) / page * page;
+    if (base > reserved) munmap(reserved, (size_t)(base - reserved));
+    if (reserved + size + HUGE_PAGE > base + mapped) munmap(base + mapped, (size_t)(reserved + size + HUGE_PAGE - (base + mapped)));
+#if defined(__linux__) && defined(MADV_HUGEPAGE) && defined(POSIX_FADV_DONTNEED)
+    if (size >= 2 * (size_t)HUGE_PAGE && madvise(base, size, MADV_HUGEPAGE) == 0) {
+        char *probe = base + HUGE_PAGE;  // the first 2 MiB hold the header, which the caller reads now
+        if (!touch_maps_huge(probe)) {
+            madvise(probe, HUGE_PAGE, MADV_DONTNEED);
+            posix_fadvise(fd, HUGE_PAGE, HUGE_PAGE, POSIX_FADV_DONTNEED);
+            if (touch_maps_huge(probe)) posix_fadvise(fd, 2 * HUGE_PAGE, 0, POSIX_FADV_DONTNEED);
+        }
+    }
+#endif
+    return base;
 }
 
 void decode_heap_trim(void) {

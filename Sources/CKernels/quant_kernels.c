@@ -645,6 +645,15 @@ static void prepare_activation(int isa, int type, const float *x, long cols, voi
     prepare_activation_portable(type, x, cols, scratch);
 }
 
+/// Bytes of rows per chunk of a single-row product, and how far past a chunk its claim's lines are
+/// requested before the chunk runs (matvec_body).
+#ifndef MATVEC_CHUNK
+#define MATVEC_CHUNK 1024
+#endif
+#ifndef MATVEC_AHEAD
+#define MATVEC_AHEAD 2048
+#endif
+
 static void matvec_body(void *context, long begin, long end) {
     const matvec_task *t = context;
 #if HAVE_X86
@@ -653,6 +662,24 @@ static void matvec_body(void *context, long begin, long end) {
             const uint8_t *row = t->w + r * t->row_bytes;
             float v = t->isa == 2 ? dot_f16_vnni(row, t->x, t->cols) : dot_f16_avx2(row, t->x, t->cols);
             t->y[r] = t->accumulate ? t->y[r] + v : v;
+        }
+        return;
+    }
+    if (t->isa >= 1 && quant_block_values(t->type) != QK) {
+        // K-quant rows are read one at a time: a single stream per thread, which the hardware
+        // prefetchers pick up anew at each claim (and each 4 KiB page of a file mapped with small
+        // pages): they run a chunk at a time, the claim's lines up to MATVEC_AHEAD bytes past the
+        // chunk requested first. The 32-value types' eight-row passes prefetch their next rows.
+        long rb = t->row_bytes;
+        long step = (MATVEC_CHUNK + rb - 1) / rb;
+        const uint8_t *stop = t->w + end * rb, *next = (const uint8_t *)((uintptr_t)(t->w + begin * rb) & ~(uintptr_t)63);
+        for (long r = begin; r < end; r += step) {
+            long e = end - r > step ? r + step : end;
+            const uint8_t *want = e < end ? t->w + e * rb + MATVEC_AHEAD : stop;
+            if (want > stop) want = stop;
+            for (; next < want; next += 64) _mm_prefetch((const char *)next, _MM_HINT_T0);
+            if (t->isa == 2) matvec_rows_vnni(t->type, t, r, e);
+            else matvec_rows_avx2(t->type, t, r, e);
         }
         return;
     }

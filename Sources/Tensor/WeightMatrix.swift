@@ -224,6 +224,16 @@ public struct WeightMatrix: Sendable {
     }
 }
 
+/// A weights file (a GGUF) mapped read-only for matrices that read it in place.
+public enum WeightFileMapping {
+    /// Maps `bytes` of the open file `descriptor` at a 2 MiB-aligned address with 2 MiB pages where the
+    /// system gives them (decode_map_weights_file says when); nil with errno set when it cannot be
+    /// mapped. Unmapped with munmap(base, bytes).
+    public static func map(descriptor: Int32, bytes: Int) -> UnsafeRawPointer? {
+        decode_map_weights_file(descriptor, bytes).map { UnsafeRawPointer($0) }
+    }
+}
+
 /// Memory from `decode_weights_allocate` (or the ordinary allocator when it fails), freed with the
 /// last matrix that shares it; or borrowed bytes whose owner it keeps alive. Written only while the
 /// owning WeightMatrix is built.

@@ -373,10 +373,11 @@ final class FileMapping: @unchecked Sendable {  // immutable; the pages are neve
             base = UnsafeRawPointer(bitPattern: 1)!  // never read: every read is checked against count 0
             return
         }
-        guard let p = mmap(nil, count, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+        // 2 MiB pages where the system gives them: a decode step streams every weight once.
+        guard let p = WeightFileMapping.map(descriptor: fd, bytes: count) else {
             throw .unreadable(file: path, cause: "mmap: \(String(cString: strerror(errno)))")
         }
-        base = UnsafeRawPointer(p)
+        base = p
     }
 
     /// Drops the resident pages wholly inside `range` (they are re-read from the file if touched again).

@@ -267,6 +267,28 @@ final class DecodeKernelTests: XCTestCase {
         XCTAssertEqual(empty.matrix().shape, [0, 5])
     }
 
+    /// A weights file mapped for reading in place: 2 MiB-aligned, every byte as the file holds it (a
+    /// file past the 4 MiB where the page probe runs, and one below it), readable twice over (the
+    /// probe may drop the file's cached pages, which are then read again).
+    func testWeightFileMappingReadsTheFile() throws {
+        for size in [5 * (1 << 20) + 4097, 3000] {
+            let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+            let url = FileManager.default.temporaryDirectory.appendingPathComponent("weights-\(UUID().uuidString).bin")
+            try Data(bytes).write(to: url)
+            defer { try? FileManager.default.removeItem(at: url) }
+            let fd = open(url.path, O_RDONLY)
+            XCTAssertGreaterThanOrEqual(fd, 0)
+            defer { close(fd) }
+            let base = try XCTUnwrap(WeightFileMapping.map(descriptor: fd, bytes: size))
+            defer { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+            XCTAssertEqual(Int(bitPattern: base) % (2 << 20), 0, "\(size) bytes: not 2 MiB-aligned")
+            for pass in 0..<2 {
+                XCTAssertTrue(bytes.elementsEqual(UnsafeRawBufferPointer(start: base, count: size)), "\(size) bytes, pass \(pass)")
+            }
+        }
+        XCTAssertNil(WeightFileMapping.map(descriptor: -1, bytes: 4096))
+    }
+
     /// The bandwidth probe sums what it reads.
     func testStreamSum() {
         let values = (0..<300_001).map { Float($0 % 7) - 3 }

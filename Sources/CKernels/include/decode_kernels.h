@@ -72,6 +72,16 @@ void *decode_weights_allocate(long bytes);
 /// Returns memory from `decode_weights_allocate` (NULL is ignored).
 void decode_weights_release(void *pointer);
 
+/// Maps `bytes` of the open file `fd` read-only (private) at a 2 MiB-aligned address and asks for
+/// 2 MiB pages (a decode step streams every weight once: 4 KiB pages cost a TLB miss and a restart
+/// of the hardware prefetchers every 4 KiB). Linux maps a file with 2 MiB pages only where its page
+/// cache holds 2 MiB folios: when a probe of the file's second 2 MiB finds 4 KiB pages cached, those
+/// 2 MiB are dropped from the page cache (only pages no process maps) and read again; if they then
+/// come back as one page (the file system has large folios), the rest of the file is dropped too,
+/// to be read again as 2 MiB folios as it is touched (once: later mappings find them cached).
+/// NULL when the file cannot be mapped (errno set).
+void *decode_map_weights_file(int fd, long bytes);
+
 /// Hands the allocator's freed but still resident heap back to the system (glibc's malloc_trim;
 /// nothing elsewhere). For measurements of resident memory.
 void decode_heap_trim(void);
