@@ -3,7 +3,7 @@ import Tensor
 import TestSupport
 import XCTest
 
-/// Attention and its score capture against a naive per-head softmax in Double.
+/// Attention and its score capture against the Double reference (TestSupport's referenceAttention).
 final class AttentionTests: XCTestCase {
     var rng = SplitMix(seed: 7)
 
@@ -11,36 +11,12 @@ final class AttentionTests: XCTestCase {
         try! Matrix(rows: rows, cols: cols, storage: (0..<(rows * cols)).map { _ in rng.nextFloat() * 2 })
     }
 
-    /// (output, scores) the slow way.
-    func naive(_ q: Matrix, _ k: Matrix, _ v: Matrix, heads: Int, kvHeads: Int, causal: Bool, offset: Int) -> ([Double], [Double]) {
-        let d = q.cols / heads, nq = q.rows, nk = k.rows
-        var out = [Double](repeating: 0, count: nq * heads * d)
-        var scores = [Double](repeating: 0, count: nk)
-        for h in 0..<heads {
-            let kvh = h / (heads / kvHeads)
-            for i in 0..<nq {
-                let visible = causal ? min(nk, offset + i + 1) : nk
-                var logits = (0..<visible).map { j in
-                    (0..<d).reduce(0.0) { $0 + Double(q[i, h * d + $1]) * Double(k[j, kvh * d + $1]) } / Double(d).squareRoot()
-                }
-                let m = logits.max()!
-                logits = logits.map { Foundation.exp($0 - m) }
-                let total = logits.reduce(0, +)
-                for j in 0..<visible {
-                    let p = logits[j] / total
-                    scores[j] += p / Double(heads * nq)
-                    for t in 0..<d { out[i * heads * d + h * d + t] += p * Double(v[j, kvh * d + t]) }
-                }
-            }
-        }
-        return (out, scores)
-    }
-
     func check(nq: Int, nk: Int, heads: Int, kvHeads: Int, d: Int, causal: Bool, offset: Int, line: UInt = #line) throws {
         let q = random(nq, heads * d), k = random(nk, kvHeads * d), v = random(nk, kvHeads * d)
         let result = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads, causal: causal,
                                    keyOffset: offset, captureScores: true)
-        let (out, scores) = naive(q, k, v, heads: heads, kvHeads: kvHeads, causal: causal, offset: offset)
+        let (out, scores) = referenceAttention(query: q.storage, key: k.storage, value: v.storage, queries: nq, keys: nk,
+                                               heads: heads, kvHeads: kvHeads, headDimension: d, visible: causal ? offset + 1 : nk)
         XCTAssertEqual(result.output.shape, [nq, heads * d], line: line)
         let outError = zipSameLength(result.output.storage, out).map { abs(Double($0) - $1) }.max() ?? 0
         XCTAssertLessThan(outError, 1e-4, "output \(nq)x\(nk) h\(heads)/\(kvHeads) d\(d) causal \(causal)", line: line)

@@ -168,20 +168,9 @@ final class DecodeKernelTests: XCTestCase {
                     // An earlier firstSlot: the slots after it are not visible.
                     for firstSlot in Set([length - 1, max(0, length - 3)]).sorted() {
                         let visible = min(length, firstSlot + 1)
-                        var expected = [Double](repeating: 0, count: heads * d)
-                        for h in 0..<heads {
-                            let kv = h / (heads / kvHeads)
-                            var logits = (0..<visible).map { j in
-                                (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(keys[(kv * capacity + j) * d + $1]) }
-                                    / Double(d).squareRoot()
-                            }
-                            let m = logits.max()!
-                            logits = logits.map { Foundation.exp($0 - m) }
-                            let total = logits.reduce(0, +)
-                            for j in 0..<visible {
-                                for t in 0..<d { expected[h * d + t] += logits[j] / total * Double(values[(kv * capacity + j) * d + t]) }
-                            }
-                        }
+                        let expected = referenceAttention(query: q, key: keys, value: values, queries: 1, keys: length, heads: heads,
+                                                          kvHeads: kvHeads, headDimension: d, visible: visible,
+                                                          keyRowStride: d, keyHeadStride: capacity * d).output
                         var output = [Float](repeating: .nan, count: heads * d)
                         var scratch: [Float] = []
                         output.withUnsafeMutableBufferPointer { po in

@@ -205,30 +205,6 @@ final class EncoderKernelTests: XCTestCase {
         XCTAssertThrowsError(try addRows(of: table, at: [0, 1], to: &h))
     }
 
-    /// Attention in Double: output [nq, heads · d] and per-key scores (mean over heads and queries);
-    /// query i sees the first min(nk, visible + i) keys.
-    func naiveAttention(_ q: Matrix, _ k: Matrix, _ v: Matrix, heads: Int, kvHeads: Int, visible: Int) -> (output: [Double], scores: [Double]) {
-        let nq = q.rows, nk = k.rows, d = q.cols / heads
-        var out = [Double](repeating: 0, count: nq * heads * d), scores = [Double](repeating: 0, count: nk)
-        for h in 0..<heads {
-            let kvh = h / (heads / kvHeads)
-            for i in 0..<nq {
-                let seen = min(nk, visible + i)
-                let logits = (0..<seen).map { j in
-                    (0..<d).reduce(0.0) { $0 + Double(q[i, h * d + $1]) * Double(k[j, kvh * d + $1]) } / Double(d).squareRoot()
-                }
-                let m = logits.max()!
-                let e = logits.map { exp($0 - m) }
-                let total = e.reduce(0, +)
-                for j in 0..<seen {
-                    scores[j] += e[j] / total / Double(heads * nq)
-                    for t in 0..<d { out[i * heads * d + h * d + t] += e[j] / total * Double(v[j, kvh * d + t]) }
-                }
-            }
-        }
-        return (out, scores)
-    }
-
     func randomMatrix(_ rows: Int, _ cols: Int) throws -> Matrix {
         try Matrix(rows: rows, cols: cols, storage: values(rows * cols, scale: 2))
     }
@@ -243,7 +219,8 @@ final class EncoderKernelTests: XCTestCase {
                                             (13, 100, 2, 2, 64), (40, 33, 4, 2, 40)] {
             let q = try randomMatrix(nq, heads * d), k = try randomMatrix(nk, kvHeads * d), v = try randomMatrix(nk, kvHeads * d)
             let result = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads, captureScores: true)
-            let (out, scores) = naiveAttention(q, k, v, heads: heads, kvHeads: kvHeads, visible: nk)
+            let (out, scores) = referenceAttention(query: q.storage, key: k.storage, value: v.storage, queries: nq, keys: nk, heads: heads,
+                                                   kvHeads: kvHeads, headDimension: d, visible: nk)
             let shape = "\(path) \(nq)x\(nk) heads \(heads)/\(kvHeads) d \(d)"
             XCTAssertLessThanOrEqual(worst(result.output.storage, out), 2e-5, "output \(shape)")
             XCTAssertLessThanOrEqual(worst(try XCTUnwrap(result.scores), scores), 1e-6, "scores \(shape)")
@@ -264,7 +241,8 @@ final class EncoderKernelTests: XCTestCase {
                                                 (100, 0, 3, 1, 8), (131, 17, 2, 2, 40)] {
             let nk = offset + nq
             let q = try randomMatrix(nq, heads * d), k = try randomMatrix(nk, kvHeads * d), v = try randomMatrix(nk, kvHeads * d)
-            let (out, scores) = naiveAttention(q, k, v, heads: heads, kvHeads: kvHeads, visible: offset + 1)
+            let (out, scores) = referenceAttention(query: q.storage, key: k.storage, value: v.storage, queries: nq, keys: nk, heads: heads,
+                                                   kvHeads: kvHeads, headDimension: d, visible: offset + 1)
             let shape = "\(path) \(nq) rows after \(offset), heads \(heads)/\(kvHeads) d \(d)"
             let result = try attention(query: q, key: k, value: v, heads: heads, kvHeads: kvHeads, causal: true,
                                        keyOffset: offset, captureScores: true)
