@@ -449,6 +449,15 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kmicro)(
     }
 }
 
+#ifndef KT_UNROLL
+// Loops over a tile block's registers, unrolled whole (their shifts and offsets become constants).
+#if defined(__clang__)
+#define KT_UNROLL _Pragma("unroll")
+#else
+#define KT_UNROLL _Pragma("GCC unroll 16")
+#endif
+#endif
+
 /// The tile form's scale shuffles (pshufb on a 128-bit broadcast of 16 scale bytes): lane j (rows 0–3
 /// in the low 128 bits, 4–7 in the high) gets byte j in both 16-bit halves, unsigned (dup) or in the
 /// high byte for an arithmetic shift (sdup); "+ 8" picks bytes 8–15 (the 0x80 entries stay zeroing);
@@ -492,39 +501,44 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktmicro)
         for (int a = 0; a < ra; a++) sumi[a] = ms[a] = _mm256_setzero_si256();
         if (type == T_Q6_K) {
             const __m256i two = _mm256_set1_epi8(0x30);
+            KT_UNROLL
             for (int n = 0; n < 2; n++) {
                 const uint8_t *h = b + KT_HALF6 * n;
-                // Family f: dwords 8f + t of the half (t < 8), scale group 8n + 2f + t / 4; two dwords
-                // per 16-bit sum (2 · 2 · 63 · 128 fits).
-                for (int f = 0; f < 4; f++) {
-                    __m256i scv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + KT_SC(type) + 8 * (8 * n + 2 * f))));
-                    for (int k = 0; k < 4; k++) {
-                        __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(scv, k < 2 ? sdup : _mm256_add_epi8(sdup, eight)), 8);
-                        __m256i s16[KGEMM_RA];
-                        for (int e = 0; e < 2; e++) {
-                            const int t = 2 * k + e;
-                            __m256i ql = _mm256_load_si256((const __m256i *)(h + 32 * (t + 8 * (f & 1))));
-                            __m256i qh = _mm256_load_si256((const __m256i *)(h + KT_QH6 + 32 * t));
-                            __m256i low = f < 2 ? _mm256_and_si256(ql, low4) : _mm256_and_si256(_mm256_srli_epi16(ql, 4), low4);
-                            __m256i high;
-                            switch (f) {
-                            case 0: high = _mm256_slli_epi16(qh, 4); break;
-                            case 1: high = _mm256_slli_epi16(qh, 2); break;
-                            case 2: high = qh; break;
-                            default: high = _mm256_srli_epi16(qh, 2); break;
-                            }
-                            __m256i w = _mm256_or_si256(low, _mm256_and_si256(high, two));
+                // Dwords t, t + 8, t + 16, t + 24 of the half (families f = 0 … 3) come from ql[t],
+                // ql[t + 8] and qh[t]; family f's dwords 2k, 2k + 1 share scale group 8n + 2f + k / 2
+                // and one 16-bit sum (2 · 2 · 63 · 128 fits).
+                KT_UNROLL
+                for (int k = 0; k < 4; k++) {
+                    __m256i s16[4][KGEMM_RA];
+                    KT_UNROLL
+                    for (int e = 0; e < 2; e++) {
+                        const int t = 2 * k + e;
+                        __m256i qa = _mm256_load_si256((const __m256i *)(h + 32 * t));
+                        __m256i qb = _mm256_load_si256((const __m256i *)(h + 32 * (t + 8)));
+                        __m256i qh = _mm256_load_si256((const __m256i *)(h + KT_QH6 + 32 * t));
+                        __m256i w[4];
+                        w[0] = _mm256_or_si256(_mm256_and_si256(qa, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 4), two));
+                        w[1] = _mm256_or_si256(_mm256_and_si256(qb, low4), _mm256_and_si256(_mm256_slli_epi16(qh, 2), two));
+                        w[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qa, 4), low4), _mm256_and_si256(qh, two));
+                        w[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qb, 4), low4), _mm256_and_si256(_mm256_srli_epi16(qh, 2), two));
+                        KT_UNROLL
+                        for (int f = 0; f < 4; f++)
                             for (int a = 0; a < ra; a++) {
                                 int32_t v;
                                 memcpy(&v, x[a]->qs + 128 * n + 4 * (8 * f + t), 4);
-                                __m256i prod = _mm256_maddubs_epi16(w, _mm256_set1_epi32(v));
-                                s16[a] = e ? _mm256_add_epi16(s16[a], prod) : prod;
+                                __m256i prod = _mm256_maddubs_epi16(w[f], _mm256_set1_epi32(v));
+                                s16[f][a] = e ? _mm256_add_epi16(s16[f][a], prod) : prod;
                             }
-                        }
-                        for (int a = 0; a < ra; a++) sumi[a] = MADD_ACC(sumi[a], s16[a], sc);
+                    }
+                    KT_UNROLL
+                    for (int f = 0; f < 4; f++) {
+                        __m256i scv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + KT_SC(type) + 8 * (8 * n + 2 * f))));
+                        __m256i sc = _mm256_srai_epi16(_mm256_shuffle_epi8(scv, k < 2 ? sdup : _mm256_add_epi8(sdup, eight)), 8);
+                        for (int a = 0; a < ra; a++) sumi[a] = MADD_ACC(sumi[a], s16[f][a], sc);
                     }
                 }
             }
+            KT_UNROLL
             for (int t = 0; t < 8; t++) {
                 __m256i scv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + KT_SC(type) + 16 * t)));
                 __m256i mn = _mm256_srai_epi16(_mm256_shuffle_epi8(scv, spair), 8);
@@ -536,8 +550,10 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktmicro)
             }
         } else {
             const int five = type == T_Q5_K, dw = five ? 4 : 8;
+            KT_UNROLL
             for (int g = 0; g < 4; g++) {
                 __m256i scv = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + KT_SC(type) + 16 * g)));
+                KT_UNROLL
                 for (int hf = 0; hf < 2; hf++) {
                     // Sub-block 2g + hf: the low (hf = 0) or high nibbles of the group's registers.
                     __m256i sc = _mm256_shuffle_epi8(scv, hf ? _mm256_add_epi8(dup, eight) : dup);
@@ -562,6 +578,7 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktmicro)
                     }
                 }
             }
+            KT_UNROLL
             for (int u = 0; u < 4; u++) {
                 __m256i mn = _mm256_shuffle_epi8(_mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(b + KT_MN(type) + 16 * u))), pair);
                 for (int a = 0; a < ra; a++) {

@@ -230,6 +230,8 @@ public struct WeightMatrix: Sendable {
         for p in parts where !seen.contains(p.format) { seen.append(p.format) }
         return seen
     }
+    /// Rows held in quant_kernels' 8-row tile form (see `tilesKQuants`).
+    var tiledRows: Int { parts.reduce(0) { $0 + ($1.tiled ? $1.rows : 0) } }
     /// Held as BF16 bit patterns (the high halves of the F32 values) throughout.
     public var isBF16: Bool { !parts.isEmpty && parts.allSatisfy { $0.format == .bf16 } }
 
