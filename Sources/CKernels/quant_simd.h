@@ -293,6 +293,29 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpos
     }
 }
 
+/// ktile_block's values (the tile form's registers) from 8 stored blocks (none NULL): each 32-byte
+/// run of the 8 rows is one 8 × 8 dword transpose.
+static inline SIMD_TARGET void SIMD_NAME(ktile_values)(const int type, const uint8_t *const src[8], uint8_t *dst) {
+    // (source offset in a stored block, destination offset in the tile block) per 32-byte run.
+    int runs = 0, from[8], to[8];
+    if (type == T_Q6_K) {
+        for (int n = 0; n < 2; n++) {
+            for (int h = 0; h < 2; h++, runs++) from[runs] = 64 * n + 32 * h, to[runs] = KT_HALF6 * n + 256 * h;
+            from[runs] = 128 + 32 * n, to[runs] = KT_HALF6 * n + KT_QH6, runs++;
+        }
+    } else {
+        const int five = type == T_Q5_K;
+        for (int g = 0; g < 4; g++, runs++) from[runs] = 16 + 32 * five + 32 * g, to[runs] = 256 * g;
+        if (five) from[runs] = 16, to[runs] = KT_QH5, runs++;
+    }
+    for (int r = 0; r < runs; r++) {
+        __m256i v[8];
+        for (int j = 0; j < 8; j++) v[j] = _mm256_loadu_si256((const __m256i *)(src[j] + from[r]));
+        SIMD_NAME(transpose8)(v);
+        for (int t = 0; t < 8; t++) _mm256_storeu_si256((__m256i *)(dst + to[r] + 32 * t), v[t]);
+    }
+}
+
 /// Values 32c … 32c + 31 of a K-quant block as unsigned bytes in order (c < 8).
 static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(kvalues)(const int type, const uint8_t *b, const int c) {
     const __m256i low4 = _mm256_set1_epi8(0x0F);
