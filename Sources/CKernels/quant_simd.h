@@ -15,8 +15,10 @@
 // four bytes of each row per lane, so each activation row's four bytes are one broadcast) and
 // activations grouped once per product (group_body): the same integers, the same chains. K-quants:
 // each block's exact integer sums (S, M), then eight F32 chains per pair (kblock_sums); the decode
-// step reads a row as stored (kdot_row), the many-row product runs `kmicro` on tiles of 8 weight
-// rows packed once per panel (kpack), the rows in the lanes: the portable code's chains too.
+// step reads a row as stored (kdot_row) or, repacked at load into tile form, 8 rows per pass
+// (ktmicro, the rows in the lanes); the many-row product runs `kmicro` on tiles of 8 weight rows
+// packed once per panel (kpack from stored rows, kpack_tiles from the tile form), the rows in the
+// lanes: the portable code's chains too.
 // All are always inlined with constant shapes, so the accumulators live in registers.
 
 #define SIMD_PASTE2(a, b) a##_##b

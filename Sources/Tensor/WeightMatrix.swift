@@ -2,9 +2,11 @@
 // them; Qwen2.5-VL-3B is 7.5 GB in BF16, 15 GB in F32) or one of llama.cpp's block formats (F16,
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
-// dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
-// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows packed once per
-// product), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
+// dot products against the activation quantized per block (CKernels' quant_kernels); K-quant rows
+// are repacked once at load into 8-row tiles with the rows in the lanes (`tilesKQuants`), which
+// decode and the many-row product read directly. Several rows
+// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows, unpacked once per
+// panel), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -371,7 +373,9 @@ extension WeightMatrix {
     /// with the rows in the lanes, four activation rows per pass, up to 8 byte products summed in 16
     /// bits per scale multiply) runs 88–92 GMAC/s for Q4_K and 70–77 for Q6_K on one core of this
     /// project's AVX2 machine against 61–64 for the kernel before it (142 × 2048 × 4096, one thread,
-    /// CPU time, alternating, load 6–9). The 32-value kernel (eight weight rows in the lanes × five
+    /// CPU time, alternating, load 6–9); matrices held in tile form (`tilesKQuants`) are unpacked a
+    /// panel at a time from the tiles instead, at the same rate (Q4_K 98 against 100, Q6_K 76 against
+    /// 76 GMAC/s, 142 × 4096 × 4096, one thread, load 3). The 32-value kernel (eight weight rows in the lanes × five
     /// activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes (CPU time,
     /// one thread, loaded machine), 1.5× the 2 × 3 tile kernel before it, which had lost to F32 tiles +
     /// sgemm above ~450 rows; integer at every row count also keeps OpenBLAS's threads from running

@@ -6,7 +6,8 @@
 // A single-row product (the decode step) quantizes the activation once per product, as llama.cpp
 // does: to 8-bit blocks of 32 (scale amax/127, for the 32-value block types) or of 256 with sums of
 // each 16 (ggml's q8_K, for the K-quants). Each weight row is then an integer dot product per block
-// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32. Rows are
+// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32; K-quant
+// rows repacked at load (quant_tile_rows) run 8 rows per pass with the rows in the lanes. Rows are
 // split over the decode team; a row's result depends only on the row, the activation and the
 // instruction set, never on the thread that computes it.
 #include <stdint.h>
