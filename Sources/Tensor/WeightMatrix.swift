@@ -2,9 +2,11 @@
 // them; Qwen2.5-VL-3B is 7.5 GB in BF16, 15 GB in F32) or one of llama.cpp's block formats (F16,
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
-// dot products against the activation quantized per block (CKernels' quant_kernels). Several rows
-// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows packed once per
-// product), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
+// dot products against the activation quantized per block (CKernels' quant_kernels); K-quant rows
+// are repacked once at load into 8-row tiles with the rows in the lanes (`tilesKQuants`), which
+// decode and the many-row product read directly. Several rows
+// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows, unpacked once per
+// panel), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -62,14 +64,34 @@ public struct WeightMatrix: Sendable {
     /// AVX512-BF16 (or tests emulate it: BF16Kernel.emulating); nil otherwise.
     private let panels: WeightBuffer?
 
-    /// A run of rows in one format.
+    /// A run of rows in one format; `tiled`: K-quant rows held in quant_kernels' 8-row tile form
+    /// (quant_tile_rows), `rowBytes` still the stored row's bytes.
     private struct Part: Sendable {
         let firstRow: Int
         let rows: Int
         let format: WeightFormat
         let rowBytes: Int
         let buffer: WeightBuffer
+        var tiled = false
         var bytes: UnsafeRawPointer { UnsafeRawPointer(buffer.raw) }
+        /// Bytes held: the tile form's (about 1.03× the stored bytes) or the stored rows'.
+        var heldBytes: Int { tiled ? quant_tiled_bytes(Int32(format.rawValue), rows, rowBytes / format.blockBytes * format.blockValues) : rows * rowBytes }
+        /// As quant_kernels' part table entry.
+        var table: quant_part { quant_part(type: Int32(format.rawValue), w: bytes, row_bytes: rowBytes, rows: rows, tiled: tiled ? 1 : 0) }
+    }
+
+    /// Whether matrices of K-quant rows (Q4_K, Q5_K, Q6_K) built by copying (`copyingRows`, GGUF
+    /// tensors, quantizing on load) are repacked into quant_kernels' 8-row tiles: decode reads 8 rows
+    /// per pass with the rows in the lanes (the scales unpacked once at load, not per block and row:
+    /// one thread, 4096 × 4096 Q4_K, 348 against 696 µs a product) and the many-row product skips
+    /// its per-product transposes. The same bits as the stored rows on every path. On by default
+    /// where the SIMD kernels run (x86 with AVX2); the portable path reads tiles a restored row at a
+    /// time. A matrix's last rows % 8 stay stored. Process-wide; tests turn it off to compare.
+    nonisolated(unsafe) public static var tilesKQuants = quant_best_isa() >= 1
+
+    /// Whether rows in `format` would be held in tile form now.
+    public static func tiles(_ format: WeightFormat) -> Bool {
+        tilesKQuants && quant_tiled_bytes(Int32(format.rawValue), 8, format.blockValues) > 0
     }
 
     private init(rows: Int, cols: Int, parts: [Part], bf16Products: Bool = false, panels: WeightBuffer? = nil) {
@@ -135,6 +157,11 @@ public struct WeightMatrix: Sendable {
         matrix.storage.withUnsafeBufferPointer { src in
             _ = quant_quantize_rows(Int32(format.rawValue), src.baseAddress, matrix.rows, matrix.cols, buffer.raw)
         }
+        if Self.tiles(format) {
+            // Repacked from the quantized rows, which are then freed.
+            try self.init(rows: matrix.rows, cols: matrix.cols, format: format) { UnsafeRawPointer(buffer.raw) + $0 * rowBytes }
+            return
+        }
         self.init(rows: matrix.rows, cols: matrix.cols,
                   parts: [Part(firstRow: 0, rows: matrix.rows, format: format, rowBytes: rowBytes, buffer: buffer)])
     }
@@ -149,13 +176,28 @@ public struct WeightMatrix: Sendable {
     }
 
     /// `rows` rows of `cols` values in `format`, copied into weight memory; `row(r)` gives the bytes
-    /// of destination row r (so a copy can reorder rows).
+    /// of destination row r (so a copy can reorder rows). K-quant rows go into tile form when
+    /// `tiles(format)` (all but the last rows % 8, which stay stored: a padded tail tile would hold
+    /// up to 7 empty rows).
     public init(rows: Int, cols: Int, format: WeightFormat, copyingRows row: (Int) -> UnsafeRawPointer) throws(TensorError) {
         try Self.checkShape(rows: rows, cols: cols, format: format)
         let rowBytes = format.rowBytes(cols)
-        let buffer = WeightBuffer(byteCount: rows * rowBytes)
-        for r in 0..<rows { (buffer.raw + r * rowBytes).copyMemory(from: row(r), byteCount: rowBytes) }
-        self.init(rows: rows, cols: cols, parts: [Part(firstRow: 0, rows: rows, format: format, rowBytes: rowBytes, buffer: buffer)])
+        let tiledRows = Self.tiles(format) && cols > 0 ? rows / 8 * 8 : 0
+        var parts: [Part] = []
+        if tiledRows > 0 {
+            let buffer = WeightBuffer(byteCount: quant_tiled_bytes(Int32(format.rawValue), tiledRows, cols))
+            let sources = (0..<tiledRows).map { Optional(row($0)) }
+            sources.withUnsafeBufferPointer {
+                _ = quant_tile_rows(Int32(format.rawValue), $0.baseAddress, tiledRows, cols, buffer.raw)
+            }
+            parts.append(Part(firstRow: 0, rows: tiledRows, format: format, rowBytes: rowBytes, buffer: buffer, tiled: true))
+        }
+        if rows > tiledRows || rows == 0 {
+            let buffer = WeightBuffer(byteCount: (rows - tiledRows) * rowBytes)
+            for r in tiledRows..<rows { (buffer.raw + (r - tiledRows) * rowBytes).copyMemory(from: row(r), byteCount: rowBytes) }
+            parts.append(Part(firstRow: tiledRows, rows: rows - tiledRows, format: format, rowBytes: rowBytes, buffer: buffer))
+        }
+        self.init(rows: rows, cols: cols, parts: parts)
     }
 
     /// The rows of `matrices` one after another (each keeps its format and memory).
@@ -167,7 +209,9 @@ public struct WeightMatrix: Sendable {
             guard m.cols == first.cols else {
                 throw .shapeMismatch(operation: "stacking weights", detail: "\(m.cols) columns beside \(first.cols)")
             }
-            for p in m.parts { parts.append(Part(firstRow: rows + p.firstRow, rows: p.rows, format: p.format, rowBytes: p.rowBytes, buffer: p.buffer)) }
+            for p in m.parts {
+                parts.append(Part(firstRow: rows + p.firstRow, rows: p.rows, format: p.format, rowBytes: p.rowBytes, buffer: p.buffer, tiled: p.tiled))
+            }
             rows += m.rows
         }
         self.init(rows: rows, cols: first.cols, parts: parts)
@@ -181,13 +225,15 @@ public struct WeightMatrix: Sendable {
 
     public var count: Int { rows * cols }
     /// Bytes held.
-    public var byteCount: Int { parts.reduce(0) { $0 + $1.rows * $1.rowBytes } }
+    public var byteCount: Int { parts.reduce(0) { $0 + $1.heldBytes } }
     /// The formats of the matrix's parts, in row order, without repeats.
     public var formats: [WeightFormat] {
         var seen: [WeightFormat] = []
         for p in parts where !seen.contains(p.format) { seen.append(p.format) }
         return seen
     }
+    /// Rows held in quant_kernels' 8-row tile form (see `tilesKQuants`).
+    var tiledRows: Int { parts.reduce(0) { $0 + ($1.tiled ? $1.rows : 0) } }
     /// Held as BF16 bit patterns (the high halves of the F32 values) throughout.
     public var isBF16: Bool { !parts.isEmpty && parts.allSatisfy { $0.format == .bf16 } }
 
@@ -211,7 +257,9 @@ public struct WeightMatrix: Sendable {
             switch p.format {
             case .f32: dst.update(from: src.assumingMemoryBound(to: Float.self), count: rows * cols)
             case .bf16: decode_widen_bf16(src.assumingMemoryBound(to: UInt16.self), dst, rows * cols)
-            default: quant_dequantize_rows(Int32(p.format.rawValue), src, p.rowBytes, rows, cols, dst, cols)
+            default:
+                var table = p.table
+                quant_dequantize_part(&table, from, rows, cols, dst, cols)
             }
         }
     }
@@ -325,7 +373,9 @@ extension WeightMatrix {
     /// with the rows in the lanes, four activation rows per pass, up to 8 byte products summed in 16
     /// bits per scale multiply) runs 88–92 GMAC/s for Q4_K and 70–77 for Q6_K on one core of this
     /// project's AVX2 machine against 61–64 for the kernel before it (142 × 2048 × 4096, one thread,
-    /// CPU time, alternating, load 6–9). The 32-value kernel (eight weight rows in the lanes × five
+    /// CPU time, alternating, load 6–9); matrices held in tile form (`tilesKQuants`) are unpacked a
+    /// panel at a time from the tiles instead, at the same rate (Q4_K 98 against 100, Q6_K 76 against
+    /// 76 GMAC/s, 142 × 4096 × 4096, one thread, load 3). The 32-value kernel (eight weight rows in the lanes × five
     /// activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes (CPU time,
     /// one thread, loaded machine), 1.5× the 2 × 3 tile kernel before it, which had lost to F32 tiles +
     /// sgemm above ~450 rows; integer at every row count also keeps OpenBLAS's threads from running
@@ -429,7 +479,7 @@ extension WeightMatrix {
     private static func withQuantParts(_ parts: [Part], _ body: (UnsafeMutableBufferPointer<quant_part>) -> Void) {
         withUnsafeTemporaryAllocation(of: quant_part.self, capacity: parts.count) { table in
             for (i, p) in parts.enumerated() {
-                table.initializeElement(at: i, to: quant_part(type: Int32(p.format.rawValue), w: p.bytes, row_bytes: p.rowBytes, rows: p.rows))
+                table.initializeElement(at: i, to: p.table)
             }
             withExtendedLifetime(parts) { body(table) }
         }
@@ -439,10 +489,11 @@ extension WeightMatrix {
     public func copyRow(_ r: Int, into destination: UnsafeMutablePointer<Float>) {
         guard r >= 0, r < rows, let p = parts.last(where: { $0.firstRow <= r }) else { return }
         withExtendedLifetime(p.buffer) {
-            let src = p.bytes + (r - p.firstRow) * p.rowBytes
             switch p.format {
-            case .f32: destination.update(from: src.assumingMemoryBound(to: Float.self), count: cols)
-            default: quant_dequantize_rows(Int32(p.format.rawValue), src, p.rowBytes, 1, cols, destination, cols)
+            case .f32: destination.update(from: (p.bytes + (r - p.firstRow) * p.rowBytes).assumingMemoryBound(to: Float.self), count: cols)
+            default:
+                var table = p.table
+                quant_dequantize_part(&table, r - p.firstRow, 1, cols, destination, cols)
             }
         }
     }
@@ -474,7 +525,8 @@ extension WeightMatrix {
                     decode_matvec_bf16(p.bytes.assumingMemoryBound(to: UInt16.self), p.rows, cols, cols, x, out, accumulate ? 1 : 0)
                 default:
                     // Fails only when the activation's few KB of scratch cannot be had.
-                    let status = quant_matvec(Int32(p.format.rawValue), p.bytes, p.rowBytes, p.rows, cols, x, out, accumulate ? 1 : 0)
+                    var table = p.table
+                    let status = quant_matvec_parts(&table, 1, cols, x, out, accumulate ? 1 : 0)
                     precondition(status == 0, "out of memory for a \(cols)-value activation")
                 }
             }

@@ -258,6 +258,13 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
                 mapping.release(info.range)  // read once: its pages need not stay resident beside the copy
                 return copy
             }
+            if WeightMatrix.tiles(format) {
+                // K-quants are repacked into 8-row tiles (WeightMatrix.tilesKQuants): the file's
+                // pages are read once and need not stay resident beside the tiles.
+                let tiled = try WeightMatrix(rows: rows, cols: cols, format: format) { base + $0 * rowBytes }
+                mapping.release(info.range)
+                return tiled
+            }
             return try WeightMatrix(rows: rows, cols: cols, format: format, borrowing: base, owner: mapping)
         } catch let error as VLMError {
             throw error

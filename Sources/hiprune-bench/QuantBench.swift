@@ -89,13 +89,15 @@ struct QuantBench: AsyncParsableCommand {
         // The previous file's model is gone, but the allocator may keep its freed heap resident:
         // hand that back, so the resident figure below is this model's, as in a process of its own.
         ProcessMemory.returnFreedHeap()
+        let loadStart = DispatchTime.now()
         let gguf = try GGUFFile(path: path)
         let model = try LlamaModel(gguf: gguf)
+        let loadSeconds = Self.seconds(since: loadStart)
         let session = try DecoderSession(model: model, context: 1024)
         let weightBytes = Double(model.decoder.weightBytes)
         print("")
         print("\(shape.name) shapes, \(blocks) of \(shape.totalLayers) blocks, \(scheme.uppercased()) (\((path as NSString).lastPathComponent), "
-              + String(format: "%.1f MB of weights held)", weightBytes / 1e6))
+              + String(format: "%.1f MB of weights held, loaded in %.3f s)", weightBytes / 1e6, loadSeconds))
         var random = UInt64(12345)
         func token() -> Int {
             random = random &* 6364136223846793005 &+ 1442695040888963407

@@ -516,4 +516,101 @@ final class QuantizedWeightTests: XCTestCase {
         }
         XCTAssertThrowsError(try WeightMatrix(source, quantizingTo: .q6_K))
     }
+
+    // MARK: K-quants in tile form (quant_tile_rows: 8 rows a tile, the rows in the lanes)
+
+    /// rearrangedKQuant built with the tile form on or off (WeightMatrix.tilesKQuants).
+    private func rearrangedKQuant(_ type: String, rows: Int, blocks: Int, tiled: Bool) throws -> (WeightMatrix, [Float]) {
+        let previous = WeightMatrix.tilesKQuants
+        defer { WeightMatrix.tilesKQuants = previous }
+        WeightMatrix.tilesKQuants = tiled
+        return try rearrangedKQuant(type, rows: rows, blocks: blocks)
+    }
+
+    /// The single-row products (one per input row) and the many-row product of `w` and `x` on `isa`,
+    /// the many-row one with the team and on one thread.
+    private func products(_ w: WeightMatrix, _ x: Matrix, isa: String) throws -> (singles: [Float], many: [Float], alone: [Float]) {
+        defer { WeightMatrix.prefillConversion = .automatic }
+        WeightMatrix.prefillConversion = .integer
+        var scratch: [Float] = []
+        var singles: [Float] = [], many: [Float] = [], alone: [Float] = []
+        try DecodeTeam.with(quantISA: isa) { () throws(TensorError) in
+            many = try linear(x, weight: w, scratch: &scratch).storage
+            try DecodeTeam.with(team: false) { () throws(TensorError) in alone = try linear(x, weight: w, scratch: &scratch).storage }
+            for i in 0..<x.rows {
+                var y = [Float](repeating: 0, count: w.rows)
+                x.storage.withUnsafeBufferPointer { px in
+                    y.withUnsafeMutableBufferPointer { w.multiply(px.baseAddress! + i * x.cols, into: $0.baseAddress!, accumulate: false) }
+                }
+                singles += y
+            }
+        }
+        return (singles, many, alone)
+    }
+
+    /// Tile-form K-quant matrices of 13 (a tile and 5 stored rows), 8 (one tile) and 3 rows (stored
+    /// only) give, on every instruction set this CPU has, exactly the portable product of the same
+    /// rows held as stored: decode (one input row at a time) and the many-row product (5 input rows;
+    /// with the team and on one thread), 9 blocks a row (the chains' last pass short by seven).
+    func testTiledKQuantProductsEqualThePortableStoredProduct() throws {
+        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+            for rows in [13, 8, 3] {
+                let (stored, _) = try rearrangedKQuant(type, rows: rows, blocks: 9, tiled: false)
+                let (tiled, _) = try rearrangedKQuant(type, rows: rows, blocks: 9, tiled: true)
+                XCTAssertEqual(stored.tiledRows, 0)
+                XCTAssertEqual(tiled.tiledRows, rows / 8 * 8, "\(type), \(rows) rows")
+                XCTAssertEqual(tiled.formats.map(\.name), [type])
+                let x = try Matrix(rows: 5, cols: tiled.cols, storage: (0..<5).flatMap { activation(tiled.cols, seed: UInt64(160 + $0)) })
+                let reference = try products(stored, x, isa: "portable")
+                // Both are [input row, weight row]: the many-row product is the single-row one per input.
+                XCTAssertEqual(reference.many, reference.singles, "\(type): stored rows")
+                for isa in DecodeTeam.quantInstructionSets {
+                    let got = try products(tiled, x, isa: isa)
+                    XCTAssertEqual(got.singles, reference.singles, "\(type), \(rows) rows, \(isa): tiled decode differs from portable stored")
+                    XCTAssertEqual(got.many, reference.many, "\(type), \(rows) rows, \(isa): tiled many-row product differs")
+                    XCTAssertEqual(got.alone, got.many, "\(type), \(rows) rows, \(isa): team and one thread differ")
+                }
+            }
+        }
+    }
+
+    /// Rows read back from the tile form (copyRow, the whole matrix) are gguf's dequantized values of
+    /// the same blocks; the matrix keeps its GGUF type and holds the tiles' bytes (about the stored
+    /// bytes) plus the stored tail.
+    func testTiledRowsDequantizeAsGGUF() throws {
+        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+            let (w, reference) = try rearrangedKQuant(type, rows: 13, blocks: 2, tiled: true)
+            XCTAssertEqual(w.tiledRows, 8)
+            XCTAssertEqual(w.matrix().storage, reference, type)
+            var row = [Float](repeating: 0, count: w.cols)
+            for r in 0..<w.rows {
+                row.withUnsafeMutableBufferPointer { w.copyRow(r, into: $0.baseAddress!) }
+                XCTAssertEqual(row, Array(reference[(r * w.cols)..<((r + 1) * w.cols)]), "\(type), row \(r)")
+            }
+            let format = try XCTUnwrap(WeightFormat(rawValue: UInt32(type == "Q4_K" ? 12 : type == "Q5_K" ? 13 : 14)))
+            XCTAssertEqual(w.formats, [format])
+            let stored = 13 * format.rowBytes(w.cols)
+            XCTAssertGreaterThanOrEqual(w.byteCount, stored, type)
+            XCTAssertLessThanOrEqual(Double(w.byteCount), 1.06 * Double(stored), type)
+        }
+    }
+
+    /// A matrix stacked from tile-form parts of different formats and stored tails, as Q4_K_M files'
+    /// stacked Q, K (Q4_K) and V (Q6_K) are: Q4_K 13 rows, Q6_K 16, Q4_K 3 (the Q6_K tiles start at row
+    /// 13, so claims of 8 rows cut them mid-tile): every instruction set gives the portable product of
+    /// the same parts stored, one input row and five.
+    func testStackedTiledPartsOfDifferentFormats() throws {
+        let shapes = [("Q4_K", 13), ("Q6_K", 16), ("Q4_K", 3)]
+        let stored = try WeightMatrix(stacking: shapes.map { try rearrangedKQuant($0.0, rows: $0.1, blocks: 9, tiled: false).0 })
+        let tiled = try WeightMatrix(stacking: shapes.map { try rearrangedKQuant($0.0, rows: $0.1, blocks: 9, tiled: true).0 })
+        XCTAssertEqual(tiled.tiledRows, 24)
+        XCTAssertEqual(tiled.formats.map(\.name), ["Q4_K", "Q6_K"])
+        let x = try Matrix(rows: 5, cols: tiled.cols, storage: (0..<5).flatMap { activation(tiled.cols, seed: UInt64(170 + $0)) })
+        let reference = try products(stored, x, isa: "portable")
+        for isa in DecodeTeam.quantInstructionSets {
+            let got = try products(tiled, x, isa: isa)
+            XCTAssertEqual(got.singles, reference.singles, "\(isa): stacked tiled decode differs from portable stored")
+            XCTAssertEqual(got.many, reference.many, "\(isa): stacked tiled many-row product differs")
+        }
+    }
 }

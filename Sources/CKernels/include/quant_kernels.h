@@ -6,7 +6,8 @@
 // A single-row product (the decode step) quantizes the activation once per product, as llama.cpp
 // does: to 8-bit blocks of 32 (scale amax/127, for the 32-value block types) or of 256 with sums of
 // each 16 (ggml's q8_K, for the K-quants). Each weight row is then an integer dot product per block
-// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32. Rows are
+// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32; K-quant
+// rows repacked at load (quant_tile_rows) run 8 rows per pass with the rows in the lanes. Rows are
 // split over the decode team; a row's result depends only on the row, the activation and the
 // instruction set, never on the thread that computes it.
 #include <stdint.h>
@@ -49,13 +50,35 @@ int quant_matvec(int type, const void *w, long row_bytes, long rows, long cols, 
 int quant_gemm(int type, const void *w, long row_bytes, long rows, long cols, const float *x, long m, long x_stride,
                float *y, long y_stride, int accumulate);
 
-/// One run of rows of a stacked matrix: `rows` rows of `type` blocks, `row_bytes` apart, at `w`.
+/// One run of rows of a stacked matrix: `rows` rows of `type` blocks, `row_bytes` apart, at `w`; or,
+/// with `tiled`, the same rows in the 8-row tile form of quant_tile_rows at `w` (row_bytes still the
+/// stored row's bytes).
 typedef struct {
     int type;
     const void *w;
     long row_bytes;
     long rows;
+    int tiled;
 } quant_part;
+
+/// K-quant weights (Q4_K, Q5_K, Q6_K) repacked once (at load) into tiles of 8 rows with the rows in
+/// the lanes, which the single-row and the many-row products read directly: per tile and block, the
+/// 8 rows' values four a lane (a dword of each row per register), the sub-block scales and minimums
+/// unpacked to a byte per row, d (and dmin) as halves. Same bits as the stored form on every path.
+/// Bytes of the tile form of `rows` rows (a multiple of 8) of `cols` values, or 0 when `type` has none.
+long quant_tiled_bytes(int type, long rows, long cols);
+
+/// Repacks the stored rows `rows[0 ..< count]` (count a multiple of 8; each cols values in `type`
+/// blocks) into tile form at `dst` (quant_tiled_bytes, 32-byte aligned). Runs on the decode team.
+/// Returns 0, or -1 for a type without a tile form.
+int quant_tile_rows(int type, const void *const *rows, long count, long cols, void *dst);
+
+/// The stored bytes of rows first ..< first + count of a tile-form part (`tiles`, rows of cols
+/// values) into `dst` (rows contiguous): exactly the bytes quant_tile_rows read.
+void quant_untile_rows(int type, const void *tiles, long cols, long first, long count, void *dst);
+
+/// quant_dequantize_rows for rows first ..< first + count of `part` (stored or tiled).
+void quant_dequantize_part(const quant_part *part, long first, long count, long cols, float *dst, long dst_stride);
 
 /// quant_matvec over the rows of `count` parts one after another (y's rows in the same order): the
 /// activation quantized once per block size the parts need, one team run for all rows; each row's
