@@ -1151,10 +1151,11 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
         }
     for (long c = 0; c < n; c++, wt += G32_WTB(type), ag += G32_AGB) {
 #if G32_PREFETCH
-        // The blocks G32_PREFETCH ahead: a tile's weights come from L2, a group's first pass over a
-        // chunk from L3.
+        // The group's block G32_PREFETCH ahead: its first pass over a chunk reads it from L3. The
+        // tile's weights (one sequential stream from L2) are left to the hardware prefetcher: their
+        // five prefetches per block cost more than they saved (7B Q8_0 layer at 612 rows, one
+        // thread, AVX2, CPU time: 0.5–7 % slower in each of five alternating comparisons).
         for (int line = 0; line < G32_AGB; line += 64) _mm_prefetch((const char *)(ag + G32_PREFETCH * G32_AGB + line), _MM_HINT_T0);
-        for (int line = 0; line < G32_WTB(type); line += 64) _mm_prefetch((const char *)(wt + G32_PREFETCH * G32_WTB(type) + line), _MM_HINT_T0);
 #endif
         __m256i s[GEMM_RA];
         SIMD_NAME(block_dots)(type, wt, ag, s);
