@@ -62,7 +62,10 @@ static const long SPIN_NS = 200000;  // covers the gaps inside a decode step, no
 
 static struct {
     _Alignas(64) _Atomic uint64_t cursor;
-    atomic_long done;  // units finished
+    // Units finished: a thread adds what it ran once it finds nothing left to claim (one add a task
+    // and thread, not one a claim), on a line of its own that the caller polls at the task's end
+    // without pulling the cursor's line away from a thread still claiming.
+    _Alignas(64) atomic_long done;
     atomic_long worker_units;
     _Alignas(64) _Atomic uint32_t wake;  // apart from the cursor: spinning workers read it constantly
     atomic_int sleepers;
@@ -98,13 +101,17 @@ static long monotonic_ns(void) {
     return (long)t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
-/// Claims and runs units of task `generation` until none is left; returns how many it ran.
+/// Claims and runs units of task `generation` until none is left, then counts them done; returns how
+/// many it ran.
 static long run_claims(uint64_t generation) {
     long ran = 0;
     uint64_t c = atomic_load_explicit(&team.cursor, memory_order_acquire);
     for (;;) {
         long units = (long)((c >> COUNT_BITS) & MAX_UNITS), next = (long)(c & MAX_UNITS);
-        if (generation_of(c) != generation || next >= units) return ran;
+        if (generation_of(c) != generation || next >= units) {
+            if (ran) atomic_fetch_add_explicit(&team.done, ran, memory_order_release);
+            return ran;
+        }
         long quantum = 1L << ((c >> (2 * COUNT_BITS)) & 3);
         long share = (units - next + 2 * team.size - 1) / (2 * team.size);
         share = (share + quantum - 1) / quantum * quantum;
@@ -113,7 +120,6 @@ static long run_claims(uint64_t generation) {
                                                    memory_order_acq_rel, memory_order_acquire)) continue;
         team.body(team.context, next, end);
         ran += end - next;
-        atomic_fetch_add_explicit(&team.done, end - next, memory_order_release);
         c = atomic_load_explicit(&team.cursor, memory_order_acquire);
     }
 }
