@@ -73,7 +73,9 @@ public final class LlamaModel: DecoderModel {
         var order: [Int]?
         if let heads = rotaryHeads, name.hasSuffix("q_proj.weight") { order = rotaryRowOrder(rows: rows, heads: heads.q) }
         if let heads = rotaryHeads, name.hasSuffix("k_proj.weight") { order = rotaryRowOrder(rows: rows, heads: heads.k) }
-        return .stored(try gguf.weightMatrix(ggufName, rowOrder: order))
+        // An embedding beside its own output matrix is only read a row per token.
+        let rowsOnly = name == "embed_tokens.weight" && gguf.tensors[Self.ggufName("lm_head.weight")] != nil
+        return .stored(try gguf.weightMatrix(ggufName, rowOrder: order, rowsOnly: rowsOnly))
     }
 
     static func ggufName(_ hf: String) -> String {
