@@ -174,6 +174,17 @@ static inline void scale_min_k4(int j, const uint8_t *q, int *scale, int *min) {
     }
 }
 
+/// The 6-bit scales and minimums of Q4_K's / Q5_K's 8 sub-blocks (12 bytes at q) unpacked at once,
+/// as scale_min_k4 reads them one at a time: bytes 0–7 the scales, 8–15 the minimums.
+static inline void unpack_k4_scales(const uint8_t *q, uint32_t packed[4]) {
+    memcpy(packed, q, 12);
+    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
+    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
+    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
+    packed[2] = mins_low;
+    packed[0] &= 0x3F3F3F3F;
+}
+
 static void dequantize_row(int type, const uint8_t *b, long cols, float *y) {
     long nb = cols / quant_block_values(type);
     switch (type) {
@@ -286,23 +297,6 @@ static void dequantize_row(int type, const uint8_t *b, long cols, float *y) {
     }
 }
 
-typedef struct {
-    int type;
-    const uint8_t *src;
-    long row_bytes, cols, dst_stride;
-    float *dst;
-} dequantize_task;
-
-static void dequantize_body(void *context, long begin, long end) {
-    const dequantize_task *t = context;
-    for (long r = begin; r < end; r++) dequantize_row(t->type, t->src + r * t->row_bytes, t->cols, t->dst + r * t->dst_stride);
-}
-
-void quant_dequantize_rows(int type, const void *src, long row_bytes, long rows, long cols, float *dst, long dst_stride) {
-    if (rows <= 0 || cols <= 0 || !quant_block_values(type)) return;
-    dequantize_task task = {type, src, row_bytes, cols, dst_stride, dst};
-    hp_team_run(dequantize_body, &task, rows, 4, rows * cols >= 65536);
-}
 
 // MARK: - Activations
 
@@ -1298,12 +1292,12 @@ static void dequantize_part_body(void *context, long begin, long end) {
 }
 
 void quant_dequantize_part(const quant_part *part, long first, long count, long cols, float *dst, long dst_stride) {
-    if (!part->tiled) {
-        quant_dequantize_rows(part->type, (const uint8_t *)part->w + first * part->row_bytes, part->row_bytes, count, cols, dst,
-                              dst_stride);
-        return;
-    }
-    if (count <= 0 || cols <= 0 || !KT_BYTES(part->type)) return;
+    if (count <= 0 || cols <= 0 || !quant_block_values(part->type) || (part->tiled && !KT_BYTES(part->type))) return;
     dequantize_part_task task = {part, first, cols, dst_stride, dst};
     hp_team_run(dequantize_part_body, &task, count, 4, count * cols >= 65536);
+}
+
+void quant_dequantize_rows(int type, const void *src, long row_bytes, long rows, long cols, float *dst, long dst_stride) {
+    quant_part part = {type, src, row_bytes, rows, 0};
+    quant_dequantize_part(&part, 0, rows, cols, dst, dst_stride);
 }

@@ -127,15 +127,9 @@ static inline __attribute__((always_inline)) SIMD_TARGET SIMD_NAME(kscales) SIMD
         k.dmin = 0;
         return k;
     }
-    // The 6-bit scales and mins of the 8 sub-blocks unpacked at once (what scale_min_k4 reads one
-    // at a time): bytes 0–7 scales, 8–15 mins.
+    // The 6-bit scales (bytes 0–7) and mins (8–15) of the 8 sub-blocks.
     uint32_t packed[4];
-    memcpy(packed, b + 4, 12);
-    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
-    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
-    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
-    packed[2] = mins_low;
-    packed[0] &= 0x3F3F3F3F;
+    unpack_k4_scales(b + 4, packed);
     __m128i bytes = _mm_loadu_si128((const __m128i *)packed);
     __m256i s = _mm256_broadcastsi128_si256(_mm_cvtepu8_epi16(bytes));
     // Group c is sub-blocks 2c (low nibbles: Ra/Rb's quarters 0 and 2) and 2c + 1 (quarters 1, 3).
@@ -365,14 +359,9 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kscale_d
         *dmin = 0;
         return;
     }
-    // The 6-bit scales (bytes 0–7) and minimums (8–15) of the 8 sub-blocks, as kscales_raw unpacks them.
+    // The 6-bit scales (bytes 0–7) and minimums (8–15) of the 8 sub-blocks.
     uint32_t packed[4];
-    memcpy(packed, b + 4, 12);
-    packed[3] = ((packed[2] >> 4) & 0x0F0F0F0F) | (((packed[1] >> 6) & 0x03030303) << 4);
-    uint32_t mins_low = packed[1] & 0x3F3F3F3F;
-    packed[1] = (packed[2] & 0x0F0F0F0F) | (((packed[0] >> 6) & 0x03030303) << 4);
-    packed[2] = mins_low;
-    packed[0] &= 0x3F3F3F3F;
+    unpack_k4_scales(b + 4, packed);
     __m128i bytes = _mm_loadu_si128((const __m128i *)packed);
     __m256i s = _mm256_cvtepu8_epi32(bytes);
     s = _mm256_or_si256(s, _mm256_slli_epi32(s, 16));
