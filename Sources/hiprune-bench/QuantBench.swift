@@ -380,7 +380,9 @@ enum QuantBenchFile {
               let handle = FileHandle(forWritingAtPath: temporary) else {
             throw ValidationError("cannot write \(temporary)")
         }
-        handle.seekToEndOfFile()
+        // A failed write (a full disk) leaves no partial file behind under either name.
+        defer { try? FileManager.default.removeItem(atPath: temporary) }
+        do { try handle.seekToEnd() } catch { throw ValidationError("cannot write \(temporary): \(error.localizedDescription)") }
         var state: UInt64 = 0x2545_F491_4F6C_DD1D
         for t in tensors {
             let bytes = t.format.rowBytes(t.cols) * t.rows
@@ -399,9 +401,12 @@ enum QuantBenchFile {
                 }
                 setScales(&block, format: t.format, blocks: bytes / t.format.blockBytes)
             }
-            handle.write(Data(block))
+            do { try handle.write(contentsOf: block) } catch {
+                try? handle.close()
+                throw ValidationError("cannot write \(temporary): \(error.localizedDescription)")
+            }
         }
-        handle.closeFile()
+        do { try handle.close() } catch { throw ValidationError("cannot write \(temporary): \(error.localizedDescription)") }
         do { try FileManager.default.moveItem(atPath: temporary, toPath: path) } catch {
             throw ValidationError("cannot move \(temporary) to \(path): \(error.localizedDescription)")
         }
