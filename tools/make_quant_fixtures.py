@@ -9,6 +9,10 @@ pattern is valid; Q6_K's int8 scales span their range; the f16 super-block scale
 positives). "Q8_0.source" keeps the F32 rows Q8_0 was made from (the quantize-on-load test).
 "unsupported" is one Q2_K tensor: loading it must fail naming tensor and type.
 
+Tests/Fixtures/quant/embedding-untied.gguf and embedding-tied.gguf: a Q4_K token_embd.weight of
+9 x 256 (one tile of 8 rows and one row past it), the first beside its own Q4_K output.weight, the
+second alone (tied: it is the output head too) -- which of them the loader repacks into tiles.
+
 Run: python3 tools/make_quant_fixtures.py   (numpy, gguf)
 """
 import os
@@ -23,17 +27,17 @@ OUT = os.path.join(ROOT, "Tests", "Fixtures", "quant", "blocks.gguf")
 ROWS, COLS = 4, 512
 
 
-def random_blocks(rng, qtype):
+def random_blocks(rng, qtype, rows=ROWS, cols=COLS):
     block, size = gguf.GGML_QUANT_SIZES[qtype]
-    raw = rng.integers(0, 256, size=(ROWS, COLS // block, size), dtype=np.uint8)
+    raw = rng.integers(0, 256, size=(rows, cols // block, size), dtype=np.uint8)
     def halves(lo, hi):
-        return rng.uniform(lo, hi, size=(ROWS, COLS // block)).astype(np.float16).view(np.uint8).reshape(ROWS, COLS // block, 2)
+        return rng.uniform(lo, hi, size=(rows, cols // block)).astype(np.float16).view(np.uint8).reshape(rows, cols // block, 2)
     if qtype in (Q.Q4_K, Q.Q5_K):
         raw[:, :, 0:2] = halves(1e-4, 2e-3)   # d
         raw[:, :, 2:4] = halves(1e-4, 2e-3)   # dmin
     elif qtype == Q.Q6_K:
         raw[:, :, 208:210] = halves(-2e-3, 2e-3)  # d (sign free: the int8 scales carry sign too)
-    return raw.reshape(ROWS, -1)
+    return raw.reshape(rows, -1)
 
 
 def main():
@@ -60,6 +64,19 @@ def main():
     w.write_tensors_to_file()
     w.close()
     print(OUT, os.path.getsize(OUT), "bytes")
+
+    rng = np.random.default_rng(13)
+    for name, tensors in (("embedding-untied.gguf", ("token_embd.weight", "output.weight")),
+                          ("embedding-tied.gguf", ("token_embd.weight",))):
+        path = os.path.join(os.path.dirname(OUT), name)
+        w = gguf.GGUFWriter(path, "llama")
+        for tensor in tensors:
+            w.add_tensor(tensor, random_blocks(rng, Q.Q4_K, rows=9, cols=256), raw_dtype=Q.Q4_K)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        print(path, os.path.getsize(path), "bytes")
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+@testable import Tensor
 @testable import VLM
 import TestSupport
 
@@ -96,6 +97,28 @@ final class GGUFTests: XCTestCase {
             }
             // The other tensors of the same file still load.
             for other in original.tensors.keys where other != name { XCTAssertNoThrow(try file.floats(other), other) }
+        }
+    }
+
+    /// An embedding beside its own output matrix is only read a row per token, so the loader keeps
+    /// it in the file's rows; a tied one (it is the output head too) and the output matrix are
+    /// repacked into tiles of 8 rows, where the tile kernels run. All three hold the file's values.
+    /// (quant/embedding-*.gguf: Q4_K, 9 × 256, from tools/make_quant_fixtures.py.)
+    func testOnlyAnEmbeddingThatIsNotTheOutputHeadStaysInRows() throws {
+        let previous = WeightMatrix.tilesKQuants
+        defer { WeightMatrix.tilesKQuants = previous }
+        WeightMatrix.tilesKQuants = true
+        let cases = [("embedding-untied.gguf", "embed_tokens.weight", 0), ("embedding-untied.gguf", "lm_head.weight", 8),
+                     ("embedding-tied.gguf", "embed_tokens.weight", 8)]
+        for (file, name, tiledRows) in cases {
+            let gguf = try GGUFFile(path: Fixtures.path("quant", file))
+            guard case .stored(let held) = try LlamaModel.ggufTensor(gguf, name: name, shape: [9, 256], rotaryHeads: nil) else {
+                XCTFail("\(file): \(name) is not held in its block format")
+                continue
+            }
+            XCTAssertEqual(held.tiledRows, tiledRows, "\(file): \(name)")
+            XCTAssertEqual(held.formats, [.q4_K], "\(file): \(name)")
+            XCTAssertEqual(held.matrix().storage, try gguf.matrix(LlamaModel.ggufName(name)).storage, "\(file): \(name)")
         }
     }
 }
