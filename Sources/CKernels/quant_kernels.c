@@ -619,18 +619,88 @@ static void *kquant_tile(long bytes) {
 #define KT_MN(type) (KT_SC(type) + 64)
 #define KT_D(type) ((type) == T_Q4_K ? 1152 : (type) == T_Q5_K ? 1408 : 1664)
 enum { KT_QH5 = 1024, KT_HALF6 = 768, KT_QH6 = 512 };
+// The 32-value types in tile form, the same idea a block of 32 values at a time: per tile and block
+// 8 × the stored block's bytes (Q4_0 144, Q4_1 160, Q5_0 176, Q5_1 192, Q8_0 272), so the tiles hold
+// exactly the stored bytes; decode unpacks a dword of the 8 rows per register (a mask, or a shift and
+// a mask; Q5's fifth bits one shift and a mask more) instead of each row's block alone, a reduction
+// across lanes per row and the eight scales gathered by inserts.
+//   Q8_0: q[t] (t < 8; 256 B): lane j = row j's bytes 4t … 4t + 3 (values 4t …); d[j] halves (16 B).
+//   Q4_0 / Q4_1 / Q5_0 / Q5_1: nib[u] (u < 4; 128 B): lane j = row j's nibble bytes 4u … 4u + 3 (low
+//     halves: values 4u …; high halves: 16 + 4u …); Q5_0/Q5_1: qh (32 B): lane j = row j's 32 high
+//     bits regrouped (qh_regroup: byte k's bit t is value 4t + k's, so dword t's four fifth bits are
+//     bit t of each byte); d[j] halves (16 B); Q4_1/Q5_1: m[j] halves (16 B).
+#define T32_D(type) ((type) == T_Q8_0 ? 256 : (type) == T_Q5_0 || (type) == T_Q5_1 ? 160 : 128)
+enum { T32_QH = 128 };
+// Whether Q8_0 has the tile form (measured against its stored eight-row pass; see tile_block_bytes).
+#ifndef T32_Q8_0
+#define T32_Q8_0 1
+#endif
 // Bytes of a tile-form single-row product's stream requested ahead of the block it reads.
 #ifndef KT_AHEAD
 #define KT_AHEAD 2048
 #endif
 
+/// Bytes of one block of a tile (8 rows) in tile form, or 0 for a type without one.
+static long tile_block_bytes(int type) {
+    if (KT_BYTES(type)) return KT_BYTES(type);
+    if (quant_block_values(type) == QK && (type != T_Q8_0 || T32_Q8_0)) return 8 * quant_block_bytes(type);
+    return 0;
+}
+
+/// Where a 32-value block's nibbles and high bits start (after d, the _1 types' m, Q5's high bits).
+static inline int q32_nibbles(int type) {
+    return 2 + 2 * (type == T_Q4_1 || type == T_Q5_1) + 4 * (type == T_Q5_0 || type == T_Q5_1);
+}
+static inline int q32_high(int type) { return 2 + 2 * (type == T_Q5_1); }
+
+/// A Q5 block's 32 high bits (bit v: value v) regrouped for the tile form: byte k's bit t is value
+/// 4t + k's (every fourth bit from bit k gathered into byte k).
+static inline uint32_t qh_regroup(uint32_t h) {
+    uint32_t out = 0;
+    for (int k = 0; k < 4; k++) {
+        uint32_t y = (h >> k) & 0x11111111u;
+        y = (y | y >> 3) & 0x03030303u;
+        y = (y | y >> 6) & 0x000F000Fu;
+        y = (y | y >> 12) & 0xFFu;
+        out |= y << (8 * k);
+    }
+    return out;
+}
+
+/// qh_regroup's inverse.
+static inline uint32_t qh_ungroup(uint32_t g) {
+    uint32_t h = 0;
+    for (int k = 0; k < 4; k++) {
+        uint32_t y = (g >> (8 * k)) & 0xFFu;
+        y = (y | y << 12) & 0x000F000Fu;
+        y = (y | y << 6) & 0x03030303u;
+        y = (y | y << 3) & 0x11111111u;
+        h |= y << k;
+    }
+    return h;
+}
+
 /// The bytes of 8 stored blocks (rows 0–7 of a tile, block b each; NULL: a zero row) in tile form;
 /// without `values` only the scales, minimums and d (the SIMD repacker transposes the values).
 static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int values) {
-    memset(dst, 0, (size_t)KT_BYTES(type));
+    memset(dst, 0, (size_t)tile_block_bytes(type));
     for (int j = 0; j < 8; j++) {
         const uint8_t *b = src[j];
         if (!b) continue;
+        if (quant_block_values(type) == QK) {
+            // The high bits are regrouped here on every path (the SIMD repacker transposes the rest).
+            const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
+            for (int t = 0; t < (q8 ? 8 : 4) && values; t++) memcpy(dst + 32 * t + 4 * j, b + at + 4 * t, 4);
+            if (type == T_Q5_0 || type == T_Q5_1) {
+                uint32_t h;
+                memcpy(&h, b + q32_high(type), 4);
+                h = qh_regroup(h);
+                memcpy(dst + T32_QH + 4 * j, &h, 4);
+            }
+            memcpy(dst + T32_D(type) + 2 * j, b, 2);
+            if (one) memcpy(dst + T32_D(type) + 16 + 2 * j, b + 2, 2);
+            continue;
+        }
         if (type == T_Q6_K) {
             for (int n = 0; n < 2 && values; n++) {
                 uint8_t *h = dst + KT_HALF6 * n;
@@ -661,6 +731,19 @@ static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int
 /// Row j of a tile block back in its stored bytes (ktile_block's inverse; the 6-bit scales packed as
 /// ggml packs them).
 static void kuntile_block(int type, const uint8_t *tile, int j, uint8_t *b) {
+    if (quant_block_values(type) == QK) {
+        const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
+        for (int t = 0; t < (q8 ? 8 : 4); t++) memcpy(b + at + 4 * t, tile + 32 * t + 4 * j, 4);
+        if (type == T_Q5_0 || type == T_Q5_1) {
+            uint32_t g;
+            memcpy(&g, tile + T32_QH + 4 * j, 4);
+            g = qh_ungroup(g);
+            memcpy(b + q32_high(type), &g, 4);
+        }
+        memcpy(b, tile + T32_D(type) + 2 * j, 2);
+        if (one) memcpy(b + 2, tile + T32_D(type) + 16 + 2 * j, 2);
+        return;
+    }
     if (type == T_Q6_K) {
         for (int n = 0; n < 2; n++) {
             const uint8_t *h = tile + KT_HALF6 * n;
@@ -900,18 +983,19 @@ typedef struct {
 } parts_task;
 
 /// Whether the parts are all types these products take (block formats; F16 too for `single`; tile
-/// form only for the K-quants), with their total rows and which activation block sizes they need
-/// (need256: stored K-quant parts; tiled: tile-form parts).
+/// form for the types that have one), with their total rows and which activation block sizes they
+/// need (need32: 32-value parts, stored or tiled; need256: stored K-quant parts; tiled: tile-form
+/// K-quant parts, which take the q8_K values in order).
 static int parts_shape(const quant_part *parts, long count, int single, long *rows, int *need32, int *need256, int *tiled) {
     *rows = 0;
     *need32 = *need256 = *tiled = 0;
     for (long p = 0; p < count; p++) {
         long values = quant_block_values(parts[p].type);
         if (!(values == QK || values == QKK || (single && parts[p].type == T_F16))) return 0;
-        if (parts[p].tiled && !KT_BYTES(parts[p].type)) return 0;
+        if (parts[p].tiled && !tile_block_bytes(parts[p].type)) return 0;
         *need32 |= values == QK;
         *need256 |= values == QKK && !parts[p].tiled;
-        *tiled |= parts[p].tiled;
+        *tiled |= parts[p].tiled && values == QKK;
         *rows += parts[p].rows;
     }
     return 1;
@@ -937,7 +1021,7 @@ static const uint8_t *activation_of(const parts_task *t, int type, long *stride)
 
 static void matvec_part(const parts_task *t, const quant_part *part, long first, long begin, long end) {
     long stride;
-    const uint8_t *activation = part->tiled ? t->act256n : activation_of(t, part->type, &stride);
+    const uint8_t *activation = part->tiled && quant_block_values(part->type) == QKK ? t->act256n : activation_of(t, part->type, &stride);
     matvec_task task = {part->type, t->isa, part->w, part->row_bytes, t->cols, activation, t->x, t->y + first, t->accumulate,
                         part->tiled};
     matvec_body(&task, begin, end);
@@ -1224,12 +1308,12 @@ int quant_quantize_rows(int type, const float *src, long rows, long cols, void *
     return 0;
 }
 
-// MARK: - Tile form (the layout is described at KT_BYTES)
+// MARK: - Tile form (the layouts are described at KT_BYTES and T32_D)
 
 long quant_tiled_bytes(int type, long rows, long cols) {
-    long tb = KT_BYTES(type);
-    if (!tb || rows < 0 || rows % 8 || cols % QKK) return 0;
-    return rows / 8 * (cols / QKK) * tb;
+    long tb = tile_block_bytes(type), values = quant_block_values(type);
+    if (!tb || rows < 0 || rows % 8 || cols % values) return 0;
+    return rows / 8 * (cols / values) * tb;
 }
 
 typedef struct {
@@ -1241,7 +1325,7 @@ typedef struct {
 
 static void tile_body(void *context, long begin, long end) {
     const tile_task *t = context;
-    const long tb = KT_BYTES(t->type);
+    const long tb = tile_block_bytes(t->type);
     int simd = HAVE_X86 && isa() >= 1;
     for (long k = begin; k < end; k++)
         for (long i = 0; i < t->nb; i++) {
@@ -1257,16 +1341,17 @@ static void tile_body(void *context, long begin, long end) {
 }
 
 int quant_tile_rows(int type, const void *const *rows, long count, long cols, void *dst) {
-    if (!KT_BYTES(type) || count % 8 || cols % QKK) return -1;
+    if (!tile_block_bytes(type) || count % 8 || cols % quant_block_values(type)) return -1;
     if (count <= 0 || cols <= 0) return 0;
-    tile_task task = {type, (const uint8_t *const *)rows, cols / QKK, quant_block_bytes(type), dst};
+    tile_task task = {type, (const uint8_t *const *)rows, cols / quant_block_values(type), quant_block_bytes(type), dst};
     hp_team_run(tile_body, &task, count / 8, 1, count * cols >= 65536);
     return 0;
 }
 
 void quant_untile_rows(int type, const void *tiles, long cols, long first, long count, void *dst) {
-    const long nb = cols / QKK, tb = KT_BYTES(type), size = quant_block_bytes(type);
+    const long tb = tile_block_bytes(type), size = quant_block_bytes(type);
     if (!tb) return;
+    const long nb = cols / quant_block_values(type);
     uint8_t *out = dst;
     for (long r = first; r < first + count; r++)
         for (long i = 0; i < nb; i++, out += size)
@@ -1292,7 +1377,7 @@ static void dequantize_part_body(void *context, long begin, long end) {
 }
 
 void quant_dequantize_part(const quant_part *part, long first, long count, long cols, float *dst, long dst_stride) {
-    if (count <= 0 || cols <= 0 || !quant_block_values(part->type) || (part->tiled && !KT_BYTES(part->type))) return;
+    if (count <= 0 || cols <= 0 || !quant_block_values(part->type) || (part->tiled && !tile_block_bytes(part->type))) return;
     dequantize_part_task task = {part, first, cols, dst_stride, dst};
     hp_team_run(dequantize_part_body, &task, count, 4, count * cols >= 65536);
 }

@@ -244,7 +244,7 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
     /// A 2-D tensor as a weight matrix in its stored format, read in place from the mapping (which
     /// stays open while the matrix lives): rows = dimensions[1], cols = dimensions[0]. With
     /// `rowOrder`, destination row r is the file's row rowOrder[r] (copied out of the mapping).
-    /// `rowsOnly`: the matrix is only ever read a row at a time (an untied embedding), so K-quants stay
+    /// `rowsOnly`: the matrix is only ever read a row at a time (an untied embedding), so block formats stay
     /// in place rather than repacked into tiles: only the rows of tokens seen are paged in (a 7B
     /// Q4_K_M file's token_embd is 74 MB, a prompt touches a few hundred KB of it).
     public func weightMatrix(_ name: String, rowOrder: [Int]? = nil, rowsOnly: Bool = false) throws(VLMError) -> WeightMatrix {
@@ -262,7 +262,7 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
                 return copy
             }
             if WeightMatrix.tiles(format) && !rowsOnly {
-                // K-quants are repacked into 8-row tiles (WeightMatrix.tilesKQuants): the file's
+                // Block formats are repacked into 8-row tiles (WeightMatrix.tilesBlockFormats): the file's
                 // pages are read once and need not stay resident beside the tiles.
                 let tiled = try WeightMatrix(rows: rows, cols: cols, format: format) { base + $0 * rowBytes }
                 mapping.release(info.range)
