@@ -621,16 +621,19 @@ static void *kquant_tile(long bytes) {
 enum { KT_QH5 = 1024, KT_HALF6 = 768, KT_QH6 = 512 };
 // The 32-value types in tile form, the same idea a block of 32 values at a time: per tile and block
 // 8 × the stored block's bytes (Q4_0 144, Q4_1 160, Q5_0 176, Q5_1 192, Q8_0 272), so the tiles hold
-// exactly the stored bytes; decode unpacks a dword of the 8 rows per register (a mask, or a shift and
-// a mask; Q5's fifth bits one shift and a mask more) instead of each row's block alone, a reduction
-// across lanes per row and the eight scales gathered by inserts.
+// exactly the stored bytes; decode unpacks a dword of the 8 rows per register (one mask, or two
+// shifts, two masks and an or) instead of each row's block alone, a reduction across lanes per row
+// and the eight scales gathered by inserts.
 //   Q8_0: q[t] (t < 8; 256 B): lane j = row j's bytes 4t … 4t + 3 (values 4t …); d[j] halves (16 B).
-//   Q4_0 / Q4_1 / Q5_0 / Q5_1: nib[u] (u < 4; 128 B): lane j = row j's nibble bytes 4u … 4u + 3 (low
-//     halves: values 4u …; high halves: 16 + 4u …); Q5_0/Q5_1: qh (32 B): lane j = row j's 32 high
-//     bits regrouped (qh_regroup: byte k's bit t is value 4t + k's, so dword t's four fifth bits are
-//     bit t of each byte); d[j] halves (16 B); Q4_1/Q5_1: m[j] halves (16 B).
+//   Q4_0 / Q4_1: nib[u] (u < 4; 128 B): lane j = row j's nibble bytes 4u … 4u + 3 (low halves: values
+//     4u …; high halves: 16 + 4u …); d[j] halves (16 B); Q4_1: m[j] halves (16 B).
+//   Q5_0 / Q5_1: v[u] (u < 4; 128 B): lane j = row j's bytes 4u … 4u + 3 of q5_pack (byte i: value i
+//     whole in bits 0–4, value 16 + i's low three bits in 5–7); ext (32 B): lane j = row j's q5_pack
+//     word (byte k's bits 2u, 2u + 1: value 16 + 4u + k's bits 3–4); d[j] halves; Q5_1: m[j] halves.
+//     Values 0–15 are one mask where nibbles and separate fifth bits took a mask, a shift, a mask and
+//     an or (values 16–31 take as many either way): 24 vector operations a block for 8 rows, not 35.
 #define T32_D(type) ((type) == T_Q8_0 ? 256 : (type) == T_Q5_0 || (type) == T_Q5_1 ? 160 : 128)
-enum { T32_QH = 128 };
+enum { T32_EXT = 128 };
 // Whether Q8_0 has the tile form (measured against its stored eight-row pass; see tile_block_bytes).
 #ifndef T32_Q8_0
 #define T32_Q8_0 1
@@ -653,31 +656,28 @@ static inline int q32_nibbles(int type) {
 }
 static inline int q32_high(int type) { return 2 + 2 * (type == T_Q5_1); }
 
-/// A Q5 block's 32 high bits (bit v: value v) regrouped for the tile form: byte k's bit t is value
-/// 4t + k's (every fourth bit from bit k gathered into byte k).
-static inline uint32_t qh_regroup(uint32_t h) {
-    uint32_t out = 0;
-    for (int k = 0; k < 4; k++) {
-        uint32_t y = (h >> k) & 0x11111111u;
-        y = (y | y >> 3) & 0x03030303u;
-        y = (y | y >> 6) & 0x000F000Fu;
-        y = (y | y >> 12) & 0xFFu;
-        out |= y << (8 * k);
+/// A Q5 block's 32 values (nibbles `qs`, fifth bits `qh`) as the tile form holds them: byte i (i < 16)
+/// value i in bits 0–4 and value 16 + i's bits 0–2 in bits 5–7; `ext` byte k's bits 2u, 2u + 1 value
+/// 16 + 4u + k's bits 3–4.
+static void q5_pack(const uint8_t *qs, uint32_t qh, uint8_t bytes[16], uint32_t *ext) {
+    uint32_t e = 0;
+    for (int i = 0; i < 16; i++) {
+        int lo = (qs[i] & 0xF) | (int)((qh >> i) & 1) << 4, hi = (qs[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4;
+        bytes[i] = (uint8_t)(lo | (hi & 7) << 5);
+        e |= (uint32_t)(hi >> 3) << (8 * (i % 4) + 2 * (i / 4));
     }
-    return out;
+    *ext = e;
 }
 
-/// qh_regroup's inverse.
-static inline uint32_t qh_ungroup(uint32_t g) {
+/// q5_pack's inverse: the stored nibbles and fifth bits.
+static void q5_unpack(const uint8_t bytes[16], uint32_t ext, uint8_t *qs, uint32_t *qh) {
     uint32_t h = 0;
-    for (int k = 0; k < 4; k++) {
-        uint32_t y = (g >> (8 * k)) & 0xFFu;
-        y = (y | y << 12) & 0x000F000Fu;
-        y = (y | y << 6) & 0x03030303u;
-        y = (y | y << 3) & 0x11111111u;
-        h |= y << k;
+    for (int i = 0; i < 16; i++) {
+        int lo = bytes[i] & 0x1F, hi = bytes[i] >> 5 | (int)((ext >> (8 * (i % 4) + 2 * (i / 4))) & 3) << 3;
+        qs[i] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
+        h |= (uint32_t)(lo >> 4) << i | (uint32_t)(hi >> 4) << (i + 16);
     }
-    return h;
+    *qh = h;
 }
 
 /// The bytes of 8 stored blocks (rows 0–7 of a tile, block b each; NULL: a zero row) in tile form;
@@ -688,14 +688,17 @@ static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int
         const uint8_t *b = src[j];
         if (!b) continue;
         if (quant_block_values(type) == QK) {
-            // The high bits are regrouped here on every path (the SIMD repacker transposes the rest).
+            // Q5's values are packed here on every path (the SIMD repacker transposes the others').
             const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
-            for (int t = 0; t < (q8 ? 8 : 4) && values; t++) memcpy(dst + 32 * t + 4 * j, b + at + 4 * t, 4);
             if (type == T_Q5_0 || type == T_Q5_1) {
-                uint32_t h;
+                uint8_t bytes[16];
+                uint32_t h, ext;
                 memcpy(&h, b + q32_high(type), 4);
-                h = qh_regroup(h);
-                memcpy(dst + T32_QH + 4 * j, &h, 4);
+                q5_pack(b + at, h, bytes, &ext);
+                for (int u = 0; u < 4; u++) memcpy(dst + 32 * u + 4 * j, bytes + 4 * u, 4);
+                memcpy(dst + T32_EXT + 4 * j, &ext, 4);
+            } else {
+                for (int t = 0; t < (q8 ? 8 : 4) && values; t++) memcpy(dst + 32 * t + 4 * j, b + at + 4 * t, 4);
             }
             memcpy(dst + T32_D(type) + 2 * j, b, 2);
             if (one) memcpy(dst + T32_D(type) + 16 + 2 * j, b + 2, 2);
@@ -733,12 +736,15 @@ static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int
 static void kuntile_block(int type, const uint8_t *tile, int j, uint8_t *b) {
     if (quant_block_values(type) == QK) {
         const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
-        for (int t = 0; t < (q8 ? 8 : 4); t++) memcpy(b + at + 4 * t, tile + 32 * t + 4 * j, 4);
         if (type == T_Q5_0 || type == T_Q5_1) {
-            uint32_t g;
-            memcpy(&g, tile + T32_QH + 4 * j, 4);
-            g = qh_ungroup(g);
-            memcpy(b + q32_high(type), &g, 4);
+            uint8_t bytes[16];
+            uint32_t h, ext;
+            for (int u = 0; u < 4; u++) memcpy(bytes + 4 * u, tile + 32 * u + 4 * j, 4);
+            memcpy(&ext, tile + T32_EXT + 4 * j, 4);
+            q5_unpack(bytes, ext, b + at, &h);
+            memcpy(b + q32_high(type), &h, 4);
+        } else {
+            for (int t = 0; t < (q8 ? 8 : 4); t++) memcpy(b + at + 4 * t, tile + 32 * t + 4 * j, 4);
         }
         memcpy(b, tile + T32_D(type) + 2 * j, 2);
         if (one) memcpy(b + 2, tile + T32_D(type) + 16 + 2 * j, 2);

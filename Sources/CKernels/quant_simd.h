@@ -292,8 +292,9 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpos
 /// ktile_block's values (the tile form's registers) from 8 stored blocks (none NULL): each 32-byte
 /// run of the 8 rows is one 8 × 8 dword transpose.
 static inline SIMD_TARGET void SIMD_NAME(ktile_values)(const int type, const uint8_t *const src[8], uint8_t *dst) {
+    if (type == T_Q5_0 || type == T_Q5_1) return;  // packed by ktile_block (q5_pack)
     if (quant_block_values(type) == QK) {
-        // Q8_0's 32 bytes a row, or the 16 nibble bytes (the upper half of each row's register zero).
+        // Q8_0's 32 bytes a row, or Q4's 16 nibble bytes (the upper half of each row's register zero).
         __m256i v[8];
         for (int j = 0; j < 8; j++)
             v[j] = type == T_Q8_0 ? _mm256_loadu_si256((const __m256i *)(src[j] + 2))
@@ -818,19 +819,22 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kt_store
 }
 
 /// Dword t (values 4t … 4t + 3, t < 8) of a 32-value tile-form block's 8 rows (lane j: row j), as
-/// bytes32 gives them: Q8_0's signed bytes, the other types' unsigned values (nibble, and Q5's fifth
-/// bit moved to bit 4 by a 16-bit shift: it stays in its byte).
+/// bytes32 gives them: Q8_0's signed bytes, the other types' unsigned values (Q4: a nibble; Q5: bits
+/// 0–4 of the byte, or bits 5–7 and two bits of ext moved to 3–4 — 16-bit shifts by at most 5, the
+/// bits kept stay in their byte).
 static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(t32_dword)(const int type, const uint8_t *b, const int t) {
     if (type == T_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 32 * t));
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
     __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 32 * (t % 4)));
-    __m256i w = t < 4 ? _mm256_and_si256(raw, low4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
     if (type == T_Q5_0 || type == T_Q5_1) {
-        __m256i qh = _mm256_loadu_si256((const __m256i *)(b + T32_QH));
-        __m256i moved = t < 4 ? _mm256_slli_epi16(qh, 4 - t) : t > 4 ? _mm256_srli_epi16(qh, t - 4) : qh;
-        w = _mm256_or_si256(w, _mm256_and_si256(moved, _mm256_set1_epi8(0x10)));
+        if (t < 4) return _mm256_and_si256(raw, _mm256_set1_epi8(0x1F));
+        __m256i ext = _mm256_loadu_si256((const __m256i *)(b + T32_EXT));
+        __m256i moved = t == 4 ? _mm256_slli_epi16(ext, 3) : t == 5 ? _mm256_slli_epi16(ext, 1) : t == 6 ? _mm256_srli_epi16(ext, 1)
+                                                                                                         : _mm256_srli_epi16(ext, 3);
+        return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 5), _mm256_set1_epi8(0x07)),
+                               _mm256_and_si256(moved, _mm256_set1_epi8(0x18)));
     }
-    return w;
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    return t < 4 ? _mm256_and_si256(raw, low4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
 }
 
 /// The exact integer products of a 32-value tile-form block's 8 rows and one activation block, lane
