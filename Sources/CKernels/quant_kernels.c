@@ -688,16 +688,15 @@ static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int
         const uint8_t *b = src[j];
         if (!b) continue;
         if (quant_block_values(type) == QK) {
-            // Q5's values are packed here on every path (the SIMD repacker transposes the others').
             const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
-            if (type == T_Q5_0 || type == T_Q5_1) {
+            if ((type == T_Q5_0 || type == T_Q5_1) && values) {
                 uint8_t bytes[16];
                 uint32_t h, ext;
                 memcpy(&h, b + q32_high(type), 4);
                 q5_pack(b + at, h, bytes, &ext);
                 for (int u = 0; u < 4; u++) memcpy(dst + 32 * u + 4 * j, bytes + 4 * u, 4);
                 memcpy(dst + T32_EXT + 4 * j, &ext, 4);
-            } else {
+            } else if (type != T_Q5_0 && type != T_Q5_1) {
                 for (int t = 0; t < (q8 ? 8 : 4) && values; t++) memcpy(dst + 32 * t + 4 * j, b + at + 4 * t, 4);
             }
             memcpy(dst + T32_D(type) + 2 * j, b, 2);

@@ -292,13 +292,31 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpos
 /// ktile_block's values (the tile form's registers) from 8 stored blocks (none NULL): each 32-byte
 /// run of the 8 rows is one 8 × 8 dword transpose.
 static inline SIMD_TARGET void SIMD_NAME(ktile_values)(const int type, const uint8_t *const src[8], uint8_t *dst) {
-    if (type == T_Q5_0 || type == T_Q5_1) return;  // packed by ktile_block (q5_pack)
     if (quant_block_values(type) == QK) {
-        // Q8_0's 32 bytes a row, or Q4's 16 nibble bytes (the upper half of each row's register zero).
+        // Q8_0's 32 bytes a row, Q4's 16 nibble bytes or Q5's 16 packed bytes (q5_pack; the upper half
+        // of each row's register zero).
         __m256i v[8];
-        for (int j = 0; j < 8; j++)
-            v[j] = type == T_Q8_0 ? _mm256_loadu_si256((const __m256i *)(src[j] + 2))
-                                  : _mm256_zextsi128_si256(_mm_loadu_si128((const __m128i *)(src[j] + q32_nibbles(type))));
+        for (int j = 0; j < 8; j++) {
+            if (type == T_Q8_0) {
+                v[j] = _mm256_loadu_si256((const __m256i *)(src[j] + 2));
+                continue;
+            }
+            __m128i q = _mm_loadu_si128((const __m128i *)(src[j] + q32_nibbles(type)));
+            if (type == T_Q5_0 || type == T_Q5_1) {
+                const __m128i low4 = _mm_set1_epi8(0x0F), five = _mm_set1_epi8(0x10);
+                __m256i bits = SIMD_NAME(bit_bytes)(src[j] + q32_high(type));
+                __m128i lo = _mm_or_si128(_mm_and_si128(q, low4), _mm_and_si128(_mm256_castsi256_si128(bits), five));
+                __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(_mm256_extracti128_si256(bits, 1), five));
+                q = _mm_or_si128(lo, _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(7)), 5));
+                // Values 16 + 4u + k's bits 3–4 (0–3 a byte) to bits 2u, 2u + 1 of byte k: dword u shifted by 2u.
+                __m128i top = _mm_and_si128(_mm_srli_epi16(hi, 3), _mm_set1_epi8(3));
+                __m128i e = _mm_or_si128(_mm_or_si128(top, _mm_slli_epi32(_mm_srli_si128(top, 4), 2)),
+                                         _mm_or_si128(_mm_slli_epi32(_mm_srli_si128(top, 8), 4), _mm_slli_epi32(_mm_srli_si128(top, 12), 6)));
+                uint32_t ext = (uint32_t)_mm_cvtsi128_si32(e);
+                memcpy(dst + T32_EXT + 4 * j, &ext, 4);
+            }
+            v[j] = _mm256_zextsi128_si256(q);
+        }
         SIMD_NAME(transpose8)(v);
         for (int t = 0; t < (type == T_Q8_0 ? 8 : 4); t++) _mm256_storeu_si256((__m256i *)(dst + 32 * t), v[t]);
         return;

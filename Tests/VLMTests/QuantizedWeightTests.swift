@@ -601,13 +601,18 @@ final class QuantizedWeightTests: XCTestCase {
     }
 
     /// Rows read back from the tile form (copyRow, the whole matrix) are gguf's dequantized values of
-    /// the same blocks; the matrix keeps its GGUF type and holds the tiles' bytes (the stored bytes
-    /// for the 32-value types, about them for the K-quants) plus the stored tail.
+    /// the same blocks, whether the SIMD or the portable repacker made the tiles; the matrix keeps its
+    /// GGUF type and holds the tiles' bytes (the stored bytes for the 32-value types, about them for
+    /// the K-quants) plus the stored tail.
     func testTiledRowsDequantizeAsGGUF() throws {
         for type in Self.tiledTypes {
-            let (w, reference) = try rearrangedBlocks(type, rows: 13, blocks: type.hasSuffix("_K") ? 2 : 16, tiled: true)
+            let blocks = type.hasSuffix("_K") ? 2 : 16
+            let (w, reference) = try rearrangedBlocks(type, rows: 13, blocks: blocks, tiled: true)
             XCTAssertEqual(w.tiledRows, 8)
             XCTAssertEqual(w.matrix().storage, reference, type)
+            let portable = try DecodeTeam.with(quantISA: "portable") { () throws in try rearrangedBlocks(type, rows: 13, blocks: blocks, tiled: true).0 }
+            XCTAssertEqual(portable.tiledRows, 8)
+            XCTAssertEqual(portable.matrix().storage, reference, "\(type): tiles made by the portable repacker")
             var row = [Float](repeating: 0, count: w.cols)
             for r in 0..<w.rows {
                 row.withUnsafeMutableBufferPointer { w.copyRow(r, into: $0.baseAddress!) }
