@@ -10,9 +10,11 @@
 // chain), blocks in order: the portable dot product's arithmetic, so every instruction set gives
 // the same bits. The decode step runs eight weight rows per pass, each row's eight
 // partial sums reduced to its integer (reduce8) so the rows' chains run in the lanes of one vector
-// (the last rows one at a time, row32); the many-row product runs `micro32`, register tiles of
-// eight weight rows (lanes) × GEMM_RA activation rows over weights packed once per panel (pack32:
-// four bytes of each row per lane, so each activation row's four bytes are one broadcast) and
+// (the last rows one at a time, row32), or, repacked at load into tile form, reads a dword of 8 rows
+// per register (t32_rows: no reduction, the same chains in the lanes); the many-row product runs
+// `micro32`, register tiles of eight weight rows (lanes) × GEMM_RA activation rows over weights
+// packed once per panel (pack32, or pack32_tiles from the tile form: four bytes of each row per
+// lane, so each activation row's four bytes are one broadcast) and
 // activations grouped once per product (group_body): the same integers, the same chains. K-quants:
 // each block's exact integer sums (S, M), then eight F32 chains per pair (kblock_sums); the decode
 // step reads a row as stored (kdot_row) or, repacked at load into tile form, 8 rows per pass
@@ -937,11 +939,12 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile_ma
     }
 }
 
-/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types:
-/// eight weight rows per pass, the activation block loaded once for the eight, each row's partial
-/// sums reduced to its integer (reduce8) and the eight rows' chains run in the lanes of one vector
-/// (one cvt, scale multiply, multiply and add per block for the eight); the last rows one at a time (row32,
-/// the same arithmetic). K-quants a row at a time.
+/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types in
+/// tile form: t32_rows; stored: eight weight rows per pass, the activation block loaded once for the
+/// eight, each row's partial sums reduced to its integer (reduce8) and the eight rows' chains run in
+/// the lanes of one vector (one cvt, scale multiply, multiply and add per block for the eight); the
+/// last rows one at a time (row32, the same arithmetic). K-quants: ktile_matvec on the tile form,
+/// else a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
     if (quant_block_values(type) == QK && t->tiled) {
