@@ -482,7 +482,7 @@ typedef struct {
     const float *x;
     float *y;
     int accumulate;
-    int tiled;  // w in tile form (quant_tile_rows; K-quants), the activation in natural order
+    int tiled;  // w in tile form (quant_tile_rows); K-quants: the activation in natural order
 } matvec_task;
 
 typedef struct {
@@ -495,7 +495,7 @@ typedef struct {
     long y_stride;
     int accumulate;
     const uint8_t *groups;  // 32-value types on a SIMD path: the activation rows as group_body lays them out
-    int tiled;              // w in tile form (quant_tile_rows; K-quants)
+    int tiled;              // w in tile form (quant_tile_rows)
 } gemm_task;
 
 // 32-value types: register tiles of eight weight rows (the lanes) × GEMM_RA activation rows
@@ -619,18 +619,92 @@ static void *kquant_tile(long bytes) {
 #define KT_MN(type) (KT_SC(type) + 64)
 #define KT_D(type) ((type) == T_Q4_K ? 1152 : (type) == T_Q5_K ? 1408 : 1664)
 enum { KT_QH5 = 1024, KT_HALF6 = 768, KT_QH6 = 512 };
+// The 32-value types in tile form, the same idea a block of 32 values at a time: per tile and block
+// 8 × the stored block's bytes (Q4_0 144, Q4_1 160, Q5_0 176, Q5_1 192, Q8_0 272), so the tiles hold
+// exactly the stored bytes; decode unpacks a dword of the 8 rows per register (one mask, or two
+// shifts, two masks and an or) instead of each row's block alone, a reduction across lanes per row
+// and the eight scales gathered by inserts.
+//   Q8_0: q[t] (t < 8; 256 B): lane j = row j's bytes 4t … 4t + 3 (values 4t …); d[j] halves (16 B).
+//   Q4_0 / Q4_1: nib[u] (u < 4; 128 B): lane j = row j's nibble bytes 4u … 4u + 3 (low halves: values
+//     4u …; high halves: 16 + 4u …); d[j] halves (16 B); Q4_1: m[j] halves (16 B).
+//   Q5_0 / Q5_1: v[u] (u < 4; 128 B): lane j = row j's bytes 4u … 4u + 3 of q5_pack (byte i: value i
+//     whole in bits 0–4, value 16 + i's low three bits in 5–7); ext (32 B): lane j = row j's q5_pack
+//     word (byte k's bits 2u, 2u + 1: value 16 + 4u + k's bits 3–4); d[j] halves; Q5_1: m[j] halves.
+//     Values 0–15 are one mask where nibbles and separate fifth bits took a mask, a shift, a mask and
+//     an or (values 16–31 take as many either way): 24 vector operations a block for 8 rows, not 35.
+#define T32_D(type) ((type) == T_Q8_0 ? 256 : (type) == T_Q5_0 || (type) == T_Q5_1 ? 160 : 128)
+enum { T32_EXT = 128 };
+// Whether Q8_0 has the tile form: its dwords need the signs moved as stored (sign, sign, maddubs,
+// madd, add each), so it gains least; one thread, from memory, 1.05–1.16× the stored eight-row pass
+// at SmolLM2 shapes (the 49152 × 576 output: 2.23 against 2.32 ms), 1.15–1.44× in L2: kept.
+#ifndef T32_Q8_0
+#define T32_Q8_0 1
+#endif
 // Bytes of a tile-form single-row product's stream requested ahead of the block it reads.
 #ifndef KT_AHEAD
 #define KT_AHEAD 2048
 #endif
 
+/// Bytes of one block of a tile (8 rows) in tile form, or 0 for a type without one.
+static long tile_block_bytes(int type) {
+    if (KT_BYTES(type)) return KT_BYTES(type);
+    if (quant_block_values(type) == QK && (type != T_Q8_0 || T32_Q8_0)) return 8 * quant_block_bytes(type);
+    return 0;
+}
+
+/// Where a 32-value block's nibbles and high bits start (after d, the _1 types' m, Q5's high bits).
+static inline int q32_nibbles(int type) {
+    return 2 + 2 * (type == T_Q4_1 || type == T_Q5_1) + 4 * (type == T_Q5_0 || type == T_Q5_1);
+}
+static inline int q32_high(int type) { return 2 + 2 * (type == T_Q5_1); }
+
+/// A Q5 block's 32 values (nibbles `qs`, fifth bits `qh`) as the tile form holds them: byte i (i < 16)
+/// value i in bits 0–4 and value 16 + i's bits 0–2 in bits 5–7; `ext` byte k's bits 2u, 2u + 1 value
+/// 16 + 4u + k's bits 3–4.
+static void q5_pack(const uint8_t *qs, uint32_t qh, uint8_t bytes[16], uint32_t *ext) {
+    uint32_t e = 0;
+    for (int i = 0; i < 16; i++) {
+        int lo = (qs[i] & 0xF) | (int)((qh >> i) & 1) << 4, hi = (qs[i] >> 4) | (int)((qh >> (i + 16)) & 1) << 4;
+        bytes[i] = (uint8_t)(lo | (hi & 7) << 5);
+        e |= (uint32_t)(hi >> 3) << (8 * (i % 4) + 2 * (i / 4));
+    }
+    *ext = e;
+}
+
+/// q5_pack's inverse: the stored nibbles and fifth bits.
+static void q5_unpack(const uint8_t bytes[16], uint32_t ext, uint8_t *qs, uint32_t *qh) {
+    uint32_t h = 0;
+    for (int i = 0; i < 16; i++) {
+        int lo = bytes[i] & 0x1F, hi = bytes[i] >> 5 | (int)((ext >> (8 * (i % 4) + 2 * (i / 4))) & 3) << 3;
+        qs[i] = (uint8_t)((lo & 0xF) | (hi & 0xF) << 4);
+        h |= (uint32_t)(lo >> 4) << i | (uint32_t)(hi >> 4) << (i + 16);
+    }
+    *qh = h;
+}
+
 /// The bytes of 8 stored blocks (rows 0–7 of a tile, block b each; NULL: a zero row) in tile form;
 /// without `values` only the scales, minimums and d (the SIMD repacker transposes the values).
 static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int values) {
-    memset(dst, 0, (size_t)KT_BYTES(type));
+    memset(dst, 0, (size_t)tile_block_bytes(type));
     for (int j = 0; j < 8; j++) {
         const uint8_t *b = src[j];
         if (!b) continue;
+        if (quant_block_values(type) == QK) {
+            const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
+            if ((type == T_Q5_0 || type == T_Q5_1) && values) {
+                uint8_t bytes[16];
+                uint32_t h, ext;
+                memcpy(&h, b + q32_high(type), 4);
+                q5_pack(b + at, h, bytes, &ext);
+                for (int u = 0; u < 4; u++) memcpy(dst + 32 * u + 4 * j, bytes + 4 * u, 4);
+                memcpy(dst + T32_EXT + 4 * j, &ext, 4);
+            } else if (type != T_Q5_0 && type != T_Q5_1) {
+                for (int t = 0; t < (q8 ? 8 : 4) && values; t++) memcpy(dst + 32 * t + 4 * j, b + at + 4 * t, 4);
+            }
+            memcpy(dst + T32_D(type) + 2 * j, b, 2);
+            if (one) memcpy(dst + T32_D(type) + 16 + 2 * j, b + 2, 2);
+            continue;
+        }
         if (type == T_Q6_K) {
             for (int n = 0; n < 2 && values; n++) {
                 uint8_t *h = dst + KT_HALF6 * n;
@@ -661,6 +735,22 @@ static void ktile_block(int type, const uint8_t *const src[8], uint8_t *dst, int
 /// Row j of a tile block back in its stored bytes (ktile_block's inverse; the 6-bit scales packed as
 /// ggml packs them).
 static void kuntile_block(int type, const uint8_t *tile, int j, uint8_t *b) {
+    if (quant_block_values(type) == QK) {
+        const int q8 = type == T_Q8_0, one = type == T_Q4_1 || type == T_Q5_1, at = q8 ? 2 : q32_nibbles(type);
+        if (type == T_Q5_0 || type == T_Q5_1) {
+            uint8_t bytes[16];
+            uint32_t h, ext;
+            for (int u = 0; u < 4; u++) memcpy(bytes + 4 * u, tile + 32 * u + 4 * j, 4);
+            memcpy(&ext, tile + T32_EXT + 4 * j, 4);
+            q5_unpack(bytes, ext, b + at, &h);
+            memcpy(b + q32_high(type), &h, 4);
+        } else {
+            for (int t = 0; t < (q8 ? 8 : 4); t++) memcpy(b + at + 4 * t, tile + 32 * t + 4 * j, 4);
+        }
+        memcpy(b, tile + T32_D(type) + 2 * j, 2);
+        if (one) memcpy(b + 2, tile + T32_D(type) + 16 + 2 * j, 2);
+        return;
+    }
     if (type == T_Q6_K) {
         for (int n = 0; n < 2; n++) {
             const uint8_t *h = tile + KT_HALF6 * n;
@@ -774,7 +864,7 @@ static void matvec_body(void *context, long begin, long end) {
         return;
     }
     if (t->isa >= 1 && t->tiled) {
-        // Tile form: 8 rows per pass, prefetching its own stream (ktile_matvec).
+        // Tile form: 8 rows per pass, prefetching its own stream (ktile_matvec, t32_rows).
         if (t->isa == 2) matvec_rows_vnni(t->type, t, begin, end);
         else matvec_rows_avx2(t->type, t, begin, end);
         return;
@@ -892,7 +982,7 @@ typedef struct {
     int isa, accumulate;
     const uint8_t *act32, *act256;  // the activation rows in each block size (as a part needs)
     long stride32, stride256;       // bytes between rows of X in each
-    const uint8_t *act256n;         // single-row products: the q8_K activation in natural order (tile-form parts)
+    const uint8_t *act256n;         // single-row products: the q8_K activation in natural order (tile-form K-quant parts)
     const float *x;
     float *y;
     long m, y_stride;
@@ -900,18 +990,19 @@ typedef struct {
 } parts_task;
 
 /// Whether the parts are all types these products take (block formats; F16 too for `single`; tile
-/// form only for the K-quants), with their total rows and which activation block sizes they need
-/// (need256: stored K-quant parts; tiled: tile-form parts).
+/// form for the types that have one), with their total rows and which activation block sizes they
+/// need (need32: 32-value parts, stored or tiled; need256: stored K-quant parts; tiled: tile-form
+/// K-quant parts, which take the q8_K values in order).
 static int parts_shape(const quant_part *parts, long count, int single, long *rows, int *need32, int *need256, int *tiled) {
     *rows = 0;
     *need32 = *need256 = *tiled = 0;
     for (long p = 0; p < count; p++) {
         long values = quant_block_values(parts[p].type);
         if (!(values == QK || values == QKK || (single && parts[p].type == T_F16))) return 0;
-        if (parts[p].tiled && !KT_BYTES(parts[p].type)) return 0;
+        if (parts[p].tiled && !tile_block_bytes(parts[p].type)) return 0;
         *need32 |= values == QK;
         *need256 |= values == QKK && !parts[p].tiled;
-        *tiled |= parts[p].tiled;
+        *tiled |= parts[p].tiled && values == QKK;
         *rows += parts[p].rows;
     }
     return 1;
@@ -937,7 +1028,7 @@ static const uint8_t *activation_of(const parts_task *t, int type, long *stride)
 
 static void matvec_part(const parts_task *t, const quant_part *part, long first, long begin, long end) {
     long stride;
-    const uint8_t *activation = part->tiled ? t->act256n : activation_of(t, part->type, &stride);
+    const uint8_t *activation = part->tiled && quant_block_values(part->type) == QKK ? t->act256n : activation_of(t, part->type, &stride);
     matvec_task task = {part->type, t->isa, part->w, part->row_bytes, t->cols, activation, t->x, t->y + first, t->accumulate,
                         part->tiled};
     matvec_body(&task, begin, end);
@@ -1224,12 +1315,12 @@ int quant_quantize_rows(int type, const float *src, long rows, long cols, void *
     return 0;
 }
 
-// MARK: - Tile form (the layout is described at KT_BYTES)
+// MARK: - Tile form (the layouts are described at KT_BYTES and T32_D)
 
 long quant_tiled_bytes(int type, long rows, long cols) {
-    long tb = KT_BYTES(type);
-    if (!tb || rows < 0 || rows % 8 || cols % QKK) return 0;
-    return rows / 8 * (cols / QKK) * tb;
+    long tb = tile_block_bytes(type), values = quant_block_values(type);
+    if (!tb || rows < 0 || rows % 8 || cols % values) return 0;
+    return rows / 8 * (cols / values) * tb;
 }
 
 typedef struct {
@@ -1241,7 +1332,7 @@ typedef struct {
 
 static void tile_body(void *context, long begin, long end) {
     const tile_task *t = context;
-    const long tb = KT_BYTES(t->type);
+    const long tb = tile_block_bytes(t->type);
     int simd = HAVE_X86 && isa() >= 1;
     for (long k = begin; k < end; k++)
         for (long i = 0; i < t->nb; i++) {
@@ -1257,16 +1348,17 @@ static void tile_body(void *context, long begin, long end) {
 }
 
 int quant_tile_rows(int type, const void *const *rows, long count, long cols, void *dst) {
-    if (!KT_BYTES(type) || count % 8 || cols % QKK) return -1;
+    if (!tile_block_bytes(type) || count % 8 || cols % quant_block_values(type)) return -1;
     if (count <= 0 || cols <= 0) return 0;
-    tile_task task = {type, (const uint8_t *const *)rows, cols / QKK, quant_block_bytes(type), dst};
+    tile_task task = {type, (const uint8_t *const *)rows, cols / quant_block_values(type), quant_block_bytes(type), dst};
     hp_team_run(tile_body, &task, count / 8, 1, count * cols >= 65536);
     return 0;
 }
 
 void quant_untile_rows(int type, const void *tiles, long cols, long first, long count, void *dst) {
-    const long nb = cols / QKK, tb = KT_BYTES(type), size = quant_block_bytes(type);
+    const long tb = tile_block_bytes(type), size = quant_block_bytes(type);
     if (!tb) return;
+    const long nb = cols / quant_block_values(type);
     uint8_t *out = dst;
     for (long r = first; r < first + count; r++)
         for (long i = 0; i < nb; i++, out += size)
@@ -1292,7 +1384,7 @@ static void dequantize_part_body(void *context, long begin, long end) {
 }
 
 void quant_dequantize_part(const quant_part *part, long first, long count, long cols, float *dst, long dst_stride) {
-    if (count <= 0 || cols <= 0 || !quant_block_values(part->type) || (part->tiled && !KT_BYTES(part->type))) return;
+    if (count <= 0 || cols <= 0 || !quant_block_values(part->type) || (part->tiled && !tile_block_bytes(part->type))) return;
     dequantize_part_task task = {part, first, cols, dst_stride, dst};
     hp_team_run(dequantize_part_body, &task, count, 4, count * cols >= 65536);
 }

@@ -10,9 +10,11 @@
 // chain), blocks in order: the portable dot product's arithmetic, so every instruction set gives
 // the same bits. The decode step runs eight weight rows per pass, each row's eight
 // partial sums reduced to its integer (reduce8) so the rows' chains run in the lanes of one vector
-// (the last rows one at a time, row32); the many-row product runs `micro32`, register tiles of
-// eight weight rows (lanes) × GEMM_RA activation rows over weights packed once per panel (pack32:
-// four bytes of each row per lane, so each activation row's four bytes are one broadcast) and
+// (the last rows one at a time, row32), or, repacked at load into tile form, reads a dword of 8 rows
+// per register (t32_rows: no reduction, the same chains in the lanes); the many-row product runs
+// `micro32`, register tiles of eight weight rows (lanes) × GEMM_RA activation rows over weights
+// packed once per panel (pack32, or pack32_tiles from the tile form: four bytes of each row per
+// lane, so each activation row's four bytes are one broadcast) and
 // activations grouped once per product (group_body): the same integers, the same chains. K-quants:
 // each block's exact integer sums (S, M), then eight F32 chains per pair (kblock_sums); the decode
 // step reads a row as stored (kdot_row) or, repacked at load into tile form, 8 rows per pass
@@ -292,6 +294,35 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(transpos
 /// ktile_block's values (the tile form's registers) from 8 stored blocks (none NULL): each 32-byte
 /// run of the 8 rows is one 8 × 8 dword transpose.
 static inline SIMD_TARGET void SIMD_NAME(ktile_values)(const int type, const uint8_t *const src[8], uint8_t *dst) {
+    if (quant_block_values(type) == QK) {
+        // Q8_0's 32 bytes a row, Q4's 16 nibble bytes or Q5's 16 packed bytes (q5_pack; the upper half
+        // of each row's register zero).
+        __m256i v[8];
+        for (int j = 0; j < 8; j++) {
+            if (type == T_Q8_0) {
+                v[j] = _mm256_loadu_si256((const __m256i *)(src[j] + 2));
+                continue;
+            }
+            __m128i q = _mm_loadu_si128((const __m128i *)(src[j] + q32_nibbles(type)));
+            if (type == T_Q5_0 || type == T_Q5_1) {
+                const __m128i low4 = _mm_set1_epi8(0x0F), five = _mm_set1_epi8(0x10);
+                __m256i bits = SIMD_NAME(bit_bytes)(src[j] + q32_high(type));
+                __m128i lo = _mm_or_si128(_mm_and_si128(q, low4), _mm_and_si128(_mm256_castsi256_si128(bits), five));
+                __m128i hi = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q, 4), low4), _mm_and_si128(_mm256_extracti128_si256(bits, 1), five));
+                q = _mm_or_si128(lo, _mm_slli_epi16(_mm_and_si128(hi, _mm_set1_epi8(7)), 5));
+                // Values 16 + 4u + k's bits 3–4 (0–3 a byte) to bits 2u, 2u + 1 of byte k: dword u shifted by 2u.
+                __m128i top = _mm_and_si128(_mm_srli_epi16(hi, 3), _mm_set1_epi8(3));
+                __m128i e = _mm_or_si128(_mm_or_si128(top, _mm_slli_epi32(_mm_srli_si128(top, 4), 2)),
+                                         _mm_or_si128(_mm_slli_epi32(_mm_srli_si128(top, 8), 4), _mm_slli_epi32(_mm_srli_si128(top, 12), 6)));
+                uint32_t ext = (uint32_t)_mm_cvtsi128_si32(e);
+                memcpy(dst + T32_EXT + 4 * j, &ext, 4);
+            }
+            v[j] = _mm256_zextsi128_si256(q);
+        }
+        SIMD_NAME(transpose8)(v);
+        for (int t = 0; t < (type == T_Q8_0 ? 8 : 4); t++) _mm256_storeu_si256((__m256i *)(dst + 32 * t), v[t]);
+        return;
+    }
     // (source offset in a stored block, destination offset in the tile block) per 32-byte run.
     int runs = 0, from[8], to[8];
     if (type == T_Q6_K) {
@@ -807,6 +838,84 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(kt_store
         if (r0 + q >= begin && r0 + q < end) y[r0 + q] = accumulate ? y[r0 + q] + lanes[q] : lanes[q];
 }
 
+/// Dword t (values 4t … 4t + 3, t < 8) of a 32-value tile-form block's 8 rows (lane j: row j), as
+/// bytes32 gives them: Q8_0's signed bytes, the other types' unsigned values (Q4: a nibble; Q5: bits
+/// 0–4 of the byte, or bits 5–7 and two bits of ext moved to 3–4 — 16-bit shifts by at most 5, the
+/// bits kept stay in their byte).
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(t32_dword)(const int type, const uint8_t *b, const int t) {
+    if (type == T_Q8_0) return _mm256_loadu_si256((const __m256i *)(b + 32 * t));
+    __m256i raw = _mm256_loadu_si256((const __m256i *)(b + 32 * (t % 4)));
+    if (type == T_Q5_0 || type == T_Q5_1) {
+        if (t < 4) return _mm256_and_si256(raw, _mm256_set1_epi8(0x1F));
+        __m256i ext = _mm256_loadu_si256((const __m256i *)(b + T32_EXT));
+        __m256i moved = t == 4 ? _mm256_slli_epi16(ext, 3) : t == 5 ? _mm256_slli_epi16(ext, 1) : t == 6 ? _mm256_srli_epi16(ext, 1)
+                                                                                                         : _mm256_srli_epi16(ext, 3);
+        return _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(raw, 5), _mm256_set1_epi8(0x07)),
+                               _mm256_and_si256(moved, _mm256_set1_epi8(0x18)));
+    }
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    return t < 4 ? _mm256_and_si256(raw, low4) : _mm256_and_si256(_mm256_srli_epi16(raw, 4), low4);
+}
+
+/// The exact integer products of a 32-value tile-form block's 8 rows and one activation block, lane
+/// j row j's, the _0 types' offset taken off: row32's integers. Q8_0 moves its signs onto the
+/// activation; Q4/Q5's unsigned byte products add in 16 bits (8 or 4 at a time, as block_dots) before
+/// one widening.
+static inline __attribute__((always_inline)) SIMD_TARGET __m256i SIMD_NAME(t32_sums)(const int type, const uint8_t *b, const act32 *a) {
+    __m256i s = _mm256_setzero_si256(), p = s;
+    const int per = type == T_Q4_0 || type == T_Q4_1 ? 8 : 4;
+    KT_UNROLL
+    for (int t = 0; t < 8; t++) {
+        int32_t four;
+        memcpy(&four, a->qs + 4 * t, 4);
+        __m256i w = SIMD_NAME(t32_dword)(type, b, t), y = _mm256_set1_epi32(four);
+        if (type == T_Q8_0) {
+            s = DOT_ACC(s, _mm256_sign_epi8(w, w), _mm256_sign_epi8(y, w));
+            continue;
+        }
+#if SIMD_VNNI
+        s = DOT_ACC(s, w, y);
+#else
+        __m256i prod = _mm256_maddubs_epi16(w, y);
+        p = t % per ? _mm256_add_epi16(p, prod) : prod;
+        if (t % per == per - 1) s = _mm256_add_epi32(s, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
+#endif
+    }
+    (void)p;
+    (void)per;
+    if (OFFSET32(type)) s = _mm256_sub_epi32(s, _mm256_set1_epi32(OFFSET32(type) * a->sum));
+    return s;
+}
+
+/// Rows begin ..< end of a single-row product on 32-value tile-form weights (`w`, nb blocks a row)
+/// against `act` into y: each tile that holds one of them, 8 rows at once in the lanes, per block
+/// row32's steps (acc += cvt(s) · (d_w · d_a), the _1 types' m · d_a·Σq on a second chain), so the
+/// same bits; the stream requested KT_AHEAD bytes ahead. Rows of a tile outside the range are
+/// computed and not stored.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(t32_rows)(const int type, const uint8_t *w, long nb,
+                                                                               const act32 *act, long begin, long end, float *y,
+                                                                               int accumulate) {
+    const long tb = 8 * quant_block_bytes(type), tile = nb * tb;
+    const long t0 = begin / 8, t1 = (end + 7) / 8;
+    const uint8_t *stop = w + t1 * tile, *next = (const uint8_t *)((uintptr_t)(w + t0 * tile) & ~(uintptr_t)63);
+    for (long k = t0; k < t1; k++) {
+        __m256 acc = _mm256_setzero_ps(), extra = _mm256_setzero_ps();
+        const uint8_t *b = w + k * tile;
+        for (long i = 0; i < nb; i++, b += tb) {
+            const uint8_t *want = b + tb + KT_AHEAD;
+            if (want > stop) want = stop;
+            for (; next < want; next += 64) _mm_prefetch((const char *)next, _MM_HINT_T0);
+            __m256i s = SIMD_NAME(t32_sums)(type, b, act + i);
+            __m256 d = _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + T32_D(type)))), _mm256_set1_ps(act[i].d));
+            acc = _mm256_add_ps(acc, _mm256_mul_ps(_mm256_cvtepi32_ps(s), d));
+            if (HAS_MIN(type))
+                extra = _mm256_add_ps(extra, _mm256_mul_ps(_mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(b + T32_D(type) + 16))),
+                                                           _mm256_set1_ps(act[i].dsum)));
+        }
+        SIMD_NAME(kt_store)(_mm256_add_ps(acc, extra), y, 8 * k, begin, end, accumulate);
+    }
+}
+
 /// Rows begin ..< end of a single-row product on tile-form weights: each tile that holds one of them
 /// against the activation (in natural order), 8 rows at once, the tiles' bytes requested KT_AHEAD
 /// bytes before they are read (a claim's tiles are contiguous). Rows of a tile outside the range
@@ -830,13 +939,18 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(ktile_ma
     }
 }
 
-/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types:
-/// eight weight rows per pass, the activation block loaded once for the eight, each row's partial
-/// sums reduced to its integer (reduce8) and the eight rows' chains run in the lanes of one vector
-/// (one cvt, scale multiply, multiply and add per block for the eight); the last rows one at a time (row32,
-/// the same arithmetic). K-quants a row at a time.
+/// Rows begin ..< end of a single-row product (matvec_task), inlined for one type. 32-value types in
+/// tile form: t32_rows; stored: eight weight rows per pass, the activation block loaded once for the
+/// eight, each row's partial sums reduced to its integer (reduce8) and the eight rows' chains run in
+/// the lanes of one vector (one cvt, scale multiply, multiply and add per block for the eight); the
+/// last rows one at a time (row32, the same arithmetic). K-quants: ktile_matvec on the tile form,
+/// else a row at a time.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(matvec_typed)(const int type, const matvec_task *t,
                                                                                   long begin, long end) {
+    if (quant_block_values(type) == QK && t->tiled) {
+        SIMD_NAME(t32_rows)(type, t->w, t->cols / QK, (const act32 *)t->activation, begin, end, t->y, t->accumulate);
+        return;
+    }
     if (quant_block_values(type) == QK) {
         const long nb = t->cols / QK, size = quant_block_bytes(type);
         const act32 *act = (const act32 *)t->activation;
@@ -1143,11 +1257,11 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(block_do
 /// arithmetic, the eight weight rows in the lanes (acc[k] += cvt(s[k]) · (d_w · d_a), the
 /// _1 types' extras a second chain), so each result equals the single-row product bit for bit. The
 /// blocks may be one chunk of a row: unless `first` the chains start from `state`, unless `last`
-/// they are left there; at the last, activation row k < acts goes to y + k · y_stride, lanes < rows.
+/// they are left there; at the last, activation row k < acts goes to y + k · y_stride, lanes lo ..< hi.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
                                                                               const uint8_t *ag, long n, int first, int last,
-                                                                              __m256 *state, float *y, long y_stride, long rows,
-                                                                              long acts, int accumulate) {
+                                                                              __m256 *state, float *y, long y_stride, long lo,
+                                                                              long hi, long acts, int accumulate) {
     __m256 acc[GEMM_RA], extra[GEMM_RA];
     for (int k = 0; k < GEMM_RA; k++) {
         acc[k] = first ? _mm256_setzero_ps() : state[k];
@@ -1184,54 +1298,92 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
     for (long k = 0; k < acts; k++) {
         __m256 v = _mm256_add_ps(acc[k], extra[k]);
         float *out = y + k * y_stride;
-        if (rows == 8) {
+        if (lo == 0 && hi == 8) {
             if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(out), v);
             _mm256_storeu_ps(out, v);
             continue;
         }
         _Alignas(32) float lanes[8];
         _mm256_store_ps(lanes, v);
-        for (long j = 0; j < rows; j++) out[j] = accumulate ? out[j] + lanes[j] : lanes[j];
+        for (long j = lo; j < hi; j++) out[j] = accumulate ? out[j] + lanes[j] : lanes[j];
+    }
+}
+
+/// pack32's panel from 32-value tile-form weights: `count` tiles (from `tiles`, nb blocks each), each
+/// block's dwords unpacked (t32_dword) and its d (and m) widened — no transposes, the rows are in the
+/// lanes already.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(pack32_tiles)(const int type, const uint8_t *tiles, long count,
+                                                                                   long nb, uint8_t *panel) {
+    const long tb = 8 * quant_block_bytes(type);
+    for (long i = 0; i < count * nb; i++, tiles += tb, panel += G32_WTB(type)) {
+        KT_UNROLL
+        for (int c = 0; c < 8; c++) _mm256_store_si256((__m256i *)(panel + 32 * c), SIMD_NAME(t32_dword)(type, tiles, c));
+        _mm256_store_ps((float *)(panel + G32_D), _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(tiles + T32_D(type)))));
+        if (HAS_MIN(type))
+            _mm256_store_ps((float *)(panel + G32_D) + 8, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(tiles + T32_D(type) + 16))));
+    }
+}
+
+/// Every group of GEMM_RA activation rows (`groups`, made once per product by group_body) over a
+/// packed panel of `count` tiles (tile j: weight rows row0 + 8j …), G32_KC blocks at a time (the
+/// group's chunk stays in L1 while the panel's tiles pass), micro32 per tile, group and chunk.
+/// Outputs of rows begin ..< end are stored.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(panel32_pass)(const int type, const gemm_task *t,
+                                                                                   const uint8_t *tile, long count, long row0,
+                                                                                   long begin, long end) {
+    const long nb = t->cols / QK;
+    __m256 state[G32_MAX_PANEL_ROWS / 8][2 * GEMM_RA];
+    for (long g = 0; g * GEMM_RA < t->m; g++) {
+        long acts = t->m - g * GEMM_RA < GEMM_RA ? t->m - g * GEMM_RA : GEMM_RA;
+        for (long i0 = 0; i0 < nb; i0 += G32_KC) {
+            long n = nb - i0 < G32_KC ? nb - i0 : G32_KC;
+            const uint8_t *ag = t->groups + (g * nb + i0) * G32_AGB;
+            for (long j = 0; j < count; j++) {
+                long r = row0 + 8 * j, lo = begin > r ? begin - r : 0, hi = end - r < 8 ? end - r : 8;
+                SIMD_NAME(micro32)(type, tile + (j * nb + i0) * G32_WTB(type), ag, n, i0 == 0, i0 + n == nb, state[j],
+                                   t->y + g * GEMM_RA * t->y_stride + r, t->y_stride, lo, hi, acts, t->accumulate);
+            }
+        }
     }
 }
 
 /// Weight rows begin ..< end of a many-row product (gemm_task). 32-value types: panels of rows
-/// packed once (pack32; as many rows as keep a panel about G32_PANEL_BYTES, in L2), then every
-/// group of GEMM_RA activation rows (`groups`, made once per product by group_body) passes over the
-/// panel's tiles G32_KC blocks at a time, micro32 per tile, group and chunk. With no panel memory,
-/// rows go one activation row at a time through the single-row kernel (the same numbers).
-/// K-quants: kgemm.
+/// packed once (pack32 from stored rows, pack32_tiles from the tile form; as many rows as keep a
+/// panel about G32_PANEL_BYTES, in L2), then panel32_pass. With no panel memory, rows go one
+/// activation row at a time through the single-row kernels (the same numbers). K-quants: kgemm, or
+/// ktile_gemm on the tile form.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typed)(const int type, const gemm_task *t,
                                                                                 long begin, long end, uint8_t *tile) {
     if (quant_block_values(type) == QK) {
         long nb = t->cols / QK, rows = gemm32_panel_rows(nb);
         if (!tile || !t->groups) {
-            for (long r = begin; r < end; r++)
-                for (long i = 0; i < t->m; i++) {
-                    float v = SIMD_NAME(row32)(type, t->w + r * t->row_bytes, (const act32 *)(t->activation + i * t->act_stride), nb);
-                    float *y = t->y + i * t->y_stride + r;
-                    *y = t->accumulate ? *y + v : v;
+            for (long i = 0; i < t->m; i++) {
+                const act32 *a = (const act32 *)(t->activation + i * t->act_stride);
+                float *y = t->y + i * t->y_stride;
+                if (t->tiled) {
+                    SIMD_NAME(t32_rows)(type, t->w, nb, a, begin, end, y, t->accumulate);
+                    continue;
                 }
+                for (long r = begin; r < end; r++) {
+                    float v = SIMD_NAME(row32)(type, t->w + r * t->row_bytes, a, nb);
+                    y[r] = t->accumulate ? y[r] + v : v;
+                }
+            }
             return;
         }
-        __m256 state[G32_MAX_PANEL_ROWS / 8][2 * GEMM_RA];
+        if (t->tiled) {
+            const long tiles = rows / 8, tb = 8 * quant_block_bytes(type), t1 = (end + 7) / 8;
+            for (long p0 = begin / 8; p0 < t1; p0 += tiles) {
+                long count = t1 - p0 < tiles ? t1 - p0 : tiles;
+                SIMD_NAME(pack32_tiles)(type, t->w + p0 * nb * tb, count, nb, tile);
+                SIMD_NAME(panel32_pass)(type, t, tile, count, 8 * p0, begin, end);
+            }
+            return;
+        }
         for (long r0 = begin; r0 < end; r0 += rows) {
             long r1 = r0 + rows < end ? r0 + rows : end;
             SIMD_NAME(pack32)(type, t, r0, r1, tile);
-            for (long g = 0; g * GEMM_RA < t->m; g++) {
-                long acts = t->m - g * GEMM_RA < GEMM_RA ? t->m - g * GEMM_RA : GEMM_RA;
-                // Blocks G32_KC at a time: the group's chunk stays in L1 while the panel's tiles pass.
-                for (long i0 = 0; i0 < nb; i0 += G32_KC) {
-                    long n = nb - i0 < G32_KC ? nb - i0 : G32_KC;
-                    const uint8_t *ag = t->groups + (g * nb + i0) * G32_AGB;
-                    for (long r = r0; r < r1; r += 8) {
-                        long tile_index = (r - r0) / 8;
-                        SIMD_NAME(micro32)(type, tile + (tile_index * nb + i0) * G32_WTB(type), ag, n, i0 == 0, i0 + n == nb,
-                                           state[tile_index], t->y + g * GEMM_RA * t->y_stride + r, t->y_stride,
-                                           r1 - r < 8 ? r1 - r : 8, acts, t->accumulate);
-                    }
-                }
-            }
+            SIMD_NAME(panel32_pass)(type, t, tile, (r1 - r0 + 7) / 8, r0, r0, r1);
         }
         return;
     }

@@ -2,11 +2,11 @@
 // them; Qwen2.5-VL-3B is 7.5 GB in BF16, 15 GB in F32) or one of llama.cpp's block formats (F16,
 // Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K, as GGUF files hold them). A single row (the decode
 // step) reads the stored bytes directly: BF16 widened in registers, block formats through integer
-// dot products against the activation quantized per block (CKernels' quant_kernels); K-quant rows
-// are repacked once at load into 8-row tiles with the rows in the lanes (`tilesKQuants`), which
-// decode and the many-row product read directly. Several rows
-// (a prefill) run integer dot products too for the K-quants (tiles of 8 weight rows, unpacked once per
-// panel), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
+// dot products against the activation quantized per block (CKernels' quant_kernels); block-format
+// rows are repacked once at load into 8-row tiles with the rows in the lanes (`tilesBlockFormats`),
+// which decode and the many-row product read directly. Several rows
+// (a prefill) run integer dot products too for the block formats (tiles of 8 weight rows, unpacked
+// once per panel), BF16 through bf16w_gemm (widened panel by panel inside the product), and otherwise
 // convert the matrix a panel of rows at a time into a cache-sized F32 tile that sgemm consumes, so no
 // product ever holds the whole matrix in F32 (PrefillConversion says why).
 // A matrix may be stacked from parts of different formats (Q4_K_M files keep V in Q6_K beside Q4_K
@@ -64,8 +64,8 @@ public struct WeightMatrix: Sendable {
     /// AVX512-BF16 (or tests emulate it: BF16Kernel.emulating); nil otherwise.
     private let panels: WeightBuffer?
 
-    /// A run of rows in one format; `tiled`: K-quant rows held in quant_kernels' 8-row tile form
-    /// (quant_tile_rows), `rowBytes` still the stored row's bytes.
+    /// A run of rows in one format; `tiled`: block-format rows held in quant_kernels' 8-row tile
+    /// form (quant_tile_rows), `rowBytes` still the stored row's bytes.
     private struct Part: Sendable {
         let firstRow: Int
         let rows: Int
@@ -74,24 +74,28 @@ public struct WeightMatrix: Sendable {
         let buffer: WeightBuffer
         var tiled = false
         var bytes: UnsafeRawPointer { UnsafeRawPointer(buffer.raw) }
-        /// Bytes held: the tile form's (about 1.03× the stored bytes) or the stored rows'.
+        /// Bytes held: the tile form's (the stored bytes for the 32-value types, about 1.03× for the
+        /// K-quants) or the stored rows'.
         var heldBytes: Int { tiled ? quant_tiled_bytes(Int32(format.rawValue), rows, rowBytes / format.blockBytes * format.blockValues) : rows * rowBytes }
         /// As quant_kernels' part table entry.
         var table: quant_part { quant_part(type: Int32(format.rawValue), w: bytes, row_bytes: rowBytes, rows: rows, tiled: tiled ? 1 : 0) }
     }
 
-    /// Whether matrices of K-quant rows (Q4_K, Q5_K, Q6_K) built by copying (`copyingRows`, GGUF
-    /// tensors, quantizing on load) are repacked into quant_kernels' 8-row tiles: decode reads 8 rows
-    /// per pass with the rows in the lanes (the scales unpacked once at load, not per block and row:
-    /// one thread, 4096 × 4096 Q4_K, 348 against 696 µs a product) and the many-row product skips
-    /// its per-product transposes. The same bits as the stored rows on every path. On by default
-    /// where the SIMD kernels run (x86 with AVX2); the portable path reads tiles a restored row at a
-    /// time. A matrix's last rows % 8 stay stored. Process-wide; tests turn it off to compare.
-    nonisolated(unsafe) public static var tilesKQuants = quant_best_isa() >= 1
+    /// Whether matrices of block-format rows (Q4_K, Q5_K, Q6_K, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) built
+    /// by copying (`copyingRows`, GGUF tensors, quantizing on load) are repacked into quant_kernels'
+    /// 8-row tiles: decode reads 8 rows per pass with the rows in the lanes (K-quants: the scales
+    /// unpacked once at load, not per block and row: one thread, 4096 × 4096 Q4_K, 348 against 696 µs
+    /// a product; 32-value types: a dword of 8 rows unpacked per register, no reduction across lanes
+    /// and no scale gathering: one thread, 576 × 576 Q5_0, 8.1 against 17.8 µs in L2, 15.4 against
+    /// 19.9 from memory; Q8_0 1.05–1.16× from memory) and the many-row
+    /// product skips its per-product transposes. The same bits as the stored rows on every path. On
+    /// by default where the SIMD kernels run (x86 with AVX2); the portable path reads tiles a restored
+    /// row at a time. A matrix's last rows % 8 stay stored. Process-wide; tests turn it off to compare.
+    nonisolated(unsafe) public static var tilesBlockFormats = quant_best_isa() >= 1
 
     /// Whether rows in `format` would be held in tile form now.
     public static func tiles(_ format: WeightFormat) -> Bool {
-        tilesKQuants && quant_tiled_bytes(Int32(format.rawValue), 8, format.blockValues) > 0
+        tilesBlockFormats && quant_tiled_bytes(Int32(format.rawValue), 8, format.blockValues) > 0
     }
 
     private init(rows: Int, cols: Int, parts: [Part], bf16Products: Bool = false, panels: WeightBuffer? = nil) {
@@ -176,7 +180,7 @@ public struct WeightMatrix: Sendable {
     }
 
     /// `rows` rows of `cols` values in `format`, copied into weight memory; `row(r)` gives the bytes
-    /// of destination row r (so a copy can reorder rows). K-quant rows go into tile form when
+    /// of destination row r (so a copy can reorder rows). Block-format rows go into tile form when
     /// `tiles(format)` (all but the last rows % 8, which stay stored: a padded tail tile would hold
     /// up to 7 empty rows).
     public init(rows: Int, cols: Int, format: WeightFormat, copyingRows row: (Int) -> UnsafeRawPointer) throws(TensorError) {
@@ -232,7 +236,7 @@ public struct WeightMatrix: Sendable {
         for p in parts where !seen.contains(p.format) { seen.append(p.format) }
         return seen
     }
-    /// Rows held in quant_kernels' 8-row tile form (see `tilesKQuants`).
+    /// Rows held in quant_kernels' 8-row tile form (see `tilesBlockFormats`).
     var tiledRows: Int { parts.reduce(0) { $0 + ($1.tiled ? $1.rows : 0) } }
     /// Held as BF16 bit patterns (the high halves of the F32 values) throughout.
     public var isBF16: Bool { !parts.isEmpty && parts.allSatisfy { $0.format == .bf16 } }
@@ -373,7 +377,7 @@ extension WeightMatrix {
     /// with the rows in the lanes, four activation rows per pass, up to 8 byte products summed in 16
     /// bits per scale multiply) runs 88–92 GMAC/s for Q4_K and 70–77 for Q6_K on one core of this
     /// project's AVX2 machine against 61–64 for the kernel before it (142 × 2048 × 4096, one thread,
-    /// CPU time, alternating, load 6–9); matrices held in tile form (`tilesKQuants`) are unpacked a
+    /// CPU time, alternating, load 6–9); matrices held in tile form (`tilesBlockFormats`) are unpacked a
     /// panel at a time from the tiles instead, at the same rate (Q4_K 98 against 100, Q6_K 76 against
     /// 76 GMAC/s, 142 × 4096 × 4096, one thread, load 3). The 32-value kernel (eight weight rows in the lanes × five
     /// activation rows, see quant_kernels.c) runs Q8_0 at 53–55 GMAC/s per core at 7B shapes (CPU time,

@@ -238,13 +238,14 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
         out.withUnsafeMutableBufferPointer { dst in
             format.dequantize(mapping.base + info.range.lowerBound, rows: rows, cols: cols, into: dst.baseAddress!)
         }
+        mapping.release(info.range)  // copied: its pages need not stay mapped
         return out
     }
 
     /// A 2-D tensor as a weight matrix in its stored format, read in place from the mapping (which
     /// stays open while the matrix lives): rows = dimensions[1], cols = dimensions[0]. With
     /// `rowOrder`, destination row r is the file's row rowOrder[r] (copied out of the mapping).
-    /// `rowsOnly`: the matrix is only ever read a row at a time (an untied embedding), so K-quants stay
+    /// `rowsOnly`: the matrix is only ever read a row at a time (an untied embedding), so block formats stay
     /// in place rather than repacked into tiles: only the rows of tokens seen are paged in (a 7B
     /// Q4_K_M file's token_embd is 74 MB, a prompt touches a few hundred KB of it).
     public func weightMatrix(_ name: String, rowOrder: [Int]? = nil, rowsOnly: Bool = false) throws(VLMError) -> WeightMatrix {
@@ -262,7 +263,7 @@ public final class GGUFFile: @unchecked Sendable {  // immutable after init; the
                 return copy
             }
             if WeightMatrix.tiles(format) && !rowsOnly {
-                // K-quants are repacked into 8-row tiles (WeightMatrix.tilesKQuants): the file's
+                // Block formats are repacked into 8-row tiles (WeightMatrix.tilesBlockFormats): the file's
                 // pages are read once and need not stay resident beside the tiles.
                 let tiled = try WeightMatrix(rows: rows, cols: cols, format: format) { base + $0 * rowBytes }
                 mapping.release(info.range)
@@ -390,11 +391,16 @@ final class FileMapping: @unchecked Sendable {  // immutable; the pages are neve
         base = p
     }
 
-    /// Drops the resident pages wholly inside `range` (they are re-read from the file if touched again).
+    /// Unmaps the pages that hold any of `range` from this process (a later read maps them again
+    /// from the page cache or the file, so a neighbour read in place loses nothing but a fault).
+    /// Outward, not only the pages wholly inside: a 2 MiB page touched for a small tensor (a norm)
+    /// after the matrices around it were copied and released stayed mapped whole — 28 MB of a
+    /// SmolLM2-shaped Q8_0 file's mapping once its matrices were all repacked into tiles.
     func release(_ range: Range<Int>) {
         let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let start = (range.lowerBound + page - 1) / page * page, end = range.upperBound / page * page
-        guard page > 0, end > start else { return }
+        guard page > 0, count > 0 else { return }
+        let start = range.lowerBound / page * page, end = min((range.upperBound + page - 1) / page * page, count)
+        guard end > start else { return }
         madvise(UnsafeMutableRawPointer(mutating: base + start), end - start, MADV_DONTNEED)
     }
 

@@ -229,23 +229,25 @@ final class QuantizedWeightTests: XCTestCase {
         try checkIntegerProduct(isa: "avx512vnni")
     }
 
-    /// The fixture's K-quant blocks rearranged into `rows` rows of `blocks` blocks (row r's block b is
-    /// the fixture's block (5r + 3b) mod 8), with gguf's dequantized values of the same blocks.
-    private func rearrangedKQuant(_ type: String, rows: Int, blocks: Int) throws -> (WeightMatrix, [Float]) {
+    /// The fixture's blocks of `type` (8 of a K-quant, 64 of a 32-value type) rearranged into `rows`
+    /// rows of `blocks` blocks (row r's block b is the fixture's block (5r + 3b) mod its count), with
+    /// gguf's dequantized values of the same blocks.
+    private func rearrangedBlocks(_ type: String, rows: Int, blocks: Int) throws -> (WeightMatrix, [Float]) {
         let f = try file()
         let bytes = try Data(contentsOf: URL(fileURLWithPath: Fixtures.path("quant", "blocks.gguf")))
         let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
         let stored = bytes[f.tensors[type]!.range].map { $0 }, values = try f.floats(type + ".expected")
-        XCTAssertEqual(stored.count, 8 * format.blockBytes)
+        let n = format.blockValues, count = 4 * 512 / n
+        XCTAssertEqual(stored.count, count * format.blockBytes)
         var matrix = [UInt8](), reference = [Float]()
         for r in 0..<rows {
             for b in 0..<blocks {
-                let k = (5 * r + 3 * b) % 8
+                let k = (5 * r + 3 * b) % count
                 matrix += stored[(k * format.blockBytes)..<((k + 1) * format.blockBytes)]
-                reference += values[(k * 256)..<((k + 1) * 256)]
+                reference += values[(k * n)..<((k + 1) * n)]
             }
         }
-        let cols = 256 * blocks
+        let cols = n * blocks
         let w = try matrix.withUnsafeBytes { raw throws(TensorError) in
             try WeightMatrix(rows: rows, cols: cols, format: format) { raw.baseAddress! + $0 * format.rowBytes(cols) }
         }
@@ -265,7 +267,7 @@ final class QuantizedWeightTests: XCTestCase {
         WeightMatrix.prefillConversion = .integer
         for type in ["Q4_K", "Q5_K", "Q6_K"] {
             for (rows, blocks) in [(37, 18), (13, 9)] {
-                let (w, reference) = try rearrangedKQuant(type, rows: rows, blocks: blocks)
+                let (w, reference) = try rearrangedBlocks(type, rows: rows, blocks: blocks)
                 let cols = 256 * blocks
                 for m in [1, 3, 6, 9] {
                     let inputs = (0..<m).map { activation(cols, seed: UInt64(80 + $0)) }
@@ -285,7 +287,7 @@ final class QuantizedWeightTests: XCTestCase {
         let sets = DecodeTeam.quantInstructionSets
         XCTAssertTrue(sets.contains("portable"))
         for type in ["Q4_K", "Q5_K", "Q6_K"] {
-            let (w, _) = try rearrangedKQuant(type, rows: 19, blocks: 9)
+            let (w, _) = try rearrangedBlocks(type, rows: 19, blocks: 9)
             let x = try Matrix(rows: 5, cols: w.cols, storage: (0..<5).flatMap { activation(w.cols, seed: UInt64(120 + $0)) })
             var scratch: [Float] = []
             var products: [String: [Float]] = [:], singles: [String: [Float]] = [:]
@@ -517,14 +519,20 @@ final class QuantizedWeightTests: XCTestCase {
         XCTAssertThrowsError(try WeightMatrix(source, quantizingTo: .q6_K))
     }
 
-    // MARK: K-quants in tile form (quant_tile_rows: 8 rows a tile, the rows in the lanes)
+    // MARK: Block formats in tile form (quant_tile_rows: 8 rows a tile, the rows in the lanes)
 
-    /// rearrangedKQuant built with the tile form on or off (WeightMatrix.tilesKQuants).
-    private func rearrangedKQuant(_ type: String, rows: Int, blocks: Int, tiled: Bool) throws -> (WeightMatrix, [Float]) {
-        let previous = WeightMatrix.tilesKQuants
-        defer { WeightMatrix.tilesKQuants = previous }
-        WeightMatrix.tilesKQuants = tiled
-        return try rearrangedKQuant(type, rows: rows, blocks: blocks)
+    static let tiledTypes = ["Q4_K", "Q5_K", "Q6_K", "Q5_0", "Q4_0", "Q4_1", "Q5_1", "Q8_0"]
+
+    /// Blocks a row for the tile tests: K-quants 9 (the chains' last pass short by seven); 32-value
+    /// types 65 (the many-row product's chunks of 64 blocks end on a single block).
+    private func tileTestBlocks(_ type: String) -> Int { type.hasSuffix("_K") ? 9 : 65 }
+
+    /// rearrangedBlocks built with the tile form on or off (WeightMatrix.tilesBlockFormats).
+    private func rearrangedBlocks(_ type: String, rows: Int, blocks: Int, tiled: Bool) throws -> (WeightMatrix, [Float]) {
+        let previous = WeightMatrix.tilesBlockFormats
+        defer { WeightMatrix.tilesBlockFormats = previous }
+        WeightMatrix.tilesBlockFormats = tiled
+        return try rearrangedBlocks(type, rows: rows, blocks: blocks)
     }
 
     /// The single-row products (one per input row) and the many-row product of `w` and `x` on `isa`,
@@ -548,69 +556,101 @@ final class QuantizedWeightTests: XCTestCase {
         return (singles, many, alone)
     }
 
-    /// Tile-form K-quant matrices of 13 (a tile and 5 stored rows), 8 (one tile) and 3 rows (stored
-    /// only) give, on every instruction set this CPU has, exactly the portable product of the same
-    /// rows held as stored: decode (one input row at a time) and the many-row product (5 input rows;
-    /// with the team and on one thread), 9 blocks a row (the chains' last pass short by seven).
-    func testTiledKQuantProductsEqualThePortableStoredProduct() throws {
-        for type in ["Q4_K", "Q5_K", "Q6_K"] {
+    /// Tile-form matrices of every block format, 13 rows (a tile and 5 stored rows), 8 (one tile) and
+    /// 3 (stored only), give on `isa` exactly the portable product of the same rows held as stored:
+    /// decode (one input row at a time) and the many-row product (7 input rows: a whole group of
+    /// activation rows and a short one; with the team and on one thread).
+    private func checkTiledProducts(isa: String) throws {
+        for type in Self.tiledTypes {
             for rows in [13, 8, 3] {
-                let (stored, _) = try rearrangedKQuant(type, rows: rows, blocks: 9, tiled: false)
-                let (tiled, _) = try rearrangedKQuant(type, rows: rows, blocks: 9, tiled: true)
+                let blocks = tileTestBlocks(type)
+                let (stored, _) = try rearrangedBlocks(type, rows: rows, blocks: blocks, tiled: false)
+                let (tiled, _) = try rearrangedBlocks(type, rows: rows, blocks: blocks, tiled: true)
                 XCTAssertEqual(stored.tiledRows, 0)
                 XCTAssertEqual(tiled.tiledRows, rows / 8 * 8, "\(type), \(rows) rows")
                 XCTAssertEqual(tiled.formats.map(\.name), [type])
-                let x = try Matrix(rows: 5, cols: tiled.cols, storage: (0..<5).flatMap { activation(tiled.cols, seed: UInt64(160 + $0)) })
-                let reference = try products(stored, x, isa: "portable")
-                // Both are [input row, weight row]: the many-row product is the single-row one per input.
-                XCTAssertEqual(reference.many, reference.singles, "\(type): stored rows")
-                for isa in DecodeTeam.quantInstructionSets {
-                    let got = try products(tiled, x, isa: isa)
-                    XCTAssertEqual(got.singles, reference.singles, "\(type), \(rows) rows, \(isa): tiled decode differs from portable stored")
-                    XCTAssertEqual(got.many, reference.many, "\(type), \(rows) rows, \(isa): tiled many-row product differs")
-                    XCTAssertEqual(got.alone, got.many, "\(type), \(rows) rows, \(isa): team and one thread differ")
-                }
+                let x = try Matrix(rows: 7, cols: tiled.cols, storage: (0..<7).flatMap { activation(tiled.cols, seed: UInt64(160 + $0)) })
+                try checkSameProducts(stored: stored, tiled: tiled, x, isa: isa, "\(type), \(rows) rows")
             }
         }
     }
 
+    /// `tiled`'s products on `isa` (decode, many rows with the team and on one thread) are bit for bit
+    /// the portable products of `stored` (the same rows as stored), whose many-row product is its
+    /// single-row one per input row.
+    private func checkSameProducts(stored: WeightMatrix, tiled: WeightMatrix, _ x: Matrix, isa: String, _ label: String) throws {
+        let reference = try products(stored, x, isa: "portable")
+        // Both are [input row, weight row].
+        XCTAssertEqual(reference.many, reference.singles, "\(label): stored rows")
+        let got = try products(tiled, x, isa: isa)
+        XCTAssertEqual(got.singles, reference.singles, "\(label), \(isa): tiled decode differs from portable stored")
+        XCTAssertEqual(got.many, reference.many, "\(label), \(isa): tiled many-row product differs")
+        XCTAssertEqual(got.alone, got.many, "\(label), \(isa): team and one thread differ")
+    }
+
+    func testTiledProductsEqualThePortableStoredProductPortable() throws { try checkTiledProducts(isa: "portable") }
+
+    func testTiledProductsEqualThePortableStoredProductAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 tile-form products")
+        try checkTiledProducts(isa: "avx2")
+    }
+
+    func testTiledProductsEqualThePortableStoredProductAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI tile-form products")
+        try checkTiledProducts(isa: "avx512vnni")
+    }
+
     /// Rows read back from the tile form (copyRow, the whole matrix) are gguf's dequantized values of
-    /// the same blocks; the matrix keeps its GGUF type and holds the tiles' bytes (about the stored
-    /// bytes) plus the stored tail.
+    /// the same blocks, whether the SIMD or the portable repacker made the tiles; the matrix keeps its
+    /// GGUF type and holds the tiles' bytes (the stored bytes for the 32-value types, about them for
+    /// the K-quants) plus the stored tail.
     func testTiledRowsDequantizeAsGGUF() throws {
-        for type in ["Q4_K", "Q5_K", "Q6_K"] {
-            let (w, reference) = try rearrangedKQuant(type, rows: 13, blocks: 2, tiled: true)
+        for type in Self.tiledTypes {
+            let blocks = type.hasSuffix("_K") ? 2 : 16
+            let (w, reference) = try rearrangedBlocks(type, rows: 13, blocks: blocks, tiled: true)
             XCTAssertEqual(w.tiledRows, 8)
             XCTAssertEqual(w.matrix().storage, reference, type)
+            let portable = try DecodeTeam.with(quantISA: "portable") { () throws in try rearrangedBlocks(type, rows: 13, blocks: blocks, tiled: true).0 }
+            XCTAssertEqual(portable.tiledRows, 8)
+            XCTAssertEqual(portable.matrix().storage, reference, "\(type): tiles made by the portable repacker")
             var row = [Float](repeating: 0, count: w.cols)
             for r in 0..<w.rows {
                 row.withUnsafeMutableBufferPointer { w.copyRow(r, into: $0.baseAddress!) }
                 XCTAssertEqual(row, Array(reference[(r * w.cols)..<((r + 1) * w.cols)]), "\(type), row \(r)")
             }
-            let format = try XCTUnwrap(WeightFormat(rawValue: UInt32(type == "Q4_K" ? 12 : type == "Q5_K" ? 13 : 14)))
+            let format = try XCTUnwrap(WeightFormat.allCases.first { $0.name == type })
             XCTAssertEqual(w.formats, [format])
             let stored = 13 * format.rowBytes(w.cols)
             XCTAssertGreaterThanOrEqual(w.byteCount, stored, type)
-            XCTAssertLessThanOrEqual(Double(w.byteCount), 1.06 * Double(stored), type)
+            XCTAssertLessThanOrEqual(Double(w.byteCount), (type.hasSuffix("_K") ? 1.06 : 1) * Double(stored), type)
         }
     }
 
     /// A matrix stacked from tile-form parts of different formats and stored tails, as Q4_K_M files'
-    /// stacked Q, K (Q4_K) and V (Q6_K) are: Q4_K 13 rows, Q6_K 16, Q4_K 3 (the Q6_K tiles start at row
-    /// 13, so claims of 8 rows cut them mid-tile): every instruction set gives the portable product of
-    /// the same parts stored, one input row and five.
-    func testStackedTiledPartsOfDifferentFormats() throws {
-        let shapes = [("Q4_K", 13), ("Q6_K", 16), ("Q4_K", 3)]
-        let stored = try WeightMatrix(stacking: shapes.map { try rearrangedKQuant($0.0, rows: $0.1, blocks: 9, tiled: false).0 })
-        let tiled = try WeightMatrix(stacking: shapes.map { try rearrangedKQuant($0.0, rows: $0.1, blocks: 9, tiled: true).0 })
-        XCTAssertEqual(tiled.tiledRows, 24)
-        XCTAssertEqual(tiled.formats.map(\.name), ["Q4_K", "Q6_K"])
-        let x = try Matrix(rows: 5, cols: tiled.cols, storage: (0..<5).flatMap { activation(tiled.cols, seed: UInt64(170 + $0)) })
-        let reference = try products(stored, x, isa: "portable")
-        for isa in DecodeTeam.quantInstructionSets {
-            let got = try products(tiled, x, isa: isa)
-            XCTAssertEqual(got.singles, reference.singles, "\(isa): stacked tiled decode differs from portable stored")
-            XCTAssertEqual(got.many, reference.many, "\(isa): stacked tiled many-row product differs")
-        }
+    /// stacked Q, K (Q4_K or Q5_0) and V (Q6_K or Q8_0) are: Q4_K 13 rows, Q5_0 13, Q6_K 16, Q8_0 11,
+    /// Q5_1 8, Q4_0 5, Q4_1 9, Q4_K 3 of 2304 values (the tiles of all but the first part start mid-way
+    /// through a claim's 8 rows, so claims cut them; 72 blocks of 32: a chunk of 64 and one of 8):
+    /// on `isa`, the portable product of the same parts stored, one input row and seven.
+    private func checkStackedTiledParts(isa: String) throws {
+        let shapes = [("Q4_K", 13), ("Q5_0", 13), ("Q6_K", 16), ("Q8_0", 11), ("Q5_1", 8), ("Q4_0", 5), ("Q4_1", 9), ("Q4_K", 3)]
+        func blocks(_ type: String) -> Int { type.hasSuffix("_K") ? 9 : 72 }
+        let stored = try WeightMatrix(stacking: shapes.map { try rearrangedBlocks($0.0, rows: $0.1, blocks: blocks($0.0), tiled: false).0 })
+        let tiled = try WeightMatrix(stacking: shapes.map { try rearrangedBlocks($0.0, rows: $0.1, blocks: blocks($0.0), tiled: true).0 })
+        XCTAssertEqual(tiled.tiledRows, 8 + 8 + 16 + 8 + 8 + 0 + 8 + 0)
+        XCTAssertEqual(tiled.formats.map(\.name), ["Q4_K", "Q5_0", "Q6_K", "Q8_0", "Q5_1", "Q4_0", "Q4_1"])
+        let x = try Matrix(rows: 7, cols: tiled.cols, storage: (0..<7).flatMap { activation(tiled.cols, seed: UInt64(170 + $0)) })
+        try checkSameProducts(stored: stored, tiled: tiled, x, isa: isa, "stacked parts")
+    }
+
+    func testStackedTiledPartsOfDifferentFormatsPortable() throws { try checkStackedTiledParts(isa: "portable") }
+
+    func testStackedTiledPartsOfDifferentFormatsAVX2() throws {
+        try skipUnlessQuantPath("avx2", "AVX2 stacked tile-form parts")
+        try checkStackedTiledParts(isa: "avx2")
+    }
+
+    func testStackedTiledPartsOfDifferentFormatsAVX512VNNI() throws {
+        try skipUnlessQuantPath("avx512vnni", "AVX-512 VNNI stacked tile-form parts")
+        try checkStackedTiledParts(isa: "avx512vnni")
     }
 }

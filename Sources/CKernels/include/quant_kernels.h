@@ -6,8 +6,8 @@
 // A single-row product (the decode step) quantizes the activation once per product, as llama.cpp
 // does: to 8-bit blocks of 32 (scale amax/127, for the 32-value block types) or of 256 with sums of
 // each 16 (ggml's q8_K, for the K-quants). Each weight row is then an integer dot product per block
-// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32; K-quant
-// rows repacked at load (quant_tile_rows) run 8 rows per pass with the rows in the lanes. Rows are
+// (AVX2 maddubs, or AVX-512 VNNI dpbusd where the CPU has it, or portable C) scaled in F32; rows
+// repacked at load (quant_tile_rows) run 8 rows per pass with the rows in the lanes. Rows are
 // split over the decode team; a row's result depends only on the row, the activation and the
 // instruction set, never on the thread that computes it.
 #include <stdint.h>
@@ -61,11 +61,14 @@ typedef struct {
     int tiled;
 } quant_part;
 
-/// K-quant weights (Q4_K, Q5_K, Q6_K) repacked once (at load) into tiles of 8 rows with the rows in
-/// the lanes, which the single-row and the many-row products read directly: per tile and block, the
-/// 8 rows' values four a lane (a dword of each row per register), the sub-block scales and minimums
-/// unpacked to a byte per row, d (and dmin) as halves. Same bits as the stored form on every path.
-/// Bytes of the tile form of `rows` rows (a multiple of 8) of `cols` values, or 0 when `type` has none.
+/// Block-format weights (Q4_K, Q5_K, Q6_K; Q4_0, Q4_1, Q5_0, Q5_1, Q8_0) repacked once (at load)
+/// into tiles of 8 rows with the rows in the lanes, which the single-row and the many-row products
+/// read directly: per tile and block, the 8 rows' values four a lane (a dword of each row per
+/// register; Q5_0/Q5_1's fifth bits spread into the bytes at load), K-quants' sub-block scales and
+/// minimums unpacked to a byte per row, d (and dmin, or m) as halves. The 32-value types' tiles are
+/// exactly the stored bytes, the K-quants' about 1.03× them. Same bits as the stored form on every
+/// path. Bytes of the tile form of `rows` rows (a multiple of 8) of `cols` values, or 0 when `type`
+/// has none.
 long quant_tiled_bytes(int type, long rows, long cols);
 
 /// Repacks the stored rows `rows[0 ..< count]` (count a multiple of 8; each cols values in `type`
