@@ -56,9 +56,8 @@ static inline int use_avx512(void) { return hp_isa_active() >= HP_ISA_AVX512; }
 // between tasks, then sleep on `wake`. The decode products (hp_team_run_ahead) take each thread's
 // next claim before it runs the one it holds, and request that claim's first bytes meanwhile: at
 // SmolLM2's shapes a claim is a few KB to a few hundred KB of rows, and each began with a wait on
-// memory for its rows' streams. The claim taken ahead stays reserved until its thread starts it; a
-// thread that finds nothing left to claim takes the others' reservations, so a thread descheduled
-// between claims holds back nobody (under load, without that, the caller waited for them).
+// memory for its rows' streams. A thread then holds at most two claims, the second no larger than
+// the first.
 
 typedef void (*team_body)(void *context, long begin, long end);
 
@@ -85,9 +84,6 @@ static struct {
     team_body body;
     void *context;
     int ahead;   // each thread takes its next claim before it runs the one it holds (CLAIM_AHEAD)
-    // Per thread, the claim it holds reserved to run next (CLAIM_AHEAD), 0 when none: valid bit,
-    // generation, begin, end. Taken (set to 0) by the thread itself or by one with nothing left.
-    struct { _Alignas(64) _Atomic uint64_t slot; } reserved[MAX_TEAM];
     int single;  // claims of one quantum each (CLAIM_SINGLE)
 } team = {
     .size = 1, .enabled = 1, .owner = PTHREAD_MUTEX_INITIALIZER,
@@ -130,7 +126,7 @@ static int claim(uint64_t generation, uint64_t *c, long *begin, long *end) {
     }
 }
 
-/// The units this thread reserved to run after the body now running (hp_team_next_claim).
+/// The units this thread claimed to run after the body now running (hp_team_next_claim).
 static _Thread_local long next_claim_begin, next_claim_end;
 
 void hp_team_next_claim(long *begin, long *end) {
@@ -138,58 +134,29 @@ void hp_team_next_claim(long *begin, long *end) {
     *end = next_claim_end;
 }
 
-static _Thread_local int team_index = 0;
-
-/// A reservation (team.reserved): valid bit, generation, begin, end.
-static uint64_t reservation(uint64_t generation, long begin, long end) {
-    return 1ull << 63 | generation << (2 * COUNT_BITS) | (uint64_t)begin << COUNT_BITS | (uint64_t)end;
-}
-
-/// Runs the units of `claim`, a reservation of task `generation` that this thread took; returns them.
-static long run_reserved(uint64_t claim) {
-    long begin = (long)((claim >> COUNT_BITS) & MAX_UNITS), end = (long)(claim & MAX_UNITS);
-    next_claim_begin = next_claim_end = 0;
-    team.body(team.context, begin, end);
-    return end - begin;
-}
-
 /// Claims and runs units of task `generation` until none is left, then counts them done; returns how
-/// many it ran. In a task of hp_team_run_ahead each thread claims its next units before it runs the
-/// ones it holds and leaves them reserved (team.reserved), so that the body can request their first
-/// bytes meanwhile (hp_team_next_claim); a thread that finds nothing left to claim takes the others'
-/// reservations not yet started, so a thread descheduled while holding one stalls nobody for it.
+/// many it ran. In a task of hp_team_run_ahead each claim is taken before the one held runs, so the
+/// body can request the next claim's first bytes while it works (hp_team_next_claim).
 static long run_claims(uint64_t generation) {
     long ran = 0, begin, end, next_begin = 0, next_end = 0;
-    _Atomic uint64_t *mine = &team.reserved[team_index].slot;
     uint64_t c = atomic_load_explicit(&team.cursor, memory_order_acquire);
     int more = claim(generation, &c, &begin, &end);
     while (more) {
-        int reserved = 0;
         if (team.ahead) {
             c = atomic_load_explicit(&team.cursor, memory_order_acquire);
-            reserved = claim(generation, &c, &next_begin, &next_end);
-            if (reserved) atomic_store_explicit(mine, reservation(generation, next_begin, next_end), memory_order_release);
-        }
-        next_claim_begin = reserved ? next_begin : 0;
-        next_claim_end = reserved ? next_end : 0;
+            more = claim(generation, &c, &next_begin, &next_end);
+        } else more = 0;
+        next_claim_begin = more ? next_begin : 0;
+        next_claim_end = more ? next_end : 0;
         team.body(team.context, begin, end);
         ran += end - begin;
-        uint64_t kept = reserved ? reservation(generation, next_begin, next_end) : 0;
-        if (reserved && atomic_compare_exchange_strong_explicit(mine, &kept, 0, memory_order_acq_rel, memory_order_acquire)) {
-            begin = next_begin;
-            end = next_end;
-            continue;  // more stays 1
+        if (!team.ahead) {
+            c = atomic_load_explicit(&team.cursor, memory_order_acquire);
+            more = claim(generation, &c, &next_begin, &next_end);
         }
-        c = atomic_load_explicit(&team.cursor, memory_order_acquire);
-        more = claim(generation, &c, &begin, &end);
+        begin = next_begin;
+        end = next_end;
     }
-    if (team.ahead)
-        for (int k = 0; k < team.size; k++) {
-            uint64_t r = atomic_load_explicit(&team.reserved[k].slot, memory_order_acquire);
-            if (k == team_index || !(r >> 63) || ((r >> (2 * COUNT_BITS)) & ((1ull << GEN_BITS) - 1)) != generation) continue;
-            if (atomic_compare_exchange_strong_explicit(&team.reserved[k].slot, &r, 0, memory_order_acq_rel, memory_order_acquire))
-                ran += run_reserved(r);
-        }
     next_claim_begin = next_claim_end = 0;
     if (ran) atomic_fetch_add_explicit(&team.done, ran, memory_order_release);
     return ran;
@@ -218,6 +185,8 @@ static void wake_sleepers(void) {
     pthread_mutex_unlock(&team.sleep_lock);
 #endif
 }
+
+static _Thread_local int team_index = 0;
 
 int hp_team_index(void) { return team_index; }
 
@@ -357,14 +326,12 @@ long decode_team_check_ahead(long units, int quantum) {
     long failures = 0, logged = t->count < CHECK_RUNS ? t->count : CHECK_RUNS;
     for (long u = 0; u < units; u++) failures += runs[u] != 1;
     for (long i = 0; i < logged; i++) {
-        failures += t->log[i].begin % quantum != 0;  // claims start at multiples of the quantum
-        if (t->log[i].next_begin == t->log[i].next_end) continue;
-        // The next claim a run reports is run whole, by the same thread next unless another took it.
-        long j = i + 1, by = -1;
+        // The next claim a run reports is the same thread's next run; its last reports none.
+        long j = i + 1;
         while (j < logged && t->log[j].thread != t->log[i].thread) j++;
-        for (long k = 0; k < logged; k++)
-            if (t->log[k].begin == t->log[i].next_begin && t->log[k].end == t->log[i].next_end) by = k;
-        failures += by < 0 || (t->log[by].thread == t->log[i].thread && by != j);
+        if (j < logged) failures += t->log[i].next_begin != t->log[j].begin || t->log[i].next_end != t->log[j].end;
+        else failures += t->log[i].next_begin != t->log[i].next_end;
+        failures += t->log[i].begin % quantum != 0;  // claims start at multiples of the quantum
     }
     free(runs);
     free(t);
