@@ -53,11 +53,7 @@ static inline int use_avx512(void) { return hp_isa_active() >= HP_ISA_AVX512; }
 // done, so the task description read after a successful claim is the claimed task's. Claims shrink
 // as the task drains (a share of what is left, as OpenMP's guided schedule): few claims, and the
 // threads finish within a quantum of each other even when one started late. Workers spin briefly
-// between tasks, then sleep on `wake`. The decode products (hp_team_run_ahead) take each thread's
-// next claim before it runs the one it holds, and request that claim's first bytes meanwhile: at
-// SmolLM2's shapes a claim is a few KB to a few hundred KB of rows, and each began with a wait on
-// memory for its rows' streams. A thread then holds at most two claims, the second no larger than
-// the first.
+// between tasks, then sleep on `wake`.
 
 typedef void (*team_body)(void *context, long begin, long end);
 
@@ -83,8 +79,7 @@ static struct {
     uint32_t generation;  // owner only
     team_body body;
     void *context;
-    int ahead;   // each thread takes its next claim before it runs the one it holds (CLAIM_AHEAD)
-    int single;  // claims of one quantum each (CLAIM_SINGLE)
+    int single;  // claims of one quantum each (team_run_single)
 } team = {
     .size = 1, .enabled = 1, .owner = PTHREAD_MUTEX_INITIALIZER,
 #if !defined(__linux__)
@@ -107,59 +102,27 @@ static long monotonic_ns(void) {
     return (long)t.tv_sec * 1000000000L + t.tv_nsec;
 }
 
-/// Claims the next units of task `generation` (a share of what is left, in multiples of its quantum)
-/// into begin ..< end; 0 when none is left. `c` holds the cursor as last read.
-static int claim(uint64_t generation, uint64_t *c, long *begin, long *end) {
+/// Claims and runs units of task `generation` until none is left, then counts them done; returns how
+/// many it ran.
+static long run_claims(uint64_t generation) {
+    long ran = 0;
+    uint64_t c = atomic_load_explicit(&team.cursor, memory_order_acquire);
     for (;;) {
-        long units = (long)((*c >> COUNT_BITS) & MAX_UNITS), next = (long)(*c & MAX_UNITS);
-        if (generation_of(*c) != generation || next >= units) return 0;
-        long quantum = 1L << ((*c >> (2 * COUNT_BITS)) & 3);
+        long units = (long)((c >> COUNT_BITS) & MAX_UNITS), next = (long)(c & MAX_UNITS);
+        if (generation_of(c) != generation || next >= units) {
+            if (ran) atomic_fetch_add_explicit(&team.done, ran, memory_order_release);
+            return ran;
+        }
+        long quantum = 1L << ((c >> (2 * COUNT_BITS)) & 3);
         long share = team.single ? quantum : (units - next + 2 * team.size - 1) / (2 * team.size);
         share = (share + quantum - 1) / quantum * quantum;
-        long stop = next + share < units ? next + share : units;
-        if (atomic_compare_exchange_weak_explicit(&team.cursor, c, *c - (uint64_t)next + (uint64_t)stop,
-                                                  memory_order_acq_rel, memory_order_acquire)) {
-            *begin = next;
-            *end = stop;
-            return 1;
-        }
+        long end = next + share < units ? next + share : units;
+        if (!atomic_compare_exchange_weak_explicit(&team.cursor, &c, c - (uint64_t)next + (uint64_t)end,
+                                                   memory_order_acq_rel, memory_order_acquire)) continue;
+        team.body(team.context, next, end);
+        ran += end - next;
+        c = atomic_load_explicit(&team.cursor, memory_order_acquire);
     }
-}
-
-/// The units this thread claimed to run after the body now running (hp_team_next_claim).
-static _Thread_local long next_claim_begin, next_claim_end;
-
-void hp_team_next_claim(long *begin, long *end) {
-    *begin = next_claim_begin;
-    *end = next_claim_end;
-}
-
-/// Claims and runs units of task `generation` until none is left, then counts them done; returns how
-/// many it ran. In a task of hp_team_run_ahead each claim is taken before the one held runs, so the
-/// body can request the next claim's first bytes while it works (hp_team_next_claim).
-static long run_claims(uint64_t generation) {
-    long ran = 0, begin, end, next_begin = 0, next_end = 0;
-    uint64_t c = atomic_load_explicit(&team.cursor, memory_order_acquire);
-    int more = claim(generation, &c, &begin, &end);
-    while (more) {
-        if (team.ahead) {
-            c = atomic_load_explicit(&team.cursor, memory_order_acquire);
-            more = claim(generation, &c, &next_begin, &next_end);
-        } else more = 0;
-        next_claim_begin = more ? next_begin : 0;
-        next_claim_end = more ? next_end : 0;
-        team.body(team.context, begin, end);
-        ran += end - begin;
-        if (!team.ahead) {
-            c = atomic_load_explicit(&team.cursor, memory_order_acquire);
-            more = claim(generation, &c, &next_begin, &next_end);
-        }
-        begin = next_begin;
-        end = next_end;
-    }
-    next_claim_begin = next_claim_end = 0;
-    if (ran) atomic_fetch_add_explicit(&team.done, ran, memory_order_release);
-    return ran;
 }
 
 static void sleep_until_changed(uint32_t seen) {
@@ -240,14 +203,9 @@ int decode_team_enable(int enabled) { return atomic_exchange(&team.enabled, enab
 
 long decode_team_worker_chunks(void) { return atomic_load(&team.worker_units); }
 
-/// How a task's units are claimed: each thread's claims taken one ahead (hp_team_run_ahead); claims of
-/// one quantum each, not a share of what is left (a few long units: an even split matters more than
-/// the number of claims).
-enum { CLAIM_AHEAD = 1, CLAIM_SINGLE = 2 };
-
 /// Runs body over units 0 ..< units (at most MAX_UNITS), claimed in multiples of `quantum` (1, 2, 4
-/// or 8) as `claims` says (CLAIM_AHEAD, CLAIM_SINGLE or 0), on the team when `parallel`.
-static void team_run_with(team_body body, void *context, long units, int quantum, int parallel, int claims) {
+/// or 8; with `single` one quantum a claim, else a share of what is left), on the team when `parallel`.
+static void team_run_claims(team_body body, void *context, long units, int quantum, int parallel, int single) {
     if (units <= 0) return;
     if (!parallel || units <= quantum || units > MAX_UNITS || !atomic_load_explicit(&team.enabled, memory_order_relaxed)
         || decode_team_size() < 2 || pthread_mutex_trylock(&team.owner) != 0) {
@@ -257,8 +215,7 @@ static void team_run_with(team_body body, void *context, long units, int quantum
     uint64_t shift = quantum >= 8 ? 3 : quantum >= 4 ? 2 : quantum >= 2 ? 1 : 0;
     team.body = body;
     team.context = context;
-    team.ahead = (claims & CLAIM_AHEAD) != 0;
-    team.single = (claims & CLAIM_SINGLE) != 0;
+    team.single = single;
     atomic_store_explicit(&team.done, 0, memory_order_relaxed);
     atomic_store_explicit(&team.worker_units, 0, memory_order_relaxed);
     team.generation = (team.generation + 1) & ((1u << GEN_BITS) - 1);
@@ -274,68 +231,17 @@ static void team_run_with(team_body body, void *context, long units, int quantum
 }
 
 static void team_run(team_body body, void *context, long units, int quantum, int parallel) {
-    team_run_with(body, context, units, quantum, parallel, 0);
+    team_run_claims(body, context, units, quantum, parallel, 0);
 }
 
-void hp_team_run_ahead(hp_team_body body, void *context, long units, int quantum, int parallel) {
-    team_run_with(body, context, units, quantum, parallel, CLAIM_AHEAD);
+/// team_run with claims of one quantum each: for tasks of a few long units, where an even split
+/// matters more than the number of claims.
+static void team_run_single(team_body body, void *context, long units, int quantum, int parallel) {
+    team_run_claims(body, context, units, quantum, parallel, 1);
 }
 
 void hp_team_run(hp_team_body body, void *context, long units, int quantum, int parallel) {
     team_run(body, context, units, quantum, parallel);
-}
-
-// MARK: - Claims taken ahead, checked (decode_team_check_ahead)
-
-enum { CHECK_RUNS = 4096 };
-
-typedef struct {
-    atomic_int *runs;  // per unit: times run
-    atomic_long count;
-    struct { int thread; long begin, end, next_begin, next_end; } log[CHECK_RUNS];
-} ahead_check;
-
-static void ahead_check_body(void *context, long begin, long end) {
-    ahead_check *t = context;
-    long next_begin, next_end;
-    hp_team_next_claim(&next_begin, &next_end);
-    long at = atomic_fetch_add(&t->count, 1);
-    if (at < CHECK_RUNS) {
-        t->log[at].thread = hp_team_index();
-        t->log[at].begin = begin;
-        t->log[at].end = end;
-        t->log[at].next_begin = next_begin;
-        t->log[at].next_end = next_end;
-    }
-    for (long u = begin; u < end; u++) atomic_fetch_add(&t->runs[u], 1);
-    // A little work a unit, so that the workers join in before the caller has claimed everything.
-    long until = monotonic_ns() + 200 * (end - begin);
-    while (monotonic_ns() < until) cpu_relax();
-}
-
-long decode_team_check_ahead(long units, int quantum) {
-    if (units <= 0 || units > MAX_UNITS) return -1;
-    ahead_check *t = calloc(1, sizeof *t);
-    atomic_int *runs = t ? calloc((size_t)units, sizeof *runs) : NULL;
-    if (!runs) {
-        free(t);
-        return -1;
-    }
-    t->runs = runs;
-    hp_team_run_ahead(ahead_check_body, t, units, quantum, 1);
-    long failures = 0, logged = t->count < CHECK_RUNS ? t->count : CHECK_RUNS;
-    for (long u = 0; u < units; u++) failures += runs[u] != 1;
-    for (long i = 0; i < logged; i++) {
-        // The next claim a run reports is the same thread's next run; its last reports none.
-        long j = i + 1;
-        while (j < logged && t->log[j].thread != t->log[i].thread) j++;
-        if (j < logged) failures += t->log[i].next_begin != t->log[j].begin || t->log[i].next_end != t->log[j].end;
-        else failures += t->log[i].next_begin != t->log[i].next_end;
-        failures += t->log[i].begin % quantum != 0;  // claims start at multiples of the quantum
-    }
-    free(runs);
-    free(t);
-    return failures;
 }
 
 // MARK: - Row kernels
@@ -973,7 +879,7 @@ void decode_attention(const float *query, long heads, long kv_heads, long head_d
     // Below a few thousand multiply-adds per head, waking the team costs more than it saves.
     // A unit at a time: at SmolLM2's shapes and 160 positions there are six units, three of them four
     // times the others; the first share of a guided split (two) left one thread a unit behind.
-    team_run_with(attention_body, &task, kv_heads * blocks, 1, length * d * heads >= 16384, CLAIM_SINGLE);
+    team_run_single(attention_body, &task, kv_heads * blocks, 1, length * d * heads >= 16384);
     for (long h = 0; h < heads; h++) {
         const float *part = partials + h * blocks * (d + 2);
         float m = part[0];

@@ -943,42 +943,7 @@ static void matvec_part(const parts_task *t, const quant_part *part, long first,
     matvec_body(&task, begin, end);
 }
 
-/// Requests the first bytes of rows begin ..< end (at most 8 rows, or the tile holding the first, and
-/// at most NEXT_CLAIM_BYTES): the start of the thread's next claim, which would otherwise begin with
-/// a wait on memory for each of its rows' streams.
-#ifndef NEXT_CLAIM_BYTES
-#define NEXT_CLAIM_BYTES 8192
-#endif
-static void prefetch_rows(const parts_task *t, long begin, long end) {
-    long first = 0;
-    for (long p = 0; p < t->count; p++) {
-        const quant_part *part = &t->parts[p];
-        long last = first + part->rows;
-        if (begin < last) {
-            long r = begin - first, n = (end < last ? end : last) - begin;
-            const uint8_t *from, *to;
-            if (part->tiled) {
-                long tile = quant_tiled_bytes(part->type, 8, t->cols);
-                from = (const uint8_t *)part->w + r / 8 * tile;
-                to = from + tile;
-            } else {
-                from = (const uint8_t *)part->w + r * part->row_bytes;
-                to = from + (n < 8 ? n : 8) * part->row_bytes;
-            }
-            if (to > from + NEXT_CLAIM_BYTES) to = from + NEXT_CLAIM_BYTES;
-            for (const uint8_t *at = (const uint8_t *)((uintptr_t)from & ~(uintptr_t)63); at < to; at += 64) __builtin_prefetch(at, 0, 3);
-            return;
-        }
-        first = last;
-    }
-}
-
-static void matvec_parts_body(void *context, long begin, long end) {
-    long next_begin, next_end;
-    hp_team_next_claim(&next_begin, &next_end);
-    if (next_begin < next_end) prefetch_rows(context, next_begin, next_end);
-    each_part(context, begin, end, matvec_part);
-}
+static void matvec_parts_body(void *context, long begin, long end) { each_part(context, begin, end, matvec_part); }
 
 static void gemm_part(const parts_task *t, const quant_part *part, long first, long begin, long end) {
     long stride;
@@ -1012,7 +977,7 @@ int quant_matvec_parts(const quant_part *parts, long count, long cols, const flo
     if (natural) prepare_activation(level, T_Q4_K, x, cols, scratch + bytes32 + bytes256, 1);
     parts_task task = {parts, count, cols, level, accumulate, scratch, scratch + bytes32, 0, 0, scratch + bytes32 + bytes256,
                        x, y, 1, 0, NULL};
-    hp_team_run_ahead(matvec_parts_body, &task, rows, 8, rows * cols >= 65536);
+    hp_team_run(matvec_parts_body, &task, rows, 8, rows * cols >= 65536);
     return 0;
 }
 

@@ -8,9 +8,3 @@ void hp_team_run(hp_team_body body, void *context, long units, int quantum, int 
 // team), 1 ..< hp_team_size() for the workers — an index into per-thread scratch a body needs.
 int hp_team_index(void);
 int hp_team_size(void);
-// hp_team_run with each thread's claims taken one ahead, so that its body can request the next
-// claim's first bytes while it works (hp_team_next_claim): for bodies that stream memory.
-void hp_team_run_ahead(hp_team_body body, void *context, long units, int quantum, int parallel);
-// Inside a body: the units the calling thread has claimed to run next in the same task (begin ==
-// end when none), so that a body can request their first bytes while it works on its own.
-void hp_team_next_claim(long *begin, long *end);

@@ -258,25 +258,6 @@ final class DecodeKernelTests: XCTestCase {
         }
     }
 
-    /// The decode products' schedule (each thread's next claim taken before it runs the one it holds,
-    /// so that it can request the next claim's first bytes): every unit runs exactly once, claims start
-    /// at multiples of the quantum, and the next claim a body is told of is the one its thread runs next
-    /// (none after its last).
-    func testClaimsTakenAheadAreEachThreadsNextRuns() {
-        var workerUnits = 0
-        for (units, quantum) in [(960, 8), (576, 8), (3072, 8), (49152, 8), (18, 1), (37, 4), (9, 8), (3, 2), (1, 1)] {
-            for run in 0..<20 {
-                let failures = decode_team_check_ahead(units, Int32(quantum))
-                workerUnits += DecodeTeam.lastWorkerChunks
-                XCTAssertEqual(failures, 0, "\(units) units, quantum \(quantum), run \(run)")
-                if failures != 0 { return }
-            }
-        }
-        if DecodeTeam.size > 1 {
-            XCTAssertGreaterThan(workerUnits, 0, "the workers never took a claim: the team did not run")
-        }
-    }
-
     /// Weight memory: matrices small enough to share regions, and large ones with their own, keep
     /// their values (F32 exactly, BF16 truncated) while others come and go.
     func testWeightMemoryKeepsValues() throws {

@@ -92,12 +92,6 @@ int decode_team_size(void);
 /// Turns the team on (1) or off (0: every kernel runs on the calling thread); returns the previous state.
 int decode_team_enable(int enabled);
 
-/// Runs a task of `units` units (quantum 1, 2, 4 or 8) with each thread's claims taken one ahead (the
-/// decode products' schedule) and checks it: every unit runs once, each claim starts at a multiple of
-/// the quantum, and the next claim a body is told of is the one its thread runs next (none after its
-/// last). Returns the number of violations, or -1 when the check's memory cannot be had. For tests.
-long decode_team_check_ahead(long units, int quantum);
-
 /// Units (rows of a product, blocks of attention) of the last team task that the workers, not the
 /// caller, computed; for tests and benchmarks.
 long decode_team_worker_chunks(void);
