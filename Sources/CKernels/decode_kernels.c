@@ -591,78 +591,9 @@ static float softmax_weights(float *s, long n, float scale, float *total) {
     return m;
 }
 
-#if HAVE_X86
-/// o[c] = Σ_j p[j] · v[j·d + c], positions in order for every column.
-static AVX2 void weighted_sum_avx2(const float *p, const float *v, long n, long d, float *o) {
-    long c = 0;
-    for (; c + 64 <= d; c += 64) {  // eight chains: enough to keep both FMA pipes busy
-        __m256 a[8];
-        for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
-        for (long j = 0; j < n; j++) {
-            __m256 pj = _mm256_broadcast_ss(p + j);
-            const float *row = v + j * d + c;
-            for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 8 * k), a[k]);
-        }
-        for (int k = 0; k < 8; k++) _mm256_storeu_ps(o + c + 8 * k, a[k]);
-    }
-    for (; c + 32 <= d; c += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (long j = 0; j < n; j++) {
-            __m256 pj = _mm256_broadcast_ss(p + j);
-            const float *row = v + j * d + c;
-            a0 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row), a0);
-            a1 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 8), a1);
-            a2 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 16), a2);
-            a3 = _mm256_fmadd_ps(pj, _mm256_loadu_ps(row + 24), a3);
-        }
-        _mm256_storeu_ps(o + c, a0);
-        _mm256_storeu_ps(o + c + 8, a1);
-        _mm256_storeu_ps(o + c + 16, a2);
-        _mm256_storeu_ps(o + c + 24, a3);
-    }
-    for (; c + 8 <= d; c += 8) {
-        __m256 a = _mm256_setzero_ps();
-        for (long j = 0; j < n; j++) a = _mm256_fmadd_ps(_mm256_broadcast_ss(p + j), _mm256_loadu_ps(v + j * d + c), a);
-        _mm256_storeu_ps(o + c, a);
-    }
-    for (; c < d; c++) {
-        float a = 0;
-        for (long j = 0; j < n; j++) a = __builtin_fmaf(p[j], v[j * d + c], a);
-        o[c] = a;
-    }
-}
-
-static AVX512 void weighted_sum_avx512(const float *p, const float *v, long n, long d, float *o) {
-    long c = 0;
-    for (; c + 64 <= d; c += 64) {
-        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (long j = 0; j < n; j++) {
-            __m512 pj = _mm512_set1_ps(p[j]);
-            const float *row = v + j * d + c;
-            a0 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row), a0);
-            a1 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 16), a1);
-            a2 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 32), a2);
-            a3 = _mm512_fmadd_ps(pj, _mm512_loadu_ps(row + 48), a3);
-        }
-        _mm512_storeu_ps(o + c, a0);
-        _mm512_storeu_ps(o + c + 16, a1);
-        _mm512_storeu_ps(o + c + 32, a2);
-        _mm512_storeu_ps(o + c + 48, a3);
-    }
-    for (; c < d; c += 16) {
-        __mmask16 k = d - c >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (d - c)) - 1u);
-        __m512 a = _mm512_setzero_ps();
-        for (long j = 0; j < n; j++) a = _mm512_fmadd_ps(_mm512_set1_ps(p[j]), _mm512_maskz_loadu_ps(k, v + j * d + c), a);
-        _mm512_mask_storeu_ps(o + c, k, a);
-    }
-}
-#endif
-
+/// o[c] = Σ_j p[j] · v[j·d + c], positions in order for every column (the portable path; with AVX2
+/// or AVX-512 the heads' sums run in weighted_pass_*).
 static void weighted_sum(const float *p, const float *v, long n, long d, float *o) {
-#if HAVE_X86
-    if (use_avx512()) { weighted_sum_avx512(p, v, n, d, o); return; }
-    if (use_avx2()) { weighted_sum_avx2(p, v, n, d, o); return; }
-#endif
     for (long c = 0; c < d; c++) o[c] = 0;
     for (long j = 0; j < n; j++)
         for (long c = 0; c < d; c++) o[c] += p[j] * v[j * d + c];
@@ -701,7 +632,7 @@ static inline __attribute__((always_inline)) AVX2 void scores_pass_avx2(const fl
     }
 }
 
-/// o[i][c] = Σ_j p[i][j] · v[j·d + c] for i < g, as weighted_sum_avx2 computes each.
+/// o[i][c] = Σ_j p[i][j] · v[j·d + c] for i < g, positions in order for every column, as weighted_sum.
 static inline __attribute__((always_inline)) AVX2 void weighted_pass_avx2(float p[PASS_HEADS][BLOCK], const float *v, long n, long d,
                                                                          const int g, float *const o[PASS_HEADS]) {
     long c = 0;
@@ -767,7 +698,7 @@ static inline __attribute__((always_inline)) AVX512 void scores_pass_avx512(cons
     }
 }
 
-/// As weighted_pass_avx2, as weighted_sum_avx512 computes each.
+/// As weighted_pass_avx2, with 16-lane vectors.
 static inline __attribute__((always_inline)) AVX512 void weighted_pass_avx512(float p[PASS_HEADS][BLOCK], const float *v, long n, long d,
                                                                              const int g, float *const o[PASS_HEADS]) {
     long c = 0;
