@@ -158,7 +158,7 @@ final class DecodeKernelTests: XCTestCase {
     func testDecodeAttentionAgainstNaive_avx2() throws { try onPath(.avx2, decodeAttentionAgainstNaive) }
     func testDecodeAttentionAgainstNaive_portable() throws { try onPath(.portable, decodeAttentionAgainstNaive) }
     func decodeAttentionAgainstNaive(_ isa: InstructionSet) throws {
-        for (heads, kvHeads) in [(3, 3), (9, 3)] {
+        for (heads, kvHeads) in [(3, 3), (9, 3), (14, 2)] {
             for d in [64, 20] {
                 for length in [1, 5, 300] {
                     let capacity = length + 3
@@ -182,6 +182,41 @@ final class DecodeKernelTests: XCTestCase {
                         let worst = zipSameLength(output, expected).map { abs(Double($0) - $1) }.max() ?? .infinity
                         XCTAssertLessThanOrEqual(worst, 1e-5, "\(isa) heads \(heads)/\(kvHeads) d \(d) length \(length) first \(firstSlot)")
                     }
+                }
+            }
+        }
+    }
+
+    /// The decode attention of one query row (`heads` heads side by side) over a full cache of `length`
+    /// slots per kv head.
+    private func attendOneRow(_ q: [Float], keys: [Float], values: [Float], heads: Int, kvHeads: Int, d: Int, length: Int) -> [Float] {
+        var output = [Float](repeating: .nan, count: heads * d)
+        var scratch: [Float] = []
+        output.withUnsafeMutableBufferPointer { po in
+            cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys, values: values,
+                            kvHeads: kvHeads, headDimension: d, capacity: length, length: length,
+                            firstSlot: length - 1, output: po.baseAddress!, outputStride: heads * d, scratch: &scratch)
+        }
+        return output
+    }
+
+    /// A kv head's query heads are computed together, up to three at a time sharing each key and value
+    /// row: each head's output equals what it gives alone (each query head with a kv head of its own,
+    /// holding the same keys and values), bit for bit, for groups of 7 (passes of 3, 3 and 1) and 2.
+    func testGroupedQueryHeadsEqualHeadsAlone_avx512() throws { try onPath(.avx512, groupedQueryHeadsEqualHeadsAlone) }
+    func testGroupedQueryHeadsEqualHeadsAlone_avx2() throws { try onPath(.avx2, groupedQueryHeadsEqualHeadsAlone) }
+    func testGroupedQueryHeadsEqualHeadsAlone_portable() throws { try onPath(.portable, groupedQueryHeadsEqualHeadsAlone) }
+    func groupedQueryHeadsEqualHeadsAlone(_ isa: InstructionSet) throws {
+        for group in [7, 2] {
+            for d in [64, 72, 20] {
+                for length in [5, 300] {
+                    let q = randomFloats(group * d, scale: 2), keys = randomFloats(length * d, scale: 2), values = randomFloats(length * d)
+                    func attend(kvHeads: Int) -> [Float] {
+                        // kv head k holds the same keys and values for every k.
+                        attendOneRow(q, keys: (0..<kvHeads).flatMap { _ in keys }, values: (0..<kvHeads).flatMap { _ in values },
+                                     heads: group, kvHeads: kvHeads, d: d, length: length)
+                    }
+                    XCTAssertEqual(attend(kvHeads: 1), attend(kvHeads: group), "\(isa) group \(group) d \(d) length \(length)")
                 }
             }
         }
@@ -215,16 +250,7 @@ final class DecodeKernelTests: XCTestCase {
         // Attention: blocks of positions over the team, merged in a fixed order.
         let heads = 9, kvHeads = 3, d = 64, length = 700
         let q = randomFloats(heads * d), keys = randomFloats(kvHeads * length * d), values = randomFloats(kvHeads * length * d)
-        func attend() -> [Float] {
-            var output = [Float](repeating: 0, count: heads * d)
-            var scratch: [Float] = []
-            output.withUnsafeMutableBufferPointer { po in
-                cachedAttention(query: q, queryStride: heads * d, rows: 1, heads: heads, keys: keys, values: values,
-                                kvHeads: kvHeads, headDimension: d, capacity: length, length: length,
-                                firstSlot: length - 1, output: po.baseAddress!, outputStride: heads * d, scratch: &scratch)
-            }
-            return output
-        }
+        func attend() -> [Float] { attendOneRow(q, keys: keys, values: values, heads: heads, kvHeads: kvHeads, d: d, length: length) }
         let alone = DecodeTeam.with(team: false) { attend() }
         for run in 0..<40 { XCTAssertEqual(attend(), alone, "attention run \(run)") }
         if DecodeTeam.size > 1 {
