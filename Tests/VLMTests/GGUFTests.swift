@@ -105,9 +105,9 @@ final class GGUFTests: XCTestCase {
     /// repacked into tiles of 8 rows, where the tile kernels run. All three hold the file's values.
     /// (quant/embedding-*.gguf: Q4_K, 9 × 256, from tools/make_quant_fixtures.py.)
     func testOnlyAnEmbeddingThatIsNotTheOutputHeadStaysInRows() throws {
-        let previous = WeightMatrix.tilesKQuants
-        defer { WeightMatrix.tilesKQuants = previous }
-        WeightMatrix.tilesKQuants = true
+        let previous = WeightMatrix.tilesBlockFormats
+        defer { WeightMatrix.tilesBlockFormats = previous }
+        WeightMatrix.tilesBlockFormats = true
         let cases = [("embedding-untied.gguf", "embed_tokens.weight", 0), ("embedding-untied.gguf", "lm_head.weight", 8),
                      ("embedding-tied.gguf", "embed_tokens.weight", 8)]
         for (file, name, tiledRows) in cases {
