@@ -461,9 +461,12 @@ void decode_silu_multiply(float *gate, const float *up, long count) {
 // 160 positions, one thread, 13.1-13.3 -> 10.6-11.3 us a layer). Per (head, block) it writes the
 // block's maximum score m, the sum of e^(s - m), and the e^(s - m)-weighted sum of values; the merge
 // rescales the blocks to the global maximum. A unit's numbers do not depend on which thread or claim
-// computes it, nor on the heads computed beside it.
+// computes it, nor on the heads computed beside it. Blocks of 64 positions rather than 128: at
+// SmolLM2's shapes and 142 positions, 128 made three long units and three of 14 positions, so one
+// thread ran two long units while the other ran one (a third of the pass idle on 2 cores); 64 makes
+// six long units that pair up.
 
-enum { BLOCK = 128 };
+enum { BLOCK = 64 };
 
 // MARK: - Prefill attention (many query rows)
 //
@@ -808,8 +811,8 @@ void decode_attention(const float *query, long heads, long kv_heads, long head_d
     long d = head_dim, blocks = (length + BLOCK - 1) / BLOCK;
     attention_task task = {query, keys, values, partials, heads, kv_heads, heads / kv_heads, d, kv_head_stride, length, blocks, scale};
     // Below a few thousand multiply-adds per head, waking the team costs more than it saves.
-    // A unit at a time: at SmolLM2's shapes and 160 positions there are six units, three of them four
-    // times the others; the first share of a guided split (two) left one thread a unit behind.
+    // A unit at a time: at SmolLM2's shapes and 142 positions there are nine units, three of them a
+    // fifth of the others; the first share of a guided split would leave one thread a unit behind.
     team_run_single(attention_body, &task, kv_heads * blocks, 1, length * d * heads >= 16384);
     for (long h = 0; h < heads; h++) {
         const float *part = partials + h * blocks * (d + 2);
