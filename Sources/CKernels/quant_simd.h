@@ -1256,12 +1256,11 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(block_do
 /// activation rows (`ag`, group_body's layout) over n blocks: per block and pair exactly row32's
 /// arithmetic, the eight weight rows in the lanes (acc[k] += cvt(s[k]) · (d_w · d_a), the
 /// _1 types' extras a second chain), so each result equals the single-row product bit for bit. The
-/// blocks may be one chunk of a row: unless `first` the chains start from `state`, unless `last`
-/// they are left there; at the last, activation row k < acts goes to y + k · y_stride, lanes lo ..< hi.
+/// blocks may be one chunk of a row: unless `first` the chains start from `state`; they are left
+/// there (acc[k], then extra[k]) for the next chunk or, after the last, store32.
 static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)(const int type, const uint8_t *wt,
-                                                                              const uint8_t *ag, long n, int first, int last,
-                                                                              __m256 *state, float *y, long y_stride, long lo,
-                                                                              long hi, long acts, int accumulate) {
+                                                                              const uint8_t *ag, long n, int first,
+                                                                              __m256 *state) {
     __m256 acc[GEMM_RA], extra[GEMM_RA];
     for (int k = 0; k < GEMM_RA; k++) {
         acc[k] = first ? _mm256_setzero_ps() : state[k];
@@ -1288,15 +1287,17 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(micro32)
         for (int k = 0; k < GEMM_RA; k++)
             acc[k] = _mm256_add_ps(acc[k], _mm256_mul_ps(_mm256_cvtepi32_ps(s[k]), _mm256_mul_ps(dw, _mm256_set1_ps(da[k]))));
     }
-    if (!last) {
-        for (int k = 0; k < GEMM_RA; k++) {
-            state[k] = acc[k];
-            if (HAS_MIN(type)) state[GEMM_RA + k] = extra[k];
-        }
-        return;
+    for (int k = 0; k < GEMM_RA; k++) {
+        state[k] = acc[k];
+        state[GEMM_RA + k] = extra[k];
     }
+}
+
+/// micro32's finished chains (`state`) out: activation row k < acts to y + k · y_stride, lanes lo ..< hi.
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(store32)(const __m256 *state, float *y, long y_stride,
+                                                                              long lo, long hi, long acts, int accumulate) {
     for (long k = 0; k < acts; k++) {
-        __m256 v = _mm256_add_ps(acc[k], extra[k]);
+        __m256 v = _mm256_add_ps(state[k], state[GEMM_RA + k]);
         float *out = y + k * y_stride;
         if (lo == 0 && hi == 8) {
             if (accumulate) v = _mm256_add_ps(_mm256_loadu_ps(out), v);
@@ -1339,11 +1340,40 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(panel32_
             long n = nb - i0 < G32_KC ? nb - i0 : G32_KC;
             const uint8_t *ag = t->groups + (g * nb + i0) * G32_AGB;
             for (long j = 0; j < count; j++) {
+                SIMD_NAME(micro32)(type, tile + (j * nb + i0) * G32_WTB(type), ag, n, i0 == 0, state[j]);
+                if (i0 + n < nb) continue;
                 long r = row0 + 8 * j, lo = begin > r ? begin - r : 0, hi = end - r < 8 ? end - r : 8;
-                SIMD_NAME(micro32)(type, tile + (j * nb + i0) * G32_WTB(type), ag, n, i0 == 0, i0 + n == nb, state[j],
-                                   t->y + g * GEMM_RA * t->y_stride + r, t->y_stride, lo, hi, acts, t->accumulate);
+                SIMD_NAME(store32)(state[j], t->y + g * GEMM_RA * t->y_stride + r, t->y_stride, lo, hi, acts, t->accumulate);
             }
         }
+    }
+}
+
+// panel32_pass compiled apart for each type (panel32 picks one): inlined into gemm_rows beside every
+// other type's kernels, its loop was allocated worse once the tile form's code joined (Q5_0: per block
+// 11 spill loads and stores, not 6) and Q5_0 at SmolLM2 shapes ran 6–8 % slower (612 × 576 × 576,
+// one thread), stored rows as much as tiles.
+#define PANEL32_OF(T, N)                                                                                              \
+    static __attribute__((noinline)) SIMD_TARGET void SIMD_NAME(panel32_##N)(const gemm_task *t, const uint8_t *tile,  \
+                                                                             long count, long row0, long begin, long end) { \
+        SIMD_NAME(panel32_pass)(T, t, tile, count, row0, begin, end);                                                  \
+    }
+PANEL32_OF(T_Q8_0, q8_0)
+PANEL32_OF(T_Q4_0, q4_0)
+PANEL32_OF(T_Q4_1, q4_1)
+PANEL32_OF(T_Q5_0, q5_0)
+PANEL32_OF(T_Q5_1, q5_1)
+#undef PANEL32_OF
+
+static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(panel32)(const int type, const gemm_task *t,
+                                                                              const uint8_t *tile, long count, long row0,
+                                                                              long begin, long end) {
+    switch (type) {
+    case T_Q8_0: SIMD_NAME(panel32_q8_0)(t, tile, count, row0, begin, end); break;
+    case T_Q4_0: SIMD_NAME(panel32_q4_0)(t, tile, count, row0, begin, end); break;
+    case T_Q4_1: SIMD_NAME(panel32_q4_1)(t, tile, count, row0, begin, end); break;
+    case T_Q5_0: SIMD_NAME(panel32_q5_0)(t, tile, count, row0, begin, end); break;
+    default: SIMD_NAME(panel32_q5_1)(t, tile, count, row0, begin, end); break;
     }
 }
 
@@ -1371,19 +1401,13 @@ static inline __attribute__((always_inline)) SIMD_TARGET void SIMD_NAME(gemm_typ
             }
             return;
         }
-        if (t->tiled) {
-            const long tiles = rows / 8, tb = 8 * quant_block_bytes(type), t1 = (end + 7) / 8;
-            for (long p0 = begin / 8; p0 < t1; p0 += tiles) {
-                long count = t1 - p0 < tiles ? t1 - p0 : tiles;
-                SIMD_NAME(pack32_tiles)(type, t->w + p0 * nb * tb, count, nb, tile);
-                SIMD_NAME(panel32_pass)(type, t, tile, count, 8 * p0, begin, end);
-            }
-            return;
-        }
-        for (long r0 = begin; r0 < end; r0 += rows) {
+        // Panels from the stored rows (from begin) or from the tile form (from the tile that holds begin).
+        const long tb = 8 * quant_block_bytes(type);
+        for (long r0 = t->tiled ? begin / 8 * 8 : begin; r0 < end; r0 += rows) {
             long r1 = r0 + rows < end ? r0 + rows : end;
-            SIMD_NAME(pack32)(type, t, r0, r1, tile);
-            SIMD_NAME(panel32_pass)(type, t, tile, (r1 - r0 + 7) / 8, r0, r0, r1);
+            if (t->tiled) SIMD_NAME(pack32_tiles)(type, t->w + r0 / 8 * nb * tb, (r1 - r0 + 7) / 8, nb, tile);
+            else SIMD_NAME(pack32)(type, t, r0, r1, tile);
+            SIMD_NAME(panel32)(type, t, tile, (r1 - r0 + 7) / 8, r0, begin, end);
         }
         return;
     }
